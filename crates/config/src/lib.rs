@@ -1,1 +1,155 @@
-//! placeholder
+//! `cairn-config`: cairn's configuration file and its environment overrides.
+//!
+//! The file is TOML (DESIGN.md section 2; its keys are a contract). It is found from
+//! `--config`, then `CAIRN_CONFIG`, then `/etc/cairn/cairn.toml`. Every key can be
+//! overridden by an environment variable `CAIRN_<SECTION>_<KEY>` with dashes turned into
+//! underscores (`CAIRN_REPO_CIPHER_PASS`, `CAIRN_REPO_S3_ENDPOINT`,
+//! `CAIRN_STANZA_MAIN_PG_PORT`). Errors name the file, the key and what was expected.
+//!
+//! ```
+//! let cfg = cairn_config::Config::from_toml_str(
+//!     "[repo]\npath = \"/tmp/repo\"\n[stanza.main]\npg-data = \"/pg\"\n",
+//!     "inline".as_ref(),
+//!     &cairn_config::Env::empty(),
+//! ).unwrap();
+//! assert_eq!(cfg.stanza(None).unwrap().0, "main");
+//! ```
+
+mod env;
+mod error;
+mod model;
+
+pub use env::Env;
+pub use error::ConfigError;
+pub use model::{
+    ArchiveConfig, Config, RepoConfig, RepoLocation, RetentionConfig, S3Config, Secret,
+    StanzaConfig,
+};
+
+/// The configuration file used when neither `--config` nor `CAIRN_CONFIG` names one.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/cairn/cairn.toml";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const BASE: &str = r#"
+[repo]
+path = "/var/lib/cairn"
+cipher-pass = "from-file"
+compress-level = 6
+
+[archive]
+async = true
+process-max = 4
+
+[stanza.main]
+pg-data = "/var/lib/postgresql/15/main"
+pg-port = 5433
+"#;
+
+    fn load(text: &str, env: &Env) -> Result<Config, ConfigError> {
+        Config::from_toml_str(text, Path::new("/etc/cairn/cairn.toml"), env)
+    }
+
+    #[test]
+    fn reads_contract_keys() {
+        let c = load(BASE, &Env::empty()).unwrap();
+        assert_eq!(c.repo.location, RepoLocation::Path("/var/lib/cairn".into()));
+        assert_eq!(c.repo.cipher_pass.as_ref().unwrap().expose(), "from-file");
+        assert_eq!(c.repo.compress_level, 6);
+        assert!(c.archive.async_);
+        assert_eq!(c.archive.process_max, 4);
+        let (name, st) = c.stanza(None).unwrap();
+        assert_eq!(name, "main");
+        assert_eq!(st.pg_port, 5433);
+        assert_eq!(st.pg_host, "/var/run/postgresql");
+    }
+
+    #[test]
+    fn env_overrides_win() {
+        let env = Env::empty()
+            .with("CAIRN_REPO_CIPHER_PASS", "from-env")
+            .with("CAIRN_STANZA_MAIN_PG_PORT", "6000")
+            .with("CAIRN_ARCHIVE_ASYNC", "false");
+        let c = load(BASE, &env).unwrap();
+        assert_eq!(c.repo.cipher_pass.unwrap().expose(), "from-env");
+        assert_eq!(c.stanzas["main"].pg_port, 6000);
+        assert!(!c.archive.async_);
+    }
+
+    #[test]
+    fn bad_env_value_names_the_variable() {
+        let env = Env::empty().with("CAIRN_STANZA_MAIN_PG_PORT", "many");
+        let e = load(BASE, &env).unwrap_err().to_string();
+        assert!(e.contains("CAIRN_STANZA_MAIN_PG_PORT"), "{e}");
+        let env = Env::empty().with("CAIRN_REPO_CIPHER_PAS", "typo");
+        assert!(
+            load(BASE, &env)
+                .unwrap_err()
+                .to_string()
+                .contains("CAIRN_REPO_CIPHER_PAS")
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let e = load("[repo]\npath = \"/r\"\ncompress = 3\n", &Env::empty()).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("compress") && msg.contains("/etc/cairn/cairn.toml"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn missing_repo_and_relative_paths_are_refused() {
+        let e = load("[stanza.main]\npg-data = \"/d\"\n", &Env::empty()).unwrap_err();
+        assert!(e.to_string().contains("repo.path"), "{e}");
+        let e = load("[repo]\npath = \"rel\"\n", &Env::empty()).unwrap_err();
+        assert!(e.to_string().contains("absolute"), "{e}");
+        let e = load("[repo]\nurl = \"ftp://x\"\n", &Env::empty()).unwrap_err();
+        assert!(e.to_string().contains("repo.url"), "{e}");
+    }
+
+    #[test]
+    fn passphrase_from_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pf = dir.path().join("pass");
+        std::fs::write(&pf, "s3cret\n").unwrap();
+        let text = format!(
+            "[repo]\npath = \"/r\"\ncipher-pass-file = \"{}\"\n",
+            pf.display()
+        );
+        let c = load(&text, &Env::empty()).unwrap();
+        assert_eq!(c.repo.cipher_pass.unwrap().expose(), "s3cret");
+        let text = "[repo]\npath = \"/r\"\ncipher-pass-file = \"/nonexistent/pass\"\n";
+        assert!(matches!(
+            load(text, &Env::empty()),
+            Err(ConfigError::PassFile { .. })
+        ));
+    }
+
+    #[test]
+    fn stanza_selection() {
+        let two =
+            "[repo]\npath = \"/r\"\n[stanza.a]\npg-data = \"/a\"\n[stanza.b]\npg-data = \"/b\"\n";
+        let c = load(two, &Env::empty()).unwrap();
+        assert!(matches!(
+            c.stanza(None),
+            Err(ConfigError::AmbiguousStanza { .. })
+        ));
+        assert_eq!(c.stanza(Some("b")).unwrap().1.pg_data, Path::new("/b"));
+        assert!(matches!(
+            c.stanza(Some("z")),
+            Err(ConfigError::UnknownStanza { .. })
+        ));
+    }
+
+    #[test]
+    fn secrets_do_not_leak_in_debug() {
+        let c = load(BASE, &Env::empty()).unwrap();
+        assert!(!format!("{c:?}").contains("from-file"));
+    }
+}
