@@ -1,1 +1,95 @@
-//! placeholder
+//! `cairn-archive-get`: what PostgreSQL's `restore_command` runs for every WAL file
+//! recovery needs. One GET, authenticate, decompress, write to a temporary file beside the
+//! destination and rename it into place, so PostgreSQL never sees a partial file.
+//!
+//! Exit codes follow PostgreSQL's expectations: 0 when the file was written, 1 when the
+//! archive does not have it (recovery then ends or switches to streaming), and another
+//! code below 126 on an error.
+//!
+//! ```no_run
+//! # async fn demo(cfg: &cairn_config::Config) -> Result<(), cairn_exit::Failure> {
+//! let got = cairn_archive_get::get(cfg, None, "000000010000000000000002", "pg_wal/RECOVERYXLOG".as_ref()).await?;
+//! # Ok(()) }
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use cairn_exit::{Classify, ErrorKind, Failure};
+use cairn_pgformat::WalFileName;
+use cairn_repo::{Repository, StanzaInfo, StanzaName};
+
+/// What `archive-get` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetOutcome {
+    Written,
+    NotInArchive,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    #[error("'{name}' is not a WAL file name")]
+    BadName { name: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Classify for GetError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            GetError::BadName { .. } => ErrorKind::InvalidInput,
+            GetError::Write { .. } => ErrorKind::LocalIo,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            GetError::BadName { .. } => Some("restore_command should be 'cairn-archive-get %f \"%p\"'".into()),
+            GetError::Write { .. } => None,
+        }
+    }
+}
+
+/// Fetch `name` with an opened repository and write it at `dest`.
+pub async fn get_with(repo: &Repository, info: &StanzaInfo, name: &str, dest: &Path) -> Result<GetOutcome, Failure> {
+    let wal: WalFileName = name.parse().map_err(|_| GetError::BadName { name: name.to_string() })?;
+    let Some(bytes) = repo.get_wal(info, &wal).await? else {
+        return Ok(GetOutcome::NotInArchive);
+    };
+    write_atomically(dest, &bytes)?;
+    Ok(GetOutcome::Written)
+}
+
+/// Write beside `dest` and rename, so `dest` is either absent or whole.
+fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), GetError> {
+    let err = |source| GetError::Write { path: dest.to_path_buf(), source };
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file = dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal");
+    let tmp = dir.join(format!(".{file}.cairn.{:08x}", rand::random::<u32>()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(bytes)?;
+        drop(f);
+        std::fs::rename(&tmp, dest)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}
+
+/// Open the configured repository and stanza, then fetch `name` into `dest`.
+pub async fn get(cfg: &cairn_config::Config, stanza: Option<&str>, name: &str, dest: &Path) -> Result<GetOutcome, Failure> {
+    let (sname, _) = cfg.stanza(stanza)?;
+    let stanza = StanzaName::new(sname).map_err(|m| Failure::new(ErrorKind::Config, m))?;
+    let repo = cairn_repo::open_configured(cfg).await?;
+    let info = repo.require_stanza(&stanza).await?;
+    get_with(&repo, &info, name, dest).await
+}

@@ -1,1 +1,42 @@
-fn main() {}
+//! `cairn-archive-get WAL_NAME DEST`: for `restore_command = 'cairn-archive-get %f "%p"'`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cairn_archive_get::GetOutcome;
+use cairn_exit::{ErrorKind, Failure};
+use clap::Parser;
+
+/// Fetch one WAL file from the cairn repository. Exit 0: written; 1: not in the archive.
+#[derive(Debug, Parser)]
+#[command(name = "cairn-archive-get", version)]
+struct Args {
+    /// The file PostgreSQL asks for (%f).
+    wal_name: String,
+    /// Where to write it (%p).
+    dest: PathBuf,
+    /// Configuration file (default: $CAIRN_CONFIG, then /etc/cairn/cairn.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Stanza (default: $CAIRN_STANZA, or the only one configured).
+    #[arg(long, env = "CAIRN_STANZA")]
+    stanza: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return Failure::new(ErrorKind::Internal, format!("cannot start runtime: {e}")).exit("cairn-archive-get"),
+    };
+    let result = runtime.block_on(async {
+        let env = cairn_config::Env::from_process();
+        let cfg = cairn_config::Config::load(args.config.as_deref(), &env)?;
+        cairn_archive_get::get(&cfg, args.stanza.as_deref(), &args.wal_name, &args.dest).await
+    });
+    match result {
+        Ok(GetOutcome::Written) => ExitCode::SUCCESS,
+        Ok(GetOutcome::NotInArchive) => ExitCode::from(ErrorKind::NotInArchive.code()),
+        Err(f) => f.exit("cairn-archive-get"),
+    }
+}

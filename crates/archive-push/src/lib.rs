@@ -1,1 +1,83 @@
-//! placeholder
+//! `cairn-archive-push`: what PostgreSQL's `archive_command` runs for every finished WAL
+//! file. It checks that the file is what its name says and belongs to the stanza's
+//! cluster, stores it with its summary, and returns only once it is durable: exit 0 is
+//! the promise PostgreSQL relies on before it recycles the segment.
+//!
+//! ```no_run
+//! # async fn demo(cfg: &cairn_config::Config) -> Result<(), cairn_exit::Failure> {
+//! let outcome = cairn_archive_push::push(cfg, None, "pg_wal/000000010000000000000001".as_ref()).await?;
+//! # Ok(()) }
+//! ```
+
+mod validate;
+
+use std::path::Path;
+
+use cairn_exit::{Classify, ErrorKind, Failure};
+use cairn_pgformat::WalFileName;
+use cairn_repo::{PushOutcome, Repository, StanzaInfo, StanzaName};
+
+pub use validate::{ValidateError, validate};
+
+/// Why a push failed before reaching the repository.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("'{name}' is not a WAL file name PostgreSQL archives")]
+    NotWalName { name: String },
+    #[error("refusing {name}: {source}")]
+    Invalid {
+        name: String,
+        #[source]
+        source: ValidateError,
+    },
+}
+
+impl Classify for PushError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            PushError::Read { .. } => ErrorKind::LocalIo,
+            PushError::NotWalName { .. } => ErrorKind::InvalidInput,
+            PushError::Invalid { source, .. } => source.kind(),
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            PushError::NotWalName { .. } => {
+                Some("archive_command should be 'cairn-archive-push %p'".into())
+            }
+            PushError::Invalid { source, .. } => source.hint(),
+            PushError::Read { .. } => None,
+        }
+    }
+}
+
+/// Push one file with an already opened repository and stanza.
+pub async fn push_with(repo: &Repository, info: &StanzaInfo, path: &Path) -> Result<PushOutcome, Failure> {
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    let name: WalFileName = file_name.parse().map_err(|_| PushError::NotWalName { name: file_name.clone() })?;
+    let bytes = read(path)?;
+    let generation = info.current();
+    let detail = validate(&name, &bytes, generation).map_err(|source| PushError::Invalid { name: file_name.clone(), source })?;
+    let outcome = repo.push_wal(&info.name, generation.db_id, &name, &bytes, detail).await?;
+    Ok(outcome)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PushError> {
+    std::fs::read(path).map_err(|source| PushError::Read { path: path.display().to_string(), source })
+}
+
+/// Open the configured repository and stanza, then push `path`.
+pub async fn push(cfg: &cairn_config::Config, stanza: Option<&str>, path: &Path) -> Result<PushOutcome, Failure> {
+    let (name, _) = cfg.stanza(stanza)?;
+    let stanza = StanzaName::new(name).map_err(|m| Failure::new(ErrorKind::Config, m))?;
+    let repo = cairn_repo::open_configured(cfg).await?;
+    let info = repo.require_stanza(&stanza).await?;
+    push_with(&repo, &info, path).await
+}

@@ -1,1 +1,38 @@
-fn main() {}
+//! `cairn-archive-push WAL_PATH`: for PostgreSQL's `archive_command = 'cairn-archive-push %p'`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cairn_exit::{ErrorKind, Failure};
+use clap::Parser;
+
+/// Archive one WAL file into the cairn repository. Exit 0 means it is durably stored.
+#[derive(Debug, Parser)]
+#[command(name = "cairn-archive-push", version)]
+struct Args {
+    /// The file PostgreSQL passes as %p (relative paths resolve against the current directory).
+    wal_path: PathBuf,
+    /// Configuration file (default: $CAIRN_CONFIG, then /etc/cairn/cairn.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Stanza (default: $CAIRN_STANZA, or the only one configured).
+    #[arg(long, env = "CAIRN_STANZA")]
+    stanza: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return Failure::new(ErrorKind::Internal, format!("cannot start runtime: {e}")).exit("cairn-archive-push"),
+    };
+    let result = runtime.block_on(async {
+        let env = cairn_config::Env::from_process();
+        let cfg = cairn_config::Config::load(args.config.as_deref(), &env)?;
+        cairn_archive_push::push(&cfg, args.stanza.as_deref(), &args.wal_path).await
+    });
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(f) => f.exit("cairn-archive-push"),
+    }
+}

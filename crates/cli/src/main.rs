@@ -1,1 +1,54 @@
-fn main() {}
+//! `cairn`: the operator's command line. Argument parsing, configuration, output formats
+//! and exit codes live here; the work itself is in the library crates.
+
+mod args;
+mod check;
+mod info;
+mod pg;
+mod stanza;
+
+use std::process::ExitCode;
+
+use cairn_exit::{ErrorKind, Failure};
+use clap::Parser;
+
+use args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return Failure::new(ErrorKind::Internal, format!("cannot start runtime: {e}")).exit("cairn"),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(f) => f.exit("cairn"),
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let env = cairn_config::Env::from_process();
+    let cfg = cairn_config::Config::load(cli.config.as_deref(), &env)?;
+    let stanza = cli.stanza.as_deref();
+    match cli.command {
+        Command::StanzaCreate => stanza::create(&cfg, stanza).await,
+        Command::StanzaUpgrade => stanza::upgrade(&cfg, stanza).await,
+        Command::StanzaDelete { force } => stanza::delete(&cfg, stanza, force).await,
+        Command::Check { archive_timeout } => check::run(&cfg, stanza, archive_timeout).await,
+        Command::ArchivePush { wal_path } => {
+            cairn_archive_push::push(&cfg, stanza, &wal_path).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ArchiveGet { wal_name, dest } => {
+            match cairn_archive_get::get(&cfg, stanza, &wal_name, &dest).await? {
+                cairn_archive_get::GetOutcome::Written => Ok(ExitCode::SUCCESS),
+                cairn_archive_get::GetOutcome::NotInArchive => Ok(ExitCode::from(ErrorKind::NotInArchive.code())),
+            }
+        }
+        Command::Info { output } => info::run(&cfg, stanza, output).await,
+        Command::Backup { .. } | Command::Restore { .. } | Command::Expire { .. } | Command::Verify => {
+            Err(Failure::new(ErrorKind::Unsupported, "this command is not implemented yet in this build of cairn")
+                .with_hint("see the project's open issues for its status"))
+        }
+    }
+}

@@ -1,1 +1,40 @@
-//! placeholder
+//! `cairn-repo`: the repository, in layers (as rustic_core does):
+//!
+//! 1. [`backend`]: storage (a local directory with fsync + create-if-absent, or any
+//!    `object_store` store with conditional PUT);
+//! 2. [`object`]: the encoding of every object (zstd, AES-256-GCM frames, content id);
+//! 3. [`keys`]: the master key, its Argon2id wrap and the derived keys;
+//! 4. typed files: [`stanza`] info, the [`wal`] archive and its [`catalog`].
+//!
+//! It knows nothing of PostgreSQL connections; PostgreSQL byte formats come from
+//! `cairn-pgformat`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cairn_repo::RepoError> {
+//! use cairn_repo::{Backend, LocalBackend, OpenOptions, Repository, StanzaName};
+//! let backend = Backend::Local(std::sync::Arc::new(LocalBackend::new("/var/lib/cairn")));
+//! let (repo, _created) = Repository::open_or_create(backend, Some("passphrase"), &OpenOptions::default()).await?;
+//! let info = repo.stanza_info(&StanzaName::new("main").unwrap()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod backend;
+pub mod catalog;
+mod error;
+pub mod keys;
+pub mod layout;
+pub mod object;
+mod repository;
+pub mod stanza;
+pub mod wal;
+
+pub use backend::{Backend, LocalBackend, PutOutcome, StoreBackend};
+pub use catalog::{TimelineArchive, WalCatalog};
+pub use error::{BackendError, ObjectError, RepoError};
+pub use keys::{ContentId, KdfParams, KeySet};
+pub use layout::{DbId, ObjectKey, StanzaName};
+pub use repository::{
+    OpenOptions, REPO_FORMAT, Repository, backend_for, open_configured, open_or_create_configured,
+};
+pub use stanza::{DbGeneration, StanzaCreated, StanzaInfo};
+pub use wal::{PushOutcome, WalDetail, WalEntry};

@@ -1,0 +1,71 @@
+//! `cairn check`: the configuration loads, the repository opens, the stanza matches the
+//! running cluster, archiving is configured, and a real WAL switch arrives in the archive.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use cairn_config::Config;
+use cairn_exit::{ErrorKind, Failure};
+use cairn_pgformat::WalFileName;
+
+use crate::pg;
+use crate::stanza::stanza_name;
+
+pub async fn run(cfg: &Config, stanza: Option<&str>, timeout_secs: u64) -> Result<ExitCode, Failure> {
+    let name = stanza_name(cfg, stanza)?;
+    let (_, st) = cfg.stanza(stanza)?;
+    let repo = cairn_repo::open_configured(cfg).await?;
+    let info = repo.require_stanza(&name).await?;
+    let id = pg::identity_from_server(st).await?;
+    let cur = info.current();
+    if cur.system_id != id.system_id || cur.pg_major != id.pg_major {
+        return Err(Failure::new(
+            ErrorKind::Stanza,
+            format!(
+                "stanza '{name}' belongs to system {} (PostgreSQL {}), the server is system {} (PostgreSQL {})",
+                cur.system_id, cur.pg_major, id.system_id, id.pg_major
+            ),
+        )
+        .with_hint("run `cairn stanza-upgrade` after a major upgrade, or fix the stanza section"));
+    }
+    let client = pg::connect(st).await?;
+    let row = client
+        .query_one("SELECT current_setting('archive_mode'), current_setting('archive_command')", &[])
+        .await
+        .map_err(|e| pg::sql_failure("cannot read archive settings", &e))?;
+    let (mode, command): (String, String) = (row.get(0), row.get(1));
+    if mode == "off" {
+        return Err(Failure::new(ErrorKind::Config, "archive_mode is off on the server")
+            .with_hint("set archive_mode = on in postgresql.conf and restart PostgreSQL"));
+    }
+    if !command.contains("archive-push") {
+        return Err(Failure::new(ErrorKind::Config, format!("archive_command is '{command}', which does not call cairn"))
+            .with_hint("set archive_command = 'cairn-archive-push %p' and reload PostgreSQL"));
+    }
+    let row = client
+        .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
+        .await
+        .map_err(|e| pg::sql_failure("cannot switch WAL", &e))?;
+    let segment: String = row.get(0);
+    let wal: WalFileName = segment
+        .parse()
+        .map_err(|_| Failure::new(ErrorKind::Postgres, format!("server returned an odd WAL file name '{segment}'")))?;
+    let key = cairn_repo::layout::wal_file(&name, cur.db_id, &wal);
+    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+    let mut delay = Duration::from_millis(50);
+    loop {
+        if repo.stored_content_id(&key).await?.is_some() {
+            println!("check passed: stanza '{name}', repository {}, WAL segment {segment} archived", repo.backend().location());
+            return Ok(ExitCode::SUCCESS);
+        }
+        if Instant::now() >= deadline {
+            return Err(Failure::new(
+                ErrorKind::Unreachable,
+                format!("WAL segment {segment} did not arrive in the repository within {timeout_secs}s"),
+            )
+            .with_hint("look for archive_command errors in the PostgreSQL log and in pg_stat_archiver"));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,136 @@
+//! `cairn info`: stanzas and their WAL archive, as text for people and JSON for machines
+//! (schema: docs/info-json.md; fields are only ever added).
+
+use std::process::ExitCode;
+
+use cairn_config::Config;
+use cairn_exit::Failure;
+use cairn_repo::{StanzaName, TimelineArchive};
+use serde::Serialize;
+
+use crate::args::Output;
+
+/// Version of the JSON document; bumped only for incompatible changes.
+const INFO_FORMAT: u32 = 1;
+
+#[derive(Debug, Serialize)]
+struct InfoDoc {
+    format: u32,
+    repository: RepoDoc,
+    stanzas: Vec<StanzaDoc>,
+}
+
+#[derive(Debug, Serialize)]
+struct RepoDoc {
+    location: String,
+    repo_id: String,
+    encrypted: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct StanzaDoc {
+    name: String,
+    status: &'static str,
+    db: Vec<DbDoc>,
+    backups: Vec<serde_json::Value>,
+    archive: Vec<TimelineArchive>,
+}
+
+#[derive(Debug, Serialize)]
+struct DbDoc {
+    db_id: u32,
+    system_id: String,
+    pg_version: u32,
+    current: bool,
+}
+
+pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<ExitCode, Failure> {
+    let repo = cairn_repo::open_configured(cfg).await?;
+    let names: Vec<String> = match stanza {
+        Some(s) => vec![cfg.stanza(Some(s))?.0.to_string()],
+        None => cfg.stanzas.keys().cloned().collect(),
+    };
+    let mut doc = InfoDoc {
+        format: INFO_FORMAT,
+        repository: RepoDoc {
+            location: repo.backend().location(),
+            repo_id: repo.repo_id().to_string(),
+            encrypted: repo.keys().encrypts(),
+        },
+        stanzas: Vec::new(),
+    };
+    for n in names {
+        let name = StanzaName::new(&n).map_err(|m| Failure::new(cairn_exit::ErrorKind::Config, m))?;
+        let Some(info) = repo.stanza_info(&name).await? else {
+            doc.stanzas.push(StanzaDoc { name: n, status: "missing", db: vec![], backups: vec![], archive: vec![] });
+            continue;
+        };
+        let catalog = repo.wal_catalog(&name).await?;
+        let current = info.current().db_id;
+        doc.stanzas.push(StanzaDoc {
+            name: n,
+            status: "ok",
+            db: info
+                .history
+                .iter()
+                .map(|g| DbDoc { db_id: g.db_id.0, system_id: g.system_id.to_string(), pg_version: g.pg_major, current: g.db_id == current })
+                .collect(),
+            backups: vec![],
+            archive: catalog.timelines(),
+        });
+    }
+    match output {
+        Output::Json => {
+            let s = serde_json::to_string_pretty(&doc).expect("info document serializes");
+            println!("{s}");
+        }
+        Output::Text => print_text(&doc),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_text(doc: &InfoDoc) {
+    let enc = if doc.repository.encrypted { "encrypted" } else { "not encrypted" };
+    println!("repository: {} ({enc})", doc.repository.location);
+    for s in &doc.stanzas {
+        println!();
+        println!("stanza: {}", s.name);
+        if s.status != "ok" {
+            println!("    status: {} (run `cairn stanza-create`)", s.status);
+            continue;
+        }
+        println!("    status: ok");
+        for d in &s.db {
+            let cur = if d.current { " (current)" } else { "" };
+            println!("    db {}: PostgreSQL {}, system {}{cur}", d.db_id, d.pg_version, d.system_id);
+        }
+        if s.backups.is_empty() {
+            println!("    backups: none");
+        }
+        if s.archive.is_empty() {
+            println!("    wal archive: empty");
+        }
+        for tl in &s.archive {
+            println!("    wal archive, db {} timeline {}:", tl.db_id, tl.timeline);
+            match (tl.ranges.first(), tl.ranges.last()) {
+                (Some(first), Some(last)) => {
+                    let n: u64 = tl.ranges.iter().map(|r| r.segments).sum();
+                    println!("        segments: {} / {} ({n} segments)", first.first, last.last);
+                }
+                _ => println!("        segments: none"),
+            }
+            for g in &tl.gaps {
+                println!("        GAP: {} / {} ({} segments missing)", g.first, g.last, g.segments);
+            }
+            if let (Some(a), Some(b)) = (&tl.first_commit, &tl.last_commit) {
+                println!("        commits: {a} / {b}");
+            }
+            if !tl.partials.is_empty() {
+                println!("        partial: {}", tl.partials.join(", "));
+            }
+            if !tl.restore_points.is_empty() {
+                println!("        restore points: {}", tl.restore_points.join(", "));
+            }
+        }
+    }
+}

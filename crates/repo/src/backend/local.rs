@@ -1,0 +1,210 @@
+//! A repository in a local directory, with PostgreSQL-grade durability: every object is
+//! written to a temporary file, fsynced, linked under its final name only if that name is
+//! free (`link` fails with EEXIST otherwise), and the directory is fsynced.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::{Listed, PutOutcome};
+use crate::error::BackendError;
+use crate::layout::ObjectKey;
+
+#[derive(Debug)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+fn io_err(op: &'static str, key: &str) -> impl FnOnce(std::io::Error) -> BackendError + '_ {
+    move |source| BackendError::Io { op, key: key.to_string(), source }
+}
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
+        LocalBackend { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &ObjectKey) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+
+    pub async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> Result<PutOutcome, BackendError> {
+        let path = self.path(key);
+        let root = self.root.clone();
+        let k = key.clone();
+        blocking(move || put_file(&root, &path, &data).map_err(io_err("write", k.as_str()))).await
+    }
+
+    pub async fn get(&self, key: &ObjectKey, range: Option<Range<u64>>) -> Result<Option<Bytes>, BackendError> {
+        let path = self.path(key);
+        let k = key.clone();
+        blocking(move || read_file(&path, range).map_err(io_err("read", k.as_str()))).await
+    }
+
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        blocking(move || {
+            let mut out = Vec::new();
+            // The prefix is a directory path ending in '/'.
+            let dir = root.join(prefix.trim_end_matches('/'));
+            walk(&dir, prefix.trim_end_matches('/'), &mut out).map_err(io_err("list", &prefix))?;
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn delete(&self, key: &ObjectKey) -> Result<(), BackendError> {
+        let path = self.path(key);
+        let k = key.clone();
+        blocking(move || match fs::remove_file(&path) {
+            Ok(()) => {
+                if let Some(parent) = path.parent() {
+                    fsync_dir(parent).map_err(io_err("delete", k.as_str()))?;
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == IoKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("delete", k.as_str())(e)),
+        })
+        .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
+) -> Result<T, BackendError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => h.spawn_blocking(f).await.expect("blocking task panicked"),
+        Err(_) => f(),
+    }
+}
+
+fn put_file(root: &Path, path: &Path, data: &[u8]) -> std::io::Result<PutOutcome> {
+    let parent = path.parent().expect("object paths have a parent");
+    if path.exists() {
+        return Ok(PutOutcome::Exists);
+    }
+    create_dirs_durably(root, parent)?;
+    let tmp = parent.join(format!(
+        ".tmp.{}.{}.{:016x}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("object"),
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(PutOutcome::Created),
+            Err(e) if e.kind() == IoKind::AlreadyExists => Ok(PutOutcome::Exists),
+            Err(e) => Err(e),
+        }
+    })();
+    let _ = fs::remove_file(&tmp);
+    let outcome = result?;
+    fsync_dir(parent)?;
+    Ok(outcome)
+}
+
+/// `create_dir_all`, fsyncing each new directory's parent so the new entry survives a crash.
+fn create_dirs_durably(root: &Path, dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if dir != root {
+        if let Some(parent) = dir.parent() {
+            create_dirs_durably(root, parent)?;
+        }
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {
+            if let Some(parent) = dir.parent() {
+                fsync_dir(parent)?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == IoKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn read_file(path: &Path, range: Option<Range<u64>>) -> std::io::Result<Option<Bytes>> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut buf = Vec::new();
+    match range {
+        None => {
+            f.read_to_end(&mut buf)?;
+        }
+        Some(r) => {
+            f.seek(SeekFrom::Start(r.start))?;
+            f.take(r.end.saturating_sub(r.start)).read_to_end(&mut buf)?;
+        }
+    }
+    Ok(Some(Bytes::from(buf)))
+}
+
+fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<Listed>) -> std::io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == IoKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(".tmp.") {
+            continue;
+        }
+        let key = format!("{key_prefix}/{name}");
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            walk(&entry.path(), &key, out)?;
+        } else if ft.is_file() {
+            out.push(Listed { key, size: entry.metadata()?.len() });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn create_if_absent_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let key = ObjectKey::new("a/b/c").unwrap();
+        assert_eq!(b.put_if_absent(&key, Bytes::from_static(b"one")).await.unwrap(), PutOutcome::Created);
+        assert_eq!(b.put_if_absent(&key, Bytes::from_static(b"two")).await.unwrap(), PutOutcome::Exists);
+        assert_eq!(b.get(&key, None).await.unwrap().unwrap(), Bytes::from_static(b"one"));
+        assert_eq!(b.get(&key, Some(1..3)).await.unwrap().unwrap(), Bytes::from_static(b"ne"));
+        assert!(b.get(&ObjectKey::new("a/x").unwrap(), None).await.unwrap().is_none());
+        let listed = b.list("a/").await.unwrap();
+        assert_eq!(listed, vec![Listed { key: "a/b/c".into(), size: 3 }]);
+        // No temporary files are left behind.
+        assert_eq!(fs::read_dir(dir.path().join("a/b")).unwrap().count(), 1);
+        b.delete(&key).await.unwrap();
+        b.delete(&key).await.unwrap();
+        assert!(b.list("a/").await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,94 @@
+//! Storage underneath the repository: a local directory, or any `object_store` store.
+//! Both offer the same few operations, and both create objects only if absent.
+
+mod local;
+mod store;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+pub use local::LocalBackend;
+pub use store::StoreBackend;
+
+use crate::error::BackendError;
+use crate::layout::ObjectKey;
+
+/// What a create-if-absent write found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object is now durably stored under its key.
+    Created,
+    /// An object already had that key; nothing was written.
+    Exists,
+}
+
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+}
+
+/// A repository's storage.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Local(Arc<LocalBackend>),
+    Store(Arc<StoreBackend>),
+}
+
+impl Backend {
+    /// Write `data` under `key` unless the key exists. `Created` means durable.
+    pub async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> Result<PutOutcome, BackendError> {
+        match self {
+            Backend::Local(b) => b.put_if_absent(key, data).await,
+            Backend::Store(b) => b.put_if_absent(key, data).await,
+        }
+    }
+
+    /// The whole object, or `None` when it does not exist.
+    pub async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, BackendError> {
+        match self {
+            Backend::Local(b) => b.get(key, None).await,
+            Backend::Store(b) => b.get(key, None).await,
+        }
+    }
+
+    /// Part of an object, or `None` when it does not exist.
+    pub async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Option<Bytes>, BackendError> {
+        match self {
+            Backend::Local(b) => b.get(key, Some(range)).await,
+            Backend::Store(b) => b.get(key, Some(range)).await,
+        }
+    }
+
+    /// Keys under `prefix` (a string ending in `/`), sorted, those after `start_after` only.
+    pub async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<Vec<Listed>, BackendError> {
+        let mut out = match self {
+            Backend::Local(b) => b.list(prefix).await?,
+            Backend::Store(b) => b.list(prefix, start_after).await?,
+        };
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        if let Some(after) = start_after {
+            out.retain(|l| l.key.as_str() > after);
+        }
+        Ok(out)
+    }
+
+    /// Remove an object; removing one that is not there is not an error.
+    pub async fn delete(&self, key: &ObjectKey) -> Result<(), BackendError> {
+        match self {
+            Backend::Local(b) => b.delete(key).await,
+            Backend::Store(b) => b.delete(key).await,
+        }
+    }
+
+    /// A description for messages (`/var/lib/cairn`, `s3://bucket/prefix`).
+    pub fn location(&self) -> String {
+        match self {
+            Backend::Local(b) => b.root().display().to_string(),
+            Backend::Store(b) => b.url().to_string(),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+use cairn_exit::{Classify, ErrorKind};
+
+use crate::layout::ObjectKey;
+
+/// A failure of the storage underneath the repository. Always worth retrying later.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{op} {key}: {source}")]
+    Io {
+        op: &'static str,
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{op} {key}: {source}")]
+    Store {
+        op: &'static str,
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("cannot open object store {url}: {message}")]
+    Setup { url: String, message: String },
+}
+
+/// Why an object could not be decoded. Never retryable: the bytes are wrong.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ObjectError {
+    #[error("not a cairn object (bad magic)")]
+    BadMagic,
+    #[error("object format version {found} is newer than this cairn understands ({supported})")]
+    Version { found: u8, supported: u8 },
+    #[error("object is a {found} where a {expected} was expected")]
+    WrongKind {
+        expected: &'static str,
+        found: String,
+    },
+    #[error("object is truncated: {have} bytes, header promises {want}")]
+    Truncated { have: u64, want: u64 },
+    #[error("object has {extra} bytes after its end")]
+    Trailing { extra: u64 },
+    #[error("object frame {frame} failed authentication (altered, reordered or wrong key)")]
+    Auth { frame: u64 },
+    #[error("object is encrypted but the repository has no passphrase")]
+    NeedsKey,
+    #[error("object payload does not decompress: {message}")]
+    Decompress { message: String },
+    #[error("object content does not match its recorded hash")]
+    Hash,
+    #[error("object header is malformed: {message}")]
+    Header { message: String },
+}
+
+/// Everything the repository layer can report.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("object {key} is damaged: {source}")]
+    Object {
+        key: ObjectKey,
+        #[source]
+        source: ObjectError,
+    },
+    #[error("{what} {key} is not valid: {message}")]
+    Malformed {
+        what: &'static str,
+        key: ObjectKey,
+        message: String,
+    },
+    #[error("the passphrase does not open this repository's key")]
+    WrongPassphrase,
+    #[error("the repository is encrypted and no passphrase was given")]
+    PassphraseRequired,
+    #[error("the repository is not encrypted, but a passphrase was given")]
+    PassphraseUnexpected,
+    #[error("no cairn repository at {location}")]
+    NoRepository { location: String },
+    #[error("repository format {found} is newer than this cairn supports ({supported})")]
+    UnsupportedFormat { found: u32, supported: u32 },
+    #[error("stanza '{stanza}' does not exist in the repository")]
+    NoStanza { stanza: String },
+    #[error(
+        "stanza '{stanza}' belongs to system {expected_system} (PostgreSQL {expected_version}), \
+         not to this cluster (system {found_system}, PostgreSQL {found_version})"
+    )]
+    StanzaMismatch {
+        stanza: String,
+        expected_system: u64,
+        expected_version: u32,
+        found_system: u64,
+        found_version: u32,
+    },
+    #[error("{name} is already archived with different content (stored id {stored}, new id {new}); it was not overwritten")]
+    Conflict {
+        name: String,
+        stored: String,
+        new: String,
+    },
+    #[error("cannot encode object: {message}")]
+    Encode { message: String },
+}
+
+impl RepoError {
+    pub(crate) fn object(key: &ObjectKey, source: ObjectError) -> RepoError {
+        RepoError::Object { key: key.clone(), source }
+    }
+}
+
+impl Classify for RepoError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RepoError::Backend(_) => ErrorKind::RepoUnavailable,
+            RepoError::Object { source: ObjectError::Version { .. }, .. } => {
+                ErrorKind::Unsupported
+            }
+            RepoError::Object { .. } | RepoError::Malformed { .. } => ErrorKind::Corrupt,
+            RepoError::WrongPassphrase
+            | RepoError::PassphraseRequired
+            | RepoError::PassphraseUnexpected => ErrorKind::WrongPassphrase,
+            RepoError::NoRepository { .. } | RepoError::NoStanza { .. } => ErrorKind::Stanza,
+            RepoError::StanzaMismatch { .. } => ErrorKind::Stanza,
+            RepoError::UnsupportedFormat { .. } => ErrorKind::Unsupported,
+            RepoError::Conflict { .. } => ErrorKind::Conflict,
+            RepoError::Encode { .. } => ErrorKind::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            RepoError::WrongPassphrase => Some(
+                "check repo.cipher-pass / cipher-pass-file / CAIRN_REPO_CIPHER_PASS: it must be \
+                 the passphrase the repository was created with"
+                    .into(),
+            ),
+            RepoError::PassphraseRequired => {
+                Some("set repo.cipher-pass or CAIRN_REPO_CIPHER_PASS".into())
+            }
+            RepoError::NoRepository { .. } | RepoError::NoStanza { .. } => {
+                Some("run `cairn stanza-create` first".into())
+            }
+            RepoError::StanzaMismatch { .. } => Some(
+                "if this cluster was upgraded, run `cairn stanza-upgrade`; otherwise check \
+                 [stanza.*] pg-data and the repository in the configuration"
+                    .into(),
+            ),
+            RepoError::Object { .. } | RepoError::Malformed { .. } => {
+                Some("run `cairn verify` to find every damaged object".into())
+            }
+            RepoError::Backend(_) => {
+                Some("check that the repository is reachable and writable; retrying may help".into())
+            }
+            RepoError::Conflict { .. } => Some(
+                "two clusters may be archiving into one stanza; compare the system identifiers \
+                 in `cairn info`"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}

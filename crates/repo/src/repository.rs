@@ -1,0 +1,238 @@
+//! Opening a repository: storage, the plain-JSON `config` object with the key wrap, and
+//! typed access to encoded objects.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cairn_config::{RepoConfig, RepoLocation};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, LocalBackend, PutOutcome, StoreBackend};
+use crate::error::{BackendError, RepoError};
+use crate::keys::{ContentId, KdfParams, KekCache, KeySet, KeyStorage};
+use crate::layout::{self, ObjectKey};
+use crate::object::{self, HEADER_LEN, ObjectHeader, ObjectKind};
+
+/// The repository format this cairn writes and understands.
+pub const REPO_FORMAT: u32 = 1;
+
+/// The `config` object at the repository root.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RepoConfigFile {
+    format: u32,
+    repo_id: String,
+    created: String,
+    #[serde(flatten)]
+    keys: KeyStorage,
+}
+
+/// Settings that are not in the repository itself.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    pub compress_level: i32,
+    /// Where derived key-encryption keys may be cached (see [`KekCache`]).
+    pub kek_cache: Option<PathBuf>,
+    /// Argon2id cost for a repository created now.
+    pub kdf: KdfParams,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions { compress_level: 3, kek_cache: None, kdf: KdfParams::DEFAULT }
+    }
+}
+
+/// An open repository: storage plus keys.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    backend: Backend,
+    keys: Arc<KeySet>,
+    level: i32,
+    repo_id: String,
+}
+
+/// Build the storage a configuration names.
+pub fn backend_for(cfg: &RepoConfig) -> Result<Backend, BackendError> {
+    match &cfg.location {
+        RepoLocation::Path(p) => Ok(Backend::Local(Arc::new(LocalBackend::new(p)))),
+        RepoLocation::Url(url) => store_backend(url, cfg),
+    }
+}
+
+fn store_backend(url: &str, cfg: &RepoConfig) -> Result<Backend, BackendError> {
+    let setup = |message: String| BackendError::Setup { url: url.to_string(), message };
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| setup("not a URL".into()))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if scheme == "file" {
+        return Ok(Backend::Local(Arc::new(LocalBackend::new(format!("/{}", rest.trim_start_matches('/'))))));
+    }
+    if bucket.is_empty() {
+        return Err(setup("the URL names no bucket or container".into()));
+    }
+    let store: Arc<dyn object_store::ObjectStore> = match scheme {
+        "s3" => {
+            let s3 = &cfg.s3;
+            let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if let Some(e) = &s3.endpoint {
+                b = b.with_endpoint(e);
+            }
+            if let Some(r) = &s3.region {
+                b = b.with_region(r);
+            }
+            if let Some(k) = &s3.access_key_id {
+                b = b.with_access_key_id(k);
+            }
+            if let Some(k) = &s3.secret_access_key {
+                b = b.with_secret_access_key(k.expose());
+            }
+            if s3.allow_http {
+                b = b.with_allow_http(true);
+            }
+            Arc::new(b.build().map_err(|e| setup(e.to_string()))?)
+        }
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| setup(e.to_string()))?,
+        ),
+        "az" | "azure" | "abfs" => Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_container_name(bucket)
+                .build()
+                .map_err(|e| setup(e.to_string()))?,
+        ),
+        other => return Err(setup(format!("unsupported scheme {other}://"))),
+    };
+    Ok(Backend::Store(Arc::new(StoreBackend::new(store, prefix, url))))
+}
+
+impl Repository {
+    /// Open an existing repository.
+    pub async fn open(backend: Backend, pass: Option<&str>, opts: &OpenOptions) -> Result<Repository, RepoError> {
+        let key = layout::repo_config();
+        let Some(bytes) = backend.get(&key).await? else {
+            return Err(RepoError::NoRepository { location: backend.location() });
+        };
+        let file: RepoConfigFile = serde_json::from_slice(&bytes).map_err(|e| RepoError::Malformed {
+            what: "repository config",
+            key: key.clone(),
+            message: e.to_string(),
+        })?;
+        if file.format > REPO_FORMAT {
+            return Err(RepoError::UnsupportedFormat { found: file.format, supported: REPO_FORMAT });
+        }
+        let cache = opts.kek_cache.as_ref().map(KekCache::new);
+        let keys = file.keys.open(pass, cache.as_ref())?;
+        Ok(Repository { backend, keys: Arc::new(keys), level: opts.compress_level, repo_id: file.repo_id })
+    }
+
+    /// Open the repository, creating it (with a new master key) when there is none.
+    /// Returns whether it was created.
+    pub async fn open_or_create(backend: Backend, pass: Option<&str>, opts: &OpenOptions) -> Result<(Repository, bool), RepoError> {
+        match Repository::open(backend.clone(), pass, opts).await {
+            Err(RepoError::NoRepository { .. }) => {}
+            other => return other.map(|r| (r, false)),
+        }
+        let (keys, _) = KeyStorage::create(pass, opts.kdf)?;
+        let file = RepoConfigFile {
+            format: REPO_FORMAT,
+            repo_id: hex::encode(rand::random::<[u8; 16]>()),
+            created: now_rfc3339(),
+            keys,
+        };
+        let json = serde_json::to_vec_pretty(&file).map_err(|e| RepoError::Encode { message: e.to_string() })?;
+        let created = backend.put_if_absent(&layout::repo_config(), Bytes::from(json)).await?;
+        // Whoever won a race to create it, open what is there now.
+        let repo = Repository::open(backend, pass, opts).await?;
+        Ok((repo, created == PutOutcome::Created))
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    pub fn repo_id(&self) -> &str {
+        &self.repo_id
+    }
+
+    /// Encode and store `plaintext` under `key` unless the key exists.
+    pub async fn put(&self, key: &ObjectKey, kind: ObjectKind, plaintext: &[u8]) -> Result<(PutOutcome, ContentId), RepoError> {
+        let keys = self.keys.clone();
+        let level = self.level;
+        let (encoded, id) = if plaintext.len() >= 1 << 20 {
+            // Large objects compress and encrypt off the async threads.
+            let owned = plaintext.to_vec();
+            tokio::task::spawn_blocking(move || object::encode(&keys, kind, &owned, level))
+                .await
+                .expect("encode task panicked")
+        } else {
+            object::encode(&keys, kind, plaintext, level)
+        }
+        .map_err(|message| RepoError::Encode { message })?;
+        let outcome = self.backend.put_if_absent(key, Bytes::from(encoded)).await?;
+        Ok((outcome, id))
+    }
+
+    /// Fetch and decode an object; `None` when it does not exist.
+    pub async fn get(&self, key: &ObjectKey, kind: ObjectKind) -> Result<Option<Vec<u8>>, RepoError> {
+        let Some(bytes) = self.backend.get(key).await? else { return Ok(None) };
+        object::decode(&self.keys, kind, &bytes).map(Some).map_err(|e| RepoError::object(key, e))
+    }
+
+    /// The content id recorded in a stored object's header (one small ranged read).
+    pub async fn stored_content_id(&self, key: &ObjectKey) -> Result<Option<ContentId>, RepoError> {
+        let Some(bytes) = self.backend.get_range(key, 0..HEADER_LEN as u64).await? else {
+            return Ok(None);
+        };
+        let header = ObjectHeader::parse(&bytes).map_err(|e| RepoError::object(key, e))?;
+        Ok(Some(header.content_id))
+    }
+
+    pub async fn put_json<T: Serialize>(&self, key: &ObjectKey, kind: ObjectKind, value: &T) -> Result<PutOutcome, RepoError> {
+        let json = serde_json::to_vec(value).map_err(|e| RepoError::Encode { message: e.to_string() })?;
+        Ok(self.put(key, kind, &json).await?.0)
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, key: &ObjectKey, kind: ObjectKind, what: &'static str) -> Result<Option<T>, RepoError> {
+        let Some(bytes) = self.get(key, kind).await? else { return Ok(None) };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| RepoError::Malformed { what, key: key.clone(), message: e.to_string() })
+    }
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Open the repository a configuration names, caching derived keys under the spool path.
+pub async fn open_configured(cfg: &cairn_config::Config) -> Result<Repository, RepoError> {
+    Repository::open(backend_for(&cfg.repo)?, cfg.repo.cipher_pass.as_ref().map(|p| p.expose()), &options_for(cfg)).await
+}
+
+/// The same, creating the repository when it does not exist yet.
+pub async fn open_or_create_configured(cfg: &cairn_config::Config) -> Result<(Repository, bool), RepoError> {
+    Repository::open_or_create(
+        backend_for(&cfg.repo)?,
+        cfg.repo.cipher_pass.as_ref().map(|p| p.expose()),
+        &options_for(cfg),
+    )
+    .await
+}
+
+fn options_for(cfg: &cairn_config::Config) -> OpenOptions {
+    OpenOptions {
+        compress_level: cfg.repo.compress_level,
+        kek_cache: Some(cfg.archive.spool_path.join("keys")),
+        kdf: KdfParams::DEFAULT,
+    }
+}

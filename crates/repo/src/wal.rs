@@ -1,0 +1,106 @@
+//! The WAL archive: one object per archived file under a key computed from its name (so
+//! `archive-get` is one GET), and beside it a small summary the planner and `info` read
+//! instead of the WAL itself.
+
+use cairn_pgformat::WalFileName;
+use cairn_pgformat::summary::SegmentSummary;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::PutOutcome;
+use crate::error::RepoError;
+use crate::keys::ContentId;
+use crate::layout::{self, DbId, StanzaName};
+use crate::object::ObjectKind;
+use crate::repository::{Repository, now_rfc3339};
+use crate::stanza::StanzaInfo;
+
+/// What is known about one archived file without reading it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WalEntry {
+    /// The file name as PostgreSQL gave it.
+    pub name: String,
+    pub db_id: DbId,
+    pub content_id: ContentId,
+    pub size: u64,
+    pub archived_at: String,
+    pub detail: WalDetail,
+}
+
+impl WalEntry {
+    pub fn file_name(&self) -> Option<WalFileName> {
+        self.name.parse().ok()
+    }
+}
+
+/// The part of a summary that depends on the kind of file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum WalDetail {
+    /// A full segment, or a `.partial` one (the name says which).
+    Segment { summary: SegmentSummary },
+    /// A timeline history file, kept verbatim (it is tiny).
+    History { text: String },
+    /// A backup history file, kept verbatim.
+    BackupHistory { text: String },
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Stored now, durably.
+    Stored,
+    /// The same content was already stored (PostgreSQL retried after a crash): success.
+    AlreadyStored,
+}
+
+impl Repository {
+    /// Store an archived file and its summary. Never overwrites: a different file under the
+    /// same name is a [`RepoError::Conflict`] and the stored object is left as it was.
+    pub async fn push_wal(
+        &self,
+        stanza: &StanzaName,
+        db_id: DbId,
+        name: &WalFileName,
+        bytes: &[u8],
+        detail: WalDetail,
+    ) -> Result<PushOutcome, RepoError> {
+        let key = layout::wal_file(stanza, db_id, name);
+        let (outcome, content_id) = self.put(&key, ObjectKind::WalFile, bytes).await?;
+        let result = match outcome {
+            PutOutcome::Created => PushOutcome::Stored,
+            PutOutcome::Exists => match self.stored_content_id(&key).await? {
+                Some(stored) if stored == content_id => PushOutcome::AlreadyStored,
+                stored => {
+                    return Err(RepoError::Conflict {
+                        name: name.to_string(),
+                        stored: stored.map_or_else(|| "unreadable".into(), |s| s.to_string()[..16].to_string()),
+                        new: content_id.to_string()[..16].to_string(),
+                    });
+                }
+            },
+        };
+        // The summary comes second: the catalog must never list a file that is not stored.
+        let entry = WalEntry {
+            name: name.to_string(),
+            db_id,
+            content_id,
+            size: bytes.len() as u64,
+            archived_at: now_rfc3339(),
+            detail,
+        };
+        self.put_json(&layout::wal_summary(stanza, db_id, name), ObjectKind::WalSummary, &entry).await?;
+        Ok(result)
+    }
+
+    /// Fetch, authenticate and decode an archived file, looking in the current cluster
+    /// generation first. `None` when no generation has it.
+    pub async fn get_wal(&self, info: &StanzaInfo, name: &WalFileName) -> Result<Option<Vec<u8>>, RepoError> {
+        for generation in info.newest_first() {
+            let key = layout::wal_file(&info.name, generation.db_id, name);
+            if let Some(bytes) = self.get(&key, ObjectKind::WalFile).await? {
+                return Ok(Some(bytes));
+            }
+        }
+        Ok(None)
+    }
+}
