@@ -1,0 +1,152 @@
+//! Shared pieces of the end-to-end tests: a cairn installation in a test directory, its
+//! configuration, and running its commands the way PostgreSQL does (as `postgres`).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use cairn_testkit::{PgCluster, TestDir, run_as_postgres, wait_until};
+
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+/// A cairn installation for one test: binaries, configuration, repository, spool.
+pub struct Cairn {
+    pub bin: PathBuf,
+    pub config: PathBuf,
+    pub repo_dir: PathBuf,
+}
+
+/// Where the repository lives.
+pub enum RepoSpec<'a> {
+    Local,
+    S3 { endpoint: &'a str, bucket: &'a str, access_key: &'a str, secret_key: &'a str },
+}
+
+impl Cairn {
+    pub fn new(dir: &TestDir, cluster: &PgCluster, repo: RepoSpec<'_>) -> Cairn {
+        let bin = cairn_testkit::install_bins(dir).expect("install cairn binaries");
+        let repo_dir = dir.subdir("repo").unwrap();
+        let spool = dir.subdir("spool").unwrap();
+        let repo_section = match repo {
+            RepoSpec::Local => format!("path = \"{}\"", repo_dir.display()),
+            RepoSpec::S3 { endpoint, bucket, access_key, secret_key } => format!(
+                "url = \"s3://{bucket}/cairn-test\"\n\n[repo.s3]\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\n\
+                 access-key-id = \"{access_key}\"\nsecret-access-key = \"{secret_key}\"\nallow-http = true"
+            ),
+        };
+        // The [repo.s3] table must come last in [repo]; cipher-pass goes first.
+        let text = format!(
+            "[archive]\nspool-path = \"{}\"\n\n[stanza.main]\npg-data = \"{}\"\npg-host = \"{}\"\npg-port = {}\n\n\
+             [repo]\ncipher-pass = \"{PASSPHRASE}\"\n{repo_section}\n",
+            spool.display(),
+            cluster.data_dir().display(),
+            cluster.socket_dir().display(),
+            cluster.port(),
+        );
+        let config = dir.path().join("cairn.toml");
+        std::fs::write(&config, text).unwrap();
+        cairn_testkit::chown_to_postgres(&config).unwrap();
+        Cairn { bin, config, repo_dir }
+    }
+
+    pub fn exe(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+
+    /// `archive_command` as an operator would write it, with the config in the environment.
+    pub fn archive_command(&self) -> String {
+        format!("CAIRN_CONFIG={} {} %p", self.config.display(), self.exe("cairn-archive-push").display())
+    }
+
+    pub fn restore_command(&self) -> String {
+        format!("CAIRN_CONFIG={} {} %f \"%p\"", self.config.display(), self.exe("cairn-archive-get").display())
+    }
+
+    /// Run a cairn binary as the postgres user with this configuration.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.run_env(program, args, &[])
+    }
+
+    pub fn run_env(&self, program: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(self.exe(program));
+        cmd.args(args).env("CAIRN_CONFIG", &self.config).current_dir("/");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run_as_postgres(&mut cmd).unwrap();
+        cmd.output().expect("run cairn")
+    }
+
+    /// `cairn ARGS`, asserting success; returns stdout.
+    pub fn cairn_ok(&self, args: &[&str]) -> String {
+        let out = self.run("cairn", args);
+        assert!(out.status.success(), "cairn {args:?} failed: {}", describe(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn info_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.cairn_ok(&["info", "--output", "json"])).unwrap()
+    }
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Configure archiving to cairn and start the cluster.
+pub fn start_archiving(cluster: &mut PgCluster, cairn: &Cairn) {
+    cluster.set_conf("archive_mode", "on").unwrap();
+    cluster.set_conf("archive_command", &format!("'{}'", cairn.archive_command().replace('\'', "''"))).unwrap();
+    cluster.start().unwrap();
+}
+
+/// A workload: `rounds` batches of rows, each followed by a WAL switch. Returns the name of
+/// the last segment switched away from.
+pub fn workload(cluster: &PgCluster, rounds: usize) -> String {
+    cluster
+        .psql("CREATE TABLE IF NOT EXISTS t (id bigserial PRIMARY KEY, v text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        .unwrap();
+    let mut last = String::new();
+    for _ in 0..rounds {
+        cluster.psql("INSERT INTO t (v) SELECT md5(random()::text) || g FROM generate_series(1, 3000) g").unwrap();
+        last = cluster.psql("SELECT pg_walfile_name(pg_switch_wal())").unwrap();
+    }
+    last
+}
+
+/// Wait until PostgreSQL's archiver reports `segment` (or a later one) archived.
+pub fn wait_archived(cluster: &PgCluster, segment: &str) {
+    wait_until("archiver to reach the segment", Duration::from_secs(120), || {
+        let row = cluster.psql("SELECT coalesce(last_archived_wal, ''), failed_count, coalesce(last_failed_wal, '') FROM pg_stat_archiver")?;
+        let mut parts = row.split('|');
+        let last = parts.next().unwrap_or_default().to_string();
+        Ok::<_, cairn_testkit::Error>((last.len() == 24 && last.as_str() >= segment).then_some(()))
+    })
+    .unwrap();
+}
+
+pub fn table_checksum(cluster: &PgCluster) -> String {
+    cluster.psql("SELECT count(*) || ':' || md5(string_agg(id || ':' || v || ':' || at, ',' ORDER BY id)) FROM t").unwrap()
+}
+
+/// Find a file under `root` whose path ends with `suffix`.
+pub fn find_file(root: &Path, suffix: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(root).ok()? {
+        let p = entry.ok()?.path();
+        if p.is_dir() {
+            if let Some(f) = find_file(&p, suffix) {
+                return Some(f);
+            }
+        } else if p.to_string_lossy().ends_with(suffix) {
+            return Some(p);
+        }
+    }
+    None
+}
