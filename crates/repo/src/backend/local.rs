@@ -18,7 +18,7 @@ pub struct LocalBackend {
     root: PathBuf,
 }
 
-fn io_err(op: &'static str, key: &str) -> impl FnOnce(std::io::Error) -> BackendError + '_ {
+fn io_err<'a>(op: &'static str, key: &'a str) -> impl FnOnce(std::io::Error) -> BackendError + 'a {
     move |source| BackendError::Io { op, key: key.to_string(), source }
 }
 

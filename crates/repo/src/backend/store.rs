@@ -46,7 +46,7 @@ impl StoreBackend {
         StorePath::from(format!("{}{key}", self.prefix))
     }
 
-    fn err(op: &'static str, key: &str) -> impl FnOnce(object_store::Error) -> BackendError + '_ {
+    fn err<'a>(op: &'static str, key: &'a str) -> impl FnOnce(object_store::Error) -> BackendError + 'a {
         move |source| BackendError::Store { op, key: key.to_string(), source }
     }
 

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: archive-push of 64 real 16 MiB WAL segments, cairn vs pgBackRest,
+measured in the same run on the same files.
+
+Both tools use zstd level 3 and encryption (cairn: AES-256-GCM, pgBackRest: aes-256-cbc),
+both push synchronously one segment per process, as archive_command does. Prints per-segment
+wall time, the ratio (pgBackRest time / cairn time: > 1 means cairn is faster), repository
+sizes and each tool's peak RSS. Run as root after `cargo build --release --bins` and
+`scripts/install-test-deps.sh` (it needs PostgreSQL 15 and pgbackrest from Debian).
+
+Usage: benches/archive_push_vs_pgbackrest.py [--segments 64] [--keep]
+"""
+import argparse, os, pwd, resource, shutil, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PGBIN = "/usr/lib/postgresql/15/bin"
+PG = pwd.getpwnam("postgres")
+
+
+def as_pg(cmd, **kw):
+    """Run cmd as postgres; returns CompletedProcess (raises on failure)."""
+    return subprocess.run(["runuser", "-u", "postgres", "--"] + cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def timed(cmd, env=None):
+    """Run cmd as postgres; return (seconds, peak RSS KiB of the child)."""
+    def drop():
+        os.setgid(PG.pw_gid)
+        os.setuid(PG.pw_uid)
+    # setuid in the child rather than runuser, so neither tool pays for PAM in the timing.
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=drop, cwd=PG.pw_dir if os.path.isdir(PG.pw_dir) else "/")
+    _, status, ru = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}: {p.stderr.read().decode()}")
+    return dt, ru.ru_maxrss
+
+
+def du(path):
+    total = 0
+    for dp, _, files in os.walk(path):
+        for f in files:
+            total += os.path.getsize(os.path.join(dp, f))
+    return total
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--segments", type=int, default=64)
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="cairn-bench-")
+    os.chown(work, PG.pw_uid, PG.pw_gid)
+    os.chmod(work, 0o755)
+    d = lambda *p: os.path.join(work, *p)
+    for sub in ["bin", "wal", "run", "cairn-repo", "cairn-spool", "pgbr-repo", "pgbr-log", "pgbr-spool"]:
+        os.makedirs(d(sub))
+        os.chown(d(sub), PG.pw_uid, PG.pw_gid)
+    for b in ["cairn", "cairn-archive-push", "cairn-archive-get"]:
+        shutil.copy(os.path.join(ROOT, "target", "release", b), d("bin", b))
+    port = 54400 + os.getpid() % 500
+    try:
+        as_pg([f"{PGBIN}/initdb", "-D", d("pgdata"), "-A", "trust", "-E", "UTF8", "--no-locale"])
+        with open(d("pgdata", "postgresql.conf"), "a") as f:
+            f.write(f"listen_addresses = ''\nport = {port}\nunix_socket_directories = '{d('run')}'\n"
+                    f"archive_mode = on\narchive_command = 'cp %p {d('wal')}/%f'\nmax_wal_size = '4GB'\n")
+        as_pg([f"{PGBIN}/pg_ctl", "-D", d("pgdata"), "-l", d("pg.log"), "-w", "start"])
+        psql = ["psql", "-X", "-q", "-At", "-h", d("run"), "-p", str(port), "-d", "postgres", "-c"]
+        # Realistic WAL: a pgbench-like mix of inserts and updates, not empty switches.
+        as_pg(psql + ["CREATE TABLE w (id bigserial primary key, a int, b text)"])
+        target = args.segments + 2
+        while len([f for f in os.listdir(d("wal")) if len(f) == 24]) < target:
+            as_pg(psql + ["INSERT INTO w (a, b) SELECT g, md5(random()::text) || repeat('x', (random()*200)::int) "
+                          "FROM generate_series(1, 60000) g; UPDATE w SET a = a + 1 WHERE id % 7 = 0"])
+            time.sleep(0.2)
+        segs = sorted(f for f in os.listdir(d("wal")) if len(f) == 24)[: args.segments]
+
+        # cairn
+        with open(d("cairn.toml"), "w") as f:
+            f.write(f"[repo]\npath = \"{d('cairn-repo')}\"\ncipher-pass = \"bench passphrase\"\ncompress-level = 3\n"
+                    f"[archive]\nspool-path = \"{d('cairn-spool')}\"\n"
+                    f"[stanza.main]\npg-data = \"{d('pgdata')}\"\npg-host = \"{d('run')}\"\npg-port = {port}\n")
+        os.chown(d("cairn.toml"), PG.pw_uid, PG.pw_gid)
+        env = dict(os.environ, CAIRN_CONFIG=d("cairn.toml"))
+        as_pg([d("bin", "cairn"), "stanza-create"], env=env)
+        # pgBackRest
+        with open(d("pgbackrest.conf"), "w") as f:
+            f.write(f"[global]\nrepo1-path={d('pgbr-repo')}\nrepo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass=bench passphrase\n"
+                    f"compress-type=zst\ncompress-level=3\nlog-path={d('pgbr-log')}\nspool-path={d('pgbr-spool')}\n"
+                    f"lock-path={d('pgbr-spool')}\nlog-level-console=warn\nlog-level-file=off\nstart-fast=y\n"
+                    f"[main]\npg1-path={d('pgdata')}\npg1-socket-path={d('run')}\npg1-port={port}\n")
+        os.chown(d("pgbackrest.conf"), PG.pw_uid, PG.pw_gid)
+        pgbr = ["pgbackrest", f"--config={d('pgbackrest.conf')}", "--stanza=main"]
+        as_pg(pgbr + ["stanza-create"])
+
+        results = {}
+        for name, cmd in [("cairn", lambda p: [d("bin", "cairn-archive-push"), p]),
+                          ("pgbackrest", lambda p: pgbr + ["archive-push", p])]:
+            times, rss = [], 0
+            for s in segs:
+                t, m = timed(cmd(d("wal", s)), env=env)
+                times.append(t)
+                rss = max(rss, m)
+            results[name] = (times, rss)
+        repo_sizes = {"cairn": du(d("cairn-repo")), "pgbackrest": du(d("pgbr-repo", "archive"))}
+    finally:
+        subprocess.run(["runuser", "-u", "postgres", "--", f"{PGBIN}/pg_ctl", "-D", d("pgdata"), "-m", "immediate", "stop"],
+                       capture_output=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    c_t, c_rss = results["cairn"]
+    p_t, p_rss = results["pgbackrest"]
+    c_mean, p_mean = sum(c_t) / len(c_t), sum(p_t) / len(p_t)
+    print(f"segments: {len(c_t)} x 16 MiB (real WAL from an insert/update workload)")
+    print(f"cairn-archive-push:     {c_mean*1000:8.1f} ms/segment  peak RSS {c_rss/1024:6.1f} MiB  repo {repo_sizes['cairn']/2**20:7.1f} MiB")
+    print(f"pgbackrest archive-push:{p_mean*1000:8.1f} ms/segment  peak RSS {p_rss/1024:6.1f} MiB  repo {repo_sizes['pgbackrest']/2**20:7.1f} MiB")
+    print(f"ratio (pgbackrest time / cairn time): {p_mean / c_mean:.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
