@@ -4,7 +4,6 @@ use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use crate::command;
@@ -54,7 +53,8 @@ pub struct ClusterOptions {
     /// written pages). Turn it on where a test is about PostgreSQL's own durability.
     pub fsync: bool,
     /// More `postgresql.conf` settings, written in the kit's block (after its defaults, so
-    /// they win), e.g. `("archive_mode", "on")`.
+    /// they win), e.g. `("archive_mode", "on")`; values are quoted as in
+    /// [`PgCluster::set_conf`].
     pub conf: Vec<(String, String)>,
     /// Environment variables for the server process (and so for `archive_command` and
     /// `restore_command`), e.g. `("CAIRN_CONFIG", "/tmp/.../cairn.toml")`.
@@ -170,7 +170,7 @@ pub struct PgCluster {
     data_dir: PathBuf,
     socket_dir: PathBuf,
     log_path: PathBuf,
-    port: AtomicU16,
+    port: u16,
     version_major: u32,
     opts: ClusterOptions,
 }
@@ -225,7 +225,7 @@ impl PgCluster {
         dir: &TestDir,
         opts: ClusterOptions,
     ) -> Result<PgCluster> {
-        let cluster = PgCluster::init(install, dir, opts)?;
+        let mut cluster = PgCluster::init(install, dir, opts)?;
         cluster.start()?;
         Ok(cluster)
     }
@@ -234,8 +234,19 @@ impl PgCluster {
     /// test can start it: gives it to `postgres` (recursively, mode 0700), and writes the
     /// kit's configuration block with a new port and socket directory (replacing the block
     /// copied from the original cluster; other settings, `postgresql.auto.conf`,
-    /// `recovery.signal` and `standby.signal` are left as they are). Not started.
+    /// `recovery.signal` and `standby.signal` are left as they are). Not started. Its name
+    /// (socket directory, log) is the data directory's own name.
     pub fn from_existing_data_dir(
+        install: &PgInstall,
+        dir: &TestDir,
+        data_dir: impl Into<PathBuf>,
+    ) -> Result<PgCluster> {
+        PgCluster::from_existing_data_dir_with(install, dir, data_dir, ClusterOptions::default())
+    }
+
+    /// [`from_existing_data_dir`](Self::from_existing_data_dir) with options (`wal_segsize_mb`
+    /// and `data_checksums` do not apply: they are the data directory's own).
+    pub fn from_existing_data_dir_with(
         install: &PgInstall,
         dir: &TestDir,
         data_dir: impl Into<PathBuf>,
@@ -298,7 +309,7 @@ impl PgCluster {
             name,
             data_dir,
             socket_dir,
-            port: AtomicU16::new(port),
+            port,
             version_major,
             opts,
         })
@@ -348,7 +359,7 @@ impl PgCluster {
         }
         for (key, value) in &self.opts.conf {
             check_conf_key(key)?;
-            text.push_str(&format!("{key} = {}\n", quote(value)));
+            text.push_str(&format!("{key} = {}\n", conf_value(value)));
         }
         text.push_str(CONF_END);
         text.push('\n');
@@ -376,7 +387,9 @@ impl PgCluster {
     }
 
     /// Appends `key = 'value'` to `postgresql.auto.conf` (which overrides `postgresql.conf`,
-    /// as `ALTER SYSTEM` does). Takes effect at the next [`reload`](Self::reload) or
+    /// as `ALTER SYSTEM` does). `value` is quoted as a PostgreSQL string literal, unless it
+    /// already is one (`'...'`, inner quotes doubled), in which case it is written as it is.
+    /// Takes effect at the next [`start`](Self::start), [`reload`](Self::reload) or
     /// [`restart`](Self::restart), as PostgreSQL decides for that setting.
     pub fn set_conf(&self, key: &str, value: &str) -> Result<()> {
         check_conf_key(key)?;
@@ -387,7 +400,8 @@ impl PgCluster {
             .append(true)
             .open(&path)
             .map_err(|e| Error::io("open", &path, e))?;
-        writeln!(file, "{key} = {}", quote(value)).map_err(|e| Error::io("write", &path, e))?;
+        writeln!(file, "{key} = {}", conf_value(value))
+            .map_err(|e| Error::io("write", &path, e))?;
         if !existed {
             set_mode(&path, 0o600)?;
             chown_to_postgres(&path)?;
@@ -398,17 +412,17 @@ impl PgCluster {
     /// `pg_ctl start -w`: returns once the server accepts connections (or, in recovery with
     /// `hot_standby`, once it is consistent). When the port was taken in the meantime it picks
     /// another and tries again. On failure the error holds the end of the server log.
-    pub fn start(&self) -> Result<()> {
+    pub fn start(&mut self) -> Result<()> {
         self.start_inner(true)
     }
 
     /// `pg_ctl start` without waiting: for a server expected to shut itself down (e.g.
     /// `recovery_target_action = 'shutdown'`); poll with [`wait_until`].
-    pub fn start_no_wait(&self) -> Result<()> {
+    pub fn start_no_wait(&mut self) -> Result<()> {
         self.start_inner(false)
     }
 
-    fn start_inner(&self, wait: bool) -> Result<()> {
+    fn start_inner(&mut self, wait: bool) -> Result<()> {
         if self.is_running() {
             return Err(Error::Invalid(format!(
                 "cluster {} is already running",
@@ -449,7 +463,7 @@ impl PgCluster {
             .iter()
             .any(|s| new_log.contains(s));
             if port_taken && attempt < 4 && !self.is_running() {
-                self.port.store(free_port()?, Ordering::SeqCst);
+                self.port = free_port()?;
                 self.write_conf_block()?;
                 continue;
             }
@@ -464,17 +478,17 @@ impl PgCluster {
     }
 
     /// `pg_ctl stop -m fast -w`; Ok when the server is not running.
-    pub fn stop(&self) -> Result<()> {
+    pub fn stop(&mut self) -> Result<()> {
         self.pg_ctl_stop("fast")
     }
 
     /// `pg_ctl stop -m immediate -w`: no shutdown checkpoint, so the next start runs crash
     /// recovery. Ok when the server is not running.
-    pub fn stop_immediate(&self) -> Result<()> {
+    pub fn stop_immediate(&mut self) -> Result<()> {
         self.pg_ctl_stop("immediate")
     }
 
-    fn pg_ctl_stop(&self, mode: &str) -> Result<()> {
+    fn pg_ctl_stop(&mut self, mode: &str) -> Result<()> {
         if !self.is_running() {
             return Ok(());
         }
@@ -494,7 +508,7 @@ impl PgCluster {
     }
 
     /// [`stop`](Self::stop) then [`start`](Self::start).
-    pub fn restart(&self) -> Result<()> {
+    pub fn restart(&mut self) -> Result<()> {
         self.stop()?;
         self.start()
     }
@@ -524,7 +538,7 @@ impl PgCluster {
     /// Simulates a crash: SIGKILL to the postmaster and all its children at once, then waits
     /// until they are gone. The data directory is left as a power loss would leave it; the
     /// next [`start`](Self::start) runs crash recovery.
-    pub fn kill_postmaster(&self) -> Result<()> {
+    pub fn kill_postmaster(&mut self) -> Result<()> {
         let Some(pid) = self.postmaster_pid().filter(|&p| pid_alive(p)) else {
             return Err(Error::Invalid(format!(
                 "cluster {} is not running",
@@ -711,7 +725,7 @@ impl PgCluster {
     /// The TCP port on 127.0.0.1 (also the Unix socket's number). It may change when
     /// [`start`](Self::start) found the chosen port taken.
     pub fn port(&self) -> u16 {
-        self.port.load(Ordering::SeqCst)
+        self.port
     }
     /// The server log (written by `pg_ctl -l`).
     pub fn log_path(&self) -> &Path {
@@ -775,6 +789,15 @@ fn check_conf_key(key: &str) -> Result<()> {
 /// A PostgreSQL configuration string literal.
 fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// `value` as a configuration value: quoted, unless it already is a quoted literal.
+fn conf_value(value: &str) -> String {
+    if value.len() >= 2 && value.starts_with('\'') && value.ends_with('\'') {
+        value.to_string()
+    } else {
+        quote(value)
+    }
 }
 
 /// `text` without the kit's block (every line from CONF_BEGIN to CONF_END).
@@ -863,6 +886,9 @@ mod tests {
     #[test]
     fn quote_escapes() {
         assert_eq!(quote("it's"), "'it''s'");
+        assert_eq!(conf_value("8MB"), "'8MB'");
+        assert_eq!(conf_value("'x ''y'''"), "'x ''y'''");
+        assert_eq!(conf_value("'"), "''''");
         assert_eq!(quote(r"a\b"), r"'a\\b'");
     }
 

@@ -12,7 +12,7 @@ use cairn_testkit::{
 fn pg15_init_start_query_stop() -> Result<(), Error> {
     let dir = TestDir::new()?;
     let install = PgInstall::find(15)?;
-    let pg = PgCluster::init(&install, &dir, ClusterOptions::new().wal_segsize_mb(1))?;
+    let mut pg = PgCluster::init(&install, &dir, ClusterOptions::new().wal_segsize_mb(1))?;
     assert!(!pg.is_running());
     pg.start()?;
     assert!(pg.is_running());
@@ -43,17 +43,20 @@ fn pg15_init_start_query_stop() -> Result<(), Error> {
 #[test]
 fn set_conf_restart_crash_and_recover() -> Result<(), Error> {
     let dir = TestDir::new()?;
-    let pg = PgCluster::start_new(
+    let mut pg = PgCluster::start_new(
         &PgInstall::find(15)?,
         &dir,
         ClusterOptions::new().name("crashy"),
     )?;
     pg.set_conf("work_mem", "8MB")?;
     pg.set_conf("application_name", "it's quoted")?;
+    pg.set_conf("cluster_name", "'already ''quoted'''")?;
     pg.reload()?;
     wait_until("work_mem to change", Duration::from_secs(10), || {
         Ok::<_, Error>((pg.psql("SHOW work_mem")? == "8MB").then_some(()))
     })?;
+    pg.restart()?;
+    assert_eq!(pg.psql("SHOW cluster_name")?, "already 'quoted'");
     pg.psql("CREATE TABLE t AS SELECT generate_series(1, 100) AS x")?;
     pg.kill_postmaster()?;
     assert!(!pg.is_running());
@@ -84,7 +87,7 @@ fn basebackup_restores_into_a_startable_cluster() -> Result<(), Error> {
             ..BaseBackupOptions::default()
         },
     )?;
-    let copy = PgCluster::from_existing_data_dir(&install, &dir, &dest, ClusterOptions::new())?;
+    let mut copy = PgCluster::from_existing_data_dir(&install, &dir, &dest)?;
     assert_eq!(copy.name(), "copy");
     assert_ne!(copy.port(), primary.port());
     copy.start()?;
@@ -98,7 +101,7 @@ fn basebackup_restores_into_a_startable_cluster() -> Result<(), Error> {
 #[test]
 fn a_failed_start_shows_the_server_log() -> Result<(), Error> {
     let dir = TestDir::new()?;
-    let pg = PgCluster::init(
+    let mut pg = PgCluster::init(
         &PgInstall::find(15)?,
         &dir,
         ClusterOptions::new().conf("shared_buffers", "not-a-size"),
