@@ -4,7 +4,7 @@
 #   `cairn-archive-get`, which `cargo test` alone does not build), then run every test.
 # Needs the test dependencies: run scripts/install-test-deps.sh once (as root).
 # Extra arguments go to `cargo test`, e.g. `scripts/test.sh -- archive` to filter by name.
-# With CI=true, Cargo.lock must be up to date (--locked).
+# With CI=true, Cargo.lock must be up to date (--locked). All test binaries run even when one fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,4 +14,4 @@ if [ "${CI:-}" = true ]; then
 fi
 
 cargo build --workspace --bins "${locked[@]}"
-cargo test --workspace "${locked[@]}" "$@"
+cargo test --workspace --no-fail-fast "${locked[@]}" "$@"
