@@ -19,7 +19,7 @@ use crate::file_name::SegmentName;
 use crate::lsn::{Lsn, XLogSegNo};
 use crate::page::{
     LONG_HEADER_LEN, SHORT_HEADER_LEN, XLP_FIRST_IS_CONTRECORD, XLP_LONG_HEADER,
-    XLogLongPageHeader, XLogPageHeader, wal_magic_for_pg_major,
+    XLogLongPageHeader, XLogPageHeader, page_flag_layout, wal_magic_for_pg_major,
 };
 use crate::record::rmgr::{RM_XACT_ID, RM_XLOG_ID};
 use crate::record::{SIZE_OF_XLOG_RECORD, encode_record, main_data_payload};
@@ -140,7 +140,8 @@ impl WalBuilder {
             seg_size: self.seg_size.bytes(),
             xlog_blcksz: self.page_size as u32,
         });
-        let mut info = 0;
+        // Like the server outside a base backup: XLP_BKP_REMOVABLE on every page.
+        let mut info = page_flag_layout(self.magic).bkp_removable.unwrap_or(0);
         if long.is_some() {
             info |= XLP_LONG_HEADER;
         }

@@ -15,11 +15,46 @@ use crate::timeline::TimelineId;
 pub const XLP_FIRST_IS_CONTRECORD: u16 = 0x0001;
 /// `xlp_info`: the header is a long one (XLP_LONG_HEADER).
 pub const XLP_LONG_HEADER: u16 = 0x0002;
+/// `xlp_info`: backup blocks starting on this page are optional
+/// (XLP_BKP_REMOVABLE, 15 to 18; set whenever no base backup is running).
+pub const XLP_BKP_REMOVABLE: u16 = 0x0004;
 /// `xlp_info`: a record that was missing its continuation was abandoned and
-/// this page starts afresh (XLP_FIRST_IS_OVERWRITE_CONTRECORD, 15+).
-pub const XLP_FIRST_IS_OVERWRITE_CONTRECORD: u16 = 0x0004;
-/// Every defined `xlp_info` bit (XLP_ALL_FLAGS).
-pub const XLP_ALL_FLAGS: u16 = 0x0007;
+/// this page starts afresh (XLP_FIRST_IS_OVERWRITE_CONTRECORD, 15 to 18).
+pub const XLP_FIRST_IS_OVERWRITE_CONTRECORD: u16 = 0x0008;
+/// Every defined `xlp_info` bit (XLP_ALL_FLAGS, 15 to 18).
+pub const XLP_ALL_FLAGS: u16 = 0x000F;
+
+/// The `xlp_info` bits whose values changed after 18: the development
+/// branch after 18 (magic 0xD120 and up) dropped XLP_BKP_REMOVABLE and moved
+/// XLP_FIRST_IS_OVERWRITE_CONTRECORD to 0x0004. Releases 15 to 18 (and any
+/// older magic) use the constants above.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageFlagLayout {
+    /// Value of XLP_FIRST_IS_OVERWRITE_CONTRECORD.
+    pub overwrite_contrecord: u16,
+    /// Value of XLP_ALL_FLAGS.
+    pub all: u16,
+    /// Value of XLP_BKP_REMOVABLE, where it exists.
+    pub bkp_removable: Option<u16>,
+}
+
+/// The `xlp_info` layout of the release that wrote pages with `magic`.
+pub fn page_flag_layout(magic: u16) -> PageFlagLayout {
+    const NEWEST_KNOWN: u16 = 0xD118;
+    if magic > NEWEST_KNOWN {
+        PageFlagLayout {
+            overwrite_contrecord: 0x0004,
+            all: 0x0007,
+            bkp_removable: None,
+        }
+    } else {
+        PageFlagLayout {
+            overwrite_contrecord: XLP_FIRST_IS_OVERWRITE_CONTRECORD,
+            all: XLP_ALL_FLAGS,
+            bkp_removable: Some(XLP_BKP_REMOVABLE),
+        }
+    }
+}
 
 /// Size of a short page header, SizeOfXLogShortPHD (20 bytes MAXALIGNed).
 pub const SHORT_HEADER_LEN: usize = 24;
@@ -96,7 +131,7 @@ pub enum PageProblem {
         /// What was expected, as text ("0xD110", or "a WAL page magic").
         expected: MagicExpectation,
     },
-    /// `xlp_info` has bits outside [`XLP_ALL_FLAGS`].
+    /// `xlp_info` has bits outside XLP_ALL_FLAGS of its release.
     #[error("undefined info bits {info:#06X}")]
     InfoBits {
         /// Found `xlp_info`.
@@ -264,6 +299,22 @@ mod tests {
         assert_eq!(wal_magic_for_pg_major(14), None);
         assert!(is_plausible_wal_magic(0xD10D));
         assert!(!is_plausible_wal_magic(0x0000));
+    }
+
+    #[test]
+    fn flag_layouts() {
+        for magic in [0xD110, 0xD113, 0xD116, 0xD118] {
+            let l = page_flag_layout(magic);
+            assert_eq!(
+                (l.overwrite_contrecord, l.all, l.bkp_removable),
+                (0x0008, 0x000F, Some(0x0004))
+            );
+        }
+        let l = page_flag_layout(0xD120);
+        assert_eq!(
+            (l.overwrite_contrecord, l.all, l.bkp_removable),
+            (0x0004, 0x0007, None)
+        );
     }
 
     #[test]

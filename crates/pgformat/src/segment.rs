@@ -14,8 +14,8 @@ use crate::error::WalError;
 use crate::fragment::{MAX_FRAGMENT_LEN, PartialRecord};
 use crate::lsn::Lsn;
 use crate::page::{
-    LONG_HEADER_LEN, MagicExpectation, PageProblem, XLP_ALL_FLAGS,
-    XLP_FIRST_IS_OVERWRITE_CONTRECORD, XLP_LONG_HEADER, XLogPageHeader, is_plausible_wal_magic,
+    LONG_HEADER_LEN, MagicExpectation, PageFlagLayout, PageProblem, XLP_LONG_HEADER,
+    XLogPageHeader, is_plausible_wal_magic, page_flag_layout,
 };
 use crate::record::{
     RecordProblem, SIZE_OF_XLOG_RECORD, WalRecord, XLogRecord, main_data_of, record_crc,
@@ -105,6 +105,7 @@ pub struct WalSegmentReader<'a> {
     page_size: usize,
     start: Lsn,
     magic: u16,
+    flags: PageFlagLayout,
     /// Offset of the next record, or of a page boundary.
     pos: usize,
     /// Start of the last valid record, for the xl_prev check.
@@ -131,7 +132,8 @@ impl<'a> WalSegmentReader<'a> {
                 expected: MagicExpectation::AnyWal,
             }));
         }
-        if first_page.info & !XLP_ALL_FLAGS != 0 {
+        let flags = page_flag_layout(first_page.magic);
+        if first_page.info & !flags.all != 0 {
             return Err(first(PageProblem::InfoBits {
                 info: first_page.info,
             }));
@@ -168,6 +170,7 @@ impl<'a> WalSegmentReader<'a> {
             page_size: blcksz as usize,
             start: first_page.pageaddr,
             magic: first_page.magic,
+            flags,
             pos: LONG_HEADER_LEN,
             prev: None,
             last_tli: first_page.tli,
@@ -257,7 +260,7 @@ impl<'a> WalSegmentReader<'a> {
                 expected: MagicExpectation::Same(self.magic),
             });
         }
-        if h.info & !XLP_ALL_FLAGS != 0 {
+        if h.info & !self.flags.all != 0 {
             return Err(PageProblem::InfoBits { info: h.info });
         }
         if h.info & XLP_LONG_HEADER != 0 && h.long != self.first_page.long {
@@ -326,7 +329,7 @@ impl<'a> WalSegmentReader<'a> {
                     return;
                 }
             };
-            if h.info & XLP_FIRST_IS_OVERWRITE_CONTRECORD != 0 || !h.is_contrecord() {
+            if h.info & self.flags.overwrite_contrecord != 0 || !h.is_contrecord() {
                 // The continuation was abandoned; records restart on this page.
                 self.pos = page;
                 self.end_of_wal = self.lsn_at(page);
@@ -501,7 +504,7 @@ impl<'a> WalSegmentReader<'a> {
                         return None;
                     }
                 };
-                if h.info & XLP_FIRST_IS_OVERWRITE_CONTRECORD != 0 {
+                if h.info & self.flags.overwrite_contrecord != 0 {
                     // The rest of this record was lost and overwritten: start
                     // afresh on this page, as XLogDecodeNextRecord() does.
                     self.pos = page;
