@@ -173,6 +173,9 @@ pub struct PgCluster {
     port: u16,
     version_major: u32,
     opts: ClusterOptions,
+    /// The postmaster pid seen after the last successful start (for Drop, should the data
+    /// directory be gone).
+    started_pid: Option<u32>,
 }
 
 impl PgCluster {
@@ -312,6 +315,7 @@ impl PgCluster {
             port,
             version_major,
             opts,
+            started_pid: None,
         })
     }
 
@@ -452,6 +456,7 @@ impl PgCluster {
             self.postgres_command(&mut cmd)?;
             let out = command::run_unchecked(&mut cmd, None)?;
             if out.status.success() {
+                self.started_pid = self.postmaster_pid();
                 return Ok(());
             }
             let new_log = read_from(&self.log_path, log_offset);
@@ -477,7 +482,8 @@ impl PgCluster {
         }
     }
 
-    /// `pg_ctl stop -m fast -w`; Ok when the server is not running.
+    /// `pg_ctl stop -m fast -w`, then waits until the postmaster process is gone; Ok when the
+    /// server is not running.
     pub fn stop(&mut self) -> Result<()> {
         self.pg_ctl_stop("fast")
     }
@@ -489,9 +495,9 @@ impl PgCluster {
     }
 
     fn pg_ctl_stop(&mut self, mode: &str) -> Result<()> {
-        if !self.is_running() {
+        let Some(pid) = self.postmaster_pid().filter(|&p| pid_alive(p)) else {
             return Ok(());
-        }
+        };
         let mut cmd = Command::new(self.install.bin("pg_ctl"));
         cmd.arg("stop")
             .arg("-D")
@@ -500,11 +506,15 @@ impl PgCluster {
             .arg(self.timeout_secs());
         self.postgres_command(&mut cmd)?;
         let out = command::run_unchecked(&mut cmd, None)?;
-        if out.status.success() || !self.is_running() {
-            Ok(())
-        } else {
-            Err(command::failed(&cmd, &out))
+        if !out.status.success() && self.is_running() {
+            return Err(command::failed(&cmd, &out));
         }
+        // pg_ctl returns once postmaster.pid is gone; the process itself exits a moment later.
+        wait_until(
+            &format!("postmaster {pid} to exit"),
+            self.opts.timeout,
+            || Ok::<_, Error>((!pid_alive(pid)).then_some(())),
+        )
     }
 
     /// [`stop`](Self::stop) then [`start`](Self::start).
@@ -545,17 +555,7 @@ impl PgCluster {
                 self.data_dir.display()
             )));
         };
-        let mut pids = vec![pid];
-        pids.extend(child_pids(pid));
-        let mut cmd = Command::new("kill");
-        cmd.arg("-KILL").args(pids.iter().map(|p| p.to_string()));
-        // Some may already have exited; what matters is that all are gone afterwards.
-        let _ = command::run_unchecked(&mut cmd, None);
-        wait_until(
-            "the killed postmaster and its children to exit",
-            Duration::from_secs(30),
-            || Ok::<_, Error>(pids.iter().all(|&p| !pid_alive(p)).then_some(())),
-        )
+        kill_tree(pid)
     }
 
     /// True when the postmaster named in `postmaster.pid` is alive.
@@ -751,10 +751,37 @@ impl PgCluster {
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
-        if self.is_running() && self.stop_immediate().is_err() && self.is_running() {
-            let _ = self.kill_postmaster();
+        if self.is_running() {
+            let _ = self.stop_immediate();
+        }
+        // Still alive, or its data directory (and so postmaster.pid) is already gone: kill the
+        // postmaster this handle started, if it still is one.
+        let pid = self.postmaster_pid().or(self.started_pid);
+        if let Some(pid) = pid.filter(|&p| pid_alive(p) && is_postgres(p)) {
+            let _ = kill_tree(pid);
         }
     }
+}
+
+/// SIGKILL to `pid` and its children at once; waits until all are gone.
+fn kill_tree(pid: u32) -> Result<()> {
+    let mut pids = vec![pid];
+    pids.extend(child_pids(pid));
+    let mut cmd = Command::new("kill");
+    cmd.arg("-KILL").args(pids.iter().map(|p| p.to_string()));
+    // Some may already have exited; what matters is that all are gone afterwards.
+    let _ = command::run_unchecked(&mut cmd, None);
+    wait_until(
+        "the killed postmaster and its children to exit",
+        Duration::from_secs(30),
+        || Ok::<_, Error>(pids.iter().all(|&p| !pid_alive(p)).then_some(())),
+    )
+}
+
+/// The process is a PostgreSQL server (its command line names `postgres`).
+fn is_postgres(pid: u32) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("postgres"))
 }
 
 /// Debian's psql 15 (it talks to servers 15–18 fine for plain SQL).

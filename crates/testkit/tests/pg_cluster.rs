@@ -177,3 +177,28 @@ fn unknown_major_is_a_clear_error() {
     let err = PgInstall::find(9).unwrap_err();
     assert!(err.to_string().contains("not supported"), "{err}");
 }
+
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+}
+
+#[test]
+fn dropping_never_leaves_a_postmaster_behind() -> Result<(), Error> {
+    let install = PgInstall::find(15)?;
+    // The right order: the cluster goes first.
+    let dir = TestDir::new()?;
+    let pg = PgCluster::start_new(&install, &dir, ClusterOptions::new())?;
+    let pid = pg.postmaster_pid().expect("postmaster.pid");
+    drop(pg);
+    assert!(!process_alive(pid));
+    // The wrong order: the directory (with postmaster.pid) vanishes under a running server.
+    let pg = PgCluster::start_new(&install, &dir, ClusterOptions::new().name("second"))?;
+    let pid = pg.postmaster_pid().expect("postmaster.pid");
+    drop(dir);
+    drop(pg);
+    assert!(!process_alive(pid));
+    Ok(())
+}
