@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use cairn_pgformat::control::{ControlFilePrefix, parse_pg_version_file};
+use cairn_pgformat::history::TimelineHistory;
 use cairn_pgformat::page::wal_magic_for_pg_major;
 use cairn_pgformat::record::rmgr;
+use cairn_pgformat::xlog::{parse_checkpoint, parse_end_of_recovery};
 use cairn_pgformat::{
     Lsn, PgTimestamp, SegmentName, TimelineId, WalRecord, WalSegmentReader, WalSegmentSize,
     XactCompletion, XactKind, parse_xact_completion, summarize_segment,
@@ -104,7 +107,7 @@ fn find(done: &[(Lsn, XactCompletion)], xid: u32) -> XactCompletion {
 fn check_release(major: u32) {
     let install = PgInstall::find(major).unwrap();
     let dir = TestDir::new().unwrap();
-    let pg = PgCluster::start_new(
+    let mut pg = PgCluster::start_new(
         &install,
         &dir,
         ClusterOptions::new()
@@ -249,6 +252,94 @@ fn check_release(major: u32) {
         find(&completions(&live_records), last).kind,
         XactKind::Commit
     );
+
+    check_checkpoint_and_control(&pg, major, seg_size, &out_dir);
+    check_promotion(&mut pg, seg_size, &out_dir);
+}
+
+/// An online checkpoint's record names the redo point pg_control reports, and the
+/// identity files say what SQL says.
+fn check_checkpoint_and_control(pg: &PgCluster, major: u32, seg_size: WalSegmentSize, out: &Path) {
+    sql(pg, "CHECKPOINT");
+    let row = sql(
+        pg,
+        "SELECT redo_lsn, checkpoint_lsn FROM pg_control_checkpoint()",
+    );
+    let (redo, at) = row.split_once('|').unwrap();
+    let (redo, at) = (lsn(redo), lsn(at));
+    let name = SegmentName::containing(TimelineId(1), at, seg_size).to_string();
+    let (_, bytes) = copy_segment(pg, &name, out);
+    let records: Vec<WalRecord> = WalSegmentReader::new(&bytes).unwrap().collect();
+    let record = records
+        .iter()
+        .find(|r| r.lsn == at)
+        .expect("checkpoint record");
+    let checkpoint = parse_checkpoint(record).expect("a checkpoint");
+    assert!(!checkpoint.shutdown);
+    assert_eq!(checkpoint.redo, redo);
+    assert_eq!(
+        (checkpoint.tli, checkpoint.prev_tli),
+        (TimelineId(1), TimelineId(1))
+    );
+
+    let control = std::fs::read(pg.data_dir().join("global/pg_control")).unwrap();
+    let prefix = ControlFilePrefix::parse(&control).unwrap();
+    let row = sql(
+        pg,
+        "SELECT system_identifier, pg_control_version, catalog_version_no FROM pg_control_system()",
+    );
+    let fields: Vec<&str> = row.split('|').collect();
+    assert_eq!(prefix.system_identifier.to_string(), fields[0]);
+    assert_eq!(prefix.pg_control_version.to_string(), fields[1]);
+    assert_eq!(prefix.catalog_version_no.to_string(), fields[2]);
+    let version = std::fs::read(pg.data_dir().join("PG_VERSION")).unwrap();
+    assert_eq!(parse_pg_version_file(&version).unwrap(), major);
+}
+
+/// Promoting a standby starts timeline 2: its history file parses to what happened, and
+/// the new timeline's WAL begins with the end of recovery.
+fn check_promotion(pg: &mut PgCluster, seg_size: WalSegmentSize, out: &Path) {
+    pg.stop().unwrap();
+    let signal = pg.data_dir().join("standby.signal");
+    std::fs::write(&signal, "").unwrap();
+    cairn_testkit::chown_to_postgres(&signal).unwrap();
+    pg.start().unwrap();
+    assert!(pg.is_in_recovery().unwrap());
+    pg.promote().unwrap();
+    wait_until("promotion to finish", Duration::from_secs(30), || {
+        pg.is_in_recovery().map(|r| (!r).then_some(()))
+    })
+    .unwrap();
+
+    let text = std::fs::read(pg.data_dir().join("pg_wal/00000002.history")).unwrap();
+    let history = TimelineHistory::parse(TimelineId(2), &text).unwrap();
+    assert_eq!(history.entries.len(), 1, "{history:?}");
+    assert_eq!(history.parent(), Some(TimelineId(1)));
+    let switchpoint = history.switchpoint_of(TimelineId(1)).unwrap();
+    assert_eq!(history.to_bytes(), text);
+
+    let now = lsn(&sql(pg, "SELECT pg_current_wal_lsn()"));
+    assert_eq!(history.timeline_at(now), TimelineId(2));
+    let name = SegmentName::containing(TimelineId(2), switchpoint, seg_size);
+    let (_, bytes) = copy_segment(pg, &name.to_string(), out);
+    let summary = summarize_segment(&bytes).unwrap();
+    let records: Vec<WalRecord> = WalSegmentReader::new(&bytes).unwrap().collect();
+    let first_on_2 = records
+        .iter()
+        .find(|r| r.lsn >= switchpoint)
+        .expect("a record on timeline 2");
+    let (tli, prev_tli) = match parse_end_of_recovery(first_on_2) {
+        Some(e) => (e.tli, e.prev_tli),
+        None => {
+            let c = parse_checkpoint(first_on_2).expect("end of recovery or checkpoint");
+            (c.tli, c.prev_tli)
+        }
+    };
+    assert_eq!((tli, prev_tli), (TimelineId(2), TimelineId(1)));
+    // The new timeline's first segment begins with a copy of the parent's, page headers
+    // and all: only its name says timeline 2.
+    assert_eq!(summary.timeline, TimelineId(1));
+    assert!(summary.last_timeline <= TimelineId(2));
 }
 
 #[test]

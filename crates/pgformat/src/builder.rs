@@ -94,6 +94,13 @@ impl WalBuilder {
         self.configure(|b| b.tli = tli)
     }
 
+    /// Writes later pages with timeline `tli`, as the server does after a
+    /// promotion: the new timeline's first segment starts with the parent's
+    /// pages and goes on with the new timeline's.
+    pub fn continue_on_timeline(&mut self, tli: TimelineId) {
+        self.tli = tli;
+    }
+
     /// `xl_prev` of the first record (before writing; default 0/0).
     pub fn prev_link(self, prev: Lsn) -> Self {
         self.configure(|b| b.prev = prev)

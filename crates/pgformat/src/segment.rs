@@ -190,6 +190,15 @@ impl<'a> WalSegmentReader<'a> {
         &self.first_page
     }
 
+    /// The highest `xlp_tli` among the pages read so far. The first segment
+    /// of a new timeline starts with a copy of its parent's last segment, page
+    /// headers included, so its first pages (possibly all of them, in a
+    /// `.partial` file) carry the parent's timeline: only the file name tells
+    /// a segment's timeline for sure.
+    pub fn last_page_timeline(&self) -> TimelineId {
+        self.last_tli
+    }
+
     /// The segment size from the long header.
     pub fn seg_size(&self) -> WalSegmentSize {
         self.seg_size

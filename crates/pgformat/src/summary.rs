@@ -44,8 +44,14 @@ pub struct SegmentSummary {
     pub seg_size: WalSegmentSize,
     /// WAL page size from the long page header.
     pub xlog_blcksz: u32,
-    /// Timeline of the first page.
+    /// `xlp_tli` of the first page. For the first segment of a new timeline
+    /// this is the parent's: the server starts the new timeline's segment
+    /// with a copy of the parent's, page headers included. Only the file name
+    /// says for sure which timeline a segment belongs to; expect
+    /// `timeline <= last_timeline <= ` the name's timeline.
     pub timeline: TimelineId,
+    /// Highest `xlp_tli` of the pages read.
+    pub last_timeline: TimelineId,
     /// Address of the first page: the segment's first LSN.
     pub start_lsn: Lsn,
     /// Page magic, identifying the major release.
@@ -196,6 +202,7 @@ pub fn summarize_segment(bytes: &[u8]) -> Result<SegmentSummary, WalError> {
         seg_size: reader.seg_size(),
         xlog_blcksz: long.xlog_blcksz,
         timeline: first.tli,
+        last_timeline: first.tli,
         start_lsn: first.pageaddr,
         magic: first.magic,
         first_record: None,
@@ -226,6 +233,7 @@ pub fn summarize_segment(bytes: &[u8]) -> Result<SegmentSummary, WalError> {
         }
     }
     summary.end_of_wal = reader.end_of_wal();
+    summary.last_timeline = reader.last_page_timeline();
     summary.switch = reader.switched();
     summary.tail_fragment = reader.tail().cloned();
     Ok(summary)
@@ -360,6 +368,20 @@ mod tests {
         assert_eq!(second.commit_count, 1);
         assert_eq!(first.absorb_stitched(&second), StitchOutcome::TooLarge);
         assert!(serde_json::to_string(&first).unwrap().len() < 600);
+    }
+
+    #[test]
+    fn timeline_of_first_and_last_pages() {
+        let mut wal = WalBuilder::new(XLogSegNo(1));
+        wal.append_commit(6, t(6));
+        wal.fill_to(Lsn(SEG + 8192 + 24));
+        wal.continue_on_timeline(TimelineId(2));
+        wal.append_noop(20_000);
+        let s = summarize_segment(&wal.segment(0)).unwrap();
+        assert_eq!(
+            (s.timeline, s.last_timeline),
+            (TimelineId(1), TimelineId(2))
+        );
     }
 
     #[test]
