@@ -14,7 +14,11 @@ fn archive_and_recover(dir: &TestDir, primary: &mut PgCluster, cairn: &Cairn) {
     let out = cairn.cairn_ok(&["stanza-create"]);
     assert!(out.contains("created stanza 'main'"), "{out}");
     // Running it again for the same cluster is a no-op.
-    assert!(cairn.cairn_ok(&["stanza-create"]).contains("already exists"));
+    assert!(
+        cairn
+            .cairn_ok(&["stanza-create"])
+            .contains("already exists")
+    );
 
     let replica_dir = dir.subdir("replica").unwrap();
     std::fs::remove_dir(&replica_dir).unwrap();
@@ -23,7 +27,11 @@ fn archive_and_recover(dir: &TestDir, primary: &mut PgCluster, cairn: &Cairn) {
     let last = workload(primary, 24);
     wait_archived(primary, &last);
     let expected = table_checksum(primary);
-    let archived: i64 = primary.psql("SELECT archived_count FROM pg_stat_archiver").unwrap().parse().unwrap();
+    let archived: i64 = primary
+        .psql("SELECT archived_count FROM pg_stat_archiver")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(archived >= 20, "only {archived} segments archived");
 
     // The catalog shows one timeline, no gaps, up to the last switched segment.
@@ -31,20 +39,38 @@ fn archive_and_recover(dir: &TestDir, primary: &mut PgCluster, cairn: &Cairn) {
     let tl = &info["stanzas"][0]["archive"][0];
     assert_eq!(tl["timeline"], 1, "{info:#}");
     assert_eq!(tl["gaps"].as_array().unwrap().len(), 0, "{info:#}");
-    assert!(tl["ranges"][0]["last"].as_str().unwrap() >= last.as_str(), "{info:#}");
+    assert!(
+        tl["ranges"][0]["last"].as_str().unwrap() >= last.as_str(),
+        "{info:#}"
+    );
     assert!(tl["last_commit"].is_string(), "{info:#}");
     let text = cairn.cairn_ok(&["info"]);
-    assert!(text.contains("timeline 1") && !text.contains("GAP"), "{text}");
+    assert!(
+        text.contains("timeline 1") && !text.contains("GAP"),
+        "{text}"
+    );
 
-    let mut replica = PgCluster::from_existing_data_dir(primary.install(), dir, &replica_dir).unwrap();
+    let mut replica =
+        PgCluster::from_existing_data_dir(primary.install(), dir, &replica_dir).unwrap();
     replica.set_conf("archive_mode", "off").unwrap();
-    replica.set_conf("restore_command", &format!("'{}'", cairn.restore_command().replace('\'', "''"))).unwrap();
+    replica
+        .set_conf(
+            "restore_command",
+            &format!("'{}'", cairn.restore_command().replace('\'', "''")),
+        )
+        .unwrap();
     std::fs::write(replica_dir.join("recovery.signal"), "").unwrap();
     cairn_testkit::chown_to_postgres(&replica_dir.join("recovery.signal")).unwrap();
     replica.start().unwrap();
-    wait_until("replica to finish archive recovery", Duration::from_secs(120), || {
-        Ok::<_, cairn_testkit::Error>((replica.psql("SELECT pg_is_in_recovery()")? == "f").then_some(()))
-    })
+    wait_until(
+        "replica to finish archive recovery",
+        Duration::from_secs(120),
+        || {
+            Ok::<_, cairn_testkit::Error>(
+                (replica.psql("SELECT pg_is_in_recovery()")? == "f").then_some(()),
+            )
+        },
+    )
     .unwrap();
     assert_eq!(table_checksum(&replica), expected);
     replica.stop().unwrap();
@@ -54,18 +80,29 @@ fn archive_and_recover(dir: &TestDir, primary: &mut PgCluster, cairn: &Cairn) {
 fn pg15_archives_and_recovers_from_a_local_repository() {
     let install = PgInstall::find(15).unwrap();
     let dir = TestDir::new().unwrap();
-    let mut primary = PgCluster::init(&install, &dir, ClusterOptions { wal_segsize_mb: Some(1), ..Default::default() }).unwrap();
+    let mut primary = PgCluster::init(
+        &install,
+        &dir,
+        ClusterOptions {
+            wal_segsize_mb: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let cairn = Cairn::new(&dir, &primary, RepoSpec::Local);
     archive_and_recover(&dir, &mut primary, &cairn);
     // Objects really are encrypted: no archived object contains the table's text.
     let sample = primary.psql("SELECT v FROM t ORDER BY id LIMIT 1").unwrap();
-    let wal_obj = support::find_file(&cairn.repo_dir, &last_segment_name(&primary)).expect("a WAL object");
+    let wal_obj =
+        support::find_file(&cairn.repo_dir, &last_segment_name(&primary)).expect("a WAL object");
     let bytes = std::fs::read(wal_obj).unwrap();
     assert!(!bytes.windows(sample.len()).any(|w| w == sample.as_bytes()));
 }
 
 fn last_segment_name(cluster: &PgCluster) -> String {
-    cluster.psql("SELECT last_archived_wal FROM pg_stat_archiver").unwrap()
+    cluster
+        .psql("SELECT last_archived_wal FROM pg_stat_archiver")
+        .unwrap()
 }
 
 #[test]
@@ -73,11 +110,24 @@ fn pg15_archives_and_recovers_from_s3() {
     let install = PgInstall::find(15).unwrap();
     let dir = TestDir::new().unwrap();
     let s3 = S3Server::start().unwrap();
-    let mut primary = PgCluster::init(&install, &dir, ClusterOptions { wal_segsize_mb: Some(1), ..Default::default() }).unwrap();
+    let mut primary = PgCluster::init(
+        &install,
+        &dir,
+        ClusterOptions {
+            wal_segsize_mb: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let cairn = Cairn::new(
         &dir,
         &primary,
-        RepoSpec::S3 { endpoint: &s3.endpoint(), bucket: s3.bucket(), access_key: s3.access_key_id(), secret_key: s3.secret_access_key() },
+        RepoSpec::S3 {
+            endpoint: &s3.endpoint(),
+            bucket: s3.bucket(),
+            access_key: s3.access_key_id(),
+            secret_key: s3.secret_access_key(),
+        },
     );
     archive_and_recover(&dir, &mut primary, &cairn);
     // Nothing was written to the local repository directory: it all went to S3.

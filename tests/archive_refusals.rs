@@ -27,14 +27,23 @@ fn copy_for_postgres(dir: &TestDir, sub: &str, name: &str, bytes: &[u8]) -> Path
 }
 
 fn stored_object(cairn: &Cairn, name: &str) -> PathBuf {
-    support::find_file(&cairn.repo_dir.join("stanza/main/wal"), &format!("/{name}")).expect("stored object")
+    support::find_file(&cairn.repo_dir.join("stanza/main/wal"), &format!("/{name}"))
+        .expect("stored object")
 }
 
 #[test]
 fn pg15_archive_refusals() {
     let install = PgInstall::find(15).unwrap();
     let dir = TestDir::new().unwrap();
-    let mut primary = PgCluster::init(&install, &dir, ClusterOptions { wal_segsize_mb: Some(1), ..Default::default() }).unwrap();
+    let mut primary = PgCluster::init(
+        &install,
+        &dir,
+        ClusterOptions {
+            wal_segsize_mb: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     // Keep switched segments in pg_wal so the test can compare them with the archive.
     primary.set_conf("wal_keep_size", "'256MB'").unwrap();
     let cairn = Cairn::new(&dir, &primary, RepoSpec::Local);
@@ -68,7 +77,11 @@ fn pg15_archive_refusals() {
     let p = copy_for_postgres(&dir, "altered", &seg, &altered);
     let out = cairn.run("cairn-archive-push", &[p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(CONFLICT), "{}", describe(&out));
-    assert!(stderr(&out).contains(&seg) && stderr(&out).contains("different content"), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains(&seg) && stderr(&out).contains("different content"),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(std::fs::read(&stored_path).unwrap(), stored_before);
 
     // A truncated segment is refused.
@@ -81,7 +94,11 @@ fn pg15_archive_refusals() {
     let p = copy_for_postgres(&dir, "renamed", &next_name(&next), &original);
     let out = cairn.run("cairn-archive-push", &[p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(INVALID), "{}", describe(&out));
-    assert!(stderr(&out).contains("not what its name says"), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("not what its name says"),
+        "{}",
+        describe(&out)
+    );
 
     // Something that is not a WAL file name is refused.
     let p = copy_for_postgres(&dir, "junk", "postmaster.pid", b"123\n");
@@ -90,10 +107,20 @@ fn pg15_archive_refusals() {
 
     // A segment from another cluster is refused.
     let other_dir = TestDir::new().unwrap();
-    let mut other = PgCluster::init(&install, &other_dir, ClusterOptions { wal_segsize_mb: Some(1), ..Default::default() }).unwrap();
+    let mut other = PgCluster::init(
+        &install,
+        &other_dir,
+        ClusterOptions {
+            wal_segsize_mb: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     other.set_conf("wal_keep_size", "'64MB'").unwrap();
     other.start().unwrap();
-    let foreign_name = other.psql("SELECT pg_walfile_name(pg_switch_wal())").unwrap();
+    let foreign_name = other
+        .psql("SELECT pg_walfile_name(pg_switch_wal())")
+        .unwrap();
     other.psql("CHECKPOINT").unwrap();
     let foreign = std::fs::read(other.data_dir().join("pg_wal").join(&foreign_name)).unwrap();
     other.stop().unwrap();
@@ -104,12 +131,19 @@ fn pg15_archive_refusals() {
 
     // archive-get of a segment the archive does not have: exit 1 and no file.
     let missing = out_dir.join("missing");
-    let out = cairn.run("cairn-archive-get", &["0000000100000001000000FF", missing.to_str().unwrap()]);
+    let out = cairn.run(
+        "cairn-archive-get",
+        &["0000000100000001000000FF", missing.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(!missing.exists());
 
     // A wrong passphrase is reported as such.
-    let out = cairn.run_env("cairn-archive-get", &[&seg, missing.to_str().unwrap()], &[("CAIRN_REPO_CIPHER_PASS", "not the passphrase")]);
+    let out = cairn.run_env(
+        "cairn-archive-get",
+        &[&seg, missing.to_str().unwrap()],
+        &[("CAIRN_REPO_CIPHER_PASS", "not the passphrase")],
+    );
     assert_eq!(out.status.code(), Some(WRONG_PASS), "{}", describe(&out));
     assert!(stderr(&out).contains("passphrase"), "{}", describe(&out));
     assert!(!missing.exists());
@@ -120,7 +154,11 @@ fn pg15_archive_refusals() {
     assert_eq!(out.status.code(), Some(CORRUPT), "{}", describe(&out));
     assert!(stderr(&out).contains("damaged"), "{}", describe(&out));
     assert!(!missing.exists());
-    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1, "only RECOVERYXLOG from before");
+    assert_eq!(
+        std::fs::read_dir(&out_dir).unwrap().count(),
+        1,
+        "only RECOVERYXLOG from before"
+    );
 }
 
 fn flip_byte(path: &Path, at: usize) {

@@ -21,7 +21,12 @@ pub struct Cairn {
 /// Where the repository lives.
 pub enum RepoSpec<'a> {
     Local,
-    S3 { endpoint: &'a str, bucket: &'a str, access_key: &'a str, secret_key: &'a str },
+    S3 {
+        endpoint: &'a str,
+        bucket: &'a str,
+        access_key: &'a str,
+        secret_key: &'a str,
+    },
 }
 
 impl Cairn {
@@ -31,7 +36,12 @@ impl Cairn {
         let spool = dir.subdir("spool").unwrap();
         let repo_section = match repo {
             RepoSpec::Local => format!("path = \"{}\"", repo_dir.display()),
-            RepoSpec::S3 { endpoint, bucket, access_key, secret_key } => format!(
+            RepoSpec::S3 {
+                endpoint,
+                bucket,
+                access_key,
+                secret_key,
+            } => format!(
                 "url = \"s3://{bucket}/cairn-test\"\n\n[repo.s3]\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\n\
                  access-key-id = \"{access_key}\"\nsecret-access-key = \"{secret_key}\"\nallow-http = true"
             ),
@@ -48,7 +58,11 @@ impl Cairn {
         let config = dir.path().join("cairn.toml");
         std::fs::write(&config, text).unwrap();
         cairn_testkit::chown_to_postgres(&config).unwrap();
-        Cairn { bin, config, repo_dir }
+        Cairn {
+            bin,
+            config,
+            repo_dir,
+        }
     }
 
     pub fn exe(&self, name: &str) -> PathBuf {
@@ -57,11 +71,19 @@ impl Cairn {
 
     /// `archive_command` as an operator would write it, with the config in the environment.
     pub fn archive_command(&self) -> String {
-        format!("CAIRN_CONFIG={} {} %p", self.config.display(), self.exe("cairn-archive-push").display())
+        format!(
+            "CAIRN_CONFIG={} {} %p",
+            self.config.display(),
+            self.exe("cairn-archive-push").display()
+        )
     }
 
     pub fn restore_command(&self) -> String {
-        format!("CAIRN_CONFIG={} {} %f \"%p\"", self.config.display(), self.exe("cairn-archive-get").display())
+        format!(
+            "CAIRN_CONFIG={} {} %f \"%p\"",
+            self.config.display(),
+            self.exe("cairn-archive-get").display()
+        )
     }
 
     /// Run a cairn binary as the postgres user with this configuration.
@@ -71,7 +93,9 @@ impl Cairn {
 
     pub fn run_env(&self, program: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(self.exe(program));
-        cmd.args(args).env("CAIRN_CONFIG", &self.config).current_dir("/");
+        cmd.args(args)
+            .env("CAIRN_CONFIG", &self.config)
+            .current_dir("/");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -82,7 +106,11 @@ impl Cairn {
     /// `cairn ARGS`, asserting success; returns stdout.
     pub fn cairn_ok(&self, args: &[&str]) -> String {
         let out = self.run("cairn", args);
-        assert!(out.status.success(), "cairn {args:?} failed: {}", describe(&out));
+        assert!(
+            out.status.success(),
+            "cairn {args:?} failed: {}",
+            describe(&out)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -103,7 +131,12 @@ pub fn describe(out: &Output) -> String {
 /// Configure archiving to cairn and start the cluster.
 pub fn start_archiving(cluster: &mut PgCluster, cairn: &Cairn) {
     cluster.set_conf("archive_mode", "on").unwrap();
-    cluster.set_conf("archive_command", &format!("'{}'", cairn.archive_command().replace('\'', "''"))).unwrap();
+    cluster
+        .set_conf(
+            "archive_command",
+            &format!("'{}'", cairn.archive_command().replace('\'', "''")),
+        )
+        .unwrap();
     cluster.start().unwrap();
 }
 
@@ -115,8 +148,14 @@ pub fn workload(cluster: &PgCluster, rounds: usize) -> String {
         .unwrap();
     let mut last = String::new();
     for _ in 0..rounds {
-        cluster.psql("INSERT INTO t (v) SELECT md5(random()::text) || g FROM generate_series(1, 3000) g").unwrap();
-        last = cluster.psql("SELECT pg_walfile_name(pg_switch_wal())").unwrap();
+        cluster
+            .psql(
+                "INSERT INTO t (v) SELECT md5(random()::text) || g FROM generate_series(1, 3000) g",
+            )
+            .unwrap();
+        last = cluster
+            .psql("SELECT pg_walfile_name(pg_switch_wal())")
+            .unwrap();
     }
     last
 }

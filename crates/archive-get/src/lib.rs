@@ -48,15 +48,24 @@ impl Classify for GetError {
 
     fn hint(&self) -> Option<String> {
         match self {
-            GetError::BadName { .. } => Some("restore_command should be 'cairn-archive-get %f \"%p\"'".into()),
+            GetError::BadName { .. } => {
+                Some("restore_command should be 'cairn-archive-get %f \"%p\"'".into())
+            }
             GetError::Write { .. } => None,
         }
     }
 }
 
 /// Fetch `name` with an opened repository and write it at `dest`.
-pub async fn get_with(repo: &Repository, info: &StanzaInfo, name: &str, dest: &Path) -> Result<GetOutcome, Failure> {
-    let wal: WalFileName = name.parse().map_err(|_| GetError::BadName { name: name.to_string() })?;
+pub async fn get_with(
+    repo: &Repository,
+    info: &StanzaInfo,
+    name: &str,
+    dest: &Path,
+) -> Result<GetOutcome, Failure> {
+    let wal: WalFileName = name.parse().map_err(|_| GetError::BadName {
+        name: name.to_string(),
+    })?;
     let Some(bytes) = repo.get_wal(info, &wal).await? else {
         return Ok(GetOutcome::NotInArchive);
     };
@@ -66,7 +75,10 @@ pub async fn get_with(repo: &Repository, info: &StanzaInfo, name: &str, dest: &P
 
 /// Write beside `dest` and rename, so `dest` is either absent or whole.
 fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), GetError> {
-    let err = |source| GetError::Write { path: dest.to_path_buf(), source };
+    let err = |source| GetError::Write {
+        path: dest.to_path_buf(),
+        source,
+    };
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -74,7 +86,10 @@ fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), GetError> {
     let file = dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal");
     let tmp = dir.join(format!(".{file}.cairn.{:08x}", rand::random::<u32>()));
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         drop(f);
         std::fs::rename(&tmp, dest)
@@ -86,7 +101,12 @@ fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), GetError> {
 }
 
 /// Open the configured repository and stanza, then fetch `name` into `dest`.
-pub async fn get(cfg: &cairn_config::Config, stanza: Option<&str>, name: &str, dest: &Path) -> Result<GetOutcome, Failure> {
+pub async fn get(
+    cfg: &cairn_config::Config,
+    stanza: Option<&str>,
+    name: &str,
+    dest: &Path,
+) -> Result<GetOutcome, Failure> {
     let (sname, _) = cfg.stanza(stanza)?;
     let stanza = StanzaName::new(sname).map_err(|m| Failure::new(ErrorKind::Config, m))?;
     let repo = cairn_repo::open_configured(cfg).await?;

@@ -25,9 +25,15 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
-        Err(e) => return Failure::new(ErrorKind::Internal, format!("cannot start runtime: {e}")).exit("cairn-archive-get"),
+        Err(e) => {
+            return Failure::new(ErrorKind::Internal, format!("cannot start runtime: {e}"))
+                .exit("cairn-archive-get");
+        }
     };
     let result = runtime.block_on(async {
         let env = cairn_config::Env::from_process();

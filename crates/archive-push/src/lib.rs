@@ -59,22 +59,44 @@ impl Classify for PushError {
 }
 
 /// Push one file with an already opened repository and stanza.
-pub async fn push_with(repo: &Repository, info: &StanzaInfo, path: &Path) -> Result<PushOutcome, Failure> {
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-    let name: WalFileName = file_name.parse().map_err(|_| PushError::NotWalName { name: file_name.clone() })?;
+pub async fn push_with(
+    repo: &Repository,
+    info: &StanzaInfo,
+    path: &Path,
+) -> Result<PushOutcome, Failure> {
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let name: WalFileName = file_name.parse().map_err(|_| PushError::NotWalName {
+        name: file_name.clone(),
+    })?;
     let bytes = read(path)?;
     let generation = info.current();
-    let detail = validate(&name, &bytes, generation).map_err(|source| PushError::Invalid { name: file_name.clone(), source })?;
-    let outcome = repo.push_wal(&info.name, generation.db_id, &name, &bytes, detail).await?;
+    let detail = validate(&name, &bytes, generation).map_err(|source| PushError::Invalid {
+        name: file_name.clone(),
+        source,
+    })?;
+    let outcome = repo
+        .push_wal(&info.name, generation.db_id, &name, &bytes, detail)
+        .await?;
     Ok(outcome)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, PushError> {
-    std::fs::read(path).map_err(|source| PushError::Read { path: path.display().to_string(), source })
+    std::fs::read(path).map_err(|source| PushError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Open the configured repository and stanza, then push `path`.
-pub async fn push(cfg: &cairn_config::Config, stanza: Option<&str>, path: &Path) -> Result<PushOutcome, Failure> {
+pub async fn push(
+    cfg: &cairn_config::Config,
+    stanza: Option<&str>,
+    path: &Path,
+) -> Result<PushOutcome, Failure> {
     let (name, _) = cfg.stanza(stanza)?;
     let stanza = StanzaName::new(name).map_err(|m| Failure::new(ErrorKind::Config, m))?;
     let repo = cairn_repo::open_configured(cfg).await?;

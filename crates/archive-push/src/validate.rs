@@ -27,7 +27,9 @@ pub enum ValidateError {
 impl Classify for ValidateError {
     fn kind(&self) -> ErrorKind {
         match self {
-            ValidateError::ForeignSystem { .. } | ValidateError::WrongVersion { .. } => ErrorKind::Stanza,
+            ValidateError::ForeignSystem { .. } | ValidateError::WrongVersion { .. } => {
+                ErrorKind::Stanza
+            }
             _ => ErrorKind::InvalidInput,
         }
     }
@@ -35,9 +37,12 @@ impl Classify for ValidateError {
     fn hint(&self) -> Option<String> {
         match self {
             ValidateError::ForeignSystem { .. } | ValidateError::WrongVersion { .. } => Some(
-                "each cluster needs its own stanza; after pg_upgrade run `cairn stanza-upgrade`".into(),
+                "each cluster needs its own stanza; after pg_upgrade run `cairn stanza-upgrade`"
+                    .into(),
             ),
-            ValidateError::Segment(_) => Some("the file may be truncated or not from pg_wal".into()),
+            ValidateError::Segment(_) => {
+                Some("the file may be truncated or not from pg_wal".into())
+            }
             _ => None,
         }
     }
@@ -45,42 +50,66 @@ impl Classify for ValidateError {
 
 /// Validate `bytes` as the file `name` of the cluster generation `generation` and return
 /// the summary to store beside it.
-pub fn validate(name: &WalFileName, bytes: &[u8], generation: &DbGeneration) -> Result<WalDetail, ValidateError> {
+pub fn validate(
+    name: &WalFileName,
+    bytes: &[u8],
+    generation: &DbGeneration,
+) -> Result<WalDetail, ValidateError> {
     match name {
         WalFileName::Segment(seg) | WalFileName::Partial(seg) => {
             let summary = summarize_segment(bytes).map_err(ValidateError::Segment)?;
             if summary.system_identifier != generation.system_id {
-                return Err(ValidateError::ForeignSystem { found: summary.system_identifier, expected: generation.system_id });
+                return Err(ValidateError::ForeignSystem {
+                    found: summary.system_identifier,
+                    expected: generation.system_id,
+                });
             }
             match pg_major_for_wal_magic(summary.magic) {
                 Some(v) if v == generation.pg_major => {}
                 found => {
                     return Err(ValidateError::WrongVersion {
-                        found: found.map_or_else(|| format!("with WAL magic {:#06X}", summary.magic), |v| v.to_string()),
+                        found: found.map_or_else(
+                            || format!("with WAL magic {:#06X}", summary.magic),
+                            |v| v.to_string(),
+                        ),
                         expected: generation.pg_major,
                     });
                 }
             }
             let seg_size = summary.seg_size();
-            if summary.timeline != seg.tli || summary.start_lsn != seg.start_lsn(seg_size) {
+            // The first segment of a new timeline starts as a copy of its parent's, page
+            // headers included, so earlier pages may carry an older timeline.
+            let tli_ok =
+                summary.timeline <= summary.last_timeline && summary.last_timeline <= seg.tli;
+            if !tli_ok || summary.start_lsn != seg.start_lsn(seg_size) {
                 let content = cairn_pgformat::SegmentName::from_segno(
                     summary.timeline,
                     summary.start_lsn.segment_number(seg_size),
                     seg_size,
                 );
-                return Err(ValidateError::NameMismatch { content: content.to_string(), tli: summary.timeline.0 });
+                return Err(ValidateError::NameMismatch {
+                    content: content.to_string(),
+                    tli: summary.timeline.0,
+                });
             }
-            Ok(WalDetail::Segment { summary })
+            Ok(WalDetail::Segment {
+                summary: Box::new(summary),
+            })
         }
         WalFileName::History(tli) => {
-            TimelineHistory::parse(*tli, bytes).map_err(|e| ValidateError::History(e.to_string()))?;
-            let text = String::from_utf8(bytes.to_vec()).map_err(|_| ValidateError::History("not UTF-8".into()))?;
+            TimelineHistory::parse(*tli, bytes)
+                .map_err(|e| ValidateError::History(e.to_string()))?;
+            let text = String::from_utf8(bytes.to_vec())
+                .map_err(|_| ValidateError::History("not UTF-8".into()))?;
             Ok(WalDetail::History { text })
         }
         WalFileName::BackupHistory { .. } => {
-            let text = String::from_utf8(bytes.to_vec()).map_err(|_| ValidateError::BackupHistory("not UTF-8".into()))?;
+            let text = String::from_utf8(bytes.to_vec())
+                .map_err(|_| ValidateError::BackupHistory("not UTF-8".into()))?;
             if !text.contains("START WAL LOCATION:") || bytes.len() > 64 * 1024 {
-                return Err(ValidateError::BackupHistory("no START WAL LOCATION line".into()));
+                return Err(ValidateError::BackupHistory(
+                    "no START WAL LOCATION line".into(),
+                ));
             }
             Ok(WalDetail::BackupHistory { text })
         }

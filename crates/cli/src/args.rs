@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "cairn", version, about = "PostgreSQL WAL archiving, backup and point-in-time recovery")]
+#[command(
+    name = "cairn",
+    version,
+    about = "PostgreSQL WAL archiving, backup and point-in-time recovery"
+)]
 pub struct Cli {
     /// Configuration file (default: $CAIRN_CONFIG, then /etc/cairn/cairn.toml).
     #[arg(long, global = true)]

@@ -11,7 +11,11 @@ use cairn_pgformat::WalFileName;
 use crate::pg;
 use crate::stanza::stanza_name;
 
-pub async fn run(cfg: &Config, stanza: Option<&str>, timeout_secs: u64) -> Result<ExitCode, Failure> {
+pub async fn run(
+    cfg: &Config,
+    stanza: Option<&str>,
+    timeout_secs: u64,
+) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     let (_, st) = cfg.stanza(stanza)?;
     let repo = cairn_repo::open_configured(cfg).await?;
@@ -30,40 +34,58 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, timeout_secs: u64) -> Resul
     }
     let client = pg::connect(st).await?;
     let row = client
-        .query_one("SELECT current_setting('archive_mode'), current_setting('archive_command')", &[])
+        .query_one(
+            "SELECT current_setting('archive_mode'), current_setting('archive_command')",
+            &[],
+        )
         .await
         .map_err(|e| pg::sql_failure("cannot read archive settings", &e))?;
     let (mode, command): (String, String) = (row.get(0), row.get(1));
     if mode == "off" {
-        return Err(Failure::new(ErrorKind::Config, "archive_mode is off on the server")
-            .with_hint("set archive_mode = on in postgresql.conf and restart PostgreSQL"));
+        return Err(
+            Failure::new(ErrorKind::Config, "archive_mode is off on the server")
+                .with_hint("set archive_mode = on in postgresql.conf and restart PostgreSQL"),
+        );
     }
     if !command.contains("archive-push") {
-        return Err(Failure::new(ErrorKind::Config, format!("archive_command is '{command}', which does not call cairn"))
-            .with_hint("set archive_command = 'cairn-archive-push %p' and reload PostgreSQL"));
+        return Err(Failure::new(
+            ErrorKind::Config,
+            format!("archive_command is '{command}', which does not call cairn"),
+        )
+        .with_hint("set archive_command = 'cairn-archive-push %p' and reload PostgreSQL"));
     }
     let row = client
         .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
         .await
         .map_err(|e| pg::sql_failure("cannot switch WAL", &e))?;
     let segment: String = row.get(0);
-    let wal: WalFileName = segment
-        .parse()
-        .map_err(|_| Failure::new(ErrorKind::Postgres, format!("server returned an odd WAL file name '{segment}'")))?;
+    let wal: WalFileName = segment.parse().map_err(|_| {
+        Failure::new(
+            ErrorKind::Postgres,
+            format!("server returned an odd WAL file name '{segment}'"),
+        )
+    })?;
     let key = cairn_repo::layout::wal_file(&name, cur.db_id, &wal);
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     let mut delay = Duration::from_millis(50);
     loop {
         if repo.stored_content_id(&key).await?.is_some() {
-            println!("check passed: stanza '{name}', repository {}, WAL segment {segment} archived", repo.backend().location());
+            println!(
+                "check passed: stanza '{name}', repository {}, WAL segment {segment} archived",
+                repo.backend().location()
+            );
             return Ok(ExitCode::SUCCESS);
         }
         if Instant::now() >= deadline {
             return Err(Failure::new(
                 ErrorKind::Unreachable,
-                format!("WAL segment {segment} did not arrive in the repository within {timeout_secs}s"),
+                format!(
+                    "WAL segment {segment} did not arrive in the repository within {timeout_secs}s"
+                ),
             )
-            .with_hint("look for archive_command errors in the PostgreSQL log and in pg_stat_archiver"));
+            .with_hint(
+                "look for archive_command errors in the PostgreSQL log and in pg_stat_archiver",
+            ));
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(1));

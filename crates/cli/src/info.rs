@@ -60,9 +60,16 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
         stanzas: Vec::new(),
     };
     for n in names {
-        let name = StanzaName::new(&n).map_err(|m| Failure::new(cairn_exit::ErrorKind::Config, m))?;
+        let name =
+            StanzaName::new(&n).map_err(|m| Failure::new(cairn_exit::ErrorKind::Config, m))?;
         let Some(info) = repo.stanza_info(&name).await? else {
-            doc.stanzas.push(StanzaDoc { name: n, status: "missing", db: vec![], backups: vec![], archive: vec![] });
+            doc.stanzas.push(StanzaDoc {
+                name: n,
+                status: "missing",
+                db: vec![],
+                backups: vec![],
+                archive: vec![],
+            });
             continue;
         };
         let catalog = repo.wal_catalog(&name).await?;
@@ -73,7 +80,12 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
             db: info
                 .history
                 .iter()
-                .map(|g| DbDoc { db_id: g.db_id.0, system_id: g.system_id.to_string(), pg_version: g.pg_major, current: g.db_id == current })
+                .map(|g| DbDoc {
+                    db_id: g.db_id.0,
+                    system_id: g.system_id.to_string(),
+                    pg_version: g.pg_major,
+                    current: g.db_id == current,
+                })
                 .collect(),
             backups: vec![],
             archive: catalog.timelines(),
@@ -90,7 +102,11 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
 }
 
 fn print_text(doc: &InfoDoc) {
-    let enc = if doc.repository.encrypted { "encrypted" } else { "not encrypted" };
+    let enc = if doc.repository.encrypted {
+        "encrypted"
+    } else {
+        "not encrypted"
+    };
     println!("repository: {} ({enc})", doc.repository.location);
     for s in &doc.stanzas {
         println!();
@@ -102,7 +118,10 @@ fn print_text(doc: &InfoDoc) {
         println!("    status: ok");
         for d in &s.db {
             let cur = if d.current { " (current)" } else { "" };
-            println!("    db {}: PostgreSQL {}, system {}{cur}", d.db_id, d.pg_version, d.system_id);
+            println!(
+                "    db {}: PostgreSQL {}, system {}{cur}",
+                d.db_id, d.pg_version, d.system_id
+            );
         }
         if s.backups.is_empty() {
             println!("    backups: none");
@@ -115,12 +134,18 @@ fn print_text(doc: &InfoDoc) {
             match (tl.ranges.first(), tl.ranges.last()) {
                 (Some(first), Some(last)) => {
                     let n: u64 = tl.ranges.iter().map(|r| r.segments).sum();
-                    println!("        segments: {} / {} ({n} segments)", first.first, last.last);
+                    println!(
+                        "        segments: {} / {} ({n} segments)",
+                        first.first, last.last
+                    );
                 }
                 _ => println!("        segments: none"),
             }
             for g in &tl.gaps {
-                println!("        GAP: {} / {} ({} segments missing)", g.first, g.last, g.segments);
+                println!(
+                    "        GAP: {} / {} ({} segments missing)",
+                    g.first, g.last, g.segments
+                );
             }
             if let (Some(a), Some(b)) = (&tl.first_commit, &tl.last_commit) {
                 println!("        commits: {a} / {b}");

@@ -16,9 +16,16 @@ use args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
-        Err(e) => return Failure::new(ErrorKind::Internal, format!("cannot start runtime: {e}")).exit("cairn"),
+        Err(e) => {
+            return Failure::new(ErrorKind::Internal, format!("cannot start runtime: {e}"))
+                .exit("cairn");
+        }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
@@ -42,13 +49,19 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::ArchiveGet { wal_name, dest } => {
             match cairn_archive_get::get(&cfg, stanza, &wal_name, &dest).await? {
                 cairn_archive_get::GetOutcome::Written => Ok(ExitCode::SUCCESS),
-                cairn_archive_get::GetOutcome::NotInArchive => Ok(ExitCode::from(ErrorKind::NotInArchive.code())),
+                cairn_archive_get::GetOutcome::NotInArchive => {
+                    Ok(ExitCode::from(ErrorKind::NotInArchive.code()))
+                }
             }
         }
         Command::Info { output } => info::run(&cfg, stanza, output).await,
-        Command::Backup { .. } | Command::Restore { .. } | Command::Expire { .. } | Command::Verify => {
-            Err(Failure::new(ErrorKind::Unsupported, "this command is not implemented yet in this build of cairn")
-                .with_hint("see the project's open issues for its status"))
-        }
+        Command::Backup { .. }
+        | Command::Restore { .. }
+        | Command::Expire { .. }
+        | Command::Verify => Err(Failure::new(
+            ErrorKind::Unsupported,
+            "this command is not implemented yet in this build of cairn",
+        )
+        .with_hint("see the project's open issues for its status")),
     }
 }

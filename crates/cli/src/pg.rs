@@ -16,7 +16,10 @@ pub struct ClusterIdentity {
 
 pub async fn connect(st: &StanzaConfig) -> Result<tokio_postgres::Client, Failure> {
     let mut c = tokio_postgres::Config::new();
-    c.host(&st.pg_host).port(st.pg_port).user(&st.pg_user).dbname(&st.pg_database);
+    c.host(&st.pg_host)
+        .port(st.pg_port)
+        .user(&st.pg_user)
+        .dbname(&st.pg_database);
     c.application_name("cairn");
     c.connect_timeout(std::time::Duration::from_secs(10));
     if let Some(p) = &st.pg_password {
@@ -25,8 +28,11 @@ pub async fn connect(st: &StanzaConfig) -> Result<tokio_postgres::Client, Failur
     match st.pg_sslmode.as_deref() {
         None | Some("disable") | Some("allow") | Some("prefer") => {}
         Some(other) => {
-            return Err(Failure::new(ErrorKind::Config, format!("pg-sslmode '{other}' is not supported for SQL connections yet"))
-                .with_hint("use pg-sslmode = \"prefer\" or connect over the Unix socket"));
+            return Err(Failure::new(
+                ErrorKind::Config,
+                format!("pg-sslmode '{other}' is not supported for SQL connections yet"),
+            )
+            .with_hint("use pg-sslmode = \"prefer\" or connect over the Unix socket"));
         }
     }
     let (client, conn) = c.connect(NoTls).await.map_err(|e| {
@@ -76,12 +82,19 @@ pub async fn identity_from_server(st: &StanzaConfig) -> Result<ClusterIdentity, 
     if !same_dir(Path::new(&data_dir), &st.pg_data) {
         return Err(Failure::new(
             ErrorKind::Config,
-            format!("pg-data is {}, but the server at {}:{} runs on {data_dir}", st.pg_data.display(), st.pg_host, st.pg_port),
+            format!(
+                "pg-data is {}, but the server at {}:{} runs on {data_dir}",
+                st.pg_data.display(),
+                st.pg_host,
+                st.pg_port
+            ),
         )
         .with_hint("point pg-data and pg-host/pg-port at the same cluster"));
     }
     Ok(ClusterIdentity {
-        system_id: system_id.parse().map_err(|_| Failure::new(ErrorKind::Postgres, "unexpected system identifier"))?,
+        system_id: system_id
+            .parse()
+            .map_err(|_| Failure::new(ErrorKind::Postgres, "unexpected system identifier"))?,
         pg_major: pg_major as u32,
     })
 }
@@ -97,8 +110,11 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 pub fn identity_from_data_dir(pg_data: &Path) -> Result<ClusterIdentity, Failure> {
     let read = |rel: &str| {
         std::fs::read(pg_data.join(rel)).map_err(|e| {
-            Failure::new(ErrorKind::LocalIo, format!("cannot read {}: {e}", pg_data.join(rel).display()))
-                .with_hint("check pg-data, and that cairn runs as the user owning the cluster")
+            Failure::new(
+                ErrorKind::LocalIo,
+                format!("cannot read {}: {e}", pg_data.join(rel).display()),
+            )
+            .with_hint("check pg-data, and that cairn runs as the user owning the cluster")
         })
     };
     let control = read("global/pg_control")?;
@@ -107,5 +123,8 @@ pub fn identity_from_data_dir(pg_data: &Path) -> Result<ClusterIdentity, Failure
         .map_err(|e| Failure::new(ErrorKind::InvalidInput, format!("global/pg_control: {e}")))?;
     let pg_major = cairn_pgformat::control::parse_pg_version_file(&version)
         .map_err(|e| Failure::new(ErrorKind::InvalidInput, format!("PG_VERSION: {e}")))?;
-    Ok(ClusterIdentity { system_id: prefix.system_identifier, pg_major })
+    Ok(ClusterIdentity {
+        system_id: prefix.system_identifier,
+        pg_major,
+    })
 }

@@ -20,10 +20,20 @@ async fn identity(cfg: &Config, stanza: Option<&str>) -> Result<ClusterIdentity,
         Ok(id) => Ok(id),
         Err(f) if f.kind == ErrorKind::Postgres => {
             let id = pg::identity_from_data_dir(&st.pg_data).map_err(|e| {
-                Failure::new(e.kind, format!("{}; and the server is not reachable: {}", e.message, f.message))
-                    .with_hint("start the cluster, or check pg-data")
+                Failure::new(
+                    e.kind,
+                    format!(
+                        "{}; and the server is not reachable: {}",
+                        e.message, f.message
+                    ),
+                )
+                .with_hint("start the cluster, or check pg-data")
             })?;
-            eprintln!("cairn: server not reachable ({}); read the identity from {}/global/pg_control", f.message, st.pg_data.display());
+            eprintln!(
+                "cairn: server not reachable ({}); read the identity from {}/global/pg_control",
+                f.message,
+                st.pg_data.display()
+            );
             Ok(id)
         }
         Err(f) => Err(f),
@@ -35,14 +45,26 @@ pub async fn create(cfg: &Config, stanza: Option<&str>) -> Result<ExitCode, Fail
     let id = identity(cfg, stanza).await?;
     let (repo, created_repo) = cairn_repo::open_or_create_configured(cfg).await?;
     if created_repo {
-        let enc = if repo.keys().encrypts() { "encrypted" } else { "not encrypted" };
-        println!("created repository at {} ({enc})", repo.backend().location());
+        let enc = if repo.keys().encrypts() {
+            "encrypted"
+        } else {
+            "not encrypted"
+        };
+        println!(
+            "created repository at {} ({enc})",
+            repo.backend().location()
+        );
     }
     match repo.create_stanza(&name, id.system_id, id.pg_major).await? {
         StanzaCreated::Created => {
-            println!("created stanza '{name}' for system {} (PostgreSQL {})", id.system_id, id.pg_major)
+            println!(
+                "created stanza '{name}' for system {} (PostgreSQL {})",
+                id.system_id, id.pg_major
+            )
         }
-        StanzaCreated::AlreadyExists => println!("stanza '{name}' already exists for this cluster; nothing to do"),
+        StanzaCreated::AlreadyExists => {
+            println!("stanza '{name}' already exists for this cluster; nothing to do")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -51,8 +73,14 @@ pub async fn upgrade(cfg: &Config, stanza: Option<&str>) -> Result<ExitCode, Fai
     let name = stanza_name(cfg, stanza)?;
     let id = identity(cfg, stanza).await?;
     let repo = cairn_repo::open_configured(cfg).await?;
-    if repo.upgrade_stanza(&name, id.system_id, id.pg_major).await? {
-        println!("stanza '{name}' now protects system {} (PostgreSQL {})", id.system_id, id.pg_major);
+    if repo
+        .upgrade_stanza(&name, id.system_id, id.pg_major)
+        .await?
+    {
+        println!(
+            "stanza '{name}' now protects system {} (PostgreSQL {})",
+            id.system_id, id.pg_major
+        );
     } else {
         println!("stanza '{name}' already protects this cluster; nothing to do");
     }
@@ -62,8 +90,11 @@ pub async fn upgrade(cfg: &Config, stanza: Option<&str>) -> Result<ExitCode, Fai
 pub async fn delete(cfg: &Config, stanza: Option<&str>, force: bool) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     if !force {
-        return Err(Failure::new(ErrorKind::Refused, format!("stanza-delete removes every backup and WAL file of '{name}'"))
-            .with_hint("add --force if that is what you want"));
+        return Err(Failure::new(
+            ErrorKind::Refused,
+            format!("stanza-delete removes every backup and WAL file of '{name}'"),
+        )
+        .with_hint("add --force if that is what you want"));
     }
     let repo = cairn_repo::open_configured(cfg).await?;
     repo.require_stanza(&name).await?;

@@ -78,7 +78,10 @@ impl WalCatalog {
         let mut by_tl: BTreeMap<(DbId, u32), Vec<&WalEntry>> = BTreeMap::new();
         for e in self.entries.values() {
             if let Some(name) = e.file_name() {
-                by_tl.entry((e.db_id, name.timeline().0)).or_default().push(e);
+                by_tl
+                    .entry((e.db_id, name.timeline().0))
+                    .or_default()
+                    .push(e);
             }
         }
         by_tl
@@ -122,7 +125,8 @@ fn timeline_archive(db_id: DbId, timeline: u32, entries: &[&WalEntry]) -> Timeli
         if let Some(t) = s.last_commit_time {
             last_commit = Some(last_commit.map_or(t, |l: cairn_pgformat::PgTimestamp| l.max(t)));
         }
-        tl.restore_points.extend(s.restore_points.iter().map(|r| r.name.clone()));
+        tl.restore_points
+            .extend(s.restore_points.iter().map(|r| r.name.clone()));
     }
     tl.first_commit = first_commit.map(|t| t.to_string());
     tl.last_commit = last_commit.map(|t| t.to_string());
@@ -156,19 +160,32 @@ fn timeline_archive(db_id: DbId, timeline: u32, entries: &[&WalEntry]) -> Timeli
 impl Repository {
     /// Read the stanza's WAL catalog (snapshot + summaries written since).
     pub async fn wal_catalog(&self, stanza: &StanzaName) -> Result<WalCatalog, RepoError> {
-        let snaps = self.backend().list(&layout::wal_catalog_prefix(stanza), None).await?;
+        let snaps = self
+            .backend()
+            .list(&layout::wal_catalog_prefix(stanza), None)
+            .await?;
         let newest = snaps.iter().filter_map(|l| layout::parse_seq(&l.key)).max();
         let (mut entries, resume_after, seq) = match newest {
             Some(seq) => {
                 let key = layout::wal_catalog(stanza, seq);
-                match self.get_json::<Snapshot>(&key, ObjectKind::WalCatalog, "WAL catalog").await? {
-                    Some(s) => (s.entries.into_iter().collect::<BTreeMap<_, _>>(), s.resume_after, s.seq),
+                match self
+                    .get_json::<Snapshot>(&key, ObjectKind::WalCatalog, "WAL catalog")
+                    .await?
+                {
+                    Some(s) => (
+                        s.entries.into_iter().collect::<BTreeMap<_, _>>(),
+                        s.resume_after,
+                        s.seq,
+                    ),
                     None => (BTreeMap::new(), None, seq),
                 }
             }
             None => (BTreeMap::new(), None, 0),
         };
-        let listed = self.backend().list(&layout::wal_summary_prefix(stanza), resume_after.as_deref()).await?;
+        let listed = self
+            .backend()
+            .list(&layout::wal_summary_prefix(stanza), resume_after.as_deref())
+            .await?;
         let fresh: Vec<ObjectKey> = listed
             .into_iter()
             .filter(|l| !entries.contains_key(&l.key))
@@ -176,7 +193,9 @@ impl Repository {
             .collect();
         let fetched: Vec<(String, Option<WalEntry>)> = futures::stream::iter(fresh)
             .map(|key| async move {
-                let e = self.get_json::<WalEntry>(&key, ObjectKind::WalSummary, "WAL summary").await?;
+                let e = self
+                    .get_json::<WalEntry>(&key, ObjectKind::WalSummary, "WAL summary")
+                    .await?;
                 Ok::<_, RepoError>((key.to_string(), e))
             })
             .buffer_unordered(16)
@@ -196,18 +215,38 @@ impl Repository {
         Ok(catalog)
     }
 
-    async fn write_snapshot(&self, stanza: &StanzaName, seq: u64, catalog: &WalCatalog) -> Result<(), RepoError> {
+    async fn write_snapshot(
+        &self,
+        stanza: &StanzaName,
+        seq: u64,
+        catalog: &WalCatalog,
+    ) -> Result<(), RepoError> {
         let keys: Vec<&String> = catalog.entries.keys().collect();
-        let resume_after = keys.len().checked_sub(RESUME_MARGIN + 1).map(|i| keys[i].clone());
+        let resume_after = keys
+            .len()
+            .checked_sub(RESUME_MARGIN + 1)
+            .map(|i| keys[i].clone());
         let snap = Snapshot {
             seq,
             resume_after,
-            entries: catalog.entries.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            entries: catalog
+                .entries
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         };
-        self.put_json(&layout::wal_catalog(stanza, seq), ObjectKind::WalCatalog, &snap).await?;
+        self.put_json(
+            &layout::wal_catalog(stanza, seq),
+            ObjectKind::WalCatalog,
+            &snap,
+        )
+        .await?;
         // Keep the two previous snapshots for readers that listed before this one.
         if let Some(old) = seq.checked_sub(3).filter(|s| *s > 0) {
-            let _ = self.backend().delete(&layout::wal_catalog(stanza, old)).await;
+            let _ = self
+                .backend()
+                .delete(&layout::wal_catalog(stanza, old))
+                .await;
         }
         Ok(())
     }

@@ -91,7 +91,9 @@ pub enum RepoError {
         found_system: u64,
         found_version: u32,
     },
-    #[error("{name} is already archived with different content (stored id {stored}, new id {new}); it was not overwritten")]
+    #[error(
+        "{name} is already archived with different content (stored id {stored}, new id {new}); it was not overwritten"
+    )]
     Conflict {
         name: String,
         stored: String,
@@ -103,7 +105,10 @@ pub enum RepoError {
 
 impl RepoError {
     pub(crate) fn object(key: &ObjectKey, source: ObjectError) -> RepoError {
-        RepoError::Object { key: key.clone(), source }
+        RepoError::Object {
+            key: key.clone(),
+            source,
+        }
     }
 }
 
@@ -111,9 +116,10 @@ impl Classify for RepoError {
     fn kind(&self) -> ErrorKind {
         match self {
             RepoError::Backend(_) => ErrorKind::RepoUnavailable,
-            RepoError::Object { source: ObjectError::Version { .. }, .. } => {
-                ErrorKind::Unsupported
-            }
+            RepoError::Object {
+                source: ObjectError::Version { .. },
+                ..
+            } => ErrorKind::Unsupported,
             RepoError::Object { .. } | RepoError::Malformed { .. } => ErrorKind::Corrupt,
             RepoError::WrongPassphrase
             | RepoError::PassphraseRequired
@@ -147,9 +153,9 @@ impl Classify for RepoError {
             RepoError::Object { .. } | RepoError::Malformed { .. } => {
                 Some("run `cairn verify` to find every damaged object".into())
             }
-            RepoError::Backend(_) => {
-                Some("check that the repository is reachable and writable; retrying may help".into())
-            }
+            RepoError::Backend(_) => Some(
+                "check that the repository is reachable and writable; retrying may help".into(),
+            ),
             RepoError::Conflict { .. } => Some(
                 "two clusters may be archiving into one stanza; compare the system identifiers \
                  in `cairn info`"

@@ -10,8 +10,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, KeyInit};
 
 type Nonce = aes_gcm::aead::Nonce<Aes256Gcm>;
 use base64::Engine as _;
@@ -40,7 +40,9 @@ impl std::str::FromStr for ContentId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let v = hex::decode(s).map_err(|e| e.to_string())?;
-        let a: [u8; 32] = v.try_into().map_err(|_| "content id must be 32 bytes".to_string())?;
+        let a: [u8; 32] = v
+            .try_into()
+            .map_err(|_| "content id must be 32 bytes".to_string())?;
         Ok(ContentId(a))
     }
 }
@@ -68,7 +70,9 @@ pub struct KeySet {
 
 impl fmt::Debug for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeySet").field("encrypt", &self.encrypt).finish_non_exhaustive()
+        f.debug_struct("KeySet")
+            .field("encrypt", &self.encrypt)
+            .finish_non_exhaustive()
     }
 }
 
@@ -115,7 +119,11 @@ pub struct KdfParams {
 impl KdfParams {
     /// OWASP's recommended Argon2id setting (19 MiB, 2 passes): archive-push stays well
     /// under 64 MiB of memory even when it has to derive the key.
-    pub const DEFAULT: KdfParams = KdfParams { m_kib: 19 * 1024, t: 2, p: 1 };
+    pub const DEFAULT: KdfParams = KdfParams {
+        m_kib: 19 * 1024,
+        t: 2,
+        p: 1,
+    };
 }
 
 /// How the master key is stored in the repository config.
@@ -125,7 +133,12 @@ pub enum KeyStorage {
     /// No encryption: the master key in the clear (it only keys content ids).
     None { master_key: String },
     /// Master key wrapped with AES-256-GCM under an Argon2id-derived key.
-    Aes256Gcm { kdf: KdfParams, salt: String, nonce: String, wrapped_key: String },
+    Aes256Gcm {
+        kdf: KdfParams,
+        salt: String,
+        nonce: String,
+        wrapped_key: String,
+    },
 }
 
 fn b64_32(s: &str) -> Option<[u8; 32]> {
@@ -133,12 +146,16 @@ fn b64_32(s: &str) -> Option<[u8; 32]> {
 }
 
 fn derive_kek(pass: &str, salt: &[u8], kdf: KdfParams) -> Result<[u8; 32], RepoError> {
-    let params = argon2::Params::new(kdf.m_kib, kdf.t, kdf.p, Some(32))
-        .map_err(|e| RepoError::Encode { message: format!("argon2 parameters: {e}") })?;
+    let params =
+        argon2::Params::new(kdf.m_kib, kdf.t, kdf.p, Some(32)).map_err(|e| RepoError::Encode {
+            message: format!("argon2 parameters: {e}"),
+        })?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut out = [0u8; 32];
     a.hash_password_into(pass.as_bytes(), salt, &mut out)
-        .map_err(|e| RepoError::Encode { message: format!("argon2: {e}") })?;
+        .map_err(|e| RepoError::Encode {
+            message: format!("argon2: {e}"),
+        })?;
     Ok(out)
 }
 
@@ -148,7 +165,9 @@ impl KeyStorage {
         let master: [u8; 32] = rand::random();
         match pass {
             None => Ok((
-                KeyStorage::None { master_key: B64.encode(master) },
+                KeyStorage::None {
+                    master_key: B64.encode(master),
+                },
                 KeySet::from_master(&master, false),
             )),
             Some(pass) => {
@@ -158,7 +177,9 @@ impl KeyStorage {
                 let wrapped = Aes256Gcm::new_from_slice(&kek)
                     .expect("32-byte key")
                     .encrypt(&Nonce::from(nonce), master.as_slice())
-                    .map_err(|_| RepoError::Encode { message: "key wrap failed".into() })?;
+                    .map_err(|_| RepoError::Encode {
+                        message: "key wrap failed".into(),
+                    })?;
                 Ok((
                     KeyStorage::Aes256Gcm {
                         kdf,
@@ -188,7 +209,12 @@ impl KeyStorage {
                 let m = b64_32(master_key).ok_or_else(|| malformed("bad master key"))?;
                 Ok(KeySet::from_master(&m, false))
             }
-            KeyStorage::Aes256Gcm { kdf, salt, nonce, wrapped_key } => {
+            KeyStorage::Aes256Gcm {
+                kdf,
+                salt,
+                nonce,
+                wrapped_key,
+            } => {
                 let pass = pass.ok_or(RepoError::PassphraseRequired)?;
                 let salt = B64.decode(salt).map_err(|_| malformed("bad salt"))?;
                 let nonce: [u8; 12] = B64
@@ -196,7 +222,9 @@ impl KeyStorage {
                     .ok()
                     .and_then(|n| n.try_into().ok())
                     .ok_or_else(|| malformed("bad nonce"))?;
-                let wrapped = B64.decode(wrapped_key).map_err(|_| malformed("bad wrapped key"))?;
+                let wrapped = B64
+                    .decode(wrapped_key)
+                    .map_err(|_| malformed("bad wrapped key"))?;
                 let unwrap = |kek: &[u8; 32]| -> Option<[u8; 32]> {
                     Aes256Gcm::new_from_slice(kek)
                         .expect("32-byte key")
@@ -205,12 +233,11 @@ impl KeyStorage {
                         .try_into()
                         .ok()
                 };
-                if let Some(cache) = cache {
-                    if let Some(kek) = cache.load(&salt, pass) {
-                        if let Some(m) = unwrap(&kek) {
-                            return Ok(KeySet::from_master(&m, true));
-                        }
-                    }
+                if let Some(m) = cache
+                    .and_then(|c| c.load(&salt, pass))
+                    .and_then(|kek| unwrap(&kek))
+                {
+                    return Ok(KeySet::from_master(&m, true));
                 }
                 let kek = derive_kek(pass, &salt, *kdf)?;
                 let m = unwrap(&kek).ok_or(RepoError::WrongPassphrase)?;
@@ -263,9 +290,20 @@ impl KekCache {
 fn write_private(dir: &Path, path: &Path, kek: &[u8; 32], pass: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let tmp = dir.join(format!(".kek.{}.{:x}", std::process::id(), rand::random::<u32>()));
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let tmp = dir.join(format!(
+        ".kek.{}.{:x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(kek)?;
     f.write_all(blake3::keyed_hash(kek, pass.as_bytes()).as_bytes())?;
     drop(f);
@@ -276,15 +314,25 @@ fn write_private(dir: &Path, path: &Path, kek: &[u8; 32], pass: &str) -> std::io
 mod tests {
     use super::*;
 
-    const FAST: KdfParams = KdfParams { m_kib: 64, t: 1, p: 1 };
+    const FAST: KdfParams = KdfParams {
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
 
     #[test]
     fn wrap_and_unwrap() {
         let (st, ks) = KeyStorage::create(Some("pw"), FAST).unwrap();
         let again = st.open(Some("pw"), None).unwrap();
         assert_eq!(ks.content_id(b"x"), again.content_id(b"x"));
-        assert!(matches!(st.open(Some("wrong"), None), Err(RepoError::WrongPassphrase)));
-        assert!(matches!(st.open(None, None), Err(RepoError::PassphraseRequired)));
+        assert!(matches!(
+            st.open(Some("wrong"), None),
+            Err(RepoError::WrongPassphrase)
+        ));
+        assert!(matches!(
+            st.open(None, None),
+            Err(RepoError::PassphraseRequired)
+        ));
     }
 
     #[test]
@@ -293,11 +341,16 @@ mod tests {
         let cache = KekCache::new(dir.path().join("keys"));
         let (st, ks) = KeyStorage::create(Some("pw"), FAST).unwrap();
         st.open(Some("pw"), Some(&cache)).unwrap();
-        let files: Vec<_> = std::fs::read_dir(dir.path().join("keys")).unwrap().collect();
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("keys"))
+            .unwrap()
+            .collect();
         assert_eq!(files.len(), 1);
         let again = st.open(Some("pw"), Some(&cache)).unwrap();
         assert_eq!(ks.content_id(b"y"), again.content_id(b"y"));
-        assert!(matches!(st.open(Some("other"), Some(&cache)), Err(RepoError::WrongPassphrase)));
+        assert!(matches!(
+            st.open(Some("other"), Some(&cache)),
+            Err(RepoError::WrongPassphrase)
+        ));
     }
 
     #[test]

@@ -71,8 +71,13 @@ impl StanzaName {
     pub fn new(s: &str) -> Result<StanzaName, String> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if ok { Ok(StanzaName(s.to_string())) } else { Err(format!("'{s}' is not a valid stanza name")) }
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(StanzaName(s.to_string()))
+        } else {
+            Err(format!("'{s}' is not a valid stanza name"))
+        }
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -132,7 +137,11 @@ pub fn stanza_prefix(stanza: &StanzaName) -> String {
 }
 
 fn wal_dir(kind: &str, stanza: &StanzaName, db: DbId, name: &WalFileName) -> String {
-    format!("{}/{kind}/{db}/{:08X}", stanza_root(stanza), name.timeline().0)
+    format!(
+        "{}/{kind}/{db}/{:08X}",
+        stanza_root(stanza),
+        name.timeline().0
+    )
 }
 
 /// One archived WAL file (segment, partial, history or backup history): a single GET.
@@ -181,7 +190,9 @@ mod tests {
 
     #[test]
     fn keys_cannot_escape() {
-        for bad in ["", "/a", "a/", "a//b", "a/../b", "..", ".", "a/b c", "a\\b", "ä"] {
+        for bad in [
+            "", "/a", "a/", "a//b", "a/../b", "..", ".", "a/b c", "a\\b", "ä",
+        ] {
             assert!(ObjectKey::new(bad).is_err(), "{bad:?} accepted");
         }
         assert!(ObjectKey::new("stanza/main/wal/1/00000001/000000010000000000000001").is_ok());
@@ -192,7 +203,10 @@ mod tests {
         let s = StanzaName::new("main").unwrap();
         let name: WalFileName = "000000020000000100000003".parse().unwrap();
         let key = wal_summary(&s, DbId(3), &name);
-        assert_eq!(key.as_str(), "stanza/main/walsum/3/00000002/000000020000000100000003");
+        assert_eq!(
+            key.as_str(),
+            "stanza/main/walsum/3/00000002/000000020000000100000003"
+        );
         assert_eq!(parse_wal_summary(&s, key.as_str()), Some((DbId(3), name)));
         assert_eq!(parse_seq(stanza_info(&s, 12).as_str()), Some(12));
     }

@@ -103,13 +103,19 @@ impl ObjectHeader {
     /// Parse the first [`HEADER_LEN`] bytes of an object.
     pub fn parse(b: &[u8]) -> Result<ObjectHeader, ObjectError> {
         if b.len() < HEADER_LEN {
-            return Err(ObjectError::Truncated { have: b.len() as u64, want: HEADER_LEN as u64 });
+            return Err(ObjectError::Truncated {
+                have: b.len() as u64,
+                want: HEADER_LEN as u64,
+            });
         }
         if &b[0..8] != MAGIC {
             return Err(ObjectError::BadMagic);
         }
         if b[8] != FORMAT {
-            return Err(ObjectError::Version { found: b[8], supported: FORMAT });
+            return Err(ObjectError::Version {
+                found: b[8],
+                supported: FORMAT,
+            });
         }
         let header = |m: &str| ObjectError::Header { message: m.into() };
         let kind = ObjectKind::from_u8(b[9]).ok_or_else(|| header("unknown kind"))?;
@@ -145,7 +151,11 @@ impl ObjectHeader {
 
     /// Total encoded length the header promises.
     pub fn encoded_len(&self) -> u64 {
-        let tags = if self.encrypted { self.frames() * TAG_LEN as u64 } else { 0 };
+        let tags = if self.encrypted {
+            self.frames() * TAG_LEN as u64
+        } else {
+            0
+        };
         HEADER_LEN as u64 + self.payload_len + tags
     }
 }
@@ -180,7 +190,12 @@ fn compress(plaintext: &[u8], level: i32) -> Result<Vec<u8>, String> {
 }
 
 /// Encode `plaintext` as an object of `kind`. Returns the bytes and the content id.
-pub fn encode(keys: &KeySet, kind: ObjectKind, plaintext: &[u8], level: i32) -> Result<(Vec<u8>, ContentId), String> {
+pub fn encode(
+    keys: &KeySet,
+    kind: ObjectKind,
+    plaintext: &[u8],
+    level: i32,
+) -> Result<(Vec<u8>, ContentId), String> {
     let content_id = keys.content_id(plaintext);
     let payload = compress(plaintext, level)?;
     let encrypted = keys.encrypts();
@@ -225,7 +240,10 @@ pub fn encode(keys: &KeySet, kind: ObjectKind, plaintext: &[u8], level: i32) -> 
 pub fn decode(keys: &KeySet, expected: ObjectKind, bytes: &[u8]) -> Result<Vec<u8>, ObjectError> {
     let header = ObjectHeader::parse(bytes)?;
     if header.kind != expected {
-        return Err(ObjectError::WrongKind { expected: expected.name(), found: header.kind.name().into() });
+        return Err(ObjectError::WrongKind {
+            expected: expected.name(),
+            found: header.kind.name().into(),
+        });
     }
     let want = header.encoded_len();
     let have = bytes.len() as u64;
@@ -251,7 +269,8 @@ pub fn decode(keys: &KeySet, expected: ObjectKind, bytes: &[u8]) -> Result<Vec<u
             let (ct, tag) = sealed.split_at(sealed.len() - TAG_LEN);
             let start = out.len();
             out.extend_from_slice(ct);
-            let tag = Tag::<Aes256Gcm>::try_from(tag).map_err(|_| ObjectError::Auth { frame: index })?;
+            let tag =
+                Tag::<Aes256Gcm>::try_from(tag).map_err(|_| ObjectError::Auth { frame: index })?;
             cipher
                 .decrypt_inout_detached(
                     &frame_nonce(index, last),
@@ -268,11 +287,17 @@ pub fn decode(keys: &KeySet, expected: ObjectKind, bytes: &[u8]) -> Result<Vec<u
     let plaintext = match header.compression {
         Compression::None => payload.into_owned(),
         Compression::Zstd => {
-            let cap = usize::try_from(header.plaintext_len).map_err(|_| ObjectError::Header { message: "plaintext length too large".into() })?;
-            zstd::bulk::decompress(&payload, cap).map_err(|e| ObjectError::Decompress { message: e.to_string() })?
+            let cap = usize::try_from(header.plaintext_len).map_err(|_| ObjectError::Header {
+                message: "plaintext length too large".into(),
+            })?;
+            zstd::bulk::decompress(&payload, cap).map_err(|e| ObjectError::Decompress {
+                message: e.to_string(),
+            })?
         }
     };
-    if plaintext.len() as u64 != header.plaintext_len || keys.content_id(&plaintext) != header.content_id {
+    if plaintext.len() as u64 != header.plaintext_len
+        || keys.content_id(&plaintext) != header.content_id
+    {
         return Err(ObjectError::Hash);
     }
     Ok(plaintext)
@@ -284,10 +309,17 @@ mod tests {
     use crate::keys::{KdfParams, KeyStorage};
     use proptest::prelude::*;
 
-    const FAST: KdfParams = KdfParams { m_kib: 64, t: 1, p: 1 };
+    const FAST: KdfParams = KdfParams {
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
 
     fn keysets() -> [KeySet; 2] {
-        [KeyStorage::create(None, FAST).unwrap().1, KeyStorage::create(Some("p"), FAST).unwrap().1]
+        [
+            KeyStorage::create(None, FAST).unwrap().1,
+            KeyStorage::create(Some("p"), FAST).unwrap().1,
+        ]
     }
 
     proptest! {
@@ -325,7 +357,7 @@ mod tests {
     fn frames_cannot_be_reordered() {
         let keys = KeyStorage::create(Some("p"), FAST).unwrap().1;
         // Incompressible data so the payload spans several frames.
-        let data: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..300_000).map(|_| rand::random::<u8>()).collect();
         let (enc, _) = encode(&keys, ObjectKind::Chunk, &data, 1).unwrap();
         let stride = FRAME_SIZE as usize + TAG_LEN;
         let mut swapped = enc.clone();
@@ -334,16 +366,28 @@ mod tests {
         let f1 = enc[b..b + stride].to_vec();
         swapped[a..a + stride].copy_from_slice(&f1);
         swapped[b..b + stride].copy_from_slice(&f0);
-        assert_eq!(decode(&keys, ObjectKind::Chunk, &swapped), Err(ObjectError::Auth { frame: 0 }));
+        assert_eq!(
+            decode(&keys, ObjectKind::Chunk, &swapped),
+            Err(ObjectError::Auth { frame: 0 })
+        );
     }
 
     #[test]
     fn wrong_kind_and_wrong_key() {
         let [plain, enc_keys] = keysets();
         let (enc, _) = encode(&enc_keys, ObjectKind::WalFile, b"hello", 3).unwrap();
-        assert!(matches!(decode(&enc_keys, ObjectKind::Chunk, &enc), Err(ObjectError::WrongKind { .. })));
-        assert_eq!(decode(&plain, ObjectKind::WalFile, &enc), Err(ObjectError::NeedsKey));
+        assert!(matches!(
+            decode(&enc_keys, ObjectKind::Chunk, &enc),
+            Err(ObjectError::WrongKind { .. })
+        ));
+        assert_eq!(
+            decode(&plain, ObjectKind::WalFile, &enc),
+            Err(ObjectError::NeedsKey)
+        );
         let other = KeyStorage::create(Some("p"), FAST).unwrap().1;
-        assert_eq!(decode(&other, ObjectKind::WalFile, &enc), Err(ObjectError::Auth { frame: 0 }));
+        assert_eq!(
+            decode(&other, ObjectKind::WalFile, &enc),
+            Err(ObjectError::Auth { frame: 0 })
+        );
     }
 }

@@ -40,7 +40,11 @@ pub struct OpenOptions {
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { compress_level: 3, kek_cache: None, kdf: KdfParams::DEFAULT }
+        OpenOptions {
+            compress_level: 3,
+            kek_cache: None,
+            kdf: KdfParams::DEFAULT,
+        }
     }
 }
 
@@ -62,11 +66,19 @@ pub fn backend_for(cfg: &RepoConfig) -> Result<Backend, BackendError> {
 }
 
 fn store_backend(url: &str, cfg: &RepoConfig) -> Result<Backend, BackendError> {
-    let setup = |message: String| BackendError::Setup { url: url.to_string(), message };
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| setup("not a URL".into()))?;
+    let setup = |message: String| BackendError::Setup {
+        url: url.to_string(),
+        message,
+    };
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| setup("not a URL".into()))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if scheme == "file" {
-        return Ok(Backend::Local(Arc::new(LocalBackend::new(format!("/{}", rest.trim_start_matches('/'))))));
+        return Ok(Backend::Local(Arc::new(LocalBackend::new(format!(
+            "/{}",
+            rest.trim_start_matches('/')
+        )))));
     }
     if bucket.is_empty() {
         return Err(setup("the URL names no bucket or container".into()));
@@ -106,32 +118,53 @@ fn store_backend(url: &str, cfg: &RepoConfig) -> Result<Backend, BackendError> {
         ),
         other => return Err(setup(format!("unsupported scheme {other}://"))),
     };
-    Ok(Backend::Store(Arc::new(StoreBackend::new(store, prefix, url))))
+    Ok(Backend::Store(Arc::new(StoreBackend::new(
+        store, prefix, url,
+    ))))
 }
 
 impl Repository {
     /// Open an existing repository.
-    pub async fn open(backend: Backend, pass: Option<&str>, opts: &OpenOptions) -> Result<Repository, RepoError> {
+    pub async fn open(
+        backend: Backend,
+        pass: Option<&str>,
+        opts: &OpenOptions,
+    ) -> Result<Repository, RepoError> {
         let key = layout::repo_config();
         let Some(bytes) = backend.get(&key).await? else {
-            return Err(RepoError::NoRepository { location: backend.location() });
+            return Err(RepoError::NoRepository {
+                location: backend.location(),
+            });
         };
-        let file: RepoConfigFile = serde_json::from_slice(&bytes).map_err(|e| RepoError::Malformed {
-            what: "repository config",
-            key: key.clone(),
-            message: e.to_string(),
-        })?;
+        let file: RepoConfigFile =
+            serde_json::from_slice(&bytes).map_err(|e| RepoError::Malformed {
+                what: "repository config",
+                key: key.clone(),
+                message: e.to_string(),
+            })?;
         if file.format > REPO_FORMAT {
-            return Err(RepoError::UnsupportedFormat { found: file.format, supported: REPO_FORMAT });
+            return Err(RepoError::UnsupportedFormat {
+                found: file.format,
+                supported: REPO_FORMAT,
+            });
         }
         let cache = opts.kek_cache.as_ref().map(KekCache::new);
         let keys = file.keys.open(pass, cache.as_ref())?;
-        Ok(Repository { backend, keys: Arc::new(keys), level: opts.compress_level, repo_id: file.repo_id })
+        Ok(Repository {
+            backend,
+            keys: Arc::new(keys),
+            level: opts.compress_level,
+            repo_id: file.repo_id,
+        })
     }
 
     /// Open the repository, creating it (with a new master key) when there is none.
     /// Returns whether it was created.
-    pub async fn open_or_create(backend: Backend, pass: Option<&str>, opts: &OpenOptions) -> Result<(Repository, bool), RepoError> {
+    pub async fn open_or_create(
+        backend: Backend,
+        pass: Option<&str>,
+        opts: &OpenOptions,
+    ) -> Result<(Repository, bool), RepoError> {
         match Repository::open(backend.clone(), pass, opts).await {
             Err(RepoError::NoRepository { .. }) => {}
             other => return other.map(|r| (r, false)),
@@ -143,8 +176,12 @@ impl Repository {
             created: now_rfc3339(),
             keys,
         };
-        let json = serde_json::to_vec_pretty(&file).map_err(|e| RepoError::Encode { message: e.to_string() })?;
-        let created = backend.put_if_absent(&layout::repo_config(), Bytes::from(json)).await?;
+        let json = serde_json::to_vec_pretty(&file).map_err(|e| RepoError::Encode {
+            message: e.to_string(),
+        })?;
+        let created = backend
+            .put_if_absent(&layout::repo_config(), Bytes::from(json))
+            .await?;
         // Whoever won a race to create it, open what is there now.
         let repo = Repository::open(backend, pass, opts).await?;
         Ok((repo, created == PutOutcome::Created))
@@ -163,7 +200,12 @@ impl Repository {
     }
 
     /// Encode and store `plaintext` under `key` unless the key exists.
-    pub async fn put(&self, key: &ObjectKey, kind: ObjectKind, plaintext: &[u8]) -> Result<(PutOutcome, ContentId), RepoError> {
+    pub async fn put(
+        &self,
+        key: &ObjectKey,
+        kind: ObjectKind,
+        plaintext: &[u8],
+    ) -> Result<(PutOutcome, ContentId), RepoError> {
         let keys = self.keys.clone();
         let level = self.level;
         let (encoded, id) = if plaintext.len() >= 1 << 20 {
@@ -176,14 +218,25 @@ impl Repository {
             object::encode(&keys, kind, plaintext, level)
         }
         .map_err(|message| RepoError::Encode { message })?;
-        let outcome = self.backend.put_if_absent(key, Bytes::from(encoded)).await?;
+        let outcome = self
+            .backend
+            .put_if_absent(key, Bytes::from(encoded))
+            .await?;
         Ok((outcome, id))
     }
 
     /// Fetch and decode an object; `None` when it does not exist.
-    pub async fn get(&self, key: &ObjectKey, kind: ObjectKind) -> Result<Option<Vec<u8>>, RepoError> {
-        let Some(bytes) = self.backend.get(key).await? else { return Ok(None) };
-        object::decode(&self.keys, kind, &bytes).map(Some).map_err(|e| RepoError::object(key, e))
+    pub async fn get(
+        &self,
+        key: &ObjectKey,
+        kind: ObjectKind,
+    ) -> Result<Option<Vec<u8>>, RepoError> {
+        let Some(bytes) = self.backend.get(key).await? else {
+            return Ok(None);
+        };
+        object::decode(&self.keys, kind, &bytes)
+            .map(Some)
+            .map_err(|e| RepoError::object(key, e))
     }
 
     /// The content id recorded in a stored object's header (one small ranged read).
@@ -195,16 +248,34 @@ impl Repository {
         Ok(Some(header.content_id))
     }
 
-    pub async fn put_json<T: Serialize>(&self, key: &ObjectKey, kind: ObjectKind, value: &T) -> Result<PutOutcome, RepoError> {
-        let json = serde_json::to_vec(value).map_err(|e| RepoError::Encode { message: e.to_string() })?;
+    pub async fn put_json<T: Serialize>(
+        &self,
+        key: &ObjectKey,
+        kind: ObjectKind,
+        value: &T,
+    ) -> Result<PutOutcome, RepoError> {
+        let json = serde_json::to_vec(value).map_err(|e| RepoError::Encode {
+            message: e.to_string(),
+        })?;
         Ok(self.put(key, kind, &json).await?.0)
     }
 
-    pub async fn get_json<T: DeserializeOwned>(&self, key: &ObjectKey, kind: ObjectKind, what: &'static str) -> Result<Option<T>, RepoError> {
-        let Some(bytes) = self.get(key, kind).await? else { return Ok(None) };
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        key: &ObjectKey,
+        kind: ObjectKind,
+        what: &'static str,
+    ) -> Result<Option<T>, RepoError> {
+        let Some(bytes) = self.get(key, kind).await? else {
+            return Ok(None);
+        };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| RepoError::Malformed { what, key: key.clone(), message: e.to_string() })
+            .map_err(|e| RepoError::Malformed {
+                what,
+                key: key.clone(),
+                message: e.to_string(),
+            })
     }
 }
 
@@ -216,11 +287,18 @@ pub(crate) fn now_rfc3339() -> String {
 
 /// Open the repository a configuration names, caching derived keys under the spool path.
 pub async fn open_configured(cfg: &cairn_config::Config) -> Result<Repository, RepoError> {
-    Repository::open(backend_for(&cfg.repo)?, cfg.repo.cipher_pass.as_ref().map(|p| p.expose()), &options_for(cfg)).await
+    Repository::open(
+        backend_for(&cfg.repo)?,
+        cfg.repo.cipher_pass.as_ref().map(|p| p.expose()),
+        &options_for(cfg),
+    )
+    .await
 }
 
 /// The same, creating the repository when it does not exist yet.
-pub async fn open_or_create_configured(cfg: &cairn_config::Config) -> Result<(Repository, bool), RepoError> {
+pub async fn open_or_create_configured(
+    cfg: &cairn_config::Config,
+) -> Result<(Repository, bool), RepoError> {
     Repository::open_or_create(
         backend_for(&cfg.repo)?,
         cfg.repo.cipher_pass.as_ref().map(|p| p.expose()),

@@ -28,7 +28,9 @@ pub struct StanzaInfo {
 
 impl StanzaInfo {
     pub fn current(&self) -> &DbGeneration {
-        self.history.last().expect("stanza info always has a generation")
+        self.history
+            .last()
+            .expect("stanza info always has a generation")
     }
 
     /// Generations newest first (where archive-get looks for a file).
@@ -38,7 +40,11 @@ impl StanzaInfo {
 
     fn check(self, key: &crate::layout::ObjectKey) -> Result<StanzaInfo, RepoError> {
         if self.history.is_empty() {
-            return Err(RepoError::Malformed { what: "stanza info", key: key.clone(), message: "no generation".into() });
+            return Err(RepoError::Malformed {
+                what: "stanza info",
+                key: key.clone(),
+                message: "no generation".into(),
+            });
         }
         Ok(self)
     }
@@ -55,12 +61,22 @@ pub enum StanzaCreated {
 impl Repository {
     /// The stanza's current info, or `None` when the stanza does not exist.
     pub async fn stanza_info(&self, stanza: &StanzaName) -> Result<Option<StanzaInfo>, RepoError> {
-        let listed = self.backend().list(&layout::stanza_info_prefix(stanza), None).await?;
-        let Some(seq) = listed.iter().filter_map(|l| layout::parse_seq(&l.key)).max() else {
+        let listed = self
+            .backend()
+            .list(&layout::stanza_info_prefix(stanza), None)
+            .await?;
+        let Some(seq) = listed
+            .iter()
+            .filter_map(|l| layout::parse_seq(&l.key))
+            .max()
+        else {
             return Ok(None);
         };
         let key = layout::stanza_info(stanza, seq);
-        match self.get_json::<StanzaInfo>(&key, ObjectKind::StanzaInfo, "stanza info").await? {
+        match self
+            .get_json::<StanzaInfo>(&key, ObjectKind::StanzaInfo, "stanza info")
+            .await?
+        {
             Some(info) => info.check(&key).map(Some),
             None => Ok(None),
         }
@@ -68,11 +84,20 @@ impl Repository {
 
     /// The stanza's info, or an error saying to create it.
     pub async fn require_stanza(&self, stanza: &StanzaName) -> Result<StanzaInfo, RepoError> {
-        self.stanza_info(stanza).await?.ok_or_else(|| RepoError::NoStanza { stanza: stanza.to_string() })
+        self.stanza_info(stanza)
+            .await?
+            .ok_or_else(|| RepoError::NoStanza {
+                stanza: stanza.to_string(),
+            })
     }
 
     /// Create the stanza for a cluster; a no-op when it exists for the same cluster.
-    pub async fn create_stanza(&self, stanza: &StanzaName, system_id: u64, pg_major: u32) -> Result<StanzaCreated, RepoError> {
+    pub async fn create_stanza(
+        &self,
+        stanza: &StanzaName,
+        system_id: u64,
+        pg_major: u32,
+    ) -> Result<StanzaCreated, RepoError> {
         if let Some(info) = self.stanza_info(stanza).await? {
             let cur = info.current();
             if cur.system_id == system_id && cur.pg_major == pg_major {
@@ -83,7 +108,12 @@ impl Repository {
         let info = StanzaInfo {
             name: stanza.clone(),
             seq: 1,
-            history: vec![DbGeneration { db_id: DbId(1), system_id, pg_major, created: now_rfc3339() }],
+            history: vec![DbGeneration {
+                db_id: DbId(1),
+                system_id,
+                pg_major,
+                created: now_rfc3339(),
+            }],
         };
         self.write_info(&info).await?;
         Ok(StanzaCreated::Created)
@@ -91,14 +121,24 @@ impl Repository {
 
     /// Add a generation after a major upgrade (new system id and/or version).
     /// Returns `false` when the current generation already is this cluster.
-    pub async fn upgrade_stanza(&self, stanza: &StanzaName, system_id: u64, pg_major: u32) -> Result<bool, RepoError> {
+    pub async fn upgrade_stanza(
+        &self,
+        stanza: &StanzaName,
+        system_id: u64,
+        pg_major: u32,
+    ) -> Result<bool, RepoError> {
         let mut info = self.require_stanza(stanza).await?;
         let cur = info.current();
         if cur.system_id == system_id && cur.pg_major == pg_major {
             return Ok(false);
         }
         let db_id = DbId(cur.db_id.0 + 1);
-        info.history.push(DbGeneration { db_id, system_id, pg_major, created: now_rfc3339() });
+        info.history.push(DbGeneration {
+            db_id,
+            system_id,
+            pg_major,
+            created: now_rfc3339(),
+        });
         info.seq += 1;
         self.write_info(&info).await?;
         Ok(true)
@@ -119,21 +159,34 @@ impl Repository {
 
     /// Remove every object of the stanza. Returns how many were removed.
     pub async fn delete_stanza(&self, stanza: &StanzaName) -> Result<usize, RepoError> {
-        let listed = self.backend().list(&layout::stanza_prefix(stanza), None).await?;
+        let listed = self
+            .backend()
+            .list(&layout::stanza_prefix(stanza), None)
+            .await?;
         // Info last: a half-deleted stanza still shows up and can be deleted again.
-        let (info, rest): (Vec<_>, Vec<_>) =
-            listed.into_iter().partition(|l| l.key.starts_with(&layout::stanza_info_prefix(stanza)));
+        let (info, rest): (Vec<_>, Vec<_>) = listed
+            .into_iter()
+            .partition(|l| l.key.starts_with(&layout::stanza_info_prefix(stanza)));
         let n = info.len() + rest.len();
         for l in rest.into_iter().chain(info) {
-            let key = crate::layout::ObjectKey::new(l.key.clone())
-                .map_err(|m| RepoError::Malformed { what: "listing", key: layout::repo_config(), message: m })?;
+            let key =
+                crate::layout::ObjectKey::new(l.key.clone()).map_err(|m| RepoError::Malformed {
+                    what: "listing",
+                    key: layout::repo_config(),
+                    message: m,
+                })?;
             self.backend().delete(&key).await?;
         }
         Ok(n)
     }
 }
 
-pub(crate) fn mismatch(stanza: &StanzaName, cur: &DbGeneration, system_id: u64, pg_major: u32) -> RepoError {
+pub(crate) fn mismatch(
+    stanza: &StanzaName,
+    cur: &DbGeneration,
+    system_id: u64,
+    pg_major: u32,
+) -> RepoError {
     RepoError::StanzaMismatch {
         stanza: stanza.to_string(),
         expected_system: cur.system_id,

@@ -37,7 +37,7 @@ impl WalEntry {
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum WalDetail {
     /// A full segment, or a `.partial` one (the name says which).
-    Segment { summary: SegmentSummary },
+    Segment { summary: Box<SegmentSummary> },
     /// A timeline history file, kept verbatim (it is tiny).
     History { text: String },
     /// A backup history file, kept verbatim.
@@ -73,7 +73,10 @@ impl Repository {
                 stored => {
                     return Err(RepoError::Conflict {
                         name: name.to_string(),
-                        stored: stored.map_or_else(|| "unreadable".into(), |s| s.to_string()[..16].to_string()),
+                        stored: stored.map_or_else(
+                            || "unreadable".into(),
+                            |s| s.to_string()[..16].to_string(),
+                        ),
                         new: content_id.to_string()[..16].to_string(),
                     });
                 }
@@ -88,13 +91,22 @@ impl Repository {
             archived_at: now_rfc3339(),
             detail,
         };
-        self.put_json(&layout::wal_summary(stanza, db_id, name), ObjectKind::WalSummary, &entry).await?;
+        self.put_json(
+            &layout::wal_summary(stanza, db_id, name),
+            ObjectKind::WalSummary,
+            &entry,
+        )
+        .await?;
         Ok(result)
     }
 
     /// Fetch, authenticate and decode an archived file, looking in the current cluster
     /// generation first. `None` when no generation has it.
-    pub async fn get_wal(&self, info: &StanzaInfo, name: &WalFileName) -> Result<Option<Vec<u8>>, RepoError> {
+    pub async fn get_wal(
+        &self,
+        info: &StanzaInfo,
+        name: &WalFileName,
+    ) -> Result<Option<Vec<u8>>, RepoError> {
         for generation in info.newest_first() {
             let key = layout::wal_file(&info.name, generation.db_id, name);
             if let Some(bytes) = self.get(&key, ObjectKind::WalFile).await? {

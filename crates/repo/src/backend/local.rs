@@ -19,7 +19,11 @@ pub struct LocalBackend {
 }
 
 fn io_err<'a>(op: &'static str, key: &'a str) -> impl FnOnce(std::io::Error) -> BackendError + 'a {
-    move |source| BackendError::Io { op, key: key.to_string(), source }
+    move |source| BackendError::Io {
+        op,
+        key: key.to_string(),
+        source,
+    }
 }
 
 impl LocalBackend {
@@ -35,14 +39,22 @@ impl LocalBackend {
         self.root.join(key.as_str())
     }
 
-    pub async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> Result<PutOutcome, BackendError> {
+    pub async fn put_if_absent(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+    ) -> Result<PutOutcome, BackendError> {
         let path = self.path(key);
         let root = self.root.clone();
         let k = key.clone();
         blocking(move || put_file(&root, &path, &data).map_err(io_err("write", k.as_str()))).await
     }
 
-    pub async fn get(&self, key: &ObjectKey, range: Option<Range<u64>>) -> Result<Option<Bytes>, BackendError> {
+    pub async fn get(
+        &self,
+        key: &ObjectKey,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<Bytes>, BackendError> {
         let path = self.path(key);
         let k = key.clone();
         blocking(move || read_file(&path, range).map_err(io_err("read", k.as_str()))).await
@@ -95,7 +107,9 @@ fn put_file(root: &Path, path: &Path, data: &[u8]) -> std::io::Result<PutOutcome
     create_dirs_durably(root, parent)?;
     let tmp = parent.join(format!(
         ".tmp.{}.{}.{:016x}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("object"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("object"),
         std::process::id(),
         rand::random::<u64>()
     ));
@@ -121,10 +135,10 @@ fn create_dirs_durably(root: &Path, dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    if dir != root {
-        if let Some(parent) = dir.parent() {
-            create_dirs_durably(root, parent)?;
-        }
+    if dir != root
+        && let Some(parent) = dir.parent()
+    {
+        create_dirs_durably(root, parent)?;
     }
     match fs::create_dir(dir) {
         Ok(()) => {
@@ -155,7 +169,8 @@ fn read_file(path: &Path, range: Option<Range<u64>>) -> std::io::Result<Option<B
         }
         Some(r) => {
             f.seek(SeekFrom::Start(r.start))?;
-            f.take(r.end.saturating_sub(r.start)).read_to_end(&mut buf)?;
+            f.take(r.end.saturating_sub(r.start))
+                .read_to_end(&mut buf)?;
         }
     }
     Ok(Some(Bytes::from(buf)))
@@ -179,7 +194,10 @@ fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<Listed>) -> std::io::Result<
         if ft.is_dir() {
             walk(&entry.path(), &key, out)?;
         } else if ft.is_file() {
-            out.push(Listed { key, size: entry.metadata()?.len() });
+            out.push(Listed {
+                key,
+                size: entry.metadata()?.len(),
+            });
         }
     }
     Ok(())
@@ -194,13 +212,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let b = LocalBackend::new(dir.path());
         let key = ObjectKey::new("a/b/c").unwrap();
-        assert_eq!(b.put_if_absent(&key, Bytes::from_static(b"one")).await.unwrap(), PutOutcome::Created);
-        assert_eq!(b.put_if_absent(&key, Bytes::from_static(b"two")).await.unwrap(), PutOutcome::Exists);
-        assert_eq!(b.get(&key, None).await.unwrap().unwrap(), Bytes::from_static(b"one"));
-        assert_eq!(b.get(&key, Some(1..3)).await.unwrap().unwrap(), Bytes::from_static(b"ne"));
-        assert!(b.get(&ObjectKey::new("a/x").unwrap(), None).await.unwrap().is_none());
+        assert_eq!(
+            b.put_if_absent(&key, Bytes::from_static(b"one"))
+                .await
+                .unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(
+            b.put_if_absent(&key, Bytes::from_static(b"two"))
+                .await
+                .unwrap(),
+            PutOutcome::Exists
+        );
+        assert_eq!(
+            b.get(&key, None).await.unwrap().unwrap(),
+            Bytes::from_static(b"one")
+        );
+        assert_eq!(
+            b.get(&key, Some(1..3)).await.unwrap().unwrap(),
+            Bytes::from_static(b"ne")
+        );
+        assert!(
+            b.get(&ObjectKey::new("a/x").unwrap(), None)
+                .await
+                .unwrap()
+                .is_none()
+        );
         let listed = b.list("a/").await.unwrap();
-        assert_eq!(listed, vec![Listed { key: "a/b/c".into(), size: 3 }]);
+        assert_eq!(
+            listed,
+            vec![Listed {
+                key: "a/b/c".into(),
+                size: 3
+            }]
+        );
         // No temporary files are left behind.
         assert_eq!(fs::read_dir(dir.path().join("a/b")).unwrap().count(), 1);
         b.delete(&key).await.unwrap();

@@ -40,7 +40,11 @@ pub enum Backend {
 
 impl Backend {
     /// Write `data` under `key` unless the key exists. `Created` means durable.
-    pub async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> Result<PutOutcome, BackendError> {
+    pub async fn put_if_absent(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+    ) -> Result<PutOutcome, BackendError> {
         match self {
             Backend::Local(b) => b.put_if_absent(key, data).await,
             Backend::Store(b) => b.put_if_absent(key, data).await,
@@ -56,7 +60,11 @@ impl Backend {
     }
 
     /// Part of an object, or `None` when it does not exist.
-    pub async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Option<Bytes>, BackendError> {
+    pub async fn get_range(
+        &self,
+        key: &ObjectKey,
+        range: Range<u64>,
+    ) -> Result<Option<Bytes>, BackendError> {
         match self {
             Backend::Local(b) => b.get(key, Some(range)).await,
             Backend::Store(b) => b.get(key, Some(range)).await,
@@ -64,7 +72,11 @@ impl Backend {
     }
 
     /// Keys under `prefix` (a string ending in `/`), sorted, those after `start_after` only.
-    pub async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<Vec<Listed>, BackendError> {
+    pub async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<Listed>, BackendError> {
         let mut out = match self {
             Backend::Local(b) => b.list(prefix).await?,
             Backend::Store(b) => b.list(prefix, start_after).await?,

@@ -21,7 +21,9 @@ pub struct StoreBackend {
 
 impl std::fmt::Debug for StoreBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreBackend").field("url", &self.url).finish()
+        f.debug_struct("StoreBackend")
+            .field("url", &self.url)
+            .finish()
     }
 }
 
@@ -29,13 +31,25 @@ impl StoreBackend {
     /// Wrap a store; `prefix` (may be empty) is prepended to every key.
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, url: &str) -> StoreBackend {
         let prefix = prefix.trim_matches('/');
-        let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
-        StoreBackend { store, prefix, url: url.to_string() }
+        let prefix = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        StoreBackend {
+            store,
+            prefix,
+            url: url.to_string(),
+        }
     }
 
     /// An in-memory store, for unit tests.
     pub fn memory() -> StoreBackend {
-        StoreBackend::new(Arc::new(object_store::memory::InMemory::new()), "", "memory://")
+        StoreBackend::new(
+            Arc::new(object_store::memory::InMemory::new()),
+            "",
+            "memory://",
+        )
     }
 
     pub fn url(&self) -> &str {
@@ -46,20 +60,42 @@ impl StoreBackend {
         StorePath::from(format!("{}{key}", self.prefix))
     }
 
-    fn err<'a>(op: &'static str, key: &'a str) -> impl FnOnce(object_store::Error) -> BackendError + 'a {
-        move |source| BackendError::Store { op, key: key.to_string(), source }
+    fn err<'a>(
+        op: &'static str,
+        key: &'a str,
+    ) -> impl FnOnce(object_store::Error) -> BackendError + 'a {
+        move |source| BackendError::Store {
+            op,
+            key: key.to_string(),
+            source,
+        }
     }
 
-    pub async fn put_if_absent(&self, key: &ObjectKey, data: Bytes) -> Result<PutOutcome, BackendError> {
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.store.put_opts(&self.path(key.as_str()), PutPayload::from_bytes(data), opts).await {
+    pub async fn put_if_absent(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+    ) -> Result<PutOutcome, BackendError> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&self.path(key.as_str()), PutPayload::from_bytes(data), opts)
+            .await
+        {
             Ok(_) => Ok(PutOutcome::Created),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(PutOutcome::Exists),
             Err(e) => Err(Self::err("write", key.as_str())(e)),
         }
     }
 
-    pub async fn get(&self, key: &ObjectKey, range: Option<Range<u64>>) -> Result<Option<Bytes>, BackendError> {
+    pub async fn get(
+        &self,
+        key: &ObjectKey,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<Bytes>, BackendError> {
         let path = self.path(key.as_str());
         let result = match range {
             None => match self.store.get(&path).await {
@@ -75,17 +111,28 @@ impl StoreBackend {
         }
     }
 
-    pub async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<Vec<Listed>, BackendError> {
+    pub async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<Listed>, BackendError> {
         let p = self.path(prefix.trim_end_matches('/'));
         let stream = match start_after {
             Some(after) => self.store.list_with_offset(Some(&p), &self.path(after)),
             None => self.store.list(Some(&p)),
         };
-        let metas: Vec<_> = stream.try_collect().await.map_err(Self::err("list", prefix))?;
+        let metas: Vec<_> = stream
+            .try_collect()
+            .await
+            .map_err(Self::err("list", prefix))?;
         Ok(metas
             .into_iter()
             .filter_map(|m| {
-                let key = m.location.as_ref().strip_prefix(self.prefix.as_str())?.to_string();
+                let key = m
+                    .location
+                    .as_ref()
+                    .strip_prefix(self.prefix.as_str())?
+                    .to_string();
                 Some(Listed { key, size: m.size })
             })
             .collect())
