@@ -73,6 +73,26 @@ impl WalCatalog {
         self.entries.is_empty()
     }
 
+    /// Fold every record that spans two archived segments into the earlier summary, so a
+    /// commit or restore point split across a segment boundary is not missed.
+    fn stitch(&mut self) {
+        let keys: Vec<String> = self.entries.keys().cloned().collect();
+        for pair in keys.windows(2) {
+            let next = match &self.entries[&pair[1]].detail {
+                WalDetail::Segment { summary } => summary.clone(),
+                _ => continue,
+            };
+            if let Some(WalEntry {
+                detail: WalDetail::Segment { summary },
+                ..
+            }) = self.entries.get_mut(&pair[0])
+            {
+                // Not consecutive, or nothing spans: absorb_stitched leaves it unchanged.
+                summary.absorb_stitched(&next);
+            }
+        }
+    }
+
     /// Per generation and timeline: ranges, gaps, partials and commit times.
     pub fn timelines(&self) -> Vec<TimelineArchive> {
         let mut by_tl: BTreeMap<(DbId, u32), Vec<&WalEntry>> = BTreeMap::new();
@@ -207,7 +227,8 @@ impl Repository {
                 entries.insert(k, e);
             }
         }
-        let catalog = WalCatalog { entries };
+        let mut catalog = WalCatalog { entries };
+        catalog.stitch();
         if added >= SNAPSHOT_EVERY {
             // Best effort: a reader without write access still gets the catalog.
             let _ = self.write_snapshot(stanza, seq + 1, &catalog).await;
@@ -249,5 +270,142 @@ impl Repository {
                 .await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cairn_pgformat::builder::WalBuilder;
+    use cairn_pgformat::{
+        Lsn, PgTimestamp, TimelineId, WalSegmentSize, XLogSegNo, summarize_segment,
+    };
+
+    use super::*;
+    use crate::backend::{Backend, StoreBackend};
+    use crate::keys::KdfParams;
+    use crate::repository::OpenOptions;
+
+    async fn repo() -> (Repository, StanzaName) {
+        let backend = Backend::Store(Arc::new(StoreBackend::memory()));
+        let opts = OpenOptions {
+            kdf: KdfParams {
+                m_kib: 64,
+                t: 1,
+                p: 1,
+            },
+            ..Default::default()
+        };
+        let (repo, created) = Repository::open_or_create(backend, Some("pw"), &opts)
+            .await
+            .unwrap();
+        assert!(created);
+        let stanza = StanzaName::new("main").unwrap();
+        repo.create_stanza(
+            &stanza,
+            cairn_pgformat::builder::DEFAULT_SYSTEM_IDENTIFIER,
+            15,
+        )
+        .await
+        .unwrap();
+        (repo, stanza)
+    }
+
+    async fn push_segment(repo: &Repository, stanza: &StanzaName, wal: &WalBuilder, i: usize) {
+        let bytes = wal.segment(i);
+        let summary = summarize_segment(&bytes).unwrap();
+        let name = WalFileName::Segment(wal.segment_name(i));
+        repo.push_wal(
+            stanza,
+            DbId(1),
+            &name,
+            &bytes,
+            WalDetail::Segment {
+                summary: Box::new(summary),
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn ranges_gaps_and_a_commit_across_the_segment_boundary() {
+        let (repo, stanza) = repo().await;
+        let seg = WalSegmentSize::new(1 << 20).unwrap();
+        let mut wal = WalBuilder::new(XLogSegNo(1)).segment_size(seg);
+        let t = |s: i64| PgTimestamp(800_000_000_000_000 + s * 1_000_000);
+        wal.append_commit(700, t(1));
+        // The latest commit of all straddles the end of the first segment.
+        let boundary = Lsn(XLogSegNo(2).start_lsn(seg).unwrap().0);
+        wal.fill_to(Lsn(boundary.0 - 16));
+        let spanning = wal.append_commit(701, t(100));
+        assert!(spanning < boundary && wal.next_lsn() > boundary);
+        for s in 2..6 {
+            wal.append_commit(700 + s as u32, t(s));
+            wal.append_switch();
+        }
+        for i in [0, 1, 2, 4] {
+            push_segment(&repo, &stanza, &wal, i).await;
+        }
+        let cat = repo.wal_catalog(&stanza).await.unwrap();
+        let tls = cat.timelines();
+        assert_eq!(tls.len(), 1);
+        let tl = &tls[0];
+        assert_eq!(
+            tl.ranges.iter().map(|r| r.segments).collect::<Vec<_>>(),
+            vec![3, 1]
+        );
+        assert_eq!(tl.gaps.len(), 1);
+        assert_eq!(tl.gaps[0].first, wal.segment_name(3).to_string());
+        assert_eq!(tl.first_commit.as_deref(), Some(t(1).to_string().as_str()));
+        assert_eq!(
+            tl.last_commit.as_deref(),
+            Some(t(100).to_string().as_str()),
+            "the spanning commit was stitched"
+        );
+    }
+
+    #[tokio::test]
+    async fn snapshots_are_written_and_read_back_with_later_pushes() {
+        let (repo, stanza) = repo().await;
+        let push_history = |tli: u32| {
+            let repo = repo.clone();
+            let stanza = stanza.clone();
+            async move {
+                let text = format!(
+                    "{}\t0/{:X}\tno recovery target specified\n",
+                    tli - 1,
+                    tli * 0x100_0000
+                );
+                let name = WalFileName::History(TimelineId(tli));
+                repo.push_wal(
+                    &stanza,
+                    DbId(1),
+                    &name,
+                    text.as_bytes(),
+                    WalDetail::History { text: text.clone() },
+                )
+                .await
+                .unwrap();
+            }
+        };
+        for tli in 2..(2 + SNAPSHOT_EVERY as u32) {
+            push_history(tli).await;
+        }
+        assert_eq!(
+            repo.wal_catalog(&stanza).await.unwrap().len(),
+            SNAPSHOT_EVERY
+        );
+        let snaps = repo
+            .backend()
+            .list(&layout::wal_catalog_prefix(&stanza), None)
+            .await
+            .unwrap();
+        assert_eq!(snaps.len(), 1, "a snapshot was written");
+        push_history(200).await;
+        let cat = repo.wal_catalog(&stanza).await.unwrap();
+        assert_eq!(cat.len(), SNAPSHOT_EVERY + 1);
+        assert!(cat.entries().any(|e| e.name == "000000C8.history"));
     }
 }
