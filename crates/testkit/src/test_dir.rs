@@ -70,6 +70,30 @@ impl TestDir {
         Ok(path)
     }
 
+    /// Writes `contents` to `path().join(name)` (parent directories created as by
+    /// [`subdir`](Self::subdir)), owned by `postgres`, mode 0644; returns the path. For files
+    /// the server or the archive commands must read, such as a cairn configuration.
+    pub fn write_file(
+        &self,
+        name: impl AsRef<Path>,
+        contents: impl AsRef<[u8]>,
+    ) -> Result<PathBuf> {
+        let name = name.as_ref();
+        if let Some(parent) = name.parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.subdir(parent)?;
+        } else if name.is_absolute() {
+            return Err(Error::Invalid(format!(
+                "TestDir::write_file wants a relative path, got {}",
+                name.display()
+            )));
+        }
+        let path = self.path.join(name);
+        std::fs::write(&path, contents).map_err(|e| Error::io("write", &path, e))?;
+        set_mode(&path, 0o644)?;
+        chown_to_postgres(&path)?;
+        Ok(path)
+    }
+
     /// Keeps the directory on disk after the `TestDir` is gone; returns its path.
     pub fn keep(mut self) -> PathBuf {
         if let Some(dir) = self.dir.take() {

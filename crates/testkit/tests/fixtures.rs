@@ -11,6 +11,9 @@ fn test_dir_is_removed_on_drop_and_subdirs_nest() -> Result<(), Error> {
     let sub = dir.subdir("a/b")?;
     assert!(sub.is_dir());
     assert!(dir.subdir("../escape").is_err());
+    let conf = dir.write_file("etc/cairn.toml", "x = 1\n")?;
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "x = 1\n");
+    assert!(dir.write_file("/etc/nope", "").is_err());
     drop(dir);
     assert!(!path.exists());
     Ok(())
