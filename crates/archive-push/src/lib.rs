@@ -13,8 +13,10 @@ mod validate;
 
 use std::path::Path;
 
+use bytes::Bytes;
 use cairn_exit::{Classify, ErrorKind, Failure};
 use cairn_pgformat::WalFileName;
+use cairn_repo::object::ObjectKind;
 use cairn_repo::{PushOutcome, Repository, StanzaInfo, StanzaName};
 
 pub use validate::{ValidateError, validate};
@@ -72,14 +74,24 @@ pub async fn push_with(
     let name: WalFileName = file_name.parse().map_err(|_| PushError::NotWalName {
         name: file_name.clone(),
     })?;
-    let bytes = read(path)?;
+    let bytes = Bytes::from(read(path)?);
     let generation = info.current();
+    // Encoding (both cores) runs while this thread validates; nothing is stored until the
+    // file has passed validation.
+    let encoding = {
+        let repo = repo.clone();
+        let bytes = bytes.clone();
+        tokio::spawn(async move { repo.encode(ObjectKind::WalFile, bytes).await })
+    };
     let detail = validate(&name, &bytes, generation).map_err(|source| PushError::Invalid {
         name: file_name.clone(),
         source,
-    })?;
+    });
+    let encoded = encoding
+        .await
+        .map_err(|e| Failure::new(ErrorKind::Internal, format!("encoding task failed: {e}")))??;
     let outcome = repo
-        .push_wal(&info.name, generation.db_id, &name, &bytes, detail)
+        .push_wal(&info.name, generation.db_id, &name, &encoded, detail?)
         .await?;
     Ok(outcome)
 }

@@ -316,11 +316,15 @@ mod tests {
         let bytes = wal.segment(i);
         let summary = summarize_segment(&bytes).unwrap();
         let name = WalFileName::Segment(wal.segment_name(i));
+        let enc = repo
+            .encode(ObjectKind::WalFile, bytes.into())
+            .await
+            .unwrap();
         repo.push_wal(
             stanza,
             DbId(1),
             &name,
-            &bytes,
+            &enc,
             WalDetail::Segment {
                 summary: Box::new(summary),
             },
@@ -379,11 +383,15 @@ mod tests {
                     tli * 0x100_0000
                 );
                 let name = WalFileName::History(TimelineId(tli));
+                let enc = repo
+                    .encode(ObjectKind::WalFile, text.clone().into())
+                    .await
+                    .unwrap();
                 repo.push_wal(
                     &stanza,
                     DbId(1),
                     &name,
-                    text.as_bytes(),
+                    &enc,
                     WalDetail::History { text: text.clone() },
                 )
                 .await

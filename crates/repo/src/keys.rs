@@ -101,6 +101,11 @@ impl KeySet {
         ContentId(*h.finalize().as_bytes())
     }
 
+    /// The content id, hashed on the calling thread only (when other threads are busy).
+    pub fn content_id_single(&self, data: &[u8]) -> ContentId {
+        ContentId(*blake3::keyed_hash(&self.id_key, data).as_bytes())
+    }
+
     /// The AES-256-GCM key of one object, from its random salt.
     pub(crate) fn object_cipher(&self, salt: &[u8; 32]) -> Aes256Gcm {
         let k = blake3::keyed_hash(&self.object_base, salt);

@@ -34,7 +34,8 @@ pub use error::{BackendError, ObjectError, RepoError};
 pub use keys::{ContentId, KdfParams, KeySet};
 pub use layout::{DbId, ObjectKey, StanzaName};
 pub use repository::{
-    OpenOptions, REPO_FORMAT, Repository, backend_for, open_configured, open_or_create_configured,
+    Encoded, OpenOptions, REPO_FORMAT, Repository, backend_for, open_configured,
+    open_or_create_configured,
 };
 pub use stanza::{DbGeneration, StanzaCreated, StanzaInfo};
 pub use wal::{PushOutcome, WalDetail, WalEntry};

@@ -129,9 +129,14 @@ impl ObjectHeader {
             1 => true,
             _ => return Err(header("unknown cipher")),
         };
+        // Format 1 always writes FRAME_SIZE, and a zero salt when not encrypted: checking
+        // both means no header byte of an unencrypted object can change unnoticed.
         let frame_size = u32::from_le_bytes(b[12..16].try_into().expect("4 bytes"));
-        if frame_size == 0 {
-            return Err(header("zero frame size"));
+        if frame_size != FRAME_SIZE {
+            return Err(header("unexpected frame size"));
+        }
+        if !encrypted && b[64..96].iter().any(|&x| x != 0) {
+            return Err(header("salt in an unencrypted object"));
         }
         Ok(ObjectHeader {
             kind,
@@ -175,18 +180,40 @@ fn frame_aad(header: &[u8; HEADER_LEN], index: u64, last: bool) -> [u8; HEADER_L
     aad
 }
 
-fn compress(plaintext: &[u8], level: i32) -> Result<Vec<u8>, String> {
-    use std::io::Write;
-    let mut enc = zstd::stream::Encoder::new(Vec::with_capacity(plaintext.len() / 4 + 64), level)
-        .map_err(|e| e.to_string())?;
-    // zstd's own workers: a 16 MiB WAL segment compresses on both cores.
-    if plaintext.len() >= 4 << 20 {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-        enc.multithread(threads.min(8)).map_err(|e| e.to_string())?;
+/// Plaintext per independently compressed zstd frame when an object is large enough to
+/// split. Each piece compresses on its own thread; zstd decodes concatenated frames as one.
+const PARALLEL_PIECE: usize = 4 << 20;
+
+/// Compress `plaintext` while computing its content id. Large inputs are cut into pieces
+/// compressed on all cores while the calling thread hashes, so a 16 MiB WAL segment keeps
+/// both cores busy from start to end.
+fn compress_and_hash(
+    keys: &KeySet,
+    plaintext: &[u8],
+    level: i32,
+) -> Result<(Vec<u8>, ContentId), String> {
+    let compress = |piece: &[u8]| zstd::bulk::compress(piece, level).map_err(|e| e.to_string());
+    if plaintext.len() < 2 * PARALLEL_PIECE {
+        return Ok((compress(plaintext)?, keys.content_id(plaintext)));
     }
-    enc.include_checksum(false).map_err(|e| e.to_string())?;
-    enc.write_all(plaintext).map_err(|e| e.to_string())?;
-    enc.finish().map_err(|e| e.to_string())
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pieces = threads.min(plaintext.len() / PARALLEL_PIECE).max(1);
+    let piece_len = plaintext.len().div_ceil(pieces);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = plaintext
+            .chunks(piece_len)
+            .map(|piece| scope.spawn(move || compress(piece)))
+            .collect();
+        let id = keys.content_id_single(plaintext);
+        let mut out = Vec::with_capacity(plaintext.len() / 3);
+        for w in workers {
+            out.extend_from_slice(
+                &w.join()
+                    .map_err(|_| "compression thread panicked".to_string())??,
+            );
+        }
+        Ok((out, id))
+    })
 }
 
 /// Encode `plaintext` as an object of `kind`. Returns the bytes and the content id.
@@ -196,8 +223,7 @@ pub fn encode(
     plaintext: &[u8],
     level: i32,
 ) -> Result<(Vec<u8>, ContentId), String> {
-    let content_id = keys.content_id(plaintext);
-    let payload = compress(plaintext, level)?;
+    let (payload, content_id) = compress_and_hash(keys, plaintext, level)?;
     let encrypted = keys.encrypts();
     let header = ObjectHeader {
         kind,
@@ -370,6 +396,23 @@ mod tests {
             decode(&keys, ObjectKind::Chunk, &swapped),
             Err(ObjectError::Auth { frame: 0 })
         );
+    }
+
+    #[test]
+    fn large_objects_compress_in_pieces_and_round_trip() {
+        for keys in keysets() {
+            // Large enough for the parallel path, compressible like WAL.
+            let data: Vec<u8> = (0..(20u32 << 20))
+                .map(|i| if i % 7 == 0 { (i >> 9) as u8 } else { 0 })
+                .collect();
+            let (mut enc, id) = encode(&keys, ObjectKind::WalFile, &data, 3).unwrap();
+            assert_eq!(id, keys.content_id(&data));
+            assert!(enc.len() < data.len() / 4);
+            assert_eq!(decode(&keys, ObjectKind::WalFile, &enc).unwrap(), data);
+            let last = enc.len() - 1;
+            enc[last] ^= 0x80;
+            assert!(decode(&keys, ObjectKind::WalFile, &enc).is_err());
+        }
     }
 
     #[test]

@@ -48,6 +48,14 @@ impl Default for OpenOptions {
     }
 }
 
+/// An encoded object, ready to store.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    bytes: Bytes,
+    pub content_id: ContentId,
+    pub plaintext_len: u64,
+}
+
 /// An open repository: storage plus keys.
 #[derive(Debug, Clone)]
 pub struct Repository {
@@ -199,30 +207,49 @@ impl Repository {
         &self.repo_id
     }
 
+    /// Encode `plaintext` (compress, encrypt, content id). Large objects are encoded on the
+    /// blocking pool, so the caller can do other work (e.g. validate) meanwhile.
+    pub async fn encode(&self, kind: ObjectKind, plaintext: Bytes) -> Result<Encoded, RepoError> {
+        let keys = self.keys.clone();
+        let level = self.level;
+        let len = plaintext.len() as u64;
+        let run = move || object::encode(&keys, kind, &plaintext, level);
+        let (bytes, content_id) = if len >= 1 << 20 {
+            tokio::task::spawn_blocking(run)
+                .await
+                .expect("encode task panicked")
+        } else {
+            run()
+        }
+        .map_err(|message| RepoError::Encode { message })?;
+        Ok(Encoded {
+            bytes: Bytes::from(bytes),
+            content_id,
+            plaintext_len: len,
+        })
+    }
+
+    /// Store an encoded object under `key` unless the key exists.
+    pub async fn put_encoded(
+        &self,
+        key: &ObjectKey,
+        encoded: &Encoded,
+    ) -> Result<PutOutcome, RepoError> {
+        Ok(self
+            .backend
+            .put_if_absent(key, encoded.bytes.clone())
+            .await?)
+    }
+
     /// Encode and store `plaintext` under `key` unless the key exists.
     pub async fn put(
         &self,
         key: &ObjectKey,
         kind: ObjectKind,
-        plaintext: &[u8],
+        plaintext: Bytes,
     ) -> Result<(PutOutcome, ContentId), RepoError> {
-        let keys = self.keys.clone();
-        let level = self.level;
-        let (encoded, id) = if plaintext.len() >= 1 << 20 {
-            // Large objects compress and encrypt off the async threads.
-            let owned = plaintext.to_vec();
-            tokio::task::spawn_blocking(move || object::encode(&keys, kind, &owned, level))
-                .await
-                .expect("encode task panicked")
-        } else {
-            object::encode(&keys, kind, plaintext, level)
-        }
-        .map_err(|message| RepoError::Encode { message })?;
-        let outcome = self
-            .backend
-            .put_if_absent(key, Bytes::from(encoded))
-            .await?;
-        Ok((outcome, id))
+        let encoded = self.encode(kind, plaintext).await?;
+        Ok((self.put_encoded(key, &encoded).await?, encoded.content_id))
     }
 
     /// Fetch and decode an object; `None` when it does not exist.
@@ -257,7 +284,7 @@ impl Repository {
         let json = serde_json::to_vec(value).map_err(|e| RepoError::Encode {
             message: e.to_string(),
         })?;
-        Ok(self.put(key, kind, &json).await?.0)
+        Ok(self.put(key, kind, Bytes::from(json)).await?.0)
     }
 
     pub async fn get_json<T: DeserializeOwned>(

@@ -11,7 +11,7 @@ use crate::error::RepoError;
 use crate::keys::ContentId;
 use crate::layout::{self, DbId, StanzaName};
 use crate::object::ObjectKind;
-use crate::repository::{Repository, now_rfc3339};
+use crate::repository::{Encoded, Repository, now_rfc3339};
 use crate::stanza::StanzaInfo;
 
 /// What is known about one archived file without reading it.
@@ -54,19 +54,20 @@ pub enum PushOutcome {
 }
 
 impl Repository {
-    /// Store an archived file and its summary. Never overwrites: a different file under the
-    /// same name is a [`RepoError::Conflict`] and the stored object is left as it was.
+    /// Store an archived file (encoded with [`Repository::encode`] as
+    /// [`ObjectKind::WalFile`]) and its summary. Never overwrites: a different file under
+    /// the same name is a [`RepoError::Conflict`] and the stored object is left as it was.
     pub async fn push_wal(
         &self,
         stanza: &StanzaName,
         db_id: DbId,
         name: &WalFileName,
-        bytes: &[u8],
+        encoded: &Encoded,
         detail: WalDetail,
     ) -> Result<PushOutcome, RepoError> {
         let key = layout::wal_file(stanza, db_id, name);
-        let (outcome, content_id) = self.put(&key, ObjectKind::WalFile, bytes).await?;
-        let result = match outcome {
+        let content_id = encoded.content_id;
+        let result = match self.put_encoded(&key, encoded).await? {
             PutOutcome::Created => PushOutcome::Stored,
             PutOutcome::Exists => match self.stored_content_id(&key).await? {
                 Some(stored) if stored == content_id => PushOutcome::AlreadyStored,
@@ -87,7 +88,7 @@ impl Repository {
             name: name.to_string(),
             db_id,
             content_id,
-            size: bytes.len() as u64,
+            size: encoded.plaintext_len,
             archived_at: now_rfc3339(),
             detail,
         };
