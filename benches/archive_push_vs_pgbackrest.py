@@ -104,6 +104,18 @@ def main():
                 times.append(t)
                 rss = max(rss, m)
             results[name] = (times, rss)
+        # archive-get of the same segments, as recovery runs it.
+        os.makedirs(d("get"))
+        os.chown(d("get"), PG.pw_uid, PG.pw_gid)
+        for name, cmd in [("cairn-get", lambda s: [d("bin", "cairn-archive-get"), s, d("get", s)]),
+                          ("pgbackrest-get", lambda s: pgbr + ["archive-get", s, d("get", s)])]:
+            times, rss = [], 0
+            for s in segs:
+                t, m = timed(cmd(s), env=env)
+                times.append(t)
+                rss = max(rss, m)
+                os.unlink(d("get", s))
+            results[name] = (times, rss)
         repo_sizes = {"cairn": du(d("cairn-repo")), "pgbackrest": du(d("pgbr-repo", "archive"))}
     finally:
         subprocess.run(["runuser", "-u", "postgres", "--", f"{PGBIN}/pg_ctl", "-D", d("pgdata"), "-m", "immediate", "stop"],
@@ -117,7 +129,13 @@ def main():
     print(f"segments: {len(c_t)} x 16 MiB (real WAL from an insert/update workload)")
     print(f"cairn-archive-push:     {c_mean*1000:8.1f} ms/segment  peak RSS {c_rss/1024:6.1f} MiB  repo {repo_sizes['cairn']/2**20:7.1f} MiB")
     print(f"pgbackrest archive-push:{p_mean*1000:8.1f} ms/segment  peak RSS {p_rss/1024:6.1f} MiB  repo {repo_sizes['pgbackrest']/2**20:7.1f} MiB")
-    print(f"ratio (pgbackrest time / cairn time): {p_mean / c_mean:.2f}x")
+    print(f"push ratio (pgbackrest time / cairn time): {p_mean / c_mean:.2f}x")
+    cg_t, cg_rss = results["cairn-get"]
+    pg_t, pg_rss = results["pgbackrest-get"]
+    cg, pgm = sum(cg_t) / len(cg_t), sum(pg_t) / len(pg_t)
+    print(f"cairn-archive-get:      {cg*1000:8.1f} ms/segment  peak RSS {cg_rss/1024:6.1f} MiB")
+    print(f"pgbackrest archive-get: {pgm*1000:8.1f} ms/segment  peak RSS {pg_rss/1024:6.1f} MiB")
+    print(f"get ratio (pgbackrest time / cairn time): {pgm / cg:.2f}x")
 
 
 if __name__ == "__main__":

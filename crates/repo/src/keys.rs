@@ -101,6 +101,11 @@ impl KeySet {
         ContentId(*h.finalize().as_bytes())
     }
 
+    /// An incremental hasher for a content id.
+    pub(crate) fn content_hasher(&self) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(&self.id_key)
+    }
+
     /// The content id, hashed on the calling thread only (when other threads are busy).
     pub fn content_id_single(&self, data: &[u8]) -> ContentId {
         ContentId(*blake3::keyed_hash(&self.id_key, data).as_bytes())

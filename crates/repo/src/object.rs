@@ -216,6 +216,73 @@ fn compress_and_hash(
     })
 }
 
+/// Split a payload into its zstd frames, each with the size it decompresses to.
+fn zstd_frames(payload: &[u8]) -> Option<Vec<(&[u8], usize)>> {
+    let mut frames = Vec::new();
+    let mut rest = payload;
+    while !rest.is_empty() {
+        let len = zstd::zstd_safe::find_frame_compressed_size(rest).ok()?;
+        let size = zstd::zstd_safe::get_frame_content_size(&rest[..len]).ok()??;
+        frames.push((&rest[..len], usize::try_from(size).ok()?));
+        rest = &rest[len..];
+    }
+    Some(frames)
+}
+
+/// Decompress (frames on their own threads, as [`compress_and_hash`] made them) and hash
+/// each piece as soon as it is ready.
+fn decompress_and_hash(
+    keys: &KeySet,
+    payload: &[u8],
+    cap: usize,
+) -> Result<(Vec<u8>, ContentId), ObjectError> {
+    let bad = |message: String| ObjectError::Decompress { message };
+    let frames = zstd_frames(payload).ok_or_else(|| bad("malformed zstd frames".into()))?;
+    if frames.iter().map(|(_, n)| *n).sum::<usize>() != cap {
+        return Err(bad(
+            "frame sizes do not add up to the plaintext length".into()
+        ));
+    }
+    let mut out = vec![0u8; cap];
+    let mut hasher = keys.content_hasher();
+    let decompress = |(frame, _): &(&[u8], usize), dest: &mut [u8]| -> Result<(), ObjectError> {
+        let n = zstd::bulk::decompress_to_buffer(frame, dest).map_err(|e| bad(e.to_string()))?;
+        if n != dest.len() {
+            Err(bad("frame shorter than it says".into()))
+        } else {
+            Ok(())
+        }
+    };
+    std::thread::scope(|scope| {
+        let mut dests = Vec::with_capacity(frames.len());
+        let mut rest: &mut [u8] = &mut out;
+        for (_, n) in &frames {
+            let (d, r) = rest.split_at_mut(*n);
+            dests.push(d);
+            rest = r;
+        }
+        let mut dests = dests.into_iter();
+        let first = dests.next();
+        let workers: Vec<_> = frames[1..]
+            .iter()
+            .zip(dests)
+            .map(|(f, d)| scope.spawn(move || decompress(f, d).map(|()| &*d)))
+            .collect();
+        if let (Some(f), Some(d)) = (frames.first(), first) {
+            decompress(f, d)?;
+            hasher.update(d);
+        }
+        for w in workers {
+            let piece = w
+                .join()
+                .map_err(|_| bad("decompression thread panicked".into()))??;
+            hasher.update(piece);
+        }
+        Ok::<_, ObjectError>(())
+    })?;
+    Ok((out, ContentId(*hasher.finalize().as_bytes())))
+}
+
 /// Encode `plaintext` as an object of `kind`. Returns the bytes and the content id.
 pub fn encode(
     keys: &KeySet,
@@ -310,20 +377,22 @@ pub fn decode(keys: &KeySet, expected: ObjectKind, bytes: &[u8]) -> Result<Vec<u
     } else {
         body.into()
     };
-    let plaintext = match header.compression {
-        Compression::None => payload.into_owned(),
-        Compression::Zstd => {
-            let cap = usize::try_from(header.plaintext_len).map_err(|_| ObjectError::Header {
-                message: "plaintext length too large".into(),
-            })?;
-            zstd::bulk::decompress(&payload, cap).map_err(|e| ObjectError::Decompress {
-                message: e.to_string(),
-            })?
+    // No object cairn writes comes near this; a damaged length must not allocate the world.
+    const MAX_PLAINTEXT: u64 = 2 << 30;
+    if header.plaintext_len > MAX_PLAINTEXT {
+        return Err(ObjectError::Header {
+            message: "plaintext length too large".into(),
+        });
+    }
+    let cap = header.plaintext_len as usize;
+    let (plaintext, id) = match header.compression {
+        Compression::None => {
+            let id = keys.content_id(&payload);
+            (payload.into_owned(), id)
         }
+        Compression::Zstd => decompress_and_hash(keys, &payload, cap)?,
     };
-    if plaintext.len() as u64 != header.plaintext_len
-        || keys.content_id(&plaintext) != header.content_id
-    {
+    if plaintext.len() as u64 != header.plaintext_len || id != header.content_id {
         return Err(ObjectError::Hash);
     }
     Ok(plaintext)
