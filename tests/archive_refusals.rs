@@ -13,6 +13,7 @@ const INVALID: i32 = 8;
 const STANZA: i32 = 9;
 const CORRUPT: i32 = 6;
 const WRONG_PASS: i32 = 5;
+const REFUSED: i32 = 13;
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -159,6 +160,41 @@ fn pg15_archive_refusals() {
         1,
         "only RECOVERYXLOG from before"
     );
+
+    // With the server stopped, stanza-create reads the identity from pg_control: the same
+    // cluster is a no-op, another cluster's data directory is refused.
+    primary.stop().unwrap();
+    let out = cairn.run("cairn", &["stanza-create"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already exists"),
+        "{}",
+        describe(&out)
+    );
+    assert!(stderr(&out).contains("pg_control"), "{}", describe(&out));
+    let other_data = other.data_dir().to_str().unwrap().to_string();
+    let out = cairn.run_env(
+        "cairn",
+        &["stanza-create"],
+        &[("CAIRN_STANZA_MAIN_PG_DATA", &other_data)],
+    );
+    assert_eq!(out.status.code(), Some(STANZA), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("stanza-upgrade"),
+        "{}",
+        describe(&out)
+    );
+
+    // stanza-delete wants --force, then removes everything of the stanza.
+    let out = cairn.run("cairn", &["stanza-delete"]);
+    assert_eq!(out.status.code(), Some(REFUSED), "{}", describe(&out));
+    assert!(stored_path.exists());
+    cairn.cairn_ok(&["stanza-delete", "--force"]);
+    assert!(!stored_path.exists());
+    let info = cairn.info_json();
+    assert_eq!(info["stanzas"][0]["status"], "missing", "{info:#}");
+    let out = cairn.run("cairn-archive-get", &[&seg, missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(STANZA), "{}", describe(&out));
 }
 
 fn flip_byte(path: &Path, at: usize) {
