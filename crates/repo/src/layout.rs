@@ -179,6 +179,33 @@ pub fn wal_catalog(stanza: &StanzaName, seq: u64) -> ObjectKey {
     ObjectKey::built(format!("{}{seq:016}", wal_catalog_prefix(stanza)))
 }
 
+/// A pack: many encoded chunks appended, written once.
+pub fn pack(stanza: &StanzaName, pack: &str) -> ObjectKey {
+    ObjectKey::built(format!(
+        "{}/pack/{}/{pack}",
+        stanza_root(stanza),
+        &pack[..2]
+    ))
+}
+
+/// The index of one pack (which chunks it holds where), written right after the pack.
+pub fn pack_index(stanza: &StanzaName, pack: &str) -> ObjectKey {
+    ObjectKey::built(format!("{}{pack}", pack_index_prefix(stanza)))
+}
+
+pub fn pack_index_prefix(stanza: &StanzaName) -> String {
+    format!("{}/pack-index/", stanza_root(stanza))
+}
+
+/// A backup's manifest: written last, it is the backup's commit point.
+pub fn backup_manifest(stanza: &StanzaName, label: &str) -> ObjectKey {
+    ObjectKey::built(format!("{}{label}/manifest", backup_prefix(stanza)))
+}
+
+pub fn backup_prefix(stanza: &StanzaName) -> String {
+    format!("{}/backup/", stanza_root(stanza))
+}
+
 /// The sequence number at the end of a generation key (`.../00000003` -> 3).
 pub fn parse_seq(key: &str) -> Option<u64> {
     key.rsplit('/').next()?.parse().ok()

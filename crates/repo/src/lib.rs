@@ -4,7 +4,8 @@
 //!    `object_store` store with conditional PUT);
 //! 2. [`object`]: the encoding of every object (zstd, AES-256-GCM frames, content id);
 //! 3. [`keys`]: the master key, its Argon2id wrap and the derived keys;
-//! 4. typed files: [`stanza`] info, the [`wal`] archive and its [`catalog`].
+//! 4. typed files: [`stanza`] info, the [`wal`] archive and its [`catalog`], backup
+//!    chunks in [`pack`]s and backup [`manifest`]s.
 //!
 //! It knows nothing of PostgreSQL connections; PostgreSQL byte formats come from
 //! `cairn-pgformat`.
@@ -23,7 +24,9 @@ pub mod catalog;
 mod error;
 pub mod keys;
 pub mod layout;
+pub mod manifest;
 pub mod object;
+pub mod pack;
 mod repository;
 pub mod stanza;
 pub mod wal;
@@ -33,6 +36,11 @@ pub use catalog::{TimelineArchive, WalCatalog};
 pub use error::{BackendError, ObjectError, RepoError};
 pub use keys::{ContentId, KdfParams, KeySet};
 pub use layout::{DbId, ObjectKey, StanzaName};
+pub use manifest::{
+    BackupLabel, BackupManifest, BackupType, ChunkRef, FileKind, IncrementalMode, ManifestFile,
+    TablespaceEntry,
+};
+pub use pack::{ChunkIndex, ChunkLocation, PackId, PackWriter};
 pub use repository::{
     Encoded, OpenOptions, REPO_FORMAT, Repository, backend_for, open_configured,
     open_or_create_configured,

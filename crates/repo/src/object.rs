@@ -38,6 +38,7 @@ pub enum ObjectKind {
     WalCatalog = 4,
     Chunk = 5,
     BackupManifest = 6,
+    PackIndex = 7,
 }
 
 impl ObjectKind {
@@ -49,6 +50,7 @@ impl ObjectKind {
             4 => ObjectKind::WalCatalog,
             5 => ObjectKind::Chunk,
             6 => ObjectKind::BackupManifest,
+            7 => ObjectKind::PackIndex,
             _ => return None,
         })
     }
@@ -61,6 +63,7 @@ impl ObjectKind {
             ObjectKind::WalCatalog => "WAL catalog",
             ObjectKind::Chunk => "chunk",
             ObjectKind::BackupManifest => "backup manifest",
+            ObjectKind::PackIndex => "pack index",
         }
     }
 }

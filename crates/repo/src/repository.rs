@@ -56,6 +56,13 @@ pub struct Encoded {
     pub plaintext_len: u64,
 }
 
+impl Encoded {
+    /// The encoded bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
 /// An open repository: storage plus keys.
 #[derive(Debug, Clone)]
 pub struct Repository {

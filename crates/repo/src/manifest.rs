@@ -1,0 +1,291 @@
+//! Backup manifests. A manifest lists every file of a backup with its chunks (and where each
+//! chunk is stored), so any backup restores from its manifest alone, whatever happened to
+//! the backups before it. It is written last: a backup without a manifest does not exist.
+
+use std::fmt;
+
+use cairn_pgformat::{Lsn, TimelineId};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::PutOutcome;
+use crate::error::RepoError;
+use crate::keys::ContentId;
+use crate::layout::{self, DbId, ObjectKey, StanzaName};
+use crate::object::ObjectKind;
+use crate::pack::{ChunkLocation, PackId};
+use crate::repository::Repository;
+
+/// The manifest format this cairn writes.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// A backup's label: `20261122-140500F`, and for diff/incr the full's label, `_`, their own
+/// time and `D`/`I` (`20261122-140500F_20261122-150000I`), so labels sort by time within
+/// a chain and say their type.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BackupLabel(String);
+
+impl BackupLabel {
+    pub fn new(s: &str) -> Result<BackupLabel, String> {
+        let part_ok = |p: &str, last: bool| {
+            let b = p.as_bytes();
+            let stamp_ok = b.len() == 16
+                && b[..8].iter().all(u8::is_ascii_digit)
+                && b[8] == b'-'
+                && b[9..15].iter().all(u8::is_ascii_digit);
+            stamp_ok
+                && (if last {
+                    matches!(b[15], b'F' | b'D' | b'I')
+                } else {
+                    b[15] == b'F'
+                })
+        };
+        let ok = match s.split_once('_') {
+            None => part_ok(s, false),
+            Some((full, own)) => part_ok(full, false) && part_ok(own, true) && !own.ends_with('F'),
+        };
+        if ok {
+            Ok(BackupLabel(s.to_string()))
+        } else {
+            Err(format!("'{s}' is not a backup label"))
+        }
+    }
+
+    /// The label for a backup taken at `time` of `kind`, with `full` as its chain's full.
+    pub fn generate(
+        time: time::OffsetDateTime,
+        kind: BackupType,
+        full: Option<&BackupLabel>,
+    ) -> BackupLabel {
+        let stamp = format!(
+            "{:04}{:02}{:02}-{:02}{:02}{:02}",
+            time.year(),
+            u8::from(time.month()),
+            time.day(),
+            time.hour(),
+            time.minute(),
+            time.second()
+        );
+        match (kind, full) {
+            (BackupType::Full, _) | (_, None) => BackupLabel(format!("{stamp}F")),
+            (BackupType::Diff, Some(f)) => BackupLabel(format!("{}_{stamp}D", f.full_part())),
+            (BackupType::Incr, Some(f)) => BackupLabel(format!("{}_{stamp}I", f.full_part())),
+        }
+    }
+
+    fn full_part(&self) -> &str {
+        self.0.split('_').next().unwrap_or(&self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for BackupLabel {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        BackupLabel::new(&s)
+    }
+}
+
+impl From<BackupLabel> for String {
+    fn from(l: BackupLabel) -> String {
+        l.0
+    }
+}
+
+impl fmt::Display for BackupLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupType {
+    Full,
+    Diff,
+    Incr,
+}
+
+impl fmt::Display for BackupType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackupType::Full => "full",
+            BackupType::Diff => "diff",
+            BackupType::Incr => "incr",
+        })
+    }
+}
+
+/// How much of the database crossed the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IncrementalMode {
+    /// A full: everything was read and stored (chunks already stored are reused).
+    Full,
+    /// The server sent every file; content addressing stored only new chunks.
+    ContentAddressed,
+    /// PostgreSQL 17+ WAL summaries: the server sent only changed blocks.
+    WalSummaries,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    File,
+    Dir,
+    /// A tablespace link under `pg_tblspc/`.
+    Symlink,
+}
+
+/// One chunk of a file: its id, and the index into [`BackupManifest::packs`] plus offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub id: ContentId,
+    pub pack: u32,
+    pub offset: u64,
+    pub len: u32,
+    pub size: u32,
+}
+
+/// One file, directory or link of the backup, by its path relative to the data directory
+/// (tablespace content under `pg_tblspc/OID/...`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    pub path: String,
+    pub kind: FileKind,
+    pub mode: u32,
+    pub size: u64,
+    pub mtime: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<ChunkRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TablespaceEntry {
+    pub oid: u32,
+    pub location: String,
+}
+
+/// Everything needed to restore one backup, and what `info` shows about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupManifest {
+    pub format: u32,
+    pub label: BackupLabel,
+    pub backup_type: BackupType,
+    pub parent: Option<BackupLabel>,
+    pub db_id: DbId,
+    pub system_id: u64,
+    pub pg_major: u32,
+    pub timeline: TimelineId,
+    pub start_lsn: Lsn,
+    pub stop_lsn: Lsn,
+    /// RFC 3339, UTC.
+    pub start_time: String,
+    pub stop_time: String,
+    pub incremental_mode: IncrementalMode,
+    pub packs: Vec<PackId>,
+    pub files: Vec<ManifestFile>,
+    pub tablespaces: Vec<TablespaceEntry>,
+    pub backup_label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tablespace_map: Option<String>,
+    /// PostgreSQL's own `backup_manifest` (JSON text), the parent of a later
+    /// `INCREMENTAL` backup and input to `pg_verifybackup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_manifest: Option<String>,
+    /// Total size of the database files.
+    pub db_size: u64,
+    /// Bytes received from the server.
+    pub bytes_received: u64,
+    /// Bytes this backup added to the repository (new chunks only).
+    pub repo_added: u64,
+}
+
+impl BackupManifest {
+    /// The location of a chunk reference.
+    pub fn location(&self, c: &ChunkRef) -> Option<ChunkLocation> {
+        Some(ChunkLocation {
+            pack: self.packs.get(c.pack as usize)?.clone(),
+            offset: c.offset,
+            len: c.len,
+            size: c.size,
+        })
+    }
+}
+
+impl Repository {
+    /// Store a backup's manifest: the commit point of the backup.
+    pub async fn put_manifest(
+        &self,
+        stanza: &StanzaName,
+        m: &BackupManifest,
+    ) -> Result<(), RepoError> {
+        let key = layout::backup_manifest(stanza, m.label.as_str());
+        match self.put_json(&key, ObjectKind::BackupManifest, m).await? {
+            PutOutcome::Created => Ok(()),
+            PutOutcome::Exists => Err(RepoError::Malformed {
+                what: "backup manifest",
+                key,
+                message: "already exists".into(),
+            }),
+        }
+    }
+
+    /// Every committed backup of the stanza, oldest first.
+    pub async fn backups(&self, stanza: &StanzaName) -> Result<Vec<BackupManifest>, RepoError> {
+        let listed = self
+            .backend()
+            .list(&layout::backup_prefix(stanza), None)
+            .await?;
+        let mut out = Vec::new();
+        for l in listed.into_iter().filter(|l| l.key.ends_with("/manifest")) {
+            let key = ObjectKey::new(l.key).map_err(|m| RepoError::Malformed {
+                what: "listing",
+                key: layout::repo_config(),
+                message: m,
+            })?;
+            if let Some(m) = self
+                .get_json::<BackupManifest>(&key, ObjectKind::BackupManifest, "backup manifest")
+                .await?
+            {
+                out.push(m);
+            }
+        }
+        out.sort_by(|a, b| a.start_time.cmp(&b.start_time).then(a.label.cmp(&b.label)));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        let t = time::macros::datetime!(2026-11-22 14:05:09 UTC);
+        let full = BackupLabel::generate(t, BackupType::Full, None);
+        assert_eq!(full.as_str(), "20261122-140509F");
+        let incr = BackupLabel::generate(t, BackupType::Incr, Some(&full));
+        assert_eq!(incr.as_str(), "20261122-140509F_20261122-140509I");
+        let diff = BackupLabel::generate(t, BackupType::Diff, Some(&incr));
+        assert_eq!(diff.as_str(), "20261122-140509F_20261122-140509D");
+        for good in [full.as_str(), incr.as_str(), diff.as_str()] {
+            assert!(BackupLabel::new(good).is_ok());
+        }
+        for bad in [
+            "",
+            "x",
+            "20261122-140509X",
+            "20261122-140509I",
+            "../20261122-140509F",
+            "20261122-140509F_20261122-140509F",
+        ] {
+            assert!(BackupLabel::new(bad).is_err(), "{bad}");
+        }
+    }
+}
