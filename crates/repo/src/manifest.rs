@@ -77,6 +77,11 @@ impl BackupLabel {
         self.0.split('_').next().unwrap_or(&self.0)
     }
 
+    /// The label of the full backup this one's chain starts with (itself for a full).
+    pub fn full_label(&self) -> BackupLabel {
+        BackupLabel(self.full_part().to_string())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

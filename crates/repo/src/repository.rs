@@ -57,6 +57,15 @@ pub struct Encoded {
 }
 
 impl Encoded {
+    /// Wrap bytes produced by [`crate::object::encode`].
+    pub fn from_parts(bytes: Vec<u8>, content_id: ContentId, plaintext_len: u64) -> Encoded {
+        Encoded {
+            bytes: Bytes::from(bytes),
+            content_id,
+            plaintext_len,
+        }
+    }
+
     /// The encoded bytes.
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
@@ -204,6 +213,11 @@ impl Repository {
 
     pub fn backend(&self) -> &Backend {
         &self.backend
+    }
+
+    /// The zstd level objects are written with.
+    pub fn compress_level(&self) -> i32 {
+        self.level
     }
 
     pub fn keys(&self) -> &KeySet {

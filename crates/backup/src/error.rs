@@ -1,0 +1,53 @@
+use std::time::Duration;
+
+use cairn_exit::{Classify, ErrorKind};
+use cairn_repo::RepoError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// The server or the connection failed; the source's own error, classified.
+    #[error("{message}")]
+    Source {
+        message: String,
+        hint: Option<String>,
+        kind: ErrorKind,
+    },
+    #[error("the base backup stream is not what cairn expects: {0}")]
+    Protocol(String),
+    #[error("the server is system {found}, but stanza '{stanza}' belongs to system {expected}")]
+    WrongSystem {
+        stanza: String,
+        found: u64,
+        expected: u64,
+    },
+    #[error(
+        "WAL segment {segment} (needed to make the backup consistent) was not archived within {waited:?}"
+    )]
+    WalNotArchived { segment: String, waited: Duration },
+}
+
+impl Classify for BackupError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            BackupError::Repo(e) => e.kind(),
+            BackupError::Source { kind, .. } => *kind,
+            BackupError::Protocol(_) => ErrorKind::Postgres,
+            BackupError::WrongSystem { .. } => ErrorKind::Stanza,
+            BackupError::WalNotArchived { .. } => ErrorKind::Unreachable,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            BackupError::Repo(e) => e.hint(),
+            BackupError::Source { hint, .. } => hint.clone(),
+            BackupError::WrongSystem { .. } => Some("check [stanza.*] pg-host/pg-port: they must reach the stanza's cluster".into()),
+            BackupError::WalNotArchived { .. } => Some(
+                "check archive_command (cairn check) and pg_stat_archiver; the backup is not listed and its chunks are reused next time".into(),
+            ),
+            BackupError::Protocol(_) => None,
+        }
+    }
+}

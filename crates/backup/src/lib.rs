@@ -1,0 +1,30 @@
+//! `cairn-backup`: takes a base backup into the repository.
+//!
+//! A [`BackupSource`] yields the files of a base backup as events (the replication
+//! client in `cairn-basebackup` is the real one; tests use a scripted one). [`run`] cuts
+//! each file into chunks of [`CHUNK_SIZE`] (a multiple of PostgreSQL's 8 KiB page, so a
+//! changed page changes one chunk), stores only chunks the stanza does not have yet,
+//! packs them, waits until the WAL the backup needs is archived, and writes the manifest
+//! last: a backup without its manifest was never taken.
+//!
+//! ```no_run
+//! # async fn demo<S: cairn_backup::BackupSource>(repo: &cairn_repo::Repository, info: &cairn_repo::StanzaInfo, src: &mut S) -> Result<(), cairn_backup::BackupError> {
+//! use cairn_backup::{BackupPlan, run};
+//! let existing = repo.backups(&info.name).await?;
+//! let plan = BackupPlan::choose(None, &existing, info.current().db_id, time::OffsetDateTime::now_utc());
+//! let manifest = run(repo, info, &plan, src, &cairn_backup::RunOptions::default()).await?;
+//! println!("backup {} stored", manifest.label);
+//! # Ok(()) }
+//! ```
+
+mod chunker;
+mod error;
+mod plan;
+mod run;
+mod source;
+
+pub use chunker::CHUNK_SIZE;
+pub use error::BackupError;
+pub use plan::BackupPlan;
+pub use run::{RunOptions, run};
+pub use source::{BackupSource, EntryKind, SourceEvent};

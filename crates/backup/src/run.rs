@@ -1,0 +1,298 @@
+//! Taking one backup: stream, chunk, wait for WAL, commit the manifest.
+
+use std::time::{Duration, Instant};
+
+use cairn_pgformat::{Lsn, SegmentName, TimelineId, WalFileName, WalSegmentSize};
+use cairn_repo::{
+    BackupManifest, FileKind, IncrementalMode, ManifestFile, PackWriter, Repository, StanzaInfo,
+    TablespaceEntry, layout, manifest::MANIFEST_FORMAT,
+};
+
+use crate::chunker::Chunker;
+use crate::error::BackupError;
+use crate::plan::BackupPlan;
+use crate::source::{BackupSource, EntryKind, SourceEvent};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// How long to wait for the WAL the backup needs to reach the archive.
+    pub archive_timeout: Duration,
+    /// WAL segment size of the cluster (to name the segments to wait for).
+    pub wal_segment_size: WalSegmentSize,
+    /// Print a progress line to stderr at most this often (`None`: quiet).
+    pub progress_every: Option<Duration>,
+    /// The stream used PostgreSQL 17+ `INCREMENTAL` (only changed blocks were sent).
+    pub incremental_mode: Option<IncrementalMode>,
+    /// Pack size: what an interrupted backup can lose and has to send again.
+    pub pack_target: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            archive_timeout: Duration::from_secs(60),
+            wal_segment_size: WalSegmentSize::DEFAULT,
+            progress_every: None,
+            incremental_mode: None,
+            pack_target: cairn_repo::pack::PACK_TARGET,
+        }
+    }
+}
+
+/// Files PostgreSQL writes into the base backup that cairn keeps in the manifest itself.
+const LABEL_FILES: [&str; 2] = ["backup_label", "tablespace_map"];
+
+/// Take the backup `plan` from `source` into the repository. Returns the committed manifest.
+pub async fn run<S: BackupSource>(
+    repo: &Repository,
+    info: &StanzaInfo,
+    plan: &BackupPlan,
+    source: &mut S,
+    opts: &RunOptions,
+) -> Result<BackupManifest, BackupError> {
+    let stanza = &info.name;
+    let generation = info.current();
+    let start_time = now();
+    let index = repo.chunk_index(stanza).await?;
+    let packs = PackWriter::with_target(repo.clone(), stanza.clone(), opts.pack_target);
+    let mut chunker = Chunker::new(repo.clone(), index, packs);
+    let mut files: Vec<ManifestFile> = Vec::new();
+    let mut file_chunks: Vec<Option<usize>> = Vec::new();
+    let mut tablespaces = Vec::new();
+    let mut current_ts: Option<u32> = None;
+    let mut open: Option<Open> = None;
+    let mut started: Option<(Lsn, TimelineId)> = None;
+    let mut finished: Option<(Lsn, TimelineId)> = None;
+    let mut pg_manifest = Vec::new();
+    let (mut backup_label, mut tablespace_map) = (None, None);
+    let mut received = 0u64;
+    let clock = Instant::now();
+    let mut last_report = Instant::now();
+
+    loop {
+        let ev = match source.next_event().await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => break,
+            Err(e) => {
+                // Keep what was received: the next attempt will not send it again.
+                let _ = chunker.finish().await;
+                return Err(e);
+            }
+        };
+        match ev {
+            SourceEvent::Started {
+                start_lsn,
+                timeline,
+            } => started = Some((start_lsn, timeline)),
+            SourceEvent::Tablespaces(list) => {
+                tablespaces = list
+                    .into_iter()
+                    .map(|(oid, location)| TablespaceEntry { oid, location })
+                    .collect()
+            }
+            SourceEvent::Archive { tablespace } => current_ts = tablespace,
+            SourceEvent::Entry {
+                path,
+                kind,
+                mode,
+                size,
+                mtime,
+            } => {
+                let path = match current_ts {
+                    None => path
+                        .trim_start_matches("./")
+                        .trim_end_matches('/')
+                        .to_string(),
+                    Some(oid) => format!(
+                        "pg_tblspc/{oid}/{}",
+                        path.trim_start_matches("./").trim_end_matches('/')
+                    ),
+                };
+                let (kind, link) = match kind {
+                    EntryKind::File => (FileKind::File, None),
+                    EntryKind::Dir => (FileKind::Dir, None),
+                    EntryKind::Symlink { target } => (FileKind::Symlink, Some(target)),
+                };
+                let label = LABEL_FILES
+                    .iter()
+                    .find(|n| current_ts.is_none() && **n == path);
+                match (kind, label) {
+                    (FileKind::File, Some(name)) => {
+                        open = Some(Open::Label {
+                            name,
+                            text: Vec::new(),
+                        })
+                    }
+                    (FileKind::File, None) => {
+                        files.push(ManifestFile {
+                            path,
+                            kind,
+                            mode,
+                            size,
+                            mtime,
+                            link,
+                            chunks: Vec::new(),
+                        });
+                        let c = chunker.start_file();
+                        file_chunks.push(Some(c));
+                        open = Some(Open::Chunked(c));
+                    }
+                    _ => {
+                        files.push(ManifestFile {
+                            path,
+                            kind,
+                            mode,
+                            size: 0,
+                            mtime,
+                            link,
+                            chunks: Vec::new(),
+                        });
+                        file_chunks.push(None);
+                    }
+                }
+            }
+            SourceEvent::Data(data) => {
+                received += data.len() as u64;
+                match &mut open {
+                    Some(Open::Chunked(c)) => chunker.data(*c, &data).await?,
+                    Some(Open::Label { text, .. }) => text.extend_from_slice(&data),
+                    None => return Err(BackupError::Protocol("file data outside a file".into())),
+                }
+                if let Some(every) = opts.progress_every
+                    && last_report.elapsed() >= every
+                {
+                    last_report = Instant::now();
+                    let secs = clock.elapsed().as_secs_f64().max(0.001);
+                    eprintln!(
+                        "cairn: backup {}: {} MiB received ({:.1} MiB/s)",
+                        plan.label,
+                        received >> 20,
+                        received as f64 / secs / 1048576.0
+                    );
+                }
+            }
+            SourceEvent::EntryEnd => match open.take() {
+                Some(Open::Chunked(c)) => chunker.end_file(c).await?,
+                Some(Open::Label { name, text }) => {
+                    let text = String::from_utf8_lossy(&text).into_owned();
+                    if *name == "backup_label" {
+                        backup_label = Some(text);
+                    } else {
+                        tablespace_map = Some(text);
+                    }
+                }
+                None => {}
+            },
+            SourceEvent::Manifest(data) => pg_manifest.extend_from_slice(&data),
+            SourceEvent::Finished { stop_lsn, timeline } => finished = Some((stop_lsn, timeline)),
+        }
+    }
+    let (start_lsn, timeline) = started.ok_or_else(|| {
+        BackupError::Protocol("the stream never said where the backup starts".into())
+    })?;
+    let (stop_lsn, _) = finished.ok_or_else(|| {
+        BackupError::Protocol("the stream ended before the backup finished".into())
+    })?;
+    let backup_label = backup_label
+        .ok_or_else(|| BackupError::Protocol("the backup has no backup_label".into()))?;
+    let chunked = chunker.finish().await?;
+    for (file, c) in files.iter_mut().zip(&file_chunks) {
+        if let Some(c) = c {
+            file.chunks = chunked.refs[*c].clone();
+        }
+    }
+    if opts.progress_every.is_some() {
+        eprintln!(
+            "cairn: backup {}: {} MiB received, {} new chunks ({} MiB stored), {} reused; waiting for WAL up to {stop_lsn}",
+            plan.label,
+            received >> 20,
+            chunked.new_chunks,
+            chunked.stored_bytes >> 20,
+            chunked.reused_chunks
+        );
+    }
+    wait_for_wal(repo, info, timeline, start_lsn, stop_lsn, opts).await?;
+    let manifest = BackupManifest {
+        format: MANIFEST_FORMAT,
+        label: plan.label.clone(),
+        backup_type: plan.backup_type,
+        parent: plan.parent.as_ref().map(|p| p.label.clone()),
+        db_id: generation.db_id,
+        system_id: generation.system_id,
+        pg_major: generation.pg_major,
+        timeline,
+        start_lsn,
+        stop_lsn,
+        start_time,
+        stop_time: now(),
+        incremental_mode: opts.incremental_mode.unwrap_or(match plan.backup_type {
+            cairn_repo::BackupType::Full => IncrementalMode::Full,
+            _ => IncrementalMode::ContentAddressed,
+        }),
+        db_size: files.iter().map(|f| f.size).sum(),
+        packs: chunked.packs,
+        files,
+        tablespaces,
+        backup_label,
+        tablespace_map,
+        pg_manifest: (!pg_manifest.is_empty())
+            .then(|| String::from_utf8_lossy(&pg_manifest).into_owned()),
+        bytes_received: received,
+        repo_added: chunked.stored_bytes,
+    };
+    repo.put_manifest(&info.name, &manifest).await?;
+    Ok(manifest)
+}
+
+/// The file whose data is arriving.
+enum Open {
+    /// A database file, cut into chunks (its position in the chunker).
+    Chunked(usize),
+    /// `backup_label` or `tablespace_map`, kept whole in the manifest.
+    Label {
+        name: &'static &'static str,
+        text: Vec<u8>,
+    },
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Wait until every segment from the one holding `start` to the one holding `stop` is
+/// archived: without them the backup cannot reach consistency.
+async fn wait_for_wal(
+    repo: &Repository,
+    info: &StanzaInfo,
+    tli: TimelineId,
+    start: Lsn,
+    stop: Lsn,
+    opts: &RunOptions,
+) -> Result<(), BackupError> {
+    let seg = opts.wal_segment_size;
+    let db = info.current().db_id;
+    let deadline = Instant::now() + opts.archive_timeout;
+    let mut segno = start.segment_number(seg);
+    let last = stop.segment_number(seg);
+    let mut delay = Duration::from_millis(20);
+    while segno <= last {
+        let name = SegmentName::from_segno(tli, segno, seg);
+        let key = layout::wal_file(&info.name, db, &WalFileName::Segment(name));
+        if repo.stored_content_id(&key).await?.is_some() {
+            segno = segno.next();
+            delay = Duration::from_millis(20);
+            continue;
+        }
+        if Instant::now() >= deadline {
+            return Err(BackupError::WalNotArchived {
+                segment: name.to_string(),
+                waited: opts.archive_timeout,
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+    Ok(())
+}
