@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use cairn_config::Config;
 use cairn_exit::Failure;
-use cairn_repo::{StanzaName, TimelineArchive};
+use cairn_repo::{BackupManifest, StanzaName, TimelineArchive};
 use serde::Serialize;
 
 use crate::args::Output;
@@ -32,8 +32,60 @@ struct StanzaDoc {
     name: String,
     status: &'static str,
     db: Vec<DbDoc>,
-    backups: Vec<serde_json::Value>,
+    backups: Vec<BackupDoc>,
     archive: Vec<TimelineArchive>,
+}
+
+/// One backup, as `info` shows it (docs/info-json.md).
+#[derive(Debug, Serialize)]
+struct BackupDoc {
+    label: String,
+    #[serde(rename = "type")]
+    backup_type: String,
+    parent: Option<String>,
+    db_id: u32,
+    timeline: u32,
+    start: PointDoc,
+    stop: PointDoc,
+    incremental_mode: String,
+    db_size: u64,
+    bytes_received: u64,
+    repo_added: u64,
+    files: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct PointDoc {
+    lsn: String,
+    time: String,
+}
+
+impl BackupDoc {
+    fn from_manifest(m: &BackupManifest) -> BackupDoc {
+        BackupDoc {
+            label: m.label.to_string(),
+            backup_type: m.backup_type.to_string(),
+            parent: m.parent.as_ref().map(|p| p.to_string()),
+            db_id: m.db_id.0,
+            timeline: m.timeline.0,
+            start: PointDoc {
+                lsn: m.start_lsn.to_string(),
+                time: m.start_time.clone(),
+            },
+            stop: PointDoc {
+                lsn: m.stop_lsn.to_string(),
+                time: m.stop_time.clone(),
+            },
+            incremental_mode: serde_json::to_value(m.incremental_mode)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            db_size: m.db_size,
+            bytes_received: m.bytes_received,
+            repo_added: m.repo_added,
+            files: m.files.len(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -73,6 +125,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
             continue;
         };
         let catalog = repo.wal_catalog(&name).await?;
+        let backups = repo.backups(&name).await?;
         let current = info.current().db_id;
         doc.stanzas.push(StanzaDoc {
             name: n,
@@ -87,7 +140,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
                     current: g.db_id == current,
                 })
                 .collect(),
-            backups: vec![],
+            backups: backups.iter().map(BackupDoc::from_manifest).collect(),
             archive: catalog.timelines(),
         });
     }
@@ -99,6 +152,10 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
         Output::Text => print_text(&doc),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1048576.0)
 }
 
 fn print_text(doc: &InfoDoc) {
@@ -125,6 +182,25 @@ fn print_text(doc: &InfoDoc) {
         }
         if s.backups.is_empty() {
             println!("    backups: none");
+        }
+        for b in &s.backups {
+            let parent = b
+                .parent
+                .as_deref()
+                .map(|p| format!(", parent {p}"))
+                .unwrap_or_default();
+            println!("    {} backup {}{parent}", b.backup_type, b.label);
+            println!(
+                "        timeline {}, start {} at {}, stop {} at {}",
+                b.timeline, b.start.lsn, b.start.time, b.stop.lsn, b.stop.time
+            );
+            println!(
+                "        database {}, received {}, added to repository {} ({})",
+                mib(b.db_size),
+                mib(b.bytes_received),
+                mib(b.repo_added),
+                b.incremental_mode
+            );
         }
         if s.archive.is_empty() {
             println!("    wal archive: empty");
