@@ -61,6 +61,15 @@ pub struct TimelineArchive {
 }
 
 impl WalCatalog {
+    /// A catalog of these entries (stitched), for planners and tests.
+    pub fn from_entries(entries: impl IntoIterator<Item = (String, WalEntry)>) -> WalCatalog {
+        let mut c = WalCatalog {
+            entries: entries.into_iter().collect(),
+        };
+        c.stitch();
+        c
+    }
+
     pub fn entries(&self) -> impl Iterator<Item = &WalEntry> {
         self.entries.values()
     }

@@ -1,0 +1,457 @@
+//! The planner: backups + WAL catalog + target -> which backup, which WAL, which settings.
+//! Pure: it reads nothing and writes nothing, so every refusal is decided before a byte
+//! of the data directory is touched.
+
+use std::collections::BTreeMap;
+
+use cairn_pgformat::history::TimelineHistory;
+use cairn_pgformat::summary::SegmentSummary;
+use cairn_pgformat::{
+    Lsn, PgTimestamp, SegmentName, TimelineId, WalFileName, WalSegmentSize, XLogSegNo,
+};
+use cairn_repo::{BackupManifest, DbId, WalCatalog, WalDetail};
+use serde::Serialize;
+
+use crate::error::PlanError;
+use crate::target::{Target, TimelineTarget};
+
+/// What the operator asked for.
+#[derive(Debug, Clone)]
+pub struct PlanRequest {
+    pub target: Target,
+    pub timeline: TimelineTarget,
+    /// Force this backup set.
+    pub set: Option<String>,
+    /// The stanza's current cluster generation.
+    pub db_id: DbId,
+}
+
+/// A run of WAL segments on one timeline that recovery will read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WalRange {
+    pub timeline: u32,
+    pub first: String,
+    pub last: String,
+    pub segments: u64,
+}
+
+/// The plan: printed by `--dry-run`, carried out by the executor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub backup: String,
+    pub why: String,
+    pub target: String,
+    pub timeline: u32,
+    pub wal: Vec<WalRange>,
+    pub bytes_to_write: u64,
+    /// recovery_target_* and recovery_target_timeline, in the order to write them.
+    pub settings: Vec<(String, String)>,
+}
+
+/// The archive as the planner sees it: segment summaries by (timeline, segment number).
+struct Archive<'a> {
+    segs: BTreeMap<(u32, u64), &'a SegmentSummary>,
+    histories: BTreeMap<u32, TimelineHistory>,
+    seg: WalSegmentSize,
+}
+
+impl<'a> Archive<'a> {
+    fn new(catalog: &'a WalCatalog, db: DbId) -> Archive<'a> {
+        let mut segs = BTreeMap::new();
+        let mut histories = BTreeMap::new();
+        let mut seg = WalSegmentSize::DEFAULT;
+        for e in catalog.entries().filter(|e| e.db_id == db) {
+            match (e.file_name(), &e.detail) {
+                (Some(WalFileName::Segment(name)), WalDetail::Segment { summary }) => {
+                    seg = summary.seg_size();
+                    segs.insert((name.tli.0, name.segno(seg).0), summary.as_ref());
+                }
+                (Some(WalFileName::History(tli)), WalDetail::History { text }) => {
+                    if let Ok(h) = TimelineHistory::parse(tli, text.as_bytes()) {
+                        histories.insert(tli.0, h);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Archive {
+            segs,
+            histories,
+            seg,
+        }
+    }
+
+    fn history(&self, tli: TimelineId) -> TimelineHistory {
+        self.histories
+            .get(&tli.0)
+            .cloned()
+            .unwrap_or_else(|| TimelineHistory::root(tli))
+    }
+
+    fn latest_timeline(&self, backups: &[&BackupManifest]) -> TimelineId {
+        let seen = self
+            .segs
+            .keys()
+            .map(|(t, _)| *t)
+            .chain(self.histories.keys().copied())
+            .chain(backups.iter().map(|b| b.timeline.0));
+        TimelineId(seen.max().unwrap_or(1))
+    }
+
+    fn get(&self, tli: TimelineId, segno: u64) -> Option<&'a SegmentSummary> {
+        self.segs.get(&(tli.0, segno)).copied()
+    }
+
+    /// The segments recovery reads along `hist` from `from`, in order (endless).
+    fn walk<'h>(
+        &self,
+        hist: &'h TimelineHistory,
+        from: Lsn,
+    ) -> impl Iterator<Item = (TimelineId, u64)> + 'h {
+        let seg = self.seg;
+        let first = from.segment_number(seg).0;
+        // The segment holding a switchpoint is read from the child timeline.
+        let spans: Vec<(TimelineId, Option<u64>)> = hist
+            .spans()
+            .into_iter()
+            .map(|s| (s.tli, s.end.map(|e| e.segment_number(seg).0)))
+            .collect();
+        (first..).map(move |n| {
+            let tli = spans
+                .iter()
+                .find(|(_, end)| end.is_none_or(|e| n < e))
+                .map_or(hist.tli, |(t, _)| *t);
+            (tli, n)
+        })
+    }
+
+    /// Whether any segment at or after `segno` exists on the path (tells a gap from the end).
+    fn any_after(&self, hist: &TimelineHistory, segno: u64) -> bool {
+        self.segs
+            .keys()
+            .any(|(t, n)| *n > segno && hist.contains(TimelineId(*t)))
+    }
+
+    fn name(&self, tli: TimelineId, segno: u64) -> String {
+        SegmentName::from_segno(tli, XLogSegNo(segno), self.seg).to_string()
+    }
+}
+
+fn pg_time(rfc3339: &str) -> Option<PgTimestamp> {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(PgTimestamp::from_offset_datetime)
+}
+
+/// Why a backup cannot serve the target (None: it can).
+fn unsuitable(
+    b: &BackupManifest,
+    hist: &TimelineHistory,
+    target: &Target,
+    archive: &Archive<'_>,
+) -> Option<String> {
+    if !hist.contains(b.timeline) {
+        return Some(format!(
+            "its timeline {} is not an ancestor of timeline {}",
+            b.timeline, hist.tli
+        ));
+    }
+    if let Some(sp) = hist.switchpoint_of(b.timeline)
+        && b.stop_lsn > sp
+    {
+        return Some(format!(
+            "it ends after timeline {} branched off at {sp}",
+            b.timeline
+        ));
+    }
+    match target {
+        Target::Time(t) => match pg_time(&b.stop_time) {
+            Some(stop) if stop < t.pg() => None,
+            _ => Some(format!(
+                "it became consistent at {}, not before the target",
+                b.stop_time
+            )),
+        },
+        Target::Lsn(l) => (b.stop_lsn > *l)
+            .then(|| format!("it became consistent at {}, after the target", b.stop_lsn)),
+        Target::Name(n) => match find_restore_point(archive, hist, b.stop_lsn, n) {
+            Some(_) => None,
+            None => Some(format!(
+                "no restore point '{n}' follows its consistency point"
+            )),
+        },
+        Target::Xid(x) => match find_xid(archive, hist, b, *x) {
+            Some(_) => None,
+            None => Some(format!("no archived commit of transaction {x} follows it")),
+        },
+        Target::Immediate | Target::EndOfArchive => None,
+    }
+}
+
+fn find_restore_point(
+    archive: &Archive<'_>,
+    hist: &TimelineHistory,
+    after: Lsn,
+    name: &str,
+) -> Option<Lsn> {
+    let mut hits: Vec<Lsn> = archive
+        .segs
+        .iter()
+        .filter(|((t, _), _)| hist.contains(TimelineId(*t)))
+        .flat_map(|((t, _), s)| s.restore_points.iter().map(move |rp| (TimelineId(*t), rp)))
+        .filter(|(t, rp)| rp.name == name && rp.lsn >= after && hist.timeline_at(rp.lsn) == *t)
+        .map(|(_, rp)| rp.lsn)
+        .collect();
+    hits.sort();
+    hits.first().copied()
+}
+
+fn find_xid(
+    archive: &Archive<'_>,
+    hist: &TimelineHistory,
+    b: &BackupManifest,
+    xid: u32,
+) -> Option<u64> {
+    let stop = b.stop_lsn.segment_number(archive.seg).0;
+    let last = archive.segs.keys().map(|(_, n)| *n).max()?;
+    archive
+        .walk(hist, b.start_lsn)
+        .take_while(|(_, n)| *n <= last)
+        .filter(|(_, n)| *n >= stop)
+        .find(|(t, n)| {
+            archive.get(*t, *n).is_some_and(
+                |s| matches!((s.min_xid, s.max_xid), (Some(a), Some(z)) if a <= xid && xid <= z),
+            )
+        })
+        .map(|(_, n)| n)
+}
+
+/// Plan a restore.
+pub fn plan(
+    backups: &[BackupManifest],
+    catalog: &WalCatalog,
+    req: &PlanRequest,
+) -> Result<Plan, PlanError> {
+    let archive = Archive::new(catalog, req.db_id);
+    let mine: Vec<&BackupManifest> = backups.iter().filter(|b| b.db_id == req.db_id).collect();
+    if mine.is_empty() {
+        return Err(PlanError::NoBackups);
+    }
+    let candidates: Vec<&BackupManifest> = match &req.set {
+        Some(label) => vec![
+            *mine
+                .iter()
+                .find(|b| b.label.as_str() == label)
+                .ok_or_else(|| PlanError::NoSuchSet {
+                    label: label.clone(),
+                    known: mine.iter().map(|b| b.label.to_string()).collect(),
+                })?,
+        ],
+        None => mine.iter().rev().copied().collect(),
+    };
+    let latest = archive.latest_timeline(&mine);
+    let mut refusals = Vec::new();
+    let mut chosen = None;
+    for b in &candidates {
+        let tli = match req.timeline {
+            TimelineTarget::Latest => latest,
+            TimelineTarget::Current => b.timeline,
+            TimelineTarget::Id(t) => t,
+        };
+        let hist = archive.history(tli);
+        match unsuitable(b, &hist, &req.target, &archive) {
+            None => {
+                chosen = Some((*b, hist));
+                break;
+            }
+            Some(why) => refusals.push(why),
+        }
+    }
+    let Some((b, hist)) = chosen else {
+        return Err(no_backup_error(req, &candidates, &archive, refusals));
+    };
+    let why = match (&req.set, candidates.first()) {
+        (Some(_), _) => format!("set {} was asked for", b.label),
+        (None, Some(newest)) if newest.label == b.label => {
+            "the newest backup that can reach the target".to_string()
+        }
+        (None, _) => format!(
+            "the newest backup consistent before the target ({} newer ones are not)",
+            refusals.len()
+        ),
+    };
+    let (segments, target_desc, mut settings) = wal_for(&archive, &hist, b, &req.target)?;
+    settings.push(("recovery_target_timeline".into(), hist.tli.0.to_string()));
+    Ok(Plan {
+        backup: b.label.to_string(),
+        why,
+        target: target_desc,
+        timeline: hist.tli.0,
+        wal: ranges(&archive, &segments),
+        bytes_to_write: b.db_size,
+        settings,
+    })
+}
+
+fn no_backup_error(
+    req: &PlanRequest,
+    candidates: &[&BackupManifest],
+    archive: &Archive<'_>,
+    refusals: Vec<String>,
+) -> PlanError {
+    if let (Some(label), Some(why)) = (&req.set, refusals.first()) {
+        return PlanError::SetCannotReach {
+            label: label.clone(),
+            why: why.clone(),
+        };
+    }
+    let earliest = candidates.last().expect("candidates are not empty");
+    match &req.target {
+        Target::Time(_) | Target::Lsn(_) if refusals.iter().all(|r| r.contains("consistent")) => {
+            PlanError::BeforeEarliestBackup {
+                earliest: format!("{} at {}", earliest.stop_lsn, earliest.stop_time),
+            }
+        }
+        Target::Name(n) => PlanError::UnknownRestorePoint {
+            name: n.clone(),
+            known: archive
+                .segs
+                .values()
+                .flat_map(|s| s.restore_points.iter().map(|r| r.name.clone()))
+                .collect(),
+        },
+        Target::Xid(x) => PlanError::UnknownXid { xid: *x },
+        _ => PlanError::TimelineNotDescendant {
+            timeline: match req.timeline {
+                TimelineTarget::Id(t) => t.0,
+                _ => archive.latest_timeline(candidates).0,
+            },
+        },
+    }
+}
+
+type Walked = (Vec<(TimelineId, u64)>, String, Vec<(String, String)>);
+
+/// The segments from the backup's start to where recovery stops, refusing gaps.
+fn wal_for(
+    archive: &Archive<'_>,
+    hist: &TimelineHistory,
+    b: &BackupManifest,
+    target: &Target,
+) -> Result<Walked, PlanError> {
+    let seg = archive.seg;
+    let stop_seg = b.stop_lsn.segment_number(seg).0;
+    let mut out = Vec::new();
+    let mut last_commit: Option<PgTimestamp> = None;
+    let mut end_of_wal = b.stop_lsn;
+    // Where to stop walking: Some(segno) known in advance, None = decided on the way.
+    let fixed_end: Option<u64> = match target {
+        Target::Immediate => Some(stop_seg),
+        Target::Lsn(l) => Some(l.segment_number(seg).0),
+        Target::Name(n) => {
+            find_restore_point(archive, hist, b.stop_lsn, n).map(|l| l.segment_number(seg).0)
+        }
+        Target::Xid(x) => find_xid(archive, hist, b, *x),
+        Target::Time(_) | Target::EndOfArchive => None,
+    };
+    for (tli, n) in archive.walk(hist, b.start_lsn) {
+        let Some(s) = archive.get(tli, n) else {
+            let reachable = last_commit.map(|t| t.to_string());
+            if n <= stop_seg || archive.any_after(hist, n) {
+                return Err(PlanError::Gap {
+                    missing: archive.name(tli, n),
+                    reachable,
+                });
+            }
+            // The end of the archive.
+            return match target {
+                Target::EndOfArchive => Ok((out, "the end of the archived WAL".into(), vec![])),
+                Target::Time(t) => Err(PlanError::AfterLastCommit {
+                    target: t.to_string(),
+                    last_commit: reachable.unwrap_or_else(|| "none after the backup".into()),
+                }),
+                Target::Lsn(l) => Err(PlanError::AfterArchiveEnd {
+                    target: l.to_string(),
+                    end: end_of_wal.to_string(),
+                }),
+                _ => Err(PlanError::Gap {
+                    missing: archive.name(tli, n),
+                    reachable,
+                }),
+            };
+        };
+        out.push((tli, n));
+        end_of_wal = s.end_of_wal;
+        if let Some(t) = s.last_commit_time {
+            last_commit = Some(last_commit.map_or(t, |c: PgTimestamp| c.max(t)));
+        }
+        match (target, fixed_end) {
+            (Target::Time(t), _)
+                if n >= stop_seg && s.last_commit_time.is_some_and(|c| c > t.pg()) =>
+            {
+                return Ok((
+                    out,
+                    format!("time {t}"),
+                    vec![("recovery_target_time".into(), t.to_pg_setting())],
+                ));
+            }
+            (Target::Lsn(l), Some(end)) if n >= end => {
+                if *l > s.end_of_wal && !archive.any_after(hist, n) {
+                    return Err(PlanError::AfterArchiveEnd {
+                        target: l.to_string(),
+                        end: s.end_of_wal.to_string(),
+                    });
+                }
+                return Ok((
+                    out,
+                    format!("LSN {l}"),
+                    vec![("recovery_target_lsn".into(), l.to_string())],
+                ));
+            }
+            (Target::Immediate, Some(end)) if n >= end => {
+                return Ok((
+                    out,
+                    format!("consistency of backup {} ({})", b.label, b.stop_lsn),
+                    vec![("recovery_target".into(), "immediate".into())],
+                ));
+            }
+            (Target::Name(name), Some(end)) if n >= end => {
+                return Ok((
+                    out,
+                    format!("restore point '{name}'"),
+                    vec![("recovery_target_name".into(), name.clone())],
+                ));
+            }
+            (Target::Xid(x), Some(end)) if n >= end => {
+                return Ok((
+                    out,
+                    format!("transaction {x}"),
+                    vec![("recovery_target_xid".into(), x.to_string())],
+                ));
+            }
+            _ => {}
+        }
+    }
+    unreachable!("walk is endless; every target ends it")
+}
+
+fn ranges(archive: &Archive<'_>, segs: &[(TimelineId, u64)]) -> Vec<WalRange> {
+    let mut out: Vec<WalRange> = Vec::new();
+    let mut prev: Option<(TimelineId, u64)> = None;
+    for &(t, n) in segs {
+        match (out.last_mut(), prev) {
+            (Some(r), Some((pt, pn))) if pt == t && pn + 1 == n => {
+                r.last = archive.name(t, n);
+                r.segments += 1;
+            }
+            _ => out.push(WalRange {
+                timeline: t.0,
+                first: archive.name(t, n),
+                last: archive.name(t, n),
+                segments: 1,
+            }),
+        }
+        prev = Some((t, n));
+    }
+    out
+}
