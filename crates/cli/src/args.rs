@@ -62,34 +62,7 @@ pub enum Command {
         backup_type: Option<BackupType>,
     },
     /// Restore a backup and configure recovery.
-    Restore {
-        #[arg(long)]
-        pg_data: PathBuf,
-        #[arg(long)]
-        set: Option<String>,
-        #[arg(long)]
-        delta: bool,
-        #[arg(long)]
-        target_time: Option<String>,
-        #[arg(long)]
-        target_lsn: Option<String>,
-        #[arg(long)]
-        target_xid: Option<String>,
-        #[arg(long)]
-        target_name: Option<String>,
-        #[arg(long)]
-        target: Option<String>,
-        #[arg(long)]
-        target_action: Option<String>,
-        #[arg(long)]
-        target_timeline: Option<String>,
-        #[arg(long)]
-        standby: bool,
-        #[arg(long)]
-        tablespace_map: Vec<String>,
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Restore(RestoreArgs),
     /// Show stanzas, backups and the WAL archive.
     Info {
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -102,4 +75,46 @@ pub enum Command {
     },
     /// Verify every object of the repository.
     Verify,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The data directory to restore into (must not exist or be empty, unless --delta).
+    #[arg(long)]
+    pub pg_data: PathBuf,
+    /// The backup set to restore (default: the newest).
+    #[arg(long)]
+    pub set: Option<String>,
+    /// Restore over an existing data directory, rewriting only what differs.
+    #[arg(long)]
+    pub delta: bool,
+    #[arg(long)]
+    pub target_time: Option<String>,
+    #[arg(long)]
+    pub target_lsn: Option<String>,
+    #[arg(long)]
+    pub target_xid: Option<String>,
+    #[arg(long)]
+    pub target_name: Option<String>,
+    /// `immediate`: stop as soon as the backup is consistent.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// pause (PostgreSQL's default), promote or shutdown.
+    #[arg(long, value_parser = ["pause", "promote", "shutdown"])]
+    pub target_action: Option<String>,
+    /// latest, current or a timeline number.
+    #[arg(long)]
+    pub target_timeline: Option<String>,
+    /// Write standby.signal instead of recovery.signal.
+    #[arg(long)]
+    pub standby: bool,
+    /// Relocate a tablespace: OID=DIR (repeatable).
+    #[arg(long)]
+    pub tablespace_map: Vec<String>,
+    /// Print what would be done and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Format of the --dry-run plan.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use cairn_config::Config;
 use cairn_exit::Failure;
+use cairn_planner::RecoveryWindow;
 use cairn_repo::{BackupManifest, StanzaName, TimelineArchive};
 use serde::Serialize;
 
@@ -34,6 +35,7 @@ struct StanzaDoc {
     db: Vec<DbDoc>,
     backups: Vec<BackupDoc>,
     archive: Vec<TimelineArchive>,
+    recovery_windows: Vec<RecoveryWindow>,
 }
 
 /// One backup, as `info` shows it (docs/info-json.md).
@@ -121,6 +123,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
                 db: vec![],
                 backups: vec![],
                 archive: vec![],
+                recovery_windows: vec![],
             });
             continue;
         };
@@ -142,6 +145,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
                 .collect(),
             backups: backups.iter().map(BackupDoc::from_manifest).collect(),
             archive: catalog.timelines(),
+            recovery_windows: cairn_planner::recoverable_windows(&backups, &catalog, current),
         });
     }
     match output {
@@ -204,6 +208,18 @@ fn print_text(doc: &InfoDoc) {
         }
         if s.archive.is_empty() {
             println!("    wal archive: empty");
+        }
+        for w in &s.recovery_windows {
+            let to =
+                w.to.as_deref()
+                    .unwrap_or("(no commit after the backup yet)");
+            println!(
+                "    recoverable on timeline {}: {} .. {} (from backup {})",
+                w.timeline, w.from, to, w.backup
+            );
+            if let Some(g) = &w.gap {
+                println!("        GAP at {g}: later WAL cannot be reached from this backup");
+            }
         }
         for tl in &s.archive {
             println!("    wal archive, db {} timeline {}:", tl.db_id, tl.timeline);

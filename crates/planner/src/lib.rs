@@ -14,7 +14,9 @@
 mod error;
 mod plan;
 mod target;
+mod window;
 
 pub use error::PlanError;
 pub use plan::{Plan, PlanRequest, WalRange, plan};
 pub use target::{Target, TargetTime, TimelineTarget, parse_target_time};
+pub use window::{RecoveryWindow, recoverable_windows};

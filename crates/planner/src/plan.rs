@@ -49,14 +49,14 @@ pub struct Plan {
 }
 
 /// The archive as the planner sees it: segment summaries by (timeline, segment number).
-struct Archive<'a> {
+pub(crate) struct Archive<'a> {
     segs: BTreeMap<(u32, u64), &'a SegmentSummary>,
     histories: BTreeMap<u32, TimelineHistory>,
-    seg: WalSegmentSize,
+    pub(crate) seg: WalSegmentSize,
 }
 
 impl<'a> Archive<'a> {
-    fn new(catalog: &'a WalCatalog, db: DbId) -> Archive<'a> {
+    pub(crate) fn new(catalog: &'a WalCatalog, db: DbId) -> Archive<'a> {
         let mut segs = BTreeMap::new();
         let mut histories = BTreeMap::new();
         let mut seg = WalSegmentSize::DEFAULT;
@@ -81,11 +81,22 @@ impl<'a> Archive<'a> {
         }
     }
 
-    fn history(&self, tli: TimelineId) -> TimelineHistory {
+    pub(crate) fn history(&self, tli: TimelineId) -> TimelineHistory {
         self.histories
             .get(&tli.0)
             .cloned()
             .unwrap_or_else(|| TimelineHistory::root(tli))
+    }
+
+    pub(crate) fn timelines(&self) -> Vec<u32> {
+        let mut t: Vec<u32> = self
+            .segs
+            .keys()
+            .map(|(t, _)| *t)
+            .chain(self.histories.keys().copied())
+            .collect();
+        t.dedup();
+        t
     }
 
     fn latest_timeline(&self, backups: &[&BackupManifest]) -> TimelineId {
@@ -98,12 +109,12 @@ impl<'a> Archive<'a> {
         TimelineId(seen.max().unwrap_or(1))
     }
 
-    fn get(&self, tli: TimelineId, segno: u64) -> Option<&'a SegmentSummary> {
+    pub(crate) fn get(&self, tli: TimelineId, segno: u64) -> Option<&'a SegmentSummary> {
         self.segs.get(&(tli.0, segno)).copied()
     }
 
     /// The segments recovery reads along `hist` from `from`, in order (endless).
-    fn walk<'h>(
+    pub(crate) fn walk<'h>(
         &self,
         hist: &'h TimelineHistory,
         from: Lsn,
@@ -126,13 +137,13 @@ impl<'a> Archive<'a> {
     }
 
     /// Whether any segment at or after `segno` exists on the path (tells a gap from the end).
-    fn any_after(&self, hist: &TimelineHistory, segno: u64) -> bool {
+    pub(crate) fn any_after(&self, hist: &TimelineHistory, segno: u64) -> bool {
         self.segs
             .keys()
             .any(|(t, n)| *n > segno && hist.contains(TimelineId(*t)))
     }
 
-    fn name(&self, tli: TimelineId, segno: u64) -> String {
+    pub(crate) fn name(&self, tli: TimelineId, segno: u64) -> String {
         SegmentName::from_segno(tli, XLogSegNo(segno), self.seg).to_string()
     }
 }

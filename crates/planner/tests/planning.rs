@@ -323,3 +323,18 @@ fn timelines_are_followed_through_their_history() {
         ("recovery_target_timeline".into(), "1".into())
     );
 }
+
+#[test]
+fn recoverable_windows_per_timeline() {
+    let cat = WalCatalog::from_entries(segments(&timeline1(), &[]));
+    let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].backup, "20270101-000020F");
+    assert_eq!(w[0].from, rfc(25));
+    assert_eq!(w[0].to, Some(at(80).to_string()));
+    assert_eq!(w[0].gap, None);
+    let cat = WalCatalog::from_entries(segments(&timeline1(), &[4]));
+    let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
+    assert_eq!(w[0].to, Some(at(30).to_string()));
+    assert_eq!(w[0].gap.as_deref(), Some("000000010000000000000004"));
+}
