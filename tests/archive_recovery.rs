@@ -133,3 +133,38 @@ fn pg15_archives_and_recovers_from_s3() {
     // Nothing was written to the local repository directory: it all went to S3.
     assert!(std::fs::read_dir(&cairn.repo_dir).unwrap().next().is_none());
 }
+
+#[test]
+fn pg15_async_archiving_recovers_to_the_same_data() {
+    let install = PgInstall::find(15).unwrap();
+    let dir = TestDir::new().unwrap();
+    let mut primary = PgCluster::init(
+        &install,
+        &dir,
+        ClusterOptions {
+            wal_segsize_mb: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cairn = Cairn::new(&dir, &primary, RepoSpec::Local);
+    cairn.enable_async(2);
+    archive_and_recover(&dir, &mut primary, &cairn);
+    // The spool holds no leftover markers: every .ok was consumed by its archive_command.
+    let spool = dir.path().join("spool/main/archive");
+    let left: Vec<_> = std::fs::read_dir(&spool)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".ok") || n.ends_with(".error"))
+        .collect();
+    assert!(left.len() <= 2, "unconsumed markers: {left:?}");
+    // The worker ran, and exits by itself once idle (no process outlives the test).
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(spool.join("worker.lock"))
+        .expect("the async worker ran");
+    wait_until("the async worker to exit", Duration::from_secs(30), || {
+        Ok::<_, std::io::Error>(lock.try_lock().ok())
+    })
+    .unwrap();
+}

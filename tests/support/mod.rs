@@ -65,6 +65,17 @@ impl Cairn {
         }
     }
 
+    /// Turn on `[archive] async = true` with `process-max` workers.
+    pub fn enable_async(&self, process_max: u32) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = text.replacen(
+            "[archive]\n",
+            &format!("[archive]\nasync = true\nprocess-max = {process_max}\n"),
+            1,
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     pub fn exe(&self, name: &str) -> PathBuf {
         self.bin.join(name)
     }

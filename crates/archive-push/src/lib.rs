@@ -9,6 +9,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod spool;
 mod validate;
 
 use std::path::Path;
@@ -103,15 +104,43 @@ fn read(path: &Path) -> Result<Vec<u8>, PushError> {
     })
 }
 
-/// Open the configured repository and stanza, then push `path`.
+/// Open the configured repository and stanza, then push `path` (or, with
+/// `[archive] async = true`, wait for the async worker to have pushed it).
 pub async fn push(
     cfg: &cairn_config::Config,
     stanza: Option<&str>,
     path: &Path,
 ) -> Result<PushOutcome, Failure> {
     let (name, _) = cfg.stanza(stanza)?;
-    let stanza = StanzaName::new(name).map_err(|m| Failure::new(ErrorKind::Config, m))?;
+    let stanza_name = StanzaName::new(name).map_err(|m| Failure::new(ErrorKind::Config, m))?;
+    if cfg.archive.async_ {
+        let spool = spool::Spool::new(&cfg.archive.spool_path, &stanza_name);
+        let config = Some(cfg.source.as_path());
+        spool.await_segment(path, config, name)?;
+        return Ok(PushOutcome::Stored);
+    }
     let repo = cairn_repo::open_configured(cfg).await?;
-    let info = repo.require_stanza(&stanza).await?;
+    let info = repo.require_stanza(&stanza_name).await?;
     push_with(&repo, &info, path).await
+}
+
+/// The async worker's entry point (`cairn-archive-push --async-worker PG_WAL`).
+pub async fn async_worker(
+    cfg: &cairn_config::Config,
+    stanza: Option<&str>,
+    pg_wal: &Path,
+) -> Result<(), Failure> {
+    let (name, _) = cfg.stanza(stanza)?;
+    let stanza_name = StanzaName::new(name).map_err(|m| Failure::new(ErrorKind::Config, m))?;
+    let repo = cairn_repo::open_configured(cfg).await?;
+    let info = repo.require_stanza(&stanza_name).await?;
+    let spool = spool::Spool::new(&cfg.archive.spool_path, &stanza_name);
+    spool::run_worker(
+        repo,
+        info,
+        spool,
+        pg_wal.to_path_buf(),
+        cfg.archive.process_max,
+    )
+    .await
 }

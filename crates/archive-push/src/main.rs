@@ -12,6 +12,9 @@ use clap::Parser;
 struct Args {
     /// The file PostgreSQL passes as %p (relative paths resolve against the current directory).
     wal_path: PathBuf,
+    /// Internal: run as the async worker for this pg_wal directory (WAL_PATH is pg_wal).
+    #[arg(long, hide = true)]
+    async_worker: bool,
     /// Configuration file (default: $CAIRN_CONFIG, then /etc/cairn/cairn.toml).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -35,6 +38,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let env = cairn_config::Env::from_process();
         let cfg = cairn_config::Config::load(args.config.as_deref(), &env)?;
+        if args.async_worker {
+            return cairn_archive_push::async_worker(&cfg, args.stanza.as_deref(), &args.wal_path)
+                .await
+                .map(|()| cairn_repo::PushOutcome::Stored);
+        }
         cairn_archive_push::push(&cfg, args.stanza.as_deref(), &args.wal_path).await
     });
     match result {

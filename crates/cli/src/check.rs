@@ -54,11 +54,6 @@ pub async fn run(
         )
         .with_hint("set archive_command = 'cairn-archive-push %p' and reload PostgreSQL"));
     }
-    if cfg.archive.async_ {
-        eprintln!(
-            "cairn: WARNING: archive.async = true is not implemented yet; segments are pushed synchronously"
-        );
-    }
     let row = client
         .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
         .await
