@@ -1,0 +1,60 @@
+//! `cairn-restore`: the restore executor. Given one backup's manifest, it writes the
+//! backup into a data directory (and its tablespace directories) and sets it up for
+//! PostgreSQL to recover: `backup_label`, recovery settings in `postgresql.auto.conf`,
+//! and `recovery.signal` or `standby.signal`. Which backup to restore, and which WAL it
+//! needs, is the planner's business (`cairn-planner`).
+//!
+//! Safety comes first, because an operator runs this on a bad day:
+//!
+//! - **Refuse before writing.** Every manifest path ([`check_manifest_paths`]), the data
+//!   directory (missing or empty, no `postmaster.pid`), every tablespace directory
+//!   (absolute, missing or empty, outside the data directory) and the recovery settings
+//!   are checked first; a refusal leaves the disk as it was.
+//! - **Write only where told.** Only the data directory and the tablespace directories are
+//!   written, whatever the manifest says; no link is followed while writing, and the
+//!   only links created are `pg_tblspc/OID` (decision 006).
+//! - **Verify everything.** Each chunk is authenticated and checked against its content
+//!   id by the repository; chunk and file sizes are checked against the manifest.
+//! - **No half-restored cluster can start.** Data first (each file fsynced, then every
+//!   directory), then `backup_label`, `postgresql.auto.conf` and the signal file, and
+//!   `global/pg_control` last; until then `cairn-restore.incomplete` marks the directory.
+//!
+//! Files are restored concurrently with chunks fetched and decoded on other tasks, so
+//! every core works, while memory stays bounded: a file is written chunk by chunk.
+//!
+//! ```no_run
+//! # async fn demo(repo: &cairn_repo::Repository, stanza: &cairn_repo::StanzaName)
+//! #     -> Result<(), Box<dyn std::error::Error>> {
+//! use cairn_restore::{RecoverySettings, RestoreOptions, restore_backup};
+//! let manifest = repo.backups(stanza).await?.pop().expect("a backup");
+//! let recovery = RecoverySettings {
+//!     restore_command: "cairn-archive-get %f \"%p\"".into(),
+//!     targets: vec![("recovery_target".into(), "immediate".into())],
+//!     target_action: Some("promote".into()),
+//!     ..Default::default()
+//! };
+//! let mut opts = RestoreOptions::new("/var/lib/postgresql/15/restored", recovery);
+//! opts.tablespace_map.insert(16384, "/srv/restored-ts".into());
+//! let report = restore_backup(repo, stanza, &manifest, &opts).await?;
+//! println!("{} files, {} bytes", report.files, report.bytes_written);
+//! # Ok(()) }
+//! ```
+
+mod destination;
+mod error;
+mod executor;
+mod file;
+mod layout;
+mod options;
+mod recovery;
+mod report;
+mod tree;
+
+pub use destination::resolve;
+pub use error::{PathProblem, RestoreError, TablespaceProblem};
+pub use executor::restore_backup;
+pub use file::READ_AHEAD;
+pub use layout::{INCOMPLETE_MARKER, NOT_RESTORED, check_manifest_paths};
+pub use options::RestoreOptions;
+pub use recovery::{MARKER as AUTO_CONF_MARKER, RecoverySettings, quote as quote_setting};
+pub use report::RestoreReport;

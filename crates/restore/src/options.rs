@@ -1,0 +1,38 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::recovery::RecoverySettings;
+
+/// Where and how to restore one backup.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The data directory to write: must not exist, or be empty. Its parent must exist.
+    pub pg_data: PathBuf,
+    /// Relocated tablespaces: oid -> absolute directory (missing or empty). Tablespaces not
+    /// listed go back to the location they had when the backup was taken.
+    pub tablespace_map: BTreeMap<u32, PathBuf>,
+    /// Restore over an existing data directory. Not implemented yet: refused with
+    /// [`crate::RestoreError::DeltaUnsupported`].
+    pub delta: bool,
+    /// What goes into `postgresql.auto.conf` and which signal file is written.
+    pub recovery: RecoverySettings,
+    /// Files restored at the same time (0 counts as 1). Each has a few chunks in flight, so
+    /// memory stays near `concurrency * (READ_AHEAD + 1) * chunk size`.
+    pub concurrency: usize,
+}
+
+impl RestoreOptions {
+    /// Options for a plain restore into `pg_data`: original tablespace locations, two files
+    /// in flight per core.
+    pub fn new(pg_data: impl Into<PathBuf>, recovery: RecoverySettings) -> RestoreOptions {
+        RestoreOptions {
+            pg_data: pg_data.into(),
+            tablespace_map: BTreeMap::new(),
+            delta: false,
+            recovery,
+            concurrency: std::thread::available_parallelism()
+                .map(|n| n.get() * 2)
+                .unwrap_or(4),
+        }
+    }
+}
