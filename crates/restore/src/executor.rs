@@ -11,6 +11,7 @@ use crate::error::RestoreError;
 use crate::file::restore_file;
 use crate::layout::{
     AUTO_CONF, AUTO_CONF_PENDING, INCOMPLETE_MARKER, Layout, PG_CONTROL, PG_CONTROL_PENDING,
+    tablespace_map_oids,
 };
 use crate::options::RestoreOptions;
 use crate::recovery;
@@ -200,6 +201,16 @@ fn check_content(manifest: &BackupManifest, layout: &Layout<'_>) -> Result<(), R
                 &f.path,
                 format!("its chunks hold {sum} bytes, the file {}", f.size),
             ));
+        }
+    }
+    if let Some(map) = &manifest.tablespace_map {
+        for oid in tablespace_map_oids(map) {
+            if !layout.tablespaces.contains(&oid) {
+                return Err(inconsistent(
+                    "tablespace_map",
+                    format!("names tablespace {oid}, which the manifest does not list"),
+                ));
+            }
         }
     }
     let has_control = layout

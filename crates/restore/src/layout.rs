@@ -182,6 +182,26 @@ impl<'m> Layout<'m> {
     }
 }
 
+/// The oids in PostgreSQL's `tablespace_map` text: one `OID PATH` line per tablespace,
+/// a newline escaped with a backslash belonging to the path.
+pub fn tablespace_map_oids(text: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut line = String::new();
+    let mut prev = None;
+    for c in text.chars().chain(std::iter::once('\n')) {
+        if (c == '\n' || c == '\r') && prev != Some('\\') {
+            if let Some(oid) = line.split(' ').next().and_then(|t| t.parse().ok()) {
+                out.push(oid);
+            }
+            line.clear();
+        } else {
+            line.push(c);
+        }
+        prev = Some(c);
+    }
+    out
+}
+
 fn check_path(path: &str) -> Result<(), RestoreError> {
     let problem = if path.is_empty() {
         Some(PathProblem::Empty)
@@ -279,6 +299,16 @@ mod tests {
                 other => panic!("{bad:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn map_oids() {
+        assert_eq!(
+            tablespace_map_oids("16384 /srv/ts1\n16390 /srv/odd\\\n16391 name\n"),
+            vec![16384, 16390]
+        );
+        assert_eq!(tablespace_map_oids(""), Vec::<u32>::new());
+        assert_eq!(tablespace_map_oids("16384 /a\r\n"), vec![16384]);
     }
 
     #[test]

@@ -365,6 +365,12 @@ async fn bad_settings_delta_and_inconsistent_manifests() {
     let mut backup = minimal(|_| {}).await;
     backup.2.files.retain(|f| f.path != "global/pg_control");
     refused(&scene, backup, &opts(&scene), ErrorKind::Corrupt).await;
+    // PostgreSQL's tablespace_map names a tablespace the manifest lost: restoring would
+    // silently drop it.
+    let mut backup = minimal(|_| {}).await;
+    backup.2.tablespace_map = Some("16384 /srv/ts\n".into());
+    let err = refused(&scene, backup, &opts(&scene), ErrorKind::Corrupt).await;
+    assert!(err.to_string().contains("16384"), "{err}");
 }
 
 #[tokio::test]
