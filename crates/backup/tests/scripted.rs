@@ -1,7 +1,6 @@
 //! `run` against a scripted base backup stream and an in-memory repository: chunking,
 //! reuse of stored chunks, the WAL wait and the manifest as the commit point.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,11 +8,8 @@ use cairn_backup::{
     BackupError, BackupPlan, BackupSource, EntryKind, RunOptions, SourceEvent, run,
 };
 use cairn_pgformat::{Lsn, SegmentName, TimelineId, WalFileName, WalSegmentSize, XLogSegNo};
-use cairn_repo::keys::KdfParams;
 use cairn_repo::object::ObjectKind;
-use cairn_repo::{
-    Backend, BackupType, OpenOptions, Repository, StanzaInfo, StanzaName, StoreBackend,
-};
+use cairn_repo::{BackupType, Repository, StanzaInfo, StanzaName};
 
 struct Script {
     events: std::vec::IntoIter<SourceEvent>,
@@ -80,18 +76,7 @@ fn backup_events(relation: &[u8]) -> Vec<SourceEvent> {
 }
 
 async fn setup() -> (Repository, StanzaInfo) {
-    let backend = Backend::Store(Arc::new(StoreBackend::memory()));
-    let opts = OpenOptions {
-        kdf: KdfParams {
-            m_kib: 64,
-            t: 1,
-            p: 1,
-        },
-        ..Default::default()
-    };
-    let (repo, _) = Repository::open_or_create(backend, Some("pw"), &opts)
-        .await
-        .unwrap();
+    let repo = Repository::in_memory().await;
     let stanza = StanzaName::new("main").unwrap();
     repo.create_stanza(&stanza, 42, 15).await.unwrap();
     (repo.clone(), repo.require_stanza(&stanza).await.unwrap())

@@ -284,7 +284,6 @@ impl Repository {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use cairn_pgformat::builder::WalBuilder;
     use cairn_pgformat::{
@@ -292,24 +291,9 @@ mod tests {
     };
 
     use super::*;
-    use crate::backend::{Backend, StoreBackend};
-    use crate::keys::KdfParams;
-    use crate::repository::OpenOptions;
 
     async fn repo() -> (Repository, StanzaName) {
-        let backend = Backend::Store(Arc::new(StoreBackend::memory()));
-        let opts = OpenOptions {
-            kdf: KdfParams {
-                m_kib: 64,
-                t: 1,
-                p: 1,
-            },
-            ..Default::default()
-        };
-        let (repo, created) = Repository::open_or_create(backend, Some("pw"), &opts)
-            .await
-            .unwrap();
-        assert!(created);
+        let repo = Repository::in_memory().await;
         let stanza = StanzaName::new("main").unwrap();
         repo.create_stanza(
             &stanza,

@@ -240,27 +240,12 @@ impl Repository {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
-    use crate::backend::{Backend, StoreBackend};
-    use crate::keys::KdfParams;
-    use crate::repository::OpenOptions;
 
     #[tokio::test]
     async fn chunks_round_trip_through_packs_and_the_index() {
-        let backend = Backend::Store(Arc::new(StoreBackend::memory()));
-        let opts = OpenOptions {
-            kdf: KdfParams {
-                m_kib: 64,
-                t: 1,
-                p: 1,
-            },
-            ..Default::default()
-        };
-        let (repo, _) = Repository::open_or_create(backend, Some("pw"), &opts)
-            .await
-            .unwrap();
+        let repo = Repository::in_memory().await;
         let stanza = StanzaName::new("main").unwrap();
         let mut w = PackWriter::with_target(repo.clone(), stanza.clone(), 1_000);
         let mut stored = Vec::new();

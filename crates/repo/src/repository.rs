@@ -211,6 +211,24 @@ impl Repository {
         Ok((repo, created == PutOutcome::Created))
     }
 
+    /// A new encrypted repository in memory with a cheap key derivation: for unit tests of
+    /// this and other crates, never for data.
+    pub async fn in_memory() -> Repository {
+        let backend = Backend::Store(Arc::new(StoreBackend::memory()));
+        let opts = OpenOptions {
+            kdf: KdfParams {
+                m_kib: 64,
+                t: 1,
+                p: 1,
+            },
+            ..Default::default()
+        };
+        let (repo, _) = Repository::open_or_create(backend, Some("in-memory"), &opts)
+            .await
+            .expect("an in-memory repository opens");
+        repo
+    }
+
     pub fn backend(&self) -> &Backend {
         &self.backend
     }
