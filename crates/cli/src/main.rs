@@ -5,6 +5,7 @@ mod args;
 mod check;
 mod info;
 mod pg;
+mod restore;
 mod stanza;
 
 use std::process::ExitCode;
@@ -55,10 +56,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Info { output } => info::run(&cfg, stanza, output).await,
-        Command::Backup { .. }
-        | Command::Restore { .. }
-        | Command::Expire { .. }
-        | Command::Verify => Err(Failure::new(
+        Command::Restore(args) => restore::run(&cfg, stanza, &args).await,
+        Command::Backup { .. } | Command::Expire { .. } | Command::Verify => Err(Failure::new(
             ErrorKind::Unsupported,
             "this command is not implemented yet in this build of cairn",
         )
