@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use cairn_repo::BackupManifest;
 
 use crate::error::{RestoreError, TablespaceProblem};
-use crate::layout::Place;
+use crate::layout::{INCOMPLETE_MARKER, Place};
 use crate::options::RestoreOptions;
 use crate::tree;
 
@@ -52,7 +52,7 @@ impl Destination {
                 });
             }
         }
-        let pg_data = check_pg_data(&opts.pg_data)?;
+        let pg_data = check_pg_data(&opts.pg_data, opts.delta)?;
         let mut tablespaces: BTreeMap<u32, Root> = BTreeMap::new();
         for ts in &manifest.tablespaces {
             let given = opts
@@ -88,6 +88,8 @@ impl Destination {
                 }
                 State::NotDirectory => return Err(problem(TablespaceProblem::NotDirectory)),
                 State::Empty => false,
+                // Delta cleans only the backup's own directories in there.
+                State::NotEmpty if opts.delta => false,
                 State::NotEmpty => return Err(problem(TablespaceProblem::NotEmpty)),
             };
             tablespaces.insert(ts.oid, Root { path, create });
@@ -129,7 +131,7 @@ impl Destination {
     }
 }
 
-fn check_pg_data(given: &Path) -> Result<Root, RestoreError> {
+fn check_pg_data(given: &Path, delta: bool) -> Result<Root, RestoreError> {
     let path = resolve(given).map_err(|e| RestoreError::io("resolve", given, e))?;
     match state(&path).map_err(|e| RestoreError::io("inspect", &path, e))? {
         State::Missing => {
@@ -144,15 +146,25 @@ fn check_pg_data(given: &Path) -> Result<Root, RestoreError> {
             create: false,
         }),
         State::NotEmpty => {
+            let pg_data = given.to_path_buf();
             if fs::symlink_metadata(path.join("postmaster.pid")).is_ok() {
-                Err(RestoreError::PostmasterPid {
-                    pg_data: given.to_path_buf(),
-                })
-            } else {
-                Err(RestoreError::PgDataNotEmpty {
-                    pg_data: given.to_path_buf(),
-                })
+                return Err(RestoreError::PostmasterPid { pg_data });
             }
+            if !delta {
+                return Err(RestoreError::PgDataNotEmpty { pg_data });
+            }
+            // Delta removes what the backup lacks: only ever in a data directory (or
+            // what an earlier cairn restore left), never in a mistyped path.
+            let is_file = |name: &str| {
+                fs::symlink_metadata(path.join(name)).is_ok_and(|m| m.file_type().is_file())
+            };
+            if !is_file("PG_VERSION") && !is_file(INCOMPLETE_MARKER) {
+                return Err(RestoreError::NotADataDirectory { pg_data });
+            }
+            Ok(Root {
+                path,
+                create: false,
+            })
         }
     }
 }

@@ -89,6 +89,12 @@ pub enum RestoreError {
         pg_data.display()
     )]
     PostmasterPid { pg_data: PathBuf },
+    #[error(
+        "{} is not empty and does not look like a PostgreSQL data directory (no PG_VERSION); \
+         --delta refuses to remove its content",
+        pg_data.display()
+    )]
+    NotADataDirectory { pg_data: PathBuf },
     #[error("{} exists and is not a directory", path.display())]
     NotDirectory { path: PathBuf },
     #[error("the parent directory of {} does not exist", path.display())]
@@ -107,8 +113,6 @@ pub enum RestoreError {
     DuplicateTablespace { oid: u32 },
     #[error("recovery setting '{name}' {message}")]
     BadSetting { name: String, message: String },
-    #[error("--delta (restore over an existing data directory) is not implemented yet")]
-    DeltaUnsupported,
     #[error("{path}: {source}")]
     Repo {
         path: String,
@@ -183,13 +187,12 @@ impl Classify for RestoreError {
                 TablespaceProblem::NotEmpty => ErrorKind::Refused,
                 _ => ErrorKind::InvalidInput,
             },
-            RestoreError::PgDataNotEmpty { .. } | RestoreError::PostmasterPid { .. } => {
-                ErrorKind::Refused
-            }
+            RestoreError::PgDataNotEmpty { .. }
+            | RestoreError::PostmasterPid { .. }
+            | RestoreError::NotADataDirectory { .. } => ErrorKind::Refused,
             RestoreError::Inconsistent { .. } | RestoreError::ChunkSize { .. } => {
                 ErrorKind::Corrupt
             }
-            RestoreError::DeltaUnsupported => ErrorKind::Unsupported,
             RestoreError::Repo { source, .. } => source.kind(),
             RestoreError::Io { .. } => ErrorKind::LocalIo,
             RestoreError::Internal(_) => ErrorKind::Internal,
@@ -228,9 +231,9 @@ impl Classify for RestoreError {
                  and restore another backup with --set"
                     .into(),
             ),
-            RestoreError::DeltaUnsupported => {
-                Some("restore into an empty or new directory instead".into())
-            }
+            RestoreError::NotADataDirectory { .. } => Some(
+                "check --pg-data; to restore into this directory anyway, empty it first".into(),
+            ),
             RestoreError::Repo { source, .. } => source.hint(),
             RestoreError::Incomplete {
                 pg_data, source, ..

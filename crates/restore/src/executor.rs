@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use cairn_repo::{BackupManifest, FileKind, Repository, StanzaName};
 use futures::{StreamExt, TryStreamExt};
 
+use crate::delta;
 use crate::destination::Destination;
 use crate::error::RestoreError;
 use crate::file::restore_file;
@@ -33,9 +34,6 @@ pub async fn restore_backup(
     manifest: &BackupManifest,
     opts: &RestoreOptions,
 ) -> Result<RestoreReport, RestoreError> {
-    if opts.delta {
-        return Err(RestoreError::DeltaUnsupported);
-    }
     let layout = Layout::of(manifest)?;
     check_content(manifest, &layout)?;
     opts.recovery.validate()?;
@@ -51,6 +49,8 @@ pub async fn restore_backup(
     };
     if dest.pg_data.create {
         tree::create_dir(&pg_data)?;
+    } else if opts.delta {
+        delta::disarm(&pg_data).map_err(incomplete)?;
     }
     tree::write_new_file(
         &marker,
@@ -66,6 +66,10 @@ pub async fn restore_backup(
         .map_err(incomplete)
 }
 
+fn is_real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_dir())
+}
+
 /// Everything after the checks; an error here leaves the marker in place.
 async fn write(
     repo: &Repository,
@@ -77,35 +81,44 @@ async fn write(
 ) -> Result<RestoreReport, RestoreError> {
     let pg_data = &dest.pg_data.path;
     dest.create(pg_data_mode(manifest))?;
+    let cleaned = if opts.delta {
+        delta::clean(layout, dest)?
+    } else {
+        delta::Cleaned::default()
+    };
     for d in &layout.dirs {
-        tree::create_dir(&dest.path(&d.place))?;
+        let path = dest.path(&d.place);
+        match tree::create_dir(&path) {
+            // Delta kept it (a real directory, made writable while cleaning).
+            Err(_) if opts.delta && is_real_dir(&path) => {}
+            other => other?,
+        }
     }
     for oid in &layout.tablespaces {
-        tree::symlink(
-            &dest.tablespaces[oid].path,
-            &pg_data.join(format!("pg_tblspc/{oid}")),
-        )?;
+        let link = pg_data.join(format!("pg_tblspc/{oid}"));
+        // Delta kept only a link that already points at the right directory.
+        if !(opts.delta && std::fs::symlink_metadata(&link).is_ok()) {
+            tree::symlink(&dest.tablespaces[oid].path, &link)?;
+        }
     }
 
     // Largest first, so the last file to finish is a small one.
     let mut files: Vec<_> = layout.files.iter().collect();
     files.sort_by_key(|f| std::cmp::Reverse(f.file.size));
-    let (mut bytes, mut chunks) = (0u64, 0u64);
+    let (mut bytes, mut kept, mut chunks) = (0u64, 0u64, 0u64);
     let mut restored = futures::stream::iter(files.iter().map(|f| {
         let path = if f.place.tablespace.is_none() && f.place.rel == PG_CONTROL {
             pg_data.join(PG_CONTROL_PENDING)
         } else {
             dest.path(&f.place)
         };
-        async move {
-            let n = restore_file(repo, stanza, manifest, f.file, path).await?;
-            Ok::<_, RestoreError>((n, f.file.chunks.len() as u64))
-        }
+        restore_file(repo, stanza, manifest, f.file, path, opts.delta)
     }))
     .buffer_unordered(opts.concurrency.max(1));
-    while let Some((n, c)) = restored.try_next().await? {
-        bytes += n;
-        chunks += c;
+    while let Some(w) = restored.try_next().await? {
+        bytes += w.written;
+        kept += w.kept;
+        chunks += w.chunks_read;
     }
     drop(restored);
 
@@ -143,7 +156,8 @@ async fn write(
     tree::write_new_file(&pending, &content)?;
     tree::set_mode(&pending, auto_conf.map_or(0o600, |f| f.mode))?;
     tree::rename_durable(&pending, &pg_data.join(AUTO_CONF))?;
-    let warnings = warnings(manifest, pg_data)?;
+    let mut warnings = cleaned.warnings;
+    warnings.extend(conflicts(manifest, pg_data)?);
     let signal = opts.recovery.signal_file();
     tree::write_new_file(&pg_data.join(signal), b"")?;
     tree::fsync_dir(pg_data)?;
@@ -161,6 +175,8 @@ async fn write(
         directories: layout.dirs.len() as u64,
         links: layout.tablespaces.len() as u64,
         bytes_written: bytes,
+        bytes_unchanged: kept,
+        removed: cleaned.removed,
         chunks,
         tablespaces: dest
             .tablespaces
@@ -237,7 +253,7 @@ fn pg_data_mode(manifest: &BackupManifest) -> u32 {
 }
 
 /// Settings in the restored `postgresql.conf` that may fight the recovery settings.
-fn warnings(manifest: &BackupManifest, pg_data: &Path) -> Result<Vec<String>, RestoreError> {
+fn conflicts(manifest: &BackupManifest, pg_data: &Path) -> Result<Vec<String>, RestoreError> {
     let mut out = Vec::new();
     let has_conf = manifest
         .files

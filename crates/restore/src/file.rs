@@ -4,13 +4,13 @@
 use std::fs::{File, Permissions};
 use std::future::Future;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use cairn_repo::{BackupManifest, ManifestFile, Repository, StanzaName};
+use cairn_repo::{BackupManifest, ChunkRef, ManifestFile, Repository, StanzaName};
 use futures::{StreamExt, TryStreamExt};
 use tokio::task::{JoinError, JoinHandle};
 
@@ -20,44 +20,37 @@ use crate::tree;
 /// Chunks of one file fetched ahead of the one being written.
 pub const READ_AHEAD: usize = 4;
 
-/// Write `file`'s content to the new file `dest`, check its size, give it its mode and
-/// mtime, and fsync it. Returns the bytes written.
+/// What restoring one file did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Written {
+    /// Bytes written from the repository.
+    pub written: u64,
+    /// Bytes already right on disk (delta restore).
+    pub kept: u64,
+    /// Chunks read from the repository.
+    pub chunks_read: u64,
+}
+
+/// Restore `file` to `dest`, check its size, give it its mode and mtime, and fsync it.
+/// With `delta`, an existing regular file there is updated in place: only the chunks
+/// whose content id differs are fetched and written, and it is cut to size.
 pub async fn restore_file(
     repo: &Repository,
     stanza: &StanzaName,
     manifest: &BackupManifest,
     file: &ManifestFile,
     dest: PathBuf,
-) -> Result<u64, RestoreError> {
+    delta: bool,
+) -> Result<Written, RestoreError> {
+    if delta && let Some(existing) = open_existing(&dest)? {
+        return update_file(repo, stanza, manifest, file, dest, existing).await;
+    }
     let mut out = Some(tree::create_file(&dest)?);
-    let reads = file.chunks.iter().enumerate().map(|(index, c)| {
-        let loc = manifest.location(c);
-        let (repo, stanza, id) = (repo.clone(), stanza.clone(), c.id);
-        async move {
-            let loc = loc.ok_or_else(|| RestoreError::Inconsistent {
-                path: file.path.clone(),
-                message: format!("chunk {index} names pack {}, which is not listed", c.pack),
-            })?;
-            let plain = AbortOnDrop(tokio::spawn(async move {
-                repo.read_chunk(&stanza, &id, &loc).await
-            }))
-            .await
-            .map_err(join_error)?
-            .map_err(|source| RestoreError::Repo {
-                path: file.path.clone(),
-                source: Box::new(source),
-            })?;
-            if plain.len() as u64 != u64::from(c.size) {
-                return Err(RestoreError::ChunkSize {
-                    path: file.path.clone(),
-                    index,
-                    expected: c.size.into(),
-                    found: plain.len() as u64,
-                });
-            }
-            Ok(plain)
-        }
-    });
+    let reads = file
+        .chunks
+        .iter()
+        .enumerate()
+        .map(|(index, c)| fetch(repo, stanza, manifest, file, index, c));
     let mut chunks = futures::stream::iter(reads).buffered(READ_AHEAD);
     let mut written = 0u64;
     while let Some(plain) = chunks.try_next().await? {
@@ -76,19 +69,134 @@ pub async fn restore_file(
             .await?,
         );
     }
-    if written != file.size {
-        return Err(RestoreError::Inconsistent {
-            path: file.path.clone(),
-            message: format!(
-                "its chunks hold {written} bytes, the manifest says {}",
-                file.size
-            ),
-        });
-    }
+    check_size(file, written)?;
     let f = out.take().expect("file handle");
     let (mode, mtime) = (file.mode, file.mtime);
     blocking(move || finish(f, &dest, mode, mtime)).await?;
-    Ok(written)
+    Ok(Written {
+        written,
+        kept: 0,
+        chunks_read: file.chunks.len() as u64,
+    })
+}
+
+/// Fetch chunk `index` of `file` on its own task (decoding uses another core), checking
+/// its size against the manifest.
+fn fetch<'a>(
+    repo: &Repository,
+    stanza: &StanzaName,
+    manifest: &BackupManifest,
+    file: &'a ManifestFile,
+    index: usize,
+    c: &'a ChunkRef,
+) -> impl Future<Output = Result<Vec<u8>, RestoreError>> + 'a {
+    let loc = manifest.location(c);
+    let (repo, stanza, id) = (repo.clone(), stanza.clone(), c.id);
+    async move {
+        let loc = loc.ok_or_else(|| RestoreError::Inconsistent {
+            path: file.path.clone(),
+            message: format!("chunk {index} names pack {}, which is not listed", c.pack),
+        })?;
+        let plain = AbortOnDrop(tokio::spawn(async move {
+            repo.read_chunk(&stanza, &id, &loc).await
+        }))
+        .await
+        .map_err(join_error)?
+        .map_err(|source| RestoreError::Repo {
+            path: file.path.clone(),
+            source: Box::new(source),
+        })?;
+        if plain.len() as u64 != u64::from(c.size) {
+            return Err(RestoreError::ChunkSize {
+                path: file.path.clone(),
+                index,
+                expected: c.size.into(),
+                found: plain.len() as u64,
+            });
+        }
+        Ok(plain)
+    }
+}
+
+fn check_size(file: &ManifestFile, written: u64) -> Result<(), RestoreError> {
+    if written == file.size {
+        return Ok(());
+    }
+    Err(RestoreError::Inconsistent {
+        path: file.path.clone(),
+        message: format!(
+            "its chunks hold {written} bytes, the manifest says {}",
+            file.size
+        ),
+    })
+}
+
+/// The regular file at `dest`, opened for update without following a link; `None` when
+/// there is none (a file with other hard links is removed, not changed through them).
+fn open_existing(dest: &Path) -> Result<Option<File>, RestoreError> {
+    let md = match std::fs::symlink_metadata(dest) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(RestoreError::io("inspect", dest, e)),
+    };
+    if !md.file_type().is_file() || md.nlink() > 1 {
+        std::fs::remove_file(dest).map_err(|e| RestoreError::io("remove", dest, e))?;
+        return Ok(None);
+    }
+    tree::open_for_update(dest).map(Some)
+}
+
+/// Delta: compare each chunk with what is on disk by content id, rewrite the ones that
+/// differ in place.
+async fn update_file(
+    repo: &Repository,
+    stanza: &StanzaName,
+    manifest: &BackupManifest,
+    file: &ManifestFile,
+    dest: PathBuf,
+    existing: File,
+) -> Result<Written, RestoreError> {
+    let mut f = existing;
+    let mut out = Written::default();
+    let mut offset = 0u64;
+    for (index, c) in file.chunks.iter().enumerate() {
+        let (size, id, keys_repo, path) = (c.size as usize, c.id, repo.clone(), dest.clone());
+        let (back, same) = blocking(move || {
+            let mut buf = vec![0u8; size];
+            let same = match f.read_exact_at(&mut buf, offset) {
+                Ok(()) => keys_repo.keys().content_id_single(&buf) == id,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
+                Err(e) => return Err(RestoreError::io("read", path, e)),
+            };
+            Ok((f, same))
+        })
+        .await?;
+        f = back;
+        if same {
+            out.kept += u64::from(c.size);
+        } else {
+            let plain = fetch(repo, stanza, manifest, file, index, c).await?;
+            out.written += plain.len() as u64;
+            out.chunks_read += 1;
+            let path = dest.clone();
+            f = blocking(move || {
+                f.write_all_at(&plain, offset)
+                    .map_err(|e| RestoreError::io("write", path, e))?;
+                Ok(f)
+            })
+            .await?;
+        }
+        offset += u64::from(c.size);
+    }
+    check_size(file, offset)?;
+    let (mode, mtime, size) = (file.mode, file.mtime, file.size);
+    blocking(move || {
+        f.set_len(size)
+            .map_err(|e| RestoreError::io("truncate", &dest, e))?;
+        finish(f, &dest, mode, mtime)
+    })
+    .await?;
+    Ok(out)
 }
 
 /// Mode, mtime and fsync, on the open descriptor (no path lookup, no link to follow).

@@ -22,6 +22,11 @@
 //! Files are restored concurrently with chunks fetched and decoded on other tasks, so
 //! every core works, while memory stays bounded: a file is written chunk by chunk.
 //!
+//! With [`RestoreOptions::delta`], an existing (stopped) data directory is brought to the
+//! backup's state instead: its control file is moved aside first, whatever the backup
+//! lacks is removed, and only chunks whose content id differs from what is on disk are
+//! fetched and written.
+//!
 //! ```no_run
 //! # async fn demo(repo: &cairn_repo::Repository, stanza: &cairn_repo::StanzaName)
 //! #     -> Result<(), Box<dyn std::error::Error>> {
@@ -40,6 +45,7 @@
 //! # Ok(()) }
 //! ```
 
+mod delta;
 mod destination;
 mod error;
 mod executor;

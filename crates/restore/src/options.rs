@@ -6,13 +6,16 @@ use crate::recovery::RecoverySettings;
 /// Where and how to restore one backup.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
-    /// The data directory to write: must not exist, or be empty. Its parent must exist.
+    /// The data directory to write: must not exist, or be empty (see `delta`). Its parent
+    /// must exist.
     pub pg_data: PathBuf,
     /// Relocated tablespaces: oid -> absolute directory (missing or empty). Tablespaces not
     /// listed go back to the location they had when the backup was taken.
     pub tablespace_map: BTreeMap<u32, PathBuf>,
-    /// Restore over an existing data directory. Not implemented yet: refused with
-    /// [`crate::RestoreError::DeltaUnsupported`].
+    /// Restore over an existing data directory (one with `PG_VERSION`, and no
+    /// `postmaster.pid`): remove what the backup lacks, rewrite only chunks whose content
+    /// differs. Existing tablespace directories are accepted too; only the backup's own
+    /// directories inside them are cleaned.
     pub delta: bool,
     /// What goes into `postgresql.auto.conf` and which signal file is written.
     pub recovery: RecoverySettings,

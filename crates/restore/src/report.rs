@@ -15,7 +15,12 @@ pub struct RestoreReport {
     pub links: u64,
     /// Bytes of backup content written.
     pub bytes_written: u64,
-    /// Chunks read from the repository, each authenticated and checked against its id.
+    /// Delta: bytes already right on disk, not written.
+    pub bytes_unchanged: u64,
+    /// Delta: entries removed because the backup does not have them.
+    pub removed: u64,
+    /// Chunks read from the repository, each authenticated and checked against its id
+    /// (delta: only those that differed on disk).
     pub chunks: u64,
     /// Where each tablespace went.
     pub tablespaces: Vec<(u32, PathBuf)>,

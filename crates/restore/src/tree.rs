@@ -29,6 +29,16 @@ pub fn create_file(path: &Path) -> Result<File, RestoreError> {
         .map_err(|e| RestoreError::io("create", path, e))
 }
 
+/// Open an existing regular file for a delta update, without following a link.
+pub fn open_for_update(path: &Path) -> Result<File, RestoreError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| RestoreError::io("open", path, e))
+}
+
 /// Open an existing file this restore wrote, for reading, without following a link.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, RestoreError> {
     let mut f = OpenOptions::new()

@@ -322,7 +322,7 @@ async fn tablespace_targets() {
 }
 
 #[tokio::test]
-async fn bad_settings_delta_and_inconsistent_manifests() {
+async fn bad_settings_and_inconsistent_manifests() {
     let scene = Scene::new();
     let mut o = opts(&scene);
     o.recovery
@@ -335,11 +335,6 @@ async fn bad_settings_delta_and_inconsistent_manifests() {
     o.recovery.restore_command = "cairn-archive-get %f %p\nshared_preload_libraries = 'x'".into();
     let err = refused(&scene, minimal(|_| {}).await, &o, ErrorKind::InvalidInput).await;
     assert!(matches!(err, RestoreError::BadSetting { .. }), "{err}");
-
-    let mut o = opts(&scene);
-    o.delta = true;
-    let err = refused(&scene, minimal(|_| {}).await, &o, ErrorKind::Unsupported).await;
-    assert!(matches!(err, RestoreError::DeltaUnsupported), "{err}");
 
     // A file whose chunks do not add up to its size, a chunk naming a pack that is not
     // listed, a backup without a control file.
@@ -383,4 +378,33 @@ async fn reserved_names_must_be_files() {
         .await;
         refused(&scene, backup, &opts(&scene), ErrorKind::InvalidInput).await;
     }
+}
+
+#[tokio::test]
+async fn delta_only_over_a_stopped_data_directory() {
+    // A directory that is not a data directory: delta would delete someone's files.
+    let scene = Scene::new();
+    std::fs::create_dir(&scene.pg_data).unwrap();
+    std::fs::write(scene.pg_data.join("notes.txt"), b"precious").unwrap();
+    let mut o = opts(&scene);
+    o.delta = true;
+    let err = refused(&scene, minimal(|_| {}).await, &o, ErrorKind::Refused).await;
+    assert!(
+        matches!(err, RestoreError::NotADataDirectory { .. }),
+        "{err}"
+    );
+
+    // A data directory with a postmaster.pid: a server may be running on it.
+    std::fs::write(scene.pg_data.join("PG_VERSION"), b"15\n").unwrap();
+    std::fs::write(scene.pg_data.join("postmaster.pid"), b"4242\n").unwrap();
+    let err = refused(&scene, minimal(|_| {}).await, &o, ErrorKind::Refused).await;
+    assert!(matches!(err, RestoreError::PostmasterPid { .. }), "{err}");
+
+    // Refusals that do not depend on delta still apply.
+    std::fs::remove_file(scene.pg_data.join("postmaster.pid")).unwrap();
+    let backup = minimal(|fx| {
+        fx.raw(entry("../sentinel/x", FileKind::File, 0o600, 0, None));
+    })
+    .await;
+    refused(&scene, backup, &o, ErrorKind::InvalidInput).await;
 }
