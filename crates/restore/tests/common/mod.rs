@@ -32,6 +32,10 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn new() -> Fixture {
+        Fixture::with_pack_target(4096).await
+    }
+
+    pub async fn with_pack_target(pack_target: usize) -> Fixture {
         let backend = Backend::Store(Arc::new(StoreBackend::memory()));
         let opts = OpenOptions {
             kdf: KdfParams {
@@ -45,8 +49,8 @@ impl Fixture {
             .await
             .unwrap();
         let stanza = StanzaName::new("main").unwrap();
-        // Small packs, so one backup spans several.
-        let writer = PackWriter::with_target(repo.clone(), stanza.clone(), 4096);
+        // Small packs by default, so one backup spans several.
+        let writer = PackWriter::with_target(repo.clone(), stanza.clone(), pack_target);
         Fixture {
             repo,
             stanza,
