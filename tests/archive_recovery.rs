@@ -168,3 +168,24 @@ fn pg15_async_archiving_recovers_to_the_same_data() {
     })
     .unwrap();
 }
+
+#[test]
+fn pg17_and_pg18_archive_and_recover() {
+    for major in [17, 18] {
+        let install = PgInstall::find(major).unwrap();
+        let dir = TestDir::new().unwrap();
+        let mut primary = PgCluster::init(
+            &install,
+            &dir,
+            ClusterOptions {
+                wal_segsize_mb: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let cairn = Cairn::new(&dir, &primary, RepoSpec::Local);
+        archive_and_recover(&dir, &mut primary, &cairn);
+        let info = cairn.info_json();
+        assert_eq!(info["stanzas"][0]["db"][0]["pg_version"], major, "{info:#}");
+    }
+}
