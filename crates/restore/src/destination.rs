@@ -88,8 +88,10 @@ impl Destination {
                 }
                 State::NotDirectory => return Err(problem(TablespaceProblem::NotDirectory)),
                 State::Empty => false,
-                // Delta cleans only the backup's own directories in there.
-                State::NotEmpty if opts.delta => false,
+                // Delta cleans the backup's own directories in there, so only in the
+                // directory this data directory already uses for the tablespace: never
+                // in one another cluster may be using.
+                State::NotEmpty if opts.delta && links_to(&pg_data.path, ts.oid, &path) => false,
                 State::NotEmpty => return Err(problem(TablespaceProblem::NotEmpty)),
             };
             tablespaces.insert(ts.oid, Root { path, create });
@@ -167,6 +169,13 @@ fn check_pg_data(given: &Path, delta: bool) -> Result<Root, RestoreError> {
             })
         }
     }
+}
+
+/// Whether `pg_data/pg_tblspc/OID` is a link to `target` (both resolved).
+fn links_to(pg_data: &Path, oid: u32, target: &Path) -> bool {
+    let link = pg_data.join("pg_tblspc").join(oid.to_string());
+    fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink())
+        && resolve(&link).is_ok_and(|p| p == target)
 }
 
 fn require_parent(path: &Path) -> Result<(), RestoreError> {

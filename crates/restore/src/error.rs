@@ -217,7 +217,9 @@ impl Classify for RestoreError {
                 oid,
                 ..
             } => Some(format!(
-                "empty that directory, or relocate the tablespace with --tablespace-map {oid}=DIR"
+                "empty that directory, or relocate the tablespace with --tablespace-map \
+                 {oid}=DIR (--delta reuses it only when the data directory's pg_tblspc/{oid} \
+                 already links to it)"
             )),
             RestoreError::Tablespace { oid, .. } => Some(format!(
                 "relocate the tablespace with --tablespace-map {oid}=DIR (an absolute path \

@@ -60,7 +60,9 @@ pub async fn restore_backup(
             manifest.label
         )
         .as_bytes(),
-    )?;
+    )
+    // Delta already moved the old control file aside.
+    .map_err(|e| if opts.delta { incomplete(e) } else { e })?;
     write(repo, stanza, manifest, opts, &layout, &dest)
         .await
         .map_err(incomplete)

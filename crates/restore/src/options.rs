@@ -14,8 +14,9 @@ pub struct RestoreOptions {
     pub tablespace_map: BTreeMap<u32, PathBuf>,
     /// Restore over an existing data directory (one with `PG_VERSION`, and no
     /// `postmaster.pid`): remove what the backup lacks, rewrite only chunks whose content
-    /// differs. Existing tablespace directories are accepted too; only the backup's own
-    /// directories inside them are cleaned.
+    /// differs. A non-empty tablespace directory is accepted only when the data
+    /// directory's `pg_tblspc/OID` already links to it; only the backup's own directories
+    /// inside it are cleaned.
     pub delta: bool,
     /// What goes into `postgresql.auto.conf` and which signal file is written.
     pub recovery: RecoverySettings,

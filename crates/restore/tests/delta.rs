@@ -182,12 +182,31 @@ async fn delta_replaces_a_wrong_tablespace_link_and_a_linked_directory() {
     fs::remove_dir_all(pg_data.join("pg_wal")).unwrap();
     symlink(&elsewhere, pg_data.join("pg_wal")).unwrap();
 
+    // The old tablespace directory is not what the data directory links to any more:
+    // delta will not clean it.
     let mut opts = RestoreOptions::new(&pg_data, recovery());
     opts.delta = true;
+    let err = restore_backup(&repo, &stanza, &manifest, &opts)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not empty"), "{err}");
+
+    // Relocated to a new directory: the wrong link is replaced, nothing it pointed at is
+    // touched, and the pg_wal link becomes a directory again.
+    let ts2 = root.join("ts2");
+    opts.tablespace_map.insert(16384, ts2.clone());
     let report = restore_backup(&repo, &stanza, &manifest, &opts)
         .await
         .unwrap();
+    let mut want = want;
+    want.insert(
+        "pg_tblspc/16384".into(),
+        Node::Link {
+            target: ts2.to_str().unwrap().into(),
+        },
+    );
     assert_eq!(snapshot(&pg_data), want);
+    assert_eq!(snapshot(&ts2), snapshot(&ts));
     assert_eq!(fs::read(elsewhere.join("f")).unwrap(), b"keep");
     assert_eq!(snapshot(&elsewhere).len(), 1);
     assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
@@ -206,4 +225,47 @@ async fn delta_into_a_missing_directory_is_a_plain_restore() {
         .unwrap();
     assert_eq!(report.removed, 0);
     assert!(pg_data.join("global/pg_control").is_file());
+}
+
+#[tokio::test]
+async fn delta_never_cleans_a_tablespace_directory_the_data_directory_does_not_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let pg_data = root.join("pgdata");
+    let ts = root.join("ts");
+    let (repo, stanza, manifest) = backup(&ts).await;
+    restore_backup(
+        &repo,
+        &stanza,
+        &manifest,
+        &RestoreOptions::new(&pg_data, recovery()),
+    )
+    .await
+    .unwrap();
+
+    // Another cluster's tablespace directory (say, production's at the original
+    // location), which this data directory does not link to.
+    let theirs = root.join("theirs");
+    fs::create_dir_all(theirs.join("PG_15_202209061")).unwrap();
+    fs::write(theirs.join("PG_15_202209061/live"), b"production data").unwrap();
+    let before_theirs = snapshot(&theirs);
+    let before = snapshot(&pg_data);
+    let mut opts = RestoreOptions::new(&pg_data, recovery());
+    opts.delta = true;
+    opts.tablespace_map.insert(16384, theirs.clone());
+    let err = restore_backup(&repo, &stanza, &manifest, &opts)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            cairn_restore::RestoreError::Tablespace {
+                problem: cairn_restore::TablespaceProblem::NotEmpty,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(snapshot(&theirs), before_theirs);
+    assert_eq!(snapshot(&pg_data), before);
 }
