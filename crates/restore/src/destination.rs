@@ -223,7 +223,7 @@ fn state(path: &Path) -> io::Result<State> {
 
 /// `path` made absolute with every existing component resolved (links followed), the
 /// rest appended, so two spellings of one directory compare equal.
-pub fn resolve(path: &Path) -> io::Result<PathBuf> {
+pub(crate) fn resolve(path: &Path) -> io::Result<PathBuf> {
     let abs = std::path::absolute(path)?;
     let mut out = PathBuf::new();
     let mut existing = true;

@@ -56,7 +56,6 @@ mod recovery;
 mod report;
 mod tree;
 
-pub use destination::resolve;
 pub use error::{PathProblem, RestoreError, TablespaceProblem};
 pub use executor::restore_backup;
 pub use file::READ_AHEAD;
