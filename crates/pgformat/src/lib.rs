@@ -50,6 +50,7 @@ pub mod record;
 pub mod segment;
 mod segment_size;
 pub mod summary;
+pub mod tar;
 mod timeline;
 mod timestamp;
 pub mod xact;
