@@ -21,10 +21,12 @@ mod chunker;
 mod error;
 mod plan;
 mod run;
+mod server;
 mod source;
 
 pub use chunker::CHUNK_SIZE;
 pub use error::BackupError;
 pub use plan::BackupPlan;
 pub use run::{RunOptions, run};
+pub use server::ServerSource;
 pub use source::{BackupSource, EntryKind, SourceEvent};

@@ -58,8 +58,15 @@ pub enum Command {
     ArchiveGet { wal_name: String, dest: PathBuf },
     /// Take a base backup.
     Backup {
+        /// full, diff or incr (default incr; a full when none exists).
         #[arg(long = "type", value_enum)]
         backup_type: Option<BackupType>,
+        /// Seconds to wait for the WAL that makes the backup consistent to be archived.
+        #[arg(long, default_value_t = 120)]
+        archive_timeout: u64,
+        /// Let the server's checkpoint spread out (CHECKPOINT 'spread') instead of 'fast'.
+        #[arg(long)]
+        spread: bool,
     },
     /// Restore a backup and configure recovery.
     Restore(RestoreArgs),

@@ -2,6 +2,7 @@
 //! and exit codes live here; the work itself is in the library crates.
 
 mod args;
+mod backup;
 mod check;
 mod info;
 mod pg;
@@ -57,7 +58,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Info { output } => info::run(&cfg, stanza, output).await,
         Command::Restore(args) => restore::run(&cfg, stanza, &args).await,
-        Command::Backup { .. } | Command::Expire { .. } | Command::Verify => Err(Failure::new(
+        Command::Backup {
+            backup_type,
+            archive_timeout,
+            spread,
+        } => backup::run(&cfg, stanza, backup_type, archive_timeout, spread).await,
+        Command::Expire { .. } | Command::Verify => Err(Failure::new(
             ErrorKind::Unsupported,
             "this command is not implemented yet in this build of cairn",
         )

@@ -1,0 +1,91 @@
+//! The real [`BackupSource`]: a `BASE_BACKUP` stream from `cairn-basebackup`.
+
+use cairn_basebackup::{BackupEvent, BaseBackupStream, ReplicationError};
+use cairn_exit::Classify;
+use cairn_pgformat::tar::TarKind;
+
+use crate::error::BackupError;
+use crate::source::{BackupSource, EntryKind, SourceEvent};
+
+/// Adapts a server's base backup stream.
+#[derive(Debug)]
+pub struct ServerSource<'c> {
+    stream: BaseBackupStream<'c>,
+    /// Bytes the server reported sending so far.
+    pub progress: u64,
+}
+
+impl<'c> ServerSource<'c> {
+    pub fn new(stream: BaseBackupStream<'c>) -> ServerSource<'c> {
+        ServerSource {
+            stream,
+            progress: 0,
+        }
+    }
+}
+
+pub(crate) fn source_error(e: ReplicationError) -> BackupError {
+    BackupError::Source {
+        message: e.to_string(),
+        hint: e.hint(),
+        kind: e.kind(),
+    }
+}
+
+impl BackupSource for ServerSource<'_> {
+    async fn next_event(&mut self) -> Result<Option<SourceEvent>, BackupError> {
+        loop {
+            let Some(ev) = self.stream.next_event().await.map_err(source_error)? else {
+                return Ok(None);
+            };
+            return Ok(Some(match ev {
+                BackupEvent::Started {
+                    start_lsn,
+                    timeline,
+                } => SourceEvent::Started {
+                    start_lsn,
+                    timeline,
+                },
+                BackupEvent::Tablespaces(list) => SourceEvent::Tablespaces(
+                    list.into_iter().map(|t| (t.oid, t.location)).collect(),
+                ),
+                BackupEvent::ArchiveStart { name, tablespace } => {
+                    // Tablespace archives are named OID.tar; the data directory's base.tar.
+                    let oid = match tablespace {
+                        None => None,
+                        Some(_) => {
+                            Some(name.trim_end_matches(".tar").parse::<u32>().map_err(|_| {
+                                BackupError::Protocol(format!(
+                                    "tablespace archive '{name}' is not named after its OID"
+                                ))
+                            })?)
+                        }
+                    };
+                    SourceEvent::Archive { tablespace: oid }
+                }
+                BackupEvent::Entry(e) => SourceEvent::Entry {
+                    path: e.path,
+                    kind: match e.kind {
+                        TarKind::File => EntryKind::File,
+                        TarKind::Dir => EntryKind::Dir,
+                        TarKind::Symlink { target } => EntryKind::Symlink { target },
+                    },
+                    mode: e.mode,
+                    size: e.size,
+                    mtime: e.mtime,
+                },
+                BackupEvent::Data(d) => SourceEvent::Data(d),
+                BackupEvent::EntryEnd => SourceEvent::EntryEnd,
+                BackupEvent::Progress(p) => {
+                    self.progress = p;
+                    continue;
+                }
+                BackupEvent::ManifestData(d) => SourceEvent::Manifest(d),
+                BackupEvent::Finished { end_lsn, timeline } => SourceEvent::Finished {
+                    stop_lsn: end_lsn,
+                    timeline,
+                },
+            }));
+        }
+    }
+}
