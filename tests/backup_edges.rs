@@ -1,0 +1,256 @@
+//! Base backups beyond the happy path (PostgreSQL 15): a tablespace outside the data
+//! directory restored to its own path and relocated; a backup killed mid-stream is never
+//! listed and the next run reuses what it stored; connection failures are one clear line.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use cairn_testkit::{ClusterOptions, PgCluster, PgInstall, TestDir, run_as_postgres, wait_until};
+use support::{Cairn, RepoSpec, describe, start_archiving};
+
+fn checksum(pg: &PgCluster) -> String {
+    pg.psql("SELECT count(*) || ':' || md5(string_agg(md5(b), ',' ORDER BY g)) FROM big")
+        .unwrap()
+}
+
+fn start_restored(dir: &TestDir, primary: &PgCluster, data: &Path) -> PgCluster {
+    let mut pg = PgCluster::from_existing_data_dir(primary.install(), dir, data).unwrap();
+    pg.set_conf("archive_mode", "off").unwrap();
+    pg.start().unwrap();
+    wait_until(
+        "restored cluster to be consistent",
+        Duration::from_secs(120),
+        || {
+            Ok::<_, cairn_testkit::Error>(
+                pg.psql("SELECT pg_is_wal_replay_paused() OR NOT pg_is_in_recovery()")
+                    .ok()
+                    .filter(|r| r == "t"),
+            )
+        },
+    )
+    .unwrap();
+    pg
+}
+
+fn du(path: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
+        let p = e.path();
+        total += if p.is_dir() {
+            du(&p)
+        } else {
+            e.metadata().map(|m| m.len()).unwrap_or(0)
+        };
+    }
+    total
+}
+
+#[test]
+fn pg15_tablespaces_and_an_interrupted_backup() {
+    let install = PgInstall::find(15).unwrap();
+    let dir = TestDir::new().unwrap();
+    let mut primary = PgCluster::init(&install, &dir, ClusterOptions::default()).unwrap();
+    let cairn = Cairn::new(&dir, &primary, RepoSpec::Local);
+    start_archiving(&mut primary, &cairn);
+    cairn.cairn_ok(&["stanza-create"]);
+    let ts_dir = dir.subdir("ts1").unwrap();
+    primary
+        .psql(&format!(
+            "CREATE TABLESPACE ts1 LOCATION '{}'",
+            ts_dir.display()
+        ))
+        .unwrap();
+    // ~80 MiB that does not compress, in the tablespace: more than one 32 MiB pack.
+    primary
+        .psql(
+            "CREATE EXTENSION pgcrypto; \
+             CREATE TABLE big TABLESPACE ts1 AS SELECT g, encode(gen_random_bytes(1000), 'base64') AS b FROM generate_series(1, 60000) g",
+        )
+        .unwrap();
+    let oid = primary
+        .psql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'")
+        .unwrap();
+    let expected = checksum(&primary);
+
+    // Kill a backup once it has stored its first pack.
+    let mut child = Command::new(cairn.exe("cairn"));
+    child
+        .args(["backup", "--type", "full"])
+        .env("CAIRN_CONFIG", &cairn.config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    run_as_postgres(&mut child).unwrap();
+    let mut child = child.spawn().unwrap();
+    let index_dir = cairn.repo_dir.join("stanza/main/pack-index");
+    wait_until(
+        "the first pack to be stored",
+        Duration::from_secs(120),
+        || {
+            Ok::<_, std::io::Error>(
+                std::fs::read_dir(&index_dir)
+                    .ok()
+                    .and_then(|mut d| d.next())
+                    .map(|_| ()),
+            )
+        },
+    )
+    .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let stored_by_killed = du(&cairn.repo_dir.join("stanza/main/pack"));
+    assert!(stored_by_killed > 0);
+    let info = cairn.info_json();
+    assert_eq!(
+        info["stanzas"][0]["backups"].as_array().unwrap().len(),
+        0,
+        "a killed backup is not listed: {info:#}"
+    );
+
+    // The next run succeeds and stores less than the whole backup: the killed run's chunks are reused.
+    cairn.cairn_ok(&["backup", "--type", "full"]);
+    let info = cairn.info_json();
+    let b = &info["stanzas"][0]["backups"][0];
+    let added = b["repo_added"].as_u64().unwrap();
+    let total = du(&cairn.repo_dir.join("stanza/main/pack"));
+    assert!(
+        added + stored_by_killed / 2 <= total,
+        "second run added {added}, killed run stored {stored_by_killed}, packs now {total}"
+    );
+    let label = b["label"].as_str().unwrap().to_string();
+
+    // Relocated with --tablespace-map while the primary still uses the original.
+    let moved = dir.path().join("ts1-moved");
+    let data = dir.path().join("restore-moved");
+    let map = format!("{oid}={}", moved.display());
+    let out = cairn.run(
+        "cairn",
+        &[
+            "restore",
+            "--pg-data",
+            data.to_str().unwrap(),
+            "--set",
+            &label,
+            "--target",
+            "immediate",
+            "--tablespace-map",
+            &map,
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        std::fs::read_link(data.join("pg_tblspc").join(&oid)).unwrap(),
+        moved
+    );
+    let mut pg = start_restored(&dir, &primary, &data);
+    assert_eq!(checksum(&pg), expected);
+    pg.stop().unwrap();
+
+    // Restoring to the original location is refused while it holds the primary's files...
+    let data2 = dir.path().join("restore-original");
+    let out = cairn.run(
+        "cairn",
+        &[
+            "restore",
+            "--pg-data",
+            data2.to_str().unwrap(),
+            "--target",
+            "immediate",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(13), "{}", describe(&out));
+    assert!(!data2.exists());
+    // ...and works once the primary is gone.
+    primary.stop().unwrap();
+    std::fs::remove_dir_all(&ts_dir).unwrap();
+    let out = cairn.run(
+        "cairn",
+        &[
+            "restore",
+            "--pg-data",
+            data2.to_str().unwrap(),
+            "--target",
+            "immediate",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let mut pg = start_restored(&dir, &primary, &data2);
+    assert_eq!(checksum(&pg), expected);
+    pg.stop().unwrap();
+}
+
+#[test]
+fn pg15_backup_connection_failures_are_one_clear_line() {
+    let install = PgInstall::find(15).unwrap();
+    let dir = TestDir::new().unwrap();
+    let mut primary = PgCluster::init(&install, &dir, ClusterOptions::default()).unwrap();
+    let cairn = Cairn::new(&dir, &primary, RepoSpec::Local);
+    start_archiving(&mut primary, &cairn);
+    cairn.cairn_ok(&["stanza-create"]);
+    primary.psql("SET password_encryption = 'scram-sha-256'; CREATE ROLE backup LOGIN REPLICATION PASSWORD 'right'; CREATE ROLE plain LOGIN PASSWORD 'right'").unwrap();
+    let hba = primary.data_dir().join("pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("host replication backup 127.0.0.1/32 scram-sha-256\nhost replication plain 127.0.0.1/32 scram-sha-256\n{old}")).unwrap();
+    primary.reload().unwrap();
+    let tcp = [("CAIRN_STANZA_MAIN_PG_HOST", "127.0.0.1")];
+    let one_line = |out: &std::process::Output, needle: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("cairn: ERROR"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{}", describe(out));
+        assert!(lines[0].contains(needle), "{}", describe(out));
+        assert!(err.contains("HINT:"), "{}", describe(out));
+    };
+
+    let out = cairn.run_env(
+        "cairn",
+        &["backup"],
+        &[
+            tcp[0],
+            ("CAIRN_STANZA_MAIN_PG_USER", "backup"),
+            ("CAIRN_STANZA_MAIN_PG_PASSWORD", "wrong"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(10), "{}", describe(&out));
+    one_line(&out, "password authentication failed");
+
+    let out = cairn.run_env(
+        "cairn",
+        &["backup"],
+        &[
+            tcp[0],
+            ("CAIRN_STANZA_MAIN_PG_USER", "plain"),
+            ("CAIRN_STANZA_MAIN_PG_PASSWORD", "right"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(10), "{}", describe(&out));
+    one_line(&out, "replication");
+
+    let out = cairn.run_env(
+        "cairn",
+        &["backup"],
+        &[
+            tcp[0],
+            ("CAIRN_STANZA_MAIN_PG_USER", "backup"),
+            ("CAIRN_STANZA_MAIN_PG_PASSWORD", "right"),
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+
+    primary.stop().unwrap();
+    let out = cairn.run("cairn", &["backup"]);
+    assert_eq!(out.status.code(), Some(10), "{}", describe(&out));
+    one_line(&out, "cannot connect");
+    // Nothing but the one good backup is listed.
+    assert_eq!(
+        cairn.info_json()["stanzas"][0]["backups"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
