@@ -70,6 +70,8 @@ as_pg "$PGBIN/pg_ctl" -D "$DEMO/pgdata" -l "$DEMO/postgres.log" -w start >/dev/n
 cairn() { as_pg env CAIRN_CONFIG="$DEMO/cairn.toml" "$DEMO/bin/cairn" "$@"; }
 echo "\$ cairn stanza-create"; cairn stanza-create
 echo "\$ cairn check"; cairn check
+echo "\$ cairn backup"; cairn backup
+TARGET=$(date -u +"%Y-%m-%d %H:%M:%S.%6N+00")   # after the backup, before the writes below
 echo "demo: writing data and switching WAL a few times"
 for i in 1 2 3; do
     as_pg psql -X -q -h "$DEMO/run" -p "$PORT" -d postgres -c \
@@ -78,5 +80,7 @@ done
 as_pg psql -X -q -h "$DEMO/run" -p "$PORT" -d postgres -c "SELECT pg_create_restore_point('demo-point'); SELECT pg_switch_wal();" >/dev/null
 cairn check >/dev/null
 echo "\$ cairn info"; cairn info
+echo "\$ cairn restore --pg-data $DEMO/restore --target-time '$TARGET' --dry-run"
+cairn restore --pg-data "$DEMO/restore" --target-time "$TARGET" --dry-run
 echo
 echo "demo: the cluster keeps running in $DEMO (config $DEMO/cairn.toml); stop it with: scripts/demo.sh stop"

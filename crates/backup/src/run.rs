@@ -203,11 +203,11 @@ pub async fn run<S: BackupSource>(
     }
     if opts.progress_every.is_some() {
         eprintln!(
-            "cairn: backup {}: {} MiB received, {} new chunks ({} MiB stored), {} reused; waiting for WAL up to {stop_lsn}",
+            "cairn: backup {}: {} MiB received, {} new chunks ({:.1} MiB stored), {} reused; waiting for WAL up to {stop_lsn}",
             plan.label,
             received >> 20,
             chunked.new_chunks,
-            chunked.stored_bytes >> 20,
+            chunked.stored_bytes as f64 / 1048576.0,
             chunked.reused_chunks
         );
     }
