@@ -23,14 +23,21 @@ pub struct ConnParams {
     pub port: u16,
     pub user: String,
     pub password: Option<String>,
-    /// `disable`, `allow`, `prefer` (TLS is not implemented yet: these connect in clear),
-    /// `require` and stricter are refused.
+    /// `disable`/`allow` (clear), `prefer` (TLS if the server offers it), `require` (TLS or
+    /// fail; the certificate is not verified, as in libpq). `verify-*` are refused.
     pub sslmode: Option<String>,
     pub application_name: String,
 }
 
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    Off,
+    Prefer,
+    Require,
+}
 
 /// The result of `IDENTIFY_SYSTEM`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,15 +97,18 @@ pub(crate) fn row_values(row: &DataRowBody) -> Result<Vec<Option<String>>, Repli
 impl ReplicationConnection {
     /// Connect, authenticate and wait until the server is ready for commands.
     pub async fn connect(p: &ConnParams) -> Result<ReplicationConnection, ReplicationError> {
-        match p.sslmode.as_deref() {
-            None | Some("disable") | Some("allow") | Some("prefer") => {}
+        let tls = match p.sslmode.as_deref() {
+            None | Some("disable") | Some("allow") => Tls::Off,
+            Some("prefer") => Tls::Prefer,
+            Some("require") => Tls::Require,
             Some(other) => {
                 return Err(ReplicationError::UnsupportedSsl {
                     mode: other.to_string(),
                 });
             }
-        }
+        };
         let io: Box<dyn Io> = if p.host.starts_with('/') {
+            // libpq does not use TLS over Unix sockets either.
             let path = format!("{}/.s.PGSQL.{}", p.host, p.port);
             let s = tokio::net::UnixStream::connect(&path)
                 .await
@@ -109,14 +119,38 @@ impl ReplicationConnection {
             Box::new(s)
         } else {
             let target = format!("{}:{}", p.host, p.port);
-            let s = tokio::net::TcpStream::connect(&target)
+            let mut s = tokio::net::TcpStream::connect(&target)
                 .await
                 .map_err(|source| ReplicationError::Connect {
                     target: target.clone(),
                     source,
                 })?;
             s.set_nodelay(true)?;
-            Box::new(s)
+            if tls == Tls::Off {
+                Box::new(s)
+            } else {
+                // SSLRequest; the server answers one byte: 'S' (go ahead) or 'N'.
+                let mut buf = BytesMut::new();
+                frontend::ssl_request(&mut buf);
+                s.write_all(&buf).await?;
+                let mut answer = [0u8; 1];
+                s.read_exact(&mut answer).await?;
+                match (answer[0], tls) {
+                    (b'S', _) => Box::new(
+                        crate::tls::connector()
+                            .connect(crate::tls::server_name(&p.host), s)
+                            .await?,
+                    ),
+                    (b'N', Tls::Prefer) => Box::new(s),
+                    (b'N', _) => return Err(ReplicationError::TlsRefused),
+                    (other, _) => {
+                        return Err(ReplicationError::Protocol(format!(
+                            "SSLRequest answered {:?}",
+                            other as char
+                        )));
+                    }
+                }
+            }
         };
         let mut conn = ReplicationConnection {
             io,

@@ -22,8 +22,10 @@ pub enum ReplicationError {
     NoPassword,
     #[error("authentication method {method} is not supported by cairn")]
     UnsupportedAuth { method: String },
-    #[error("pg-sslmode '{mode}' is not supported by the replication client yet")]
+    #[error("pg-sslmode '{mode}' is not supported (certificate verification is not built yet)")]
     UnsupportedSsl { mode: String },
+    #[error("the server does not accept TLS, and pg-sslmode is require")]
+    TlsRefused,
     #[error("unexpected message from the server: {0}")]
     Protocol(String),
     #[error("base backup archive: {0}")]
@@ -57,7 +59,8 @@ impl Classify for ReplicationError {
                 _ => server_hint.clone(),
             },
             ReplicationError::NoPassword => Some("set pg-password in the stanza section or CAIRN_STANZA_<NAME>_PG_PASSWORD".into()),
-            ReplicationError::UnsupportedSsl { .. } => Some("use pg-sslmode = \"disable\" or \"prefer\", or connect over the Unix socket".into()),
+            ReplicationError::UnsupportedSsl { .. } => Some("use pg-sslmode = \"require\" (encrypted, certificate not verified) or \"prefer\"".into()),
+            ReplicationError::TlsRefused => Some("turn on ssl in postgresql.conf, or set pg-sslmode = \"prefer\"".into()),
             _ => None,
         }
     }

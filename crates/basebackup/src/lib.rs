@@ -1,6 +1,7 @@
 //! `cairn-basebackup`: a PostgreSQL physical-replication client on `postgres-protocol`
 //! framing over tokio TCP and Unix sockets (`tokio-postgres` cannot open replication
-//! connections): startup with `replication=true`, trust / password / md5 / SCRAM-SHA-256,
+//! connections), TLS per `sslmode`: startup with `replication=true`, trust / password / md5 /
+//! SCRAM-SHA-256,
 //! `IDENTIFY_SYSTEM`, `SHOW`, PostgreSQL 17's `UPLOAD_MANIFEST`, and `BASE_BACKUP` with its
 //! tar streams parsed (by `cairn-pgformat`) into file events, so consumers see files, not
 //! tar blocks, and memory stays bounded.
@@ -22,6 +23,7 @@
 mod conn;
 mod error;
 mod stream;
+mod tls;
 
 pub use conn::{ConnParams, IdentifySystem, ReplicationConnection};
 pub use error::ReplicationError;

@@ -172,3 +172,86 @@ async fn passwords_and_refusals() {
     assert!(matches!(e, ReplicationError::Connect { .. }), "{e}");
     assert!(e.hint().unwrap().contains("running"));
 }
+
+#[tokio::test]
+async fn tls_by_sslmode() {
+    let install = PgInstall::find(15).unwrap();
+    let dir = TestDir::new().unwrap();
+    let mut pg = PgCluster::init(&install, &dir, ClusterOptions::default()).unwrap();
+    let (cert, key) = (
+        pg.data_dir().join("server.crt"),
+        pg.data_dir().join("server.key"),
+    );
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-x509",
+            "-days",
+            "2",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-newkey",
+            "rsa:2048",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for f in [&cert, &key] {
+        cairn_testkit::chown_to_postgres(f).unwrap();
+    }
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    pg.set_conf("ssl", "on").unwrap();
+    pg.start().unwrap();
+    pg.psql("SET password_encryption = 'scram-sha-256'; CREATE ROLE tls LOGIN REPLICATION PASSWORD 'pw'").unwrap();
+    let hba = pg.data_dir().join("pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("hostssl replication tls 127.0.0.1/32 scram-sha-256\nhostnossl replication tls 127.0.0.1/32 reject\n{old}")).unwrap();
+    pg.reload().unwrap();
+
+    let mut p = params(&pg, "tls", Some("pw"), true);
+    for mode in ["require", "prefer"] {
+        p.sslmode = Some(mode.into());
+        let mut c = ReplicationConnection::connect(&p).await.unwrap();
+        c.identify_system().await.unwrap();
+    }
+    // Only TLS connections are allowed for this role, so clear text is rejected by the server.
+    p.sslmode = Some("disable".into());
+    let e = ReplicationConnection::connect(&p).await.unwrap_err();
+    assert!(
+        matches!(&e, ReplicationError::Server { code, .. } if code == "28000"),
+        "{e}"
+    );
+    p.sslmode = Some("verify-full".into());
+    assert!(matches!(
+        ReplicationConnection::connect(&p).await.unwrap_err(),
+        ReplicationError::UnsupportedSsl { .. }
+    ));
+
+    // A server without TLS: require fails clearly, prefer falls back.
+    pg.set_conf("ssl", "off").unwrap();
+    std::fs::write(&hba, old).unwrap();
+    pg.restart().unwrap();
+    let mut p = params(&pg, "postgres", None, true);
+    p.sslmode = Some("require".into());
+    assert!(matches!(
+        ReplicationConnection::connect(&p).await.unwrap_err(),
+        ReplicationError::TlsRefused
+    ));
+    p.sslmode = Some("prefer".into());
+    ReplicationConnection::connect(&p)
+        .await
+        .unwrap()
+        .identify_system()
+        .await
+        .unwrap();
+}
