@@ -17,22 +17,7 @@ fn checksum(pg: &PgCluster) -> String {
 }
 
 fn start_restored(dir: &TestDir, primary: &PgCluster, data: &Path) -> PgCluster {
-    let mut pg = PgCluster::from_existing_data_dir(primary.install(), dir, data).unwrap();
-    pg.set_conf("archive_mode", "off").unwrap();
-    pg.start().unwrap();
-    wait_until(
-        "restored cluster to be consistent",
-        Duration::from_secs(120),
-        || {
-            Ok::<_, cairn_testkit::Error>(
-                pg.psql("SELECT pg_is_wal_replay_paused() OR NOT pg_is_in_recovery()")
-                    .ok()
-                    .filter(|r| r == "t"),
-            )
-        },
-    )
-    .unwrap();
-    pg
+    support::start_restored(dir, primary, data, false, support::Recovered::Consistent)
 }
 
 fn du(path: &Path) -> u64 {

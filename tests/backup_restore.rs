@@ -4,9 +4,7 @@
 
 mod support;
 
-use std::time::Duration;
-
-use cairn_testkit::{ClusterOptions, PgCluster, PgInstall, TestDir, wait_until};
+use cairn_testkit::{ClusterOptions, PgCluster, PgInstall, TestDir};
 use support::{Cairn, RepoSpec, describe, start_archiving};
 
 /// The workload's tables: a checksum over all of them.
@@ -60,35 +58,10 @@ fn restore_and_check(
     expected: &str,
 ) {
     let target = dir.path().join(format!("restore-{label}"));
-    let out = cairn.run(
-        "cairn",
-        &[
-            "restore",
-            "--pg-data",
-            target.to_str().unwrap(),
-            "--set",
-            label,
-            "--target",
-            "immediate",
-        ],
-    );
-    assert!(out.status.success(), "restore {label}: {}", describe(&out));
-    let mut pg = PgCluster::from_existing_data_dir(primary.install(), dir, &target).unwrap();
-    pg.set_conf("archive_mode", "off").unwrap();
-    pg.start().unwrap();
+    support::restore(cairn, &target, &["--set", label, "--target", "immediate"]);
     // recovery_target = immediate with the default action (pause): consistent and paused.
-    wait_until(
-        "restored cluster to reach consistency",
-        Duration::from_secs(120),
-        || {
-            Ok::<_, cairn_testkit::Error>(
-                pg.psql("SELECT pg_is_wal_replay_paused() OR NOT pg_is_in_recovery()")
-                    .ok()
-                    .filter(|r| r == "t"),
-            )
-        },
-    )
-    .unwrap();
+    let mut pg =
+        support::start_restored(dir, primary, &target, false, support::Recovered::Consistent);
     assert_eq!(checksum(&pg), expected, "backup {label}");
     pg.stop().unwrap();
 }

@@ -5,9 +5,7 @@
 
 mod support;
 
-use std::time::Duration;
-
-use cairn_testkit::{ClusterOptions, PgCluster, PgInstall, TestDir, wait_until};
+use cairn_testkit::{ClusterOptions, PgCluster, PgInstall, TestDir};
 use support::{Cairn, RepoSpec, describe, start_archiving};
 
 /// Commit `n` rows, one transaction each, switching WAL every 40 rows.
@@ -40,27 +38,11 @@ fn restore_ids(
     args: &[&str],
 ) -> Vec<i64> {
     let target = dir.path().join(format!("pitr-{name}"));
-    let mut all = vec![
-        "restore",
-        "--pg-data",
-        target.to_str().unwrap(),
-        "--target-action",
-        "promote",
-    ];
+    let mut all = vec!["--target-action", "promote"];
     all.extend_from_slice(args);
-    let out = cairn.run("cairn", &all);
-    assert!(out.status.success(), "restore {name}: {}", describe(&out));
-    let mut pg = PgCluster::from_existing_data_dir(primary.install(), dir, &target).unwrap();
-    pg.set_conf("archive_mode", "off").unwrap();
-    pg.start().unwrap();
-    wait_until("recovery to end", Duration::from_secs(120), || {
-        Ok::<_, cairn_testkit::Error>(
-            pg.psql("SELECT pg_is_in_recovery()")
-                .ok()
-                .filter(|r| r == "f"),
-        )
-    })
-    .unwrap();
+    support::restore(cairn, &target, &all);
+    let mut pg =
+        support::start_restored(dir, primary, &target, false, support::Recovered::Promoted);
     let ids = pg
         .psql("SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') FROM r")
         .unwrap();

@@ -36,30 +36,10 @@ fn restore_and_start(
     archive: bool,
 ) -> PgCluster {
     let data = dir.path().join(name);
-    let mut all = vec![
-        "restore",
-        "--pg-data",
-        data.to_str().unwrap(),
-        "--target-action",
-        "promote",
-    ];
+    let mut all = vec!["--target-action", "promote"];
     all.extend_from_slice(args);
-    let out = cairn.run("cairn", &all);
-    assert!(out.status.success(), "{name}: {}", describe(&out));
-    let mut pg = PgCluster::from_existing_data_dir(primary.install(), dir, &data).unwrap();
-    if !archive {
-        pg.set_conf("archive_mode", "off").unwrap();
-    }
-    pg.start().unwrap();
-    wait_until("recovery to end", Duration::from_secs(120), || {
-        Ok::<_, cairn_testkit::Error>(
-            pg.psql("SELECT pg_is_in_recovery()")
-                .ok()
-                .filter(|r| r == "f"),
-        )
-    })
-    .unwrap();
-    pg
+    support::restore(cairn, &data, &all);
+    support::start_restored(dir, primary, &data, archive, support::Recovered::Promoted)
 }
 
 /// Wait until the archiver pushed everything before the switch (by name, any timeline).

@@ -200,3 +200,48 @@ pub fn find_file(root: &Path, suffix: &str) -> Option<PathBuf> {
     }
     None
 }
+
+/// How far recovery must get before a restored cluster is handed to the test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovered {
+    /// Consistent and paused at the target (recovery_target_action = pause), or promoted.
+    Consistent,
+    /// Recovery ended and the cluster was promoted.
+    Promoted,
+}
+
+/// `cairn restore --pg-data DATA ARGS...`, asserting success.
+pub fn restore(cairn: &Cairn, data: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["restore", "--pg-data", data.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = cairn.run("cairn", &all);
+    assert!(out.status.success(), "cairn {all:?}: {}", describe(&out));
+    out
+}
+
+/// Start a restored data directory (archiving off unless `archive`) and wait until it has
+/// recovered as far as `until`.
+pub fn start_restored(
+    dir: &TestDir,
+    like: &PgCluster,
+    data: &Path,
+    archive: bool,
+    until: Recovered,
+) -> PgCluster {
+    let mut pg = PgCluster::from_existing_data_dir(like.install(), dir, data).unwrap();
+    if !archive {
+        pg.set_conf("archive_mode", "off").unwrap();
+    }
+    pg.start().unwrap();
+    let sql = match until {
+        Recovered::Consistent => "SELECT pg_is_wal_replay_paused() OR NOT pg_is_in_recovery()",
+        Recovered::Promoted => "SELECT NOT pg_is_in_recovery()",
+    };
+    wait_until(
+        "the restored cluster to recover",
+        Duration::from_secs(120),
+        || Ok::<_, cairn_testkit::Error>(pg.psql(sql).ok().filter(|r| r == "t")),
+    )
+    .unwrap();
+    pg
+}
