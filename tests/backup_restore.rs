@@ -41,6 +41,13 @@ fn backup(cairn: &Cairn, kind: &str) -> serde_json::Value {
         "backup --type {kind}: {}",
         describe(&out)
     );
+    // Not a terminal: progress comes as plain log lines, a last one when the stream ends.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("cairn: backup ") && l.contains("MiB/s")),
+        "{err}"
+    );
     let info = cairn.info_json();
     info["stanzas"][0]["backups"]
         .as_array()

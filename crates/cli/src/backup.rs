@@ -12,6 +12,7 @@ use cairn_pgformat::WalSegmentSize;
 use cairn_repo::BackupType;
 
 use crate::args::BackupType as ArgType;
+use crate::progress::Progress;
 use crate::stanza::stanza_name;
 
 pub fn conn_params(st: &StanzaConfig) -> ConnParams {
@@ -42,6 +43,19 @@ fn pg_failure(e: cairn_basebackup::ReplicationError) -> Failure {
     let mut f = Failure::new(e.kind(), e.to_string());
     f.hint = e.hint();
     f
+}
+
+/// The size of the databases, for the progress bar's ETA (none if SQL is not reachable).
+async fn size_estimate(st: &StanzaConfig) -> Option<u64> {
+    let client = crate::pg::connect(st).await.ok()?;
+    let row = client
+        .query_one(
+            "SELECT sum(pg_database_size(oid))::bigint FROM pg_database",
+            &[],
+        )
+        .await
+        .ok()?;
+    row.get::<_, Option<i64>>(0).map(|v| v as u64)
 }
 
 pub async fn run(
@@ -75,6 +89,7 @@ pub async fn run(
             format!("unexpected wal_segment_size '{seg_text}'"),
         )
     })?;
+    let estimate = size_estimate(st).await;
     let existing = repo.backups(&name).await?;
     let requested = requested.map(|t| match t {
         ArgType::Full => BackupType::Full,
@@ -107,11 +122,11 @@ pub async fn run(
         })
         .await
         .map_err(pg_failure)?;
-    let mut source = ServerSource::new(stream);
+    let mut source = Progress::new(ServerSource::new(stream), estimate, plan.label.as_str());
     let opts = RunOptions {
         archive_timeout: Duration::from_secs(archive_timeout),
         wal_segment_size: seg,
-        progress_every: Some(Duration::from_secs(10)),
+        progress_every: None,
         ..Default::default()
     };
     let m = cairn_backup::run(&repo, &info, &plan, &mut source, &opts).await?;

@@ -6,6 +6,7 @@ mod backup;
 mod check;
 mod info;
 mod pg;
+mod progress;
 mod restore;
 mod stanza;
 
