@@ -44,6 +44,7 @@ mod error;
 mod file_name;
 pub mod fragment;
 pub mod history;
+pub mod incremental;
 mod lsn;
 pub mod page;
 pub mod record;
