@@ -2,7 +2,9 @@
 
 use bytes::{Bytes, BytesMut};
 use cairn_repo::object::{self, ObjectKind};
-use cairn_repo::{ChunkIndex, ChunkRef, ContentId, Encoded, PackId, PackWriter, Repository};
+use cairn_repo::{
+    ChunkIndex, ChunkLocation, ChunkRef, ContentId, Encoded, PackId, PackWriter, Repository,
+};
 use rayon::prelude::*;
 
 use crate::error::BackupError;
@@ -22,6 +24,15 @@ struct Resolved {
     id: ContentId,
     encoded: Option<Result<(Vec<u8>, ContentId), String>>,
     size: u64,
+}
+
+/// A chunk waiting to be recorded, in file order.
+#[derive(Debug)]
+enum Pending {
+    /// Cut from file data: hashed (and stored if new) when resolved.
+    Data(usize, Bytes),
+    /// Already stored (a parent backup's chunk reused as is): recorded without reading it.
+    Stored(usize, ContentId, ChunkLocation),
 }
 
 /// What a finished chunker stored.
@@ -46,7 +57,7 @@ pub struct Chunker {
     pack_ids: Vec<PackId>,
     current: BytesMut,
     /// Chunks cut but not yet resolved, with the file (by manifest position) they belong to.
-    pending: Vec<(usize, Bytes)>,
+    pending: Vec<Pending>,
     /// Chunk refs of each file, by manifest position.
     pub refs: Vec<Vec<ChunkRef>>,
     pub new_chunks: u64,
@@ -93,10 +104,31 @@ impl Chunker {
         Ok(())
     }
 
+    /// Record a chunk that is already stored as the next chunk of `file`. Only at a chunk
+    /// boundary: the data given to [`Chunker::data`] since the last cut must be none.
+    pub async fn reuse(
+        &mut self,
+        file: usize,
+        id: ContentId,
+        loc: ChunkLocation,
+    ) -> Result<(), BackupError> {
+        if !self.current.is_empty() {
+            return Err(BackupError::Protocol(format!(
+                "a stored chunk reused {} bytes into a chunk",
+                self.current.len()
+            )));
+        }
+        self.pending.push(Pending::Stored(file, id, loc));
+        if self.pending.len() >= BATCH {
+            self.resolve().await?;
+        }
+        Ok(())
+    }
+
     async fn cut(&mut self, file: usize) -> Result<(), BackupError> {
         let chunk = self.current.split().freeze();
         self.current.reserve(CHUNK_SIZE);
-        self.pending.push((file, chunk));
+        self.pending.push(Pending::Data(file, chunk));
         if self.pending.len() >= BATCH {
             self.resolve().await?;
         }
@@ -113,51 +145,69 @@ impl Chunker {
         let keys = self.repo.keys().clone();
         let level = self.repo.compress_level();
         let index = std::mem::take(&mut self.index);
-        let (index, results) = tokio::task::spawn_blocking(move || {
-            let results: Vec<Resolved> = batch
+        let (index, batch, results) = tokio::task::spawn_blocking(move || {
+            let results: Vec<Option<Resolved>> = batch
                 .par_iter()
-                .map(|(file, data)| {
-                    let id = keys.content_id_single(data);
-                    let encoded = index
-                        .get(&id)
-                        .is_none()
-                        .then(|| object::encode(&keys, ObjectKind::Chunk, data, level));
-                    Resolved {
-                        file: *file,
-                        id,
-                        encoded,
-                        size: data.len() as u64,
+                .map(|p| match p {
+                    Pending::Data(file, data) => {
+                        let id = keys.content_id_single(data);
+                        let encoded = index
+                            .get(&id)
+                            .is_none()
+                            .then(|| object::encode(&keys, ObjectKind::Chunk, data, level));
+                        Some(Resolved {
+                            file: *file,
+                            id,
+                            encoded,
+                            size: data.len() as u64,
+                        })
                     }
+                    Pending::Stored(..) => None,
                 })
                 .collect();
-            (index, results)
+            (index, batch, results)
         })
         .await
         .expect("chunk task panicked");
         self.index = index;
-        for Resolved {
-            file,
-            id,
-            encoded,
-            size,
-        } in results
-        {
-            let loc = match (self.index.get(&id).cloned(), encoded) {
-                (Some(loc), _) => {
+        for (pending, resolved) in batch.into_iter().zip(results) {
+            let (file, loc, id) = match (pending, resolved) {
+                (Pending::Stored(file, id, loc), _) => {
                     self.reused_chunks += 1;
-                    loc
+                    if self.index.get(&id).is_none() {
+                        self.index.insert(id, loc.clone());
+                    }
+                    (file, loc, id)
                 }
-                (None, Some(enc)) => {
-                    let (bytes, cid) = enc.map_err(|m| {
-                        BackupError::Repo(cairn_repo::RepoError::Encode { message: m })
-                    })?;
-                    let enc = Encoded::from_parts(bytes, cid, size);
-                    let loc = self.packs.add(&enc).await?;
-                    self.index.insert(id, loc.clone());
-                    self.new_chunks += 1;
-                    loc
+                (
+                    Pending::Data(..),
+                    Some(Resolved {
+                        file,
+                        id,
+                        encoded,
+                        size,
+                    }),
+                ) => {
+                    let loc = match (self.index.get(&id).cloned(), encoded) {
+                        (Some(loc), _) => {
+                            self.reused_chunks += 1;
+                            loc
+                        }
+                        (None, Some(enc)) => {
+                            let (bytes, cid) = enc.map_err(|m| {
+                                BackupError::Repo(cairn_repo::RepoError::Encode { message: m })
+                            })?;
+                            let enc = Encoded::from_parts(bytes, cid, size);
+                            let loc = self.packs.add(&enc).await?;
+                            self.index.insert(id, loc.clone());
+                            self.new_chunks += 1;
+                            loc
+                        }
+                        (None, None) => unreachable!("unknown chunks are always encoded"),
+                    };
+                    (file, loc, id)
                 }
-                (None, None) => unreachable!("unknown chunks are always encoded"),
+                (Pending::Data(..), None) => unreachable!("data chunks are always resolved"),
             };
             let pack = match self.pack_ids.iter().position(|p| *p == loc.pack) {
                 Some(i) => i,

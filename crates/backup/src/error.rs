@@ -26,6 +26,18 @@ pub enum BackupError {
         "WAL segment {segment} (needed to make the backup consistent) was not archived within {waited:?}"
     )]
     WalNotArchived { segment: String, waited: Duration },
+    /// PostgreSQL 17+ sent a file as `INCREMENTAL.` that the parent backup does not have.
+    #[error(
+        "the server sent {path} as changed blocks only, but parent backup {parent} has no such file"
+    )]
+    NotInParent { path: String, parent: String },
+    /// An `INCREMENTAL.` file from the server is not what PostgreSQL writes.
+    #[error("incremental file for {path}: {source}")]
+    Incremental {
+        path: String,
+        #[source]
+        source: cairn_pgformat::incremental::IncrementalError,
+    },
 }
 
 impl Classify for BackupError {
@@ -36,6 +48,9 @@ impl Classify for BackupError {
             BackupError::Protocol(_) => ErrorKind::Postgres,
             BackupError::WrongSystem { .. } => ErrorKind::Stanza,
             BackupError::WalNotArchived { .. } => ErrorKind::Unreachable,
+            BackupError::NotInParent { .. } | BackupError::Incremental { .. } => {
+                ErrorKind::Postgres
+            }
         }
     }
 
@@ -47,7 +62,10 @@ impl Classify for BackupError {
             BackupError::WalNotArchived { .. } => Some(
                 "check archive_command (cairn check) and pg_stat_archiver; the backup is not listed and its chunks are reused next time".into(),
             ),
-            BackupError::Protocol(_) => None,
+            BackupError::NotInParent { .. } => Some(
+                "the parent's PostgreSQL backup_manifest does not match its cairn manifest; take a full backup (cairn backup --type full)".into(),
+            ),
+            BackupError::Protocol(_) | BackupError::Incremental { .. } => None,
         }
     }
 }

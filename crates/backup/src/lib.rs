@@ -5,7 +5,10 @@
 //! each file into chunks of [`CHUNK_SIZE`] (a multiple of PostgreSQL's 8 KiB page, so a
 //! changed page changes one chunk), stores only chunks the stanza does not have yet,
 //! packs them, waits until the WAL the backup needs is archived, and writes the manifest
-//! last: a backup without its manifest was never taken.
+//! last: a backup without its manifest was never taken. When the stream is a PostgreSQL 17+
+//! `INCREMENTAL` one ([`RunOptions::incremental_mode`] is `WalSummaries`), each
+//! `INCREMENTAL.<file>` is rebuilt on the parent backup's chunks into the complete file, so
+//! every manifest stays complete on its own.
 //!
 //! ```no_run
 //! # async fn demo<S: cairn_backup::BackupSource>(repo: &cairn_repo::Repository, info: &cairn_repo::StanzaInfo, src: &mut S) -> Result<(), cairn_backup::BackupError> {
@@ -19,6 +22,7 @@
 
 mod chunker;
 mod error;
+mod incremental;
 mod plan;
 mod run;
 mod server;

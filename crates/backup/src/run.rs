@@ -10,6 +10,7 @@ use cairn_repo::{
 
 use crate::chunker::Chunker;
 use crate::error::BackupError;
+use crate::incremental::{ParentFiles, Reconstruction, Sink, complete_backup_label};
 use crate::plan::BackupPlan;
 use crate::source::{BackupSource, EntryKind, SourceEvent};
 
@@ -68,6 +69,16 @@ pub async fn run<S: BackupSource>(
     let mut received = 0u64;
     let clock = Instant::now();
     let mut last_report = Instant::now();
+    // PostgreSQL 17+ INCREMENTAL: files sent as changed blocks are rebuilt on the parent.
+    let parent_files = match (opts.incremental_mode, &plan.parent) {
+        (Some(IncrementalMode::WalSummaries), Some(parent)) => Some(ParentFiles::new(parent)),
+        (Some(IncrementalMode::WalSummaries), None) => {
+            return Err(BackupError::Protocol(
+                "an incremental (WAL summaries) backup needs a parent backup".into(),
+            ));
+        }
+        _ => None,
+    };
 
     loop {
         let ev = match source.next_event().await {
@@ -116,6 +127,32 @@ pub async fn run<S: BackupSource>(
                 let label = LABEL_FILES
                     .iter()
                     .find(|n| current_ts.is_none() && **n == path);
+                let incremental = parent_files
+                    .as_ref()
+                    .filter(|_| kind == FileKind::File)
+                    .and_then(|p| {
+                        cairn_pgformat::incremental::full_path(&path).map(|full| (p, full))
+                    });
+                if let Some((parent, full)) = incremental {
+                    let parent_file = parent.get(stanza, &full)?;
+                    let c = chunker.start_file();
+                    open = Some(Open::Incremental {
+                        file: files.len(),
+                        rebuild: Box::new(Reconstruction::new(full.clone(), c, parent_file)),
+                    });
+                    files.push(ManifestFile {
+                        path: full,
+                        kind,
+                        mode,
+                        // Set when the file is complete: the header says how long it is.
+                        size: 0,
+                        mtime,
+                        link,
+                        chunks: Vec::new(),
+                    });
+                    file_chunks.push(Some(c));
+                    continue;
+                }
                 match (kind, label) {
                     (FileKind::File, Some(name)) => {
                         open = Some(Open::Label {
@@ -156,6 +193,14 @@ pub async fn run<S: BackupSource>(
                 match &mut open {
                     Some(Open::Chunked(c)) => chunker.data(*c, &data).await?,
                     Some(Open::Label { text, .. }) => text.extend_from_slice(&data),
+                    Some(Open::Incremental { rebuild, .. }) => {
+                        let mut sink = Sink {
+                            repo,
+                            stanza,
+                            chunker: &mut chunker,
+                        };
+                        rebuild.data(&data, &mut sink).await?
+                    }
                     None => return Err(BackupError::Protocol("file data outside a file".into())),
                 }
                 if let Some(every) = opts.progress_every
@@ -173,6 +218,14 @@ pub async fn run<S: BackupSource>(
             }
             SourceEvent::EntryEnd => match open.take() {
                 Some(Open::Chunked(c)) => chunker.end_file(c).await?,
+                Some(Open::Incremental { file, rebuild }) => {
+                    let mut sink = Sink {
+                        repo,
+                        stanza,
+                        chunker: &mut chunker,
+                    };
+                    files[file].size = rebuild.finish(&mut sink).await?;
+                }
                 Some(Open::Label { name, text }) => {
                     let text = String::from_utf8_lossy(&text).into_owned();
                     if *name == "backup_label" {
@@ -193,8 +246,11 @@ pub async fn run<S: BackupSource>(
     let (stop_lsn, _) = finished.ok_or_else(|| {
         BackupError::Protocol("the stream ended before the backup finished".into())
     })?;
-    let backup_label = backup_label
+    let mut backup_label = backup_label
         .ok_or_else(|| BackupError::Protocol("the backup has no backup_label".into()))?;
+    if parent_files.is_some() {
+        backup_label = complete_backup_label(&backup_label);
+    }
     let chunked = chunker.finish().await?;
     for (file, c) in files.iter_mut().zip(&file_chunks) {
         if let Some(c) = c {
@@ -252,6 +308,11 @@ enum Open {
     Label {
         name: &'static &'static str,
         text: Vec<u8>,
+    },
+    /// A PostgreSQL 17+ `INCREMENTAL.` file, rebuilt into `files[file]`.
+    Incremental {
+        file: usize,
+        rebuild: Box<Reconstruction>,
     },
 }
 
