@@ -11,6 +11,8 @@ use crate::source::{BackupSource, EntryKind, SourceEvent};
 #[derive(Debug)]
 pub struct ServerSource<'c> {
     stream: BaseBackupStream<'c>,
+    /// The event [`ServerSource::start`] waited for, handed out first.
+    first: Option<BackupEvent>,
     /// Bytes the server reported sending so far.
     pub progress: u64,
 }
@@ -19,7 +21,25 @@ impl<'c> ServerSource<'c> {
     pub fn new(stream: BaseBackupStream<'c>) -> ServerSource<'c> {
         ServerSource {
             stream,
+            first: None,
             progress: 0,
+        }
+    }
+
+    /// Wait until the server has started the backup (its first event), so that a refusal
+    /// comes back as the server's own error before anything is stored: PostgreSQL 17+ refuses
+    /// `INCREMENTAL` in `PrepareForIncrementalBackup()`, before it sends the start position,
+    /// when the WAL summaries it needs are missing.
+    pub async fn start(stream: BaseBackupStream<'c>) -> Result<ServerSource<'c>, ReplicationError> {
+        let mut source = ServerSource::new(stream);
+        loop {
+            match source.stream.next_event().await? {
+                Some(BackupEvent::Progress(p)) => source.progress = p,
+                other => {
+                    source.first = other;
+                    return Ok(source);
+                }
+            }
         }
     }
 }
@@ -35,8 +55,12 @@ pub(crate) fn source_error(e: ReplicationError) -> BackupError {
 impl BackupSource for ServerSource<'_> {
     async fn next_event(&mut self) -> Result<Option<SourceEvent>, BackupError> {
         loop {
-            let Some(ev) = self.stream.next_event().await.map_err(source_error)? else {
-                return Ok(None);
+            let ev = match self.first.take() {
+                Some(ev) => ev,
+                None => match self.stream.next_event().await.map_err(source_error)? {
+                    Some(ev) => ev,
+                    None => return Ok(None),
+                },
             };
             return Ok(Some(match ev {
                 BackupEvent::Started {

@@ -9,7 +9,7 @@ use cairn_basebackup::{BaseBackupOptions, ConnParams, ReplicationConnection};
 use cairn_config::{Config, StanzaConfig};
 use cairn_exit::{Classify, ErrorKind, Failure};
 use cairn_pgformat::WalSegmentSize;
-use cairn_repo::BackupType;
+use cairn_repo::{BackupManifest, BackupType, IncrementalMode};
 
 use crate::args::BackupType as ArgType;
 use crate::progress::Progress;
@@ -43,6 +43,36 @@ fn pg_failure(e: cairn_basebackup::ReplicationError) -> Failure {
     let mut f = Failure::new(e.kind(), e.to_string());
     f.hint = e.hint();
     f
+}
+
+/// Whether the server can send only changed blocks on top of `parent`: PostgreSQL 17+ with
+/// `summarize_wal = on`, and a parent whose PostgreSQL `backup_manifest` cairn kept (it is
+/// what `UPLOAD_MANIFEST` needs). `Err` says why not, for the log.
+async fn wal_summaries<'p>(
+    conn: &mut ReplicationConnection,
+    parent: Option<&'p BackupManifest>,
+) -> Result<Result<&'p str, String>, Failure> {
+    let Some(parent) = parent else {
+        return Ok(Err("a full backup".into()));
+    };
+    match conn.server_version_num() {
+        Some(v) if v >= 170000 => {}
+        _ => return Ok(Err("the server is older than PostgreSQL 17".into())),
+    }
+    let summarize = conn.show("summarize_wal").await.map_err(pg_failure)?;
+    if summarize != "on" {
+        return Ok(Err("summarize_wal is off".into()));
+    }
+    Ok(parent
+        .pg_manifest
+        .as_deref()
+        .ok_or_else(|| format!("parent {} has no PostgreSQL backup_manifest", parent.label)))
+}
+
+/// A refusal by the server (as opposed to a lost connection): worth retrying without
+/// `INCREMENTAL`.
+fn refused(e: &cairn_basebackup::ReplicationError) -> bool {
+    matches!(e, cairn_basebackup::ReplicationError::Server { .. })
 }
 
 /// The size of the databases, for the progress bar's ETA (none if SQL is not reachable).
@@ -105,35 +135,85 @@ pub async fn run(
     if plan.promoted_to_full {
         eprintln!("cairn: no full backup of this cluster exists yet: taking a full backup");
     }
-    eprintln!(
-        "cairn: {} backup {}{} starting (changed data found by content addressing: the server sends every file)",
-        plan.backup_type,
-        plan.label,
-        plan.parent
-            .as_ref()
-            .map(|p| format!(" on top of {}", p.label))
-            .unwrap_or_default()
-    );
-    let stream = conn
-        .base_backup(&BaseBackupOptions {
-            label: format!("cairn {}", plan.label),
-            fast_checkpoint: !spread,
-            incremental: false,
-        })
-        .await
-        .map_err(pg_failure)?;
-    let mut source = Progress::new(ServerSource::new(stream), estimate, plan.label.as_str());
+    let on_top = plan
+        .parent
+        .as_ref()
+        .map(|p| format!(" on top of {}", p.label))
+        .unwrap_or_default();
+    let base = BaseBackupOptions {
+        label: format!("cairn {}", plan.label),
+        fast_checkpoint: !spread,
+        incremental: false,
+    };
+    let mut incremental_mode = None;
+    let mut started = None;
+    let mut refused_once = false;
+    match wal_summaries(&mut conn, plan.parent.as_ref()).await? {
+        Ok(pg_manifest) => {
+            eprintln!(
+                "cairn: {} backup {}{on_top} starting (WAL summaries: the server sends only blocks changed since the parent)",
+                plan.backup_type, plan.label
+            );
+            let attempt = async {
+                conn.upload_manifest(pg_manifest.as_bytes()).await?;
+                let stream = conn
+                    .base_backup(&BaseBackupOptions {
+                        incremental: true,
+                        ..base.clone()
+                    })
+                    .await?;
+                ServerSource::start(stream).await
+            };
+            match attempt.await {
+                Ok(source) => {
+                    incremental_mode = Some(IncrementalMode::WalSummaries);
+                    started = Some(source);
+                }
+                Err(e) if refused(&e) => {
+                    refused_once = true;
+                    eprintln!(
+                        "cairn: the server refused an incremental backup ({e}); falling back to the server sending every file (content addressing)"
+                    )
+                }
+                Err(e) => return Err(pg_failure(e)),
+            }
+        }
+        Err(why) => eprintln!(
+            "cairn: {} backup {}{on_top} starting (changed data found by content addressing: the server sends every file; {why})",
+            plan.backup_type, plan.label
+        ),
+    }
+    let source = match started {
+        Some(source) => source,
+        None => {
+            // A new connection: the refused one still holds the uploaded manifest.
+            if refused_once {
+                conn = ReplicationConnection::connect(&conn_params(st))
+                    .await
+                    .map_err(pg_failure)?;
+            }
+            let stream = conn.base_backup(&base).await.map_err(pg_failure)?;
+            ServerSource::new(stream)
+        }
+    };
+    let mut source = Progress::new(source, estimate, plan.label.as_str());
     let opts = RunOptions {
         archive_timeout: Duration::from_secs(archive_timeout),
         wal_segment_size: seg,
         progress_every: None,
+        incremental_mode,
         ..Default::default()
     };
     let m = cairn_backup::run(&repo, &info, &plan, &mut source, &opts).await?;
     println!(
-        "backup {} ({}) complete: start {} stop {}, database {:.1} MiB, received {:.1} MiB, added {:.1} MiB to the repository",
+        "backup {} ({}, {}) complete: start {} stop {}, database {:.1} MiB, received {:.1} MiB, added {:.1} MiB to the repository",
         m.label,
         m.backup_type,
+        match m.incremental_mode {
+            IncrementalMode::Full => "full",
+            IncrementalMode::ContentAddressed => "content-addressed",
+            IncrementalMode::WalSummaries => "wal-summaries",
+        },
         m.start_lsn,
         m.stop_lsn,
         m.db_size as f64 / 1048576.0,
