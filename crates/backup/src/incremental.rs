@@ -60,6 +60,17 @@ pub(crate) struct ParentFile {
     chunks: Vec<ParentChunk>,
 }
 
+impl ParentFile {
+    /// The chunks holding bytes of `start..end` (chunks are in file order).
+    fn overlapping(&self, start: u64, end: u64) -> &[ParentChunk] {
+        let from = self
+            .chunks
+            .partition_point(|c| c.start + u64::from(c.loc.size) <= start);
+        let to = self.chunks.partition_point(|c| c.start < end);
+        &self.chunks[from..to.max(from)]
+    }
+}
+
 /// The parent backup's files by path, for looking up what an incremental file builds on.
 #[derive(Debug)]
 pub(crate) struct ParentFiles<'a> {
@@ -263,12 +274,9 @@ impl Reconstruction {
             None => {
                 let (start, end) = self.bounds(range);
                 let truncation = self.layout().truncation;
-                let same = self
-                    .parent
-                    .chunks
-                    .iter()
-                    .find(|c| c.start == start)
-                    .filter(|c| end <= truncation && u64::from(c.loc.size) == end - start);
+                let same = self.parent.overlapping(start, end).first().filter(|c| {
+                    c.start == start && end <= truncation && u64::from(c.loc.size) == end - start
+                });
                 match same {
                     Some(c) => {
                         let (id, loc) = (c.id, c.loc.clone());
@@ -304,12 +312,7 @@ impl Reconstruction {
         if hi - lo == (last - first) as usize {
             return Ok(bytes);
         }
-        for c in self
-            .parent
-            .chunks
-            .iter()
-            .filter(|c| c.start < from_parent_end && c.start + u64::from(c.loc.size) > start)
-        {
+        for c in self.parent.overlapping(start, from_parent_end) {
             let plain = sink.repo.read_chunk(sink.stanza, &c.id, &c.loc).await?;
             let c_end = c.start + plain.len() as u64;
             let (a, b) = (c.start.max(start), c_end.min(from_parent_end));
