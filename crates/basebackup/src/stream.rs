@@ -301,7 +301,7 @@ impl BaseBackupStream<'_> {
                 for ev in self.tar.push(&data)? {
                     self.queue.push_back(match ev {
                         TarEvent::Entry(e) => BackupEvent::Entry(e),
-                        TarEvent::Data(r) => BackupEvent::Data(data.slice(r)),
+                        TarEvent::Data(d) => BackupEvent::Data(data.slice_ref(d)),
                         TarEvent::EntryEnd => BackupEvent::EntryEnd,
                         TarEvent::End => continue,
                     });

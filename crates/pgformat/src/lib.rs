@@ -11,6 +11,9 @@
 //!   recovery can be planned without reading WAL again.
 //! - Cluster files: timeline `.history` files ([`history`]), the start of
 //!   `pg_control` and `PG_VERSION` ([`control`]).
+//! - Base backups: the ustar streams of `BASE_BACKUP` ([`tar`]), `backup_label`
+//!   ([`backup_label`]), PostgreSQL's `backup_manifest` ([`backup_manifest`]) and the
+//!   PostgreSQL 17+ `INCREMENTAL.*` files ([`incremental`]).
 //! - [`builder`]: synthetic WAL for tests of this and other crates.
 //!
 //! Layouts follow PostgreSQL 15 to 18 (the page magic tells them apart,
@@ -38,6 +41,8 @@
 //! assert!(summary.switch && summary.is_complete());
 //! ```
 
+pub mod backup_label;
+pub mod backup_manifest;
 pub mod builder;
 pub mod control;
 mod error;
