@@ -1,8 +1,14 @@
+//! [`ReplicationError`]: why a replication connection or a base backup failed, with the
+//! server's SQLSTATE kept and a hint for the problems operators meet most.
+
 use cairn_exit::{Classify, ErrorKind};
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::message::backend::ErrorResponseBody;
 
 /// A replication connection or base backup failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicationError {
+    /// No connection: the server is not running, or pg-host / pg-port point elsewhere.
     #[error("cannot connect to PostgreSQL at {target}: {source}")]
     Connect {
         target: String,
@@ -11,25 +17,82 @@ pub enum ReplicationError {
     },
     #[error("connection to PostgreSQL lost: {0}")]
     Io(#[from] std::io::Error),
+    /// An `ErrorResponse` (`FATAL` during startup, `ERROR` for a command).
     #[error("PostgreSQL: {message} (SQLSTATE {code})")]
     Server {
+        /// The SQLSTATE, e.g. `28P01`.
         code: String,
         message: String,
         detail: Option<String>,
+        /// The server's own `HINT`, if it gave one.
         server_hint: Option<String>,
     },
     #[error("PostgreSQL asks for a password and none is configured")]
     NoPassword,
     #[error("authentication method {method} is not supported by cairn")]
     UnsupportedAuth { method: String },
-    #[error("pg-sslmode '{mode}' is not supported (certificate verification is not built yet)")]
+    #[error(
+        "pg-sslmode '{mode}' is not supported (disable, allow, prefer and require are; certificate verification is not built yet)"
+    )]
     UnsupportedSsl { mode: String },
     #[error("the server does not accept TLS, and pg-sslmode is require")]
     TlsRefused,
+    #[error("PostgreSQL {version} is not supported: {why}")]
+    UnsupportedServer { version: String, why: &'static str },
     #[error("unexpected message from the server: {0}")]
     Protocol(String),
-    #[error("base backup archive: {0}")]
-    Tar(#[from] cairn_pgformat::tar::TarError),
+    #[error("base backup archive {archive}: {source}")]
+    Tar {
+        archive: String,
+        #[source]
+        source: cairn_pgformat::tar::TarError,
+    },
+}
+
+impl ReplicationError {
+    /// The error of an `ErrorResponse` message.
+    pub(crate) fn from_response(body: &ErrorResponseBody) -> ReplicationError {
+        let (mut code, mut message, mut detail, mut hint) =
+            (String::new(), String::new(), None, None);
+        let mut fields = body.fields();
+        while let Ok(Some(f)) = fields.next() {
+            let v = String::from_utf8_lossy(f.value_bytes()).into_owned();
+            match f.type_() {
+                b'C' => code = v,
+                b'M' => message = v,
+                b'D' => detail = Some(v),
+                b'H' => hint = Some(v),
+                _ => {}
+            }
+        }
+        ReplicationError::Server {
+            code,
+            message,
+            detail,
+            server_hint: hint,
+        }
+    }
+
+    /// The SQLSTATE of a server error.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            ReplicationError::Server { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again later may succeed without anyone changing anything: lost or
+    /// refused connections, a server starting or stopping, WAL sender slots all taken.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ReplicationError::Connect { .. } | ReplicationError::Io(_) => true,
+            ReplicationError::Server { code, .. } => {
+                code.starts_with("08")
+                    || matches!(code.as_str(), "53300" | "57P01" | "57P02" | "57P03")
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Classify for ReplicationError {
@@ -44,24 +107,76 @@ impl Classify for ReplicationError {
 
     fn hint(&self) -> Option<String> {
         match self {
-            ReplicationError::Connect { .. } => {
-                Some("is PostgreSQL running? check pg-host and pg-port in the stanza section".into())
-            }
-            ReplicationError::Server { code, server_hint, .. } => match code.as_str() {
-                "28P01" => Some("check pg-password (or ~/.pgpass is not read by cairn: set pg-password)".into()),
-                "28000" => Some(
-                    "pg_hba.conf needs a line allowing replication for this user, e.g. \
-                     'host replication postgres 127.0.0.1/32 scram-sha-256', and the role needs REPLICATION"
+            ReplicationError::Connect { .. } => Some(
+                "is PostgreSQL running? check pg-host (a socket directory or host name) and pg-port in the stanza section"
+                    .into(),
+            ),
+            ReplicationError::Server {
+                code, server_hint, ..
+            } => match code.as_str() {
+                "28P01" => Some(
+                    "check pg-password in the stanza section (cairn does not read ~/.pgpass)"
                         .into(),
                 ),
-                "53300" => Some("all WAL senders are busy: raise max_wal_senders".into()),
-                "42501" => Some("the role needs the REPLICATION attribute: ALTER ROLE ... REPLICATION".into()),
+                "28000" => Some(
+                    "add a line allowing replication for this user at the top of pg_hba.conf, e.g. \
+                     'host replication USER 127.0.0.1/32 scram-sha-256', then reload PostgreSQL"
+                        .into(),
+                ),
+                "42501" => Some(
+                    "the role needs the REPLICATION attribute: ALTER ROLE USER REPLICATION".into(),
+                ),
+                "53300" => Some(
+                    "all WAL sender slots are in use: raise max_wal_senders (a restart) or end other replication connections"
+                        .into(),
+                ),
+                "57P01" | "57P02" | "57P03" => Some(
+                    "PostgreSQL is starting up or shutting down: try again once it accepts connections"
+                        .into(),
+                ),
                 _ => server_hint.clone(),
             },
-            ReplicationError::NoPassword => Some("set pg-password in the stanza section or CAIRN_STANZA_<NAME>_PG_PASSWORD".into()),
-            ReplicationError::UnsupportedSsl { .. } => Some("use pg-sslmode = \"require\" (encrypted, certificate not verified) or \"prefer\"".into()),
-            ReplicationError::TlsRefused => Some("turn on ssl in postgresql.conf, or set pg-sslmode = \"prefer\"".into()),
+            ReplicationError::NoPassword => Some(
+                "set pg-password in the stanza section or CAIRN_STANZA_<NAME>_PG_PASSWORD".into(),
+            ),
+            ReplicationError::UnsupportedSsl { .. } => Some(
+                "use pg-sslmode = \"require\" (encrypted, certificate not verified) or \"prefer\""
+                    .into(),
+            ),
+            ReplicationError::TlsRefused => Some(
+                "turn on ssl in postgresql.conf, or set pg-sslmode = \"prefer\"".into(),
+            ),
+            ReplicationError::UnsupportedServer { .. } => {
+                Some("cairn takes base backups from PostgreSQL 15 and later".into())
+            }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: &str) -> ReplicationError {
+        ReplicationError::Server {
+            code: code.into(),
+            message: "m".into(),
+            detail: None,
+            server_hint: Some("from the server".into()),
+        }
+    }
+
+    #[test]
+    fn common_refusals_get_a_hint_and_say_whether_to_retry() {
+        assert!(server("28P01").hint().unwrap().contains("pg-password"));
+        assert!(server("28000").hint().unwrap().contains("host replication"));
+        assert!(server("53300").hint().unwrap().contains("max_wal_senders"));
+        assert!(server("53300").is_retryable());
+        assert!(!server("28P01").is_retryable());
+        assert_eq!(server("XX000").hint().as_deref(), Some("from the server"));
+        assert_eq!(server("28P01").sqlstate(), Some("28P01"));
+        assert_eq!(server("28P01").kind(), ErrorKind::Postgres);
+        assert_eq!(ReplicationError::NoPassword.kind(), ErrorKind::Config);
     }
 }

@@ -1,30 +1,63 @@
-//! `cairn-basebackup`: a PostgreSQL physical-replication client on `postgres-protocol`
-//! framing over tokio TCP and Unix sockets (`tokio-postgres` cannot open replication
-//! connections), TLS per `sslmode`: startup with `replication=true`, trust / password / md5 /
-//! SCRAM-SHA-256,
-//! `IDENTIFY_SYSTEM`, `SHOW`, PostgreSQL 17's `UPLOAD_MANIFEST`, and `BASE_BACKUP` with its
-//! tar streams parsed (by `cairn-pgformat`) into file events, so consumers see files, not
-//! tar blocks, and memory stays bounded.
+//! `cairn-basebackup`: a PostgreSQL physical-replication client, and base backups over it.
+//!
+//! `tokio-postgres` cannot open replication connections, so this crate speaks the protocol
+//! itself, on `postgres-protocol`'s message framing over tokio Unix or TCP sockets:
+//!
+//! - [`ReplicationConnection::connect`]: startup with `replication=true`, authentication by
+//!   trust, password, md5 or SCRAM-SHA-256, TLS per libpq's `sslmode` ([`SslMode`]).
+//!   Refusals keep their SQLSTATE and carry a hint for the usual causes (wrong password,
+//!   no `replication` line in pg_hba.conf, no REPLICATION attribute, WAL senders used up,
+//!   server not running) through [`cairn_exit::Classify`].
+//! - `IDENTIFY_SYSTEM` ([`ReplicationConnection::identify_system`]) and `SHOW`.
+//! - [`ReplicationConnection::base_backup`]: `BASE_BACKUP` (PostgreSQL 15+), whose tar
+//!   archives are parsed on the fly by `cairn_pgformat::tar`, so a consumer sees files as
+//!   [`BackupEvent`]s, and memory stays bounded whatever the database size.
+//! - PostgreSQL 17+ incremental backups: [`ReplicationConnection::upload_manifest`] with the
+//!   prior backup's `backup_manifest`, then `BASE_BACKUP` with
+//!   [`BaseBackupOptions::incremental`]; changed relation segments then arrive as
+//!   `INCREMENTAL.*` files (`cairn_pgformat::incremental`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), cairn_basebackup::ReplicationError> {
-//! use cairn_basebackup::{BaseBackupOptions, ConnParams, ReplicationConnection};
-//! let params = ConnParams { host: "/var/run/postgresql".into(), port: 5432, user: "postgres".into(),
-//!     password: None, sslmode: None, application_name: "cairn".into() };
+//! use cairn_basebackup::{BackupEvent, BaseBackupOptions, ConnParams, ReplicationConnection};
+//! let params = ConnParams {
+//!     host: "/var/run/postgresql".into(),
+//!     port: 5432,
+//!     user: "postgres".into(),
+//!     password: None,
+//!     sslmode: None,
+//!     application_name: "cairn".into(),
+//! };
 //! let mut conn = ReplicationConnection::connect(&params).await?;
 //! let id = conn.identify_system().await?;
-//! let mut stream = conn.base_backup(&BaseBackupOptions { label: "demo".into(), fast_checkpoint: true, incremental: false }).await?;
+//! println!("cluster {} on timeline {} at {}", id.system_id, id.timeline, id.xlogpos);
+//! let opts = BaseBackupOptions { label: "demo".into(), fast_checkpoint: true, incremental: false };
+//! let mut stream = conn.base_backup(&opts).await?;
+//! let mut manifest = Vec::new();
 //! while let Some(event) = stream.next_event().await? {
-//!     println!("{event:?}");
+//!     match event {
+//!         BackupEvent::Entry(e) => println!("{} ({} bytes)", e.path, e.size),
+//!         BackupEvent::Data(bytes) => { /* the current file's next bytes */ }
+//!         BackupEvent::ManifestData(bytes) => manifest.extend_from_slice(&bytes),
+//!         BackupEvent::Finished { end_lsn, .. } => println!("consistent at {end_lsn}"),
+//!         _ => {}
+//!     }
 //! }
+//! let manifest = cairn_pgformat::backup_manifest::PgBackupManifest::parse(&manifest).unwrap();
 //! # Ok(()) }
 //! ```
 
+mod auth;
+mod base_backup;
 mod conn;
 mod error;
-mod stream;
+mod params;
 mod tls;
 
-pub use conn::{ConnParams, IdentifySystem, ReplicationConnection};
+pub use base_backup::{
+    BackupEvent, BaseBackupOptions, BaseBackupStream, INCREMENTAL_SERVER_VERSION,
+    MIN_SERVER_VERSION, TablespaceInfo,
+};
+pub use conn::{IdentifySystem, ReplicationConnection};
 pub use error::ReplicationError;
-pub use stream::{BackupEvent, BaseBackupOptions, BaseBackupStream, TablespaceInfo};
+pub use params::{ConnParams, SslMode};

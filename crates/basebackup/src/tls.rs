@@ -5,10 +5,18 @@
 
 use std::sync::Arc;
 
+use bytes::BytesMut;
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use crate::conn::Io;
+use crate::error::ReplicationError;
+use crate::params::SslMode;
 
 /// Accepts any certificate, but still checks the handshake signatures: encryption without
 /// authentication of the server, which is what `sslmode=require` means.
@@ -60,7 +68,35 @@ impl ServerCertVerifier for EncryptOnly {
     }
 }
 
-pub(crate) fn connector() -> tokio_rustls::TlsConnector {
+/// `SSLRequest`, then the TLS handshake if the server agrees (`pqsecure_open_client()` in
+/// libpq): returns the stream to speak the protocol on, and whether it is encrypted.
+pub(crate) async fn negotiate(
+    mut s: tokio::net::TcpStream,
+    host: &str,
+    mode: SslMode,
+) -> Result<(Box<dyn Io>, bool), ReplicationError> {
+    let mut buf = BytesMut::new();
+    frontend::ssl_request(&mut buf);
+    s.write_all(&buf).await?;
+    // One byte: 'S' (go ahead with TLS) or 'N'. Nothing else may follow before the
+    // handshake (CVE-2021-23222), so read exactly one.
+    let mut answer = [0u8; 1];
+    s.read_exact(&mut answer).await?;
+    match (answer[0], mode) {
+        (b'S', _) => {
+            let tls = connector().connect(server_name(host), s).await?;
+            Ok((Box::new(tls), true))
+        }
+        (b'N', SslMode::Prefer) => Ok((Box::new(s), false)),
+        (b'N', _) => Err(ReplicationError::TlsRefused),
+        (other, _) => Err(ReplicationError::Protocol(format!(
+            "SSLRequest answered {:?}",
+            other as char
+        ))),
+    }
+}
+
+fn connector() -> tokio_rustls::TlsConnector {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -71,7 +107,7 @@ pub(crate) fn connector() -> tokio_rustls::TlsConnector {
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
-pub(crate) fn server_name(host: &str) -> ServerName<'static> {
+fn server_name(host: &str) -> ServerName<'static> {
     ServerName::try_from(host.to_string())
         .unwrap_or_else(|_| ServerName::try_from("localhost").expect("valid name"))
 }
