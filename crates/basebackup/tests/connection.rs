@@ -1,0 +1,197 @@
+//! Connecting to real servers: each authentication method, each common refusal with its
+//! SQLSTATE and hint, a stopped server, and TLS per sslmode.
+
+mod common;
+
+use std::time::Duration;
+
+use cairn_basebackup::{ConnParams, ReplicationConnection, ReplicationError};
+use cairn_exit::{Classify, ErrorKind};
+use cairn_testkit::{ClusterOptions, PgCluster, PgInstall, TestDir, wait_until};
+use common::{block_on, params};
+
+fn connect(p: &ConnParams) -> Result<ReplicationConnection, ReplicationError> {
+    block_on(ReplicationConnection::connect(p))
+}
+
+fn tcp(pg: &PgCluster, user: &str, password: Option<&str>) -> ConnParams {
+    params(pg, user, password, true)
+}
+
+fn code(e: &ReplicationError) -> &str {
+    e.sqlstate()
+        .unwrap_or_else(|| panic!("not a server error: {e}"))
+}
+
+#[test]
+fn authentication_and_refusals() {
+    let install = PgInstall::find(15).unwrap();
+    let dir = TestDir::new().unwrap();
+    let mut pg = PgCluster::start_new(&install, &dir, ClusterOptions::default()).unwrap();
+    pg.psql("SET password_encryption = 'scram-sha-256'; CREATE ROLE scram LOGIN REPLICATION PASSWORD 's3cret'")
+        .unwrap();
+    pg.psql("SET password_encryption = 'md5'; CREATE ROLE md5user LOGIN REPLICATION PASSWORD 'm5'")
+        .unwrap();
+    pg.psql("CREATE ROLE clear LOGIN REPLICATION PASSWORD 'plain'; CREATE ROLE norepl LOGIN PASSWORD 'x'; CREATE ROLE nohba LOGIN REPLICATION")
+        .unwrap();
+    // Only these lines: a replication connection that matches none of them is refused.
+    std::fs::write(
+        pg.data_dir().join("pg_hba.conf"),
+        "local all         all                     trust\n\
+         host  all         all       127.0.0.1/32  trust\n\
+         local replication all                     trust\n\
+         host  replication scram     127.0.0.1/32  scram-sha-256\n\
+         host  replication md5user   127.0.0.1/32  md5\n\
+         host  replication clear     127.0.0.1/32  password\n\
+         host  replication norepl    127.0.0.1/32  scram-sha-256\n",
+    )
+    .unwrap();
+    pg.reload().unwrap();
+
+    // SCRAM, md5, cleartext and trust (over the socket) all get in.
+    for (user, password) in [("scram", "s3cret"), ("md5user", "m5"), ("clear", "plain")] {
+        let mut c =
+            connect(&tcp(&pg, user, Some(password))).unwrap_or_else(|e| panic!("{user}: {e}"));
+        block_on(c.identify_system()).unwrap();
+    }
+    let mut c = connect(&params(&pg, "postgres", None, false)).unwrap();
+    let id = block_on(c.identify_system()).unwrap();
+    assert_eq!(id.dbname, None);
+    assert_eq!(
+        id.system_id.to_string(),
+        pg.psql("SELECT system_identifier FROM pg_control_system()")
+            .unwrap()
+    );
+    assert_eq!(block_on(c.show("wal_segment_size")).unwrap(), "16MB");
+
+    // Wrong password.
+    for user in ["scram", "md5user"] {
+        let e = connect(&tcp(&pg, user, Some("wrong"))).unwrap_err();
+        assert_eq!(code(&e), "28P01", "{e}");
+        assert!(e.hint().unwrap().contains("pg-password"));
+        assert!(!e.is_retryable());
+    }
+    // No password configured.
+    let e = connect(&tcp(&pg, "scram", None)).unwrap_err();
+    assert!(matches!(e, ReplicationError::NoPassword), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Config);
+    // No pg_hba.conf line for replication.
+    let e = connect(&tcp(&pg, "nohba", None)).unwrap_err();
+    assert_eq!(code(&e), "28000", "{e}");
+    assert!(e.to_string().contains("pg_hba.conf"), "{e}");
+    assert!(e.hint().unwrap().contains("host replication"));
+    // A role without REPLICATION.
+    let e = connect(&tcp(&pg, "norepl", Some("x"))).unwrap_err();
+    assert_eq!(code(&e), "42501", "{e}");
+    assert!(e.hint().unwrap().contains("REPLICATION"));
+
+    // All WAL senders busy.
+    pg.set_conf("max_wal_senders", "1").unwrap();
+    pg.restart().unwrap();
+    let first = connect(&tcp(&pg, "scram", Some("s3cret"))).unwrap();
+    let e = connect(&tcp(&pg, "scram", Some("s3cret"))).unwrap_err();
+    assert_eq!(code(&e), "53300", "{e}");
+    assert!(e.hint().unwrap().contains("max_wal_senders"));
+    assert!(e.is_retryable());
+    drop(first);
+    wait_until(
+        "the WAL sender slot to be free",
+        Duration::from_secs(30),
+        || connect(&tcp(&pg, "scram", Some("s3cret"))).map(Some),
+    )
+    .unwrap();
+
+    // A stopped server: no socket file, and nothing listening on the port.
+    pg.stop().unwrap();
+    for p in [
+        params(&pg, "postgres", None, false),
+        tcp(&pg, "postgres", None),
+    ] {
+        let e = connect(&p).unwrap_err();
+        assert!(matches!(e, ReplicationError::Connect { .. }), "{e}");
+        assert!(e.to_string().contains(&pg.port().to_string()), "{e}");
+        assert!(e.hint().unwrap().contains("running"));
+        assert!(e.is_retryable());
+    }
+}
+
+#[test]
+fn tls_by_sslmode() {
+    let install = PgInstall::find(15).unwrap();
+    let dir = TestDir::new().unwrap();
+    let mut pg = PgCluster::init(&install, &dir, ClusterOptions::default()).unwrap();
+    let (cert, key) = (
+        pg.data_dir().join("server.crt"),
+        pg.data_dir().join("server.key"),
+    );
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-x509",
+            "-days",
+            "2",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-newkey",
+            "rsa:2048",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [&cert, &key] {
+        cairn_testkit::chown_to_postgres(f).unwrap();
+    }
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    pg.set_conf("ssl", "on").unwrap();
+    pg.start().unwrap();
+    pg.psql("SET password_encryption = 'scram-sha-256'; CREATE ROLE tls LOGIN REPLICATION PASSWORD 'pw'")
+        .unwrap();
+    let hba = pg.data_dir().join("pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("hostssl replication tls 127.0.0.1/32 scram-sha-256\nhostnossl replication tls 127.0.0.1/32 reject\n{old}"),
+    )
+    .unwrap();
+    pg.reload().unwrap();
+
+    // require, prefer and the default (prefer) encrypt when the server can.
+    let mut p = params(&pg, "tls", Some("pw"), true);
+    for mode in [Some("require"), Some("prefer"), None] {
+        p.sslmode = mode.map(str::to_string);
+        let mut c = connect(&p).unwrap();
+        assert!(c.is_tls(), "{mode:?}");
+        block_on(c.identify_system()).unwrap();
+    }
+    // Only TLS connections are allowed for this role, so clear text is rejected.
+    p.sslmode = Some("disable".into());
+    let e = connect(&p).unwrap_err();
+    assert_eq!(code(&e), "28000", "{e}");
+    p.sslmode = Some("verify-full".into());
+    let e = connect(&p).unwrap_err();
+    assert!(matches!(e, ReplicationError::UnsupportedSsl { .. }), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Config);
+
+    // A server without TLS: require fails clearly, prefer falls back.
+    pg.set_conf("ssl", "off").unwrap();
+    std::fs::write(&hba, old).unwrap();
+    pg.restart().unwrap();
+    let mut p = params(&pg, "postgres", None, true);
+    p.sslmode = Some("require".into());
+    let e = connect(&p).unwrap_err();
+    assert!(matches!(e, ReplicationError::TlsRefused), "{e}");
+    p.sslmode = Some("prefer".into());
+    let mut c = connect(&p).unwrap();
+    assert!(!c.is_tls());
+    block_on(c.identify_system()).unwrap();
+}
