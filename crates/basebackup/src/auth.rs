@@ -72,11 +72,7 @@ impl ReplicationConnection {
                         method: "GSSAPI/SSPI/Kerberos".into(),
                     });
                 }
-                Message::ParameterStatus(body) => {
-                    self.params
-                        .insert(body.name()?.to_string(), body.value()?.to_string());
-                }
-                Message::BackendKeyData(_) | Message::NoticeResponse(_) => {}
+                Message::BackendKeyData(_) => {}
                 Message::ReadyForQuery(_) => return Ok(()),
                 Message::ErrorResponse(body) => return Err(ReplicationError::from_response(&body)),
                 other => {

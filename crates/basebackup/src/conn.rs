@@ -2,11 +2,12 @@
 //! startup packet with `replication=true`, and the simple-query commands cairn needs.
 //! Authentication is in [`crate::auth`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use fallible_iterator::FallibleIterator;
-use postgres_protocol::message::backend::{DataRowBody, Message};
+use postgres_protocol::message::backend::{DataRowBody, Message, NoticeResponseBody};
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -31,12 +32,20 @@ pub struct IdentifySystem {
     pub dbname: Option<String>,
 }
 
+/// How long connecting (socket, TLS, authentication) may take. libpq waits forever by
+/// default; a backup started by cron should rather fail and say so.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Notices kept for [`ReplicationConnection::take_notices`]; older ones are dropped.
+const MAX_NOTICES: usize = 100;
+
 /// An open replication connection.
 pub struct ReplicationConnection {
     io: Box<dyn Io>,
     rbuf: BytesMut,
     /// `ParameterStatus` values (`server_version`, `integer_datetimes`, ...).
-    pub(crate) params: HashMap<String, String>,
+    params: HashMap<String, String>,
+    notices: VecDeque<String>,
     tls: bool,
 }
 
@@ -115,17 +124,43 @@ async fn open_socket(
     crate::tls::negotiate(s, &p.host, mode).await
 }
 
+/// `WARNING: text` from a `NoticeResponse`.
+fn notice_text(body: &NoticeResponseBody) -> String {
+    let (mut severity, mut message) = (String::new(), String::new());
+    let mut fields = body.fields();
+    while let Ok(Some(f)) = fields.next() {
+        match f.type_() {
+            b'S' => severity = String::from_utf8_lossy(f.value_bytes()).into_owned(),
+            b'M' => message = String::from_utf8_lossy(f.value_bytes()).into_owned(),
+            _ => {}
+        }
+    }
+    format!("{severity}: {message}")
+}
+
 impl ReplicationConnection {
-    /// Connect, authenticate and wait until the server is ready for commands.
+    /// Connect, authenticate and wait until the server is ready for commands, within
+    /// [`CONNECT_TIMEOUT`].
     pub async fn connect(p: &ConnParams) -> Result<ReplicationConnection, ReplicationError> {
         let mode = p.ssl_mode()?;
+        match tokio::time::timeout(CONNECT_TIMEOUT, Self::connect_now(p, mode)).await {
+            Ok(result) => result,
+            Err(_) => Err(ReplicationError::Connect {
+                target: p.target(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                ),
+            }),
+        }
+    }
+
+    async fn connect_now(
+        p: &ConnParams,
+        mode: SslMode,
+    ) -> Result<ReplicationConnection, ReplicationError> {
         let (io, tls) = open_socket(p, mode).await?;
-        let mut conn = ReplicationConnection {
-            io,
-            rbuf: BytesMut::with_capacity(64 * 1024),
-            params: HashMap::new(),
-            tls,
-        };
+        let mut conn = ReplicationConnection::over(io, tls);
         let mut buf = BytesMut::new();
         frontend::startup_message(
             [
@@ -141,6 +176,17 @@ impl ReplicationConnection {
         Ok(conn)
     }
 
+    /// A connection over an established stream, before the startup packet.
+    pub(crate) fn over(io: Box<dyn Io>, tls: bool) -> ReplicationConnection {
+        ReplicationConnection {
+            io,
+            rbuf: BytesMut::with_capacity(64 * 1024),
+            params: HashMap::new(),
+            notices: VecDeque::new(),
+            tls,
+        }
+    }
+
     /// Whether the connection is encrypted.
     pub fn is_tls(&self) -> bool {
         self.tls
@@ -152,10 +198,25 @@ impl ReplicationConnection {
         Ok(())
     }
 
+    /// The next message; notices and parameter changes, which may come at any time, are
+    /// kept aside rather than returned.
     pub(crate) async fn recv(&mut self) -> Result<Message, ReplicationError> {
         loop {
-            if let Some(m) = Message::parse(&mut self.rbuf)? {
-                return Ok(m);
+            match Message::parse(&mut self.rbuf)? {
+                Some(Message::NoticeResponse(body)) => {
+                    if self.notices.len() == MAX_NOTICES {
+                        self.notices.pop_front();
+                    }
+                    self.notices.push_back(notice_text(&body));
+                    continue;
+                }
+                Some(Message::ParameterStatus(body)) => {
+                    self.params
+                        .insert(body.name()?.to_string(), body.value()?.to_string());
+                    continue;
+                }
+                Some(m) => return Ok(m),
+                None => {}
             }
             if self.rbuf.capacity() - self.rbuf.len() < 8192 {
                 self.rbuf.reserve(64 * 1024);
@@ -182,6 +243,13 @@ impl ReplicationConnection {
                 _ => {}
             }
         }
+    }
+
+    /// The notices (warnings) the server sent since the last call, oldest first, e.g.
+    /// `WARNING: checksum verification failed in file "./base/5/16384", block 0: ...`.
+    /// At most the last 100 are kept.
+    pub fn take_notices(&mut self) -> Vec<String> {
+        self.notices.drain(..).collect()
     }
 
     /// A `ParameterStatus` value the server reported, e.g. `server_version`.

@@ -58,6 +58,6 @@ pub use base_backup::{
     BackupEvent, BaseBackupOptions, BaseBackupStream, INCREMENTAL_SERVER_VERSION,
     MIN_SERVER_VERSION, TablespaceInfo,
 };
-pub use conn::{IdentifySystem, ReplicationConnection};
+pub use conn::{CONNECT_TIMEOUT, IdentifySystem, ReplicationConnection};
 pub use error::ReplicationError;
 pub use params::{ConnParams, SslMode};

@@ -447,3 +447,52 @@ fn pg17_incremental_backup_sends_changed_blocks() {
         "incremental {incr_bytes} bytes, full {full_bytes}"
     );
 }
+
+#[test]
+fn pg15_a_page_checksum_failure_fails_the_backup_and_names_the_block() {
+    let install = PgInstall::find(15).unwrap();
+    let dir = TestDir::new().unwrap();
+    let pg =
+        PgCluster::start_new(&install, &dir, ClusterOptions::new().data_checksums(true)).unwrap();
+    pg.psql("CREATE TABLE c AS SELECT g FROM generate_series(1, 1000) g; CHECKPOINT")
+        .unwrap();
+    let rel = pg.psql("SELECT pg_relation_filepath('c')").unwrap();
+    // Flip a byte of block 0's tuple data on disk; the server's cached copy is clean, so
+    // only a reader of the file notices.
+    let file = pg.data_dir().join(&rel);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[4000] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+
+    let mut conn = block_on(ReplicationConnection::connect(&params(
+        &pg, "postgres", None, false,
+    )))
+    .unwrap();
+    let (events, error, notices) = block_on(async {
+        let opts = BaseBackupOptions {
+            label: "t".into(),
+            fast_checkpoint: true,
+            incremental: false,
+        };
+        let mut stream = conn.base_backup(&opts).await.unwrap();
+        let mut events = 0;
+        let error = loop {
+            match stream.next_event().await {
+                Ok(Some(_)) => events += 1,
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        (events, error, stream.take_notices())
+    });
+    // Everything was sent, and then the server failed the backup.
+    assert!(events > 100);
+    let error = error.expect("the backup must fail");
+    assert_eq!(error.sqlstate(), Some("XX001"), "{error}");
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("checksum verification failed") && n.contains(&rel)),
+        "{notices:?}"
+    );
+}
