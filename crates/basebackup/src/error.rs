@@ -1,9 +1,13 @@
 //! [`ReplicationError`]: why a replication connection or a base backup failed, with the
 //! server's SQLSTATE kept and a hint for the problems operators meet most.
 
+use std::path::PathBuf;
+
 use cairn_exit::{Classify, ErrorKind};
 use fallible_iterator::FallibleIterator;
 use postgres_protocol::message::backend::ErrorResponseBody;
+
+use crate::params::SslMode;
 
 /// A replication connection or base backup failure.
 #[derive(Debug, thiserror::Error)]
@@ -32,11 +36,22 @@ pub enum ReplicationError {
     #[error("authentication method {method} is not supported by cairn")]
     UnsupportedAuth { method: String },
     #[error(
-        "pg-sslmode '{mode}' is not supported (disable, allow, prefer and require are; certificate verification is not built yet)"
+        "pg-sslmode '{mode}' is not one of disable, allow, prefer, require, verify-ca, verify-full"
     )]
     UnsupportedSsl { mode: String },
-    #[error("the server does not accept TLS, and pg-sslmode is require")]
-    TlsRefused,
+    #[error("the server does not accept TLS, and pg-sslmode is {mode}")]
+    TlsRefused { mode: SslMode },
+    /// The trusted roots for `verify-ca` / `verify-full` cannot be read.
+    #[error("cannot use {} as trusted root certificates: {why}", path.display())]
+    RootCert { path: PathBuf, why: String },
+    /// The TLS handshake failed, e.g. the server's certificate did not verify.
+    #[error("TLS with the server failed: {source}")]
+    Tls {
+        /// The root file the certificate was checked against, in verifying modes.
+        roots: Option<PathBuf>,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("PostgreSQL {version} is not supported: {why}")]
     UnsupportedServer { version: String, why: &'static str },
     #[error("unexpected message from the server: {0}")]
@@ -98,9 +113,9 @@ impl ReplicationError {
 impl Classify for ReplicationError {
     fn kind(&self) -> ErrorKind {
         match self {
-            ReplicationError::UnsupportedSsl { .. } | ReplicationError::NoPassword => {
-                ErrorKind::Config
-            }
+            ReplicationError::UnsupportedSsl { .. }
+            | ReplicationError::NoPassword
+            | ReplicationError::RootCert { .. } => ErrorKind::Config,
             _ => ErrorKind::Postgres,
         }
     }
@@ -140,12 +155,20 @@ impl Classify for ReplicationError {
                 "set pg-password in the stanza section or CAIRN_STANZA_<NAME>_PG_PASSWORD".into(),
             ),
             ReplicationError::UnsupportedSsl { .. } => Some(
-                "use pg-sslmode = \"require\" (encrypted, certificate not verified) or \"prefer\""
+                "use pg-sslmode = \"require\" (encrypted, certificate not verified), \"verify-full\" (verified against PGSSLROOTCERT or ~/.postgresql/root.crt) or \"prefer\""
                     .into(),
             ),
-            ReplicationError::TlsRefused => Some(
+            ReplicationError::TlsRefused { .. } => Some(
                 "turn on ssl in postgresql.conf, or set pg-sslmode = \"prefer\"".into(),
             ),
+            ReplicationError::RootCert { .. } => Some(
+                "put the certificate of the CA that signed the server's certificate there (PEM), or point PGSSLROOTCERT at it"
+                    .into(),
+            ),
+            ReplicationError::Tls { roots: Some(roots), .. } => Some(format!(
+                "the server's certificate must be signed by a CA in {} and, with verify-full, name the host in pg-host",
+                roots.display()
+            )),
             ReplicationError::UnsupportedServer { .. } => {
                 Some("cairn takes base backups from PostgreSQL 15 and later".into())
             }

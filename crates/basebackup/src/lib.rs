@@ -4,7 +4,10 @@
 //! itself, on `postgres-protocol`'s message framing over tokio Unix or TCP sockets:
 //!
 //! - [`ReplicationConnection::connect`]: startup with `replication=true`, authentication by
-//!   trust, password, md5 or SCRAM-SHA-256, TLS per libpq's `sslmode` ([`SslMode`]).
+//!   trust, password, md5 or SCRAM-SHA-256, TLS per libpq's `sslmode` ([`SslMode`]:
+//!   `verify-ca`/`verify-full` trust the roots in `PGSSLROOTCERT` or
+//!   `~/.postgresql/root.crt`, as libpq does). Server notices are kept for
+//!   [`ReplicationConnection::take_notices`].
 //!   Refusals keep their SQLSTATE and carry a hint for the usual causes (wrong password,
 //!   no `replication` line in pg_hba.conf, no REPLICATION attribute, WAL senders used up,
 //!   server not running) through [`cairn_exit::Classify`].

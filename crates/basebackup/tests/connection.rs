@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use cairn_basebackup::{ConnParams, ReplicationConnection, ReplicationError};
@@ -115,43 +117,165 @@ fn authentication_and_refusals() {
     }
 }
 
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate it signed for `localhost` (a name, not an address), and a
+/// second CA that signed nothing.
+fn make_certificates(dir: &Path) {
+    for ca in ["ca", "other-ca"] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-x509",
+                "-days",
+                "2",
+                "-nodes",
+                "-newkey",
+                "rsa:2048",
+                "-subj",
+                &format!("/CN=cairn test {ca}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
+            ],
+        );
+    }
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "rsa:2048",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+}
+
+/// Runs [`tls_verify_child`] in a child process with these settings: the root file comes
+/// from the environment (`PGSSLROOTCERT`), which a test must not change in its own
+/// process.
+fn verify_in_child(port: u16, host: &str, mode: &str, roots: &Path, expect: &str) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "tls_verify_child",
+            "--exact",
+            "--ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env("PGSSLROOTCERT", roots)
+        .env("CAIRN_TLS_PORT", port.to_string())
+        .env("CAIRN_TLS_HOST", host)
+        .env("CAIRN_TLS_MODE", mode)
+        .env("CAIRN_TLS_EXPECT", expect)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{mode} to {host} with roots {}: expected {expect}\n{}{}",
+        roots.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The child side of [`verify_in_child`]; does nothing when run on its own.
+#[test]
+#[ignore = "run by tls_by_sslmode in a child process"]
+fn tls_verify_child() {
+    let Ok(port) = std::env::var("CAIRN_TLS_PORT") else {
+        return;
+    };
+    let var = |name: &str| std::env::var(name).unwrap();
+    let p = ConnParams {
+        host: var("CAIRN_TLS_HOST"),
+        port: port.parse().unwrap(),
+        user: "tls".into(),
+        password: Some("pw".into()),
+        sslmode: Some(var("CAIRN_TLS_MODE")),
+        application_name: "cairn-test".into(),
+    };
+    match (var("CAIRN_TLS_EXPECT").as_str(), connect(&p)) {
+        ("ok", Ok(mut c)) => {
+            assert!(c.is_tls());
+            block_on(c.identify_system()).unwrap();
+        }
+        ("tls-error", Err(e @ ReplicationError::Tls { .. })) => {
+            assert!(e.hint().unwrap().contains(&var("PGSSLROOTCERT")), "{e}");
+            assert!(!e.is_retryable());
+        }
+        ("root-error", Err(e @ ReplicationError::RootCert { .. })) => {
+            assert_eq!(e.kind(), ErrorKind::Config);
+            assert!(e.to_string().contains(&var("PGSSLROOTCERT")), "{e}");
+        }
+        (expect, got) => panic!("expected {expect}, got {got:?}"),
+    }
+}
+
 #[test]
 fn tls_by_sslmode() {
     let install = PgInstall::find(15).unwrap();
     let dir = TestDir::new().unwrap();
     let mut pg = PgCluster::init(&install, &dir, ClusterOptions::default()).unwrap();
-    let (cert, key) = (
-        pg.data_dir().join("server.crt"),
-        pg.data_dir().join("server.key"),
-    );
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-x509",
-            "-days",
-            "2",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-newkey",
-            "rsa:2048",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for f in [&cert, &key] {
-        cairn_testkit::chown_to_postgres(f).unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    make_certificates(&certs);
+    for f in ["server.crt", "server.key"] {
+        let to = pg.data_dir().join(f);
+        std::fs::copy(certs.join(f), &to).unwrap();
+        cairn_testkit::chown_to_postgres(&to).unwrap();
+        std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     }
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     pg.set_conf("ssl", "on").unwrap();
     pg.start().unwrap();
     pg.psql("SET password_encryption = 'scram-sha-256'; CREATE ROLE tls LOGIN REPLICATION PASSWORD 'pw'")
@@ -177,10 +301,26 @@ fn tls_by_sslmode() {
     p.sslmode = Some("disable".into());
     let e = connect(&p).unwrap_err();
     assert_eq!(code(&e), "28000", "{e}");
-    p.sslmode = Some("verify-full".into());
+    p.sslmode = Some("verify_full".into());
     let e = connect(&p).unwrap_err();
     assert!(matches!(e, ReplicationError::UnsupportedSsl { .. }), "{e}");
     assert_eq!(e.kind(), ErrorKind::Config);
+
+    // Verified: the right CA and name pass; another CA, or an address the certificate
+    // does not name under verify-full, fail; verify-ca does not look at names.
+    let (ca, other) = (certs.join("ca.crt"), certs.join("other-ca.crt"));
+    let port = pg.port();
+    verify_in_child(port, "localhost", "verify-full", &ca, "ok");
+    verify_in_child(port, "127.0.0.1", "verify-ca", &ca, "ok");
+    verify_in_child(port, "127.0.0.1", "verify-full", &ca, "tls-error");
+    verify_in_child(port, "localhost", "verify-ca", &other, "tls-error");
+    verify_in_child(
+        port,
+        "localhost",
+        "verify-full",
+        &certs.join("missing.crt"),
+        "root-error",
+    );
 
     // A server without TLS: require fails clearly, prefer falls back.
     pg.set_conf("ssl", "off").unwrap();
@@ -189,7 +329,7 @@ fn tls_by_sslmode() {
     let mut p = params(&pg, "postgres", None, true);
     p.sslmode = Some("require".into());
     let e = connect(&p).unwrap_err();
-    assert!(matches!(e, ReplicationError::TlsRefused), "{e}");
+    assert!(matches!(e, ReplicationError::TlsRefused { .. }), "{e}");
     p.sslmode = Some("prefer".into());
     let mut c = connect(&p).unwrap();
     assert!(!c.is_tls());
