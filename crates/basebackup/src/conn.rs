@@ -187,6 +187,16 @@ impl ReplicationConnection {
         }
     }
 
+    /// End the session politely (`Terminate`), so the server logs no lost connection.
+    /// Dropping the connection closes it too, just less politely.
+    pub async fn close(mut self) -> Result<(), ReplicationError> {
+        let mut buf = BytesMut::new();
+        frontend::terminate(&mut buf);
+        self.send(&buf).await?;
+        self.io.shutdown().await?;
+        Ok(())
+    }
+
     /// Whether the connection is encrypted.
     pub fn is_tls(&self) -> bool {
         self.tls

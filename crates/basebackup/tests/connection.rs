@@ -65,6 +65,7 @@ fn authentication_and_refusals() {
             .unwrap()
     );
     assert_eq!(block_on(c.show("wal_segment_size")).unwrap(), "16MB");
+    block_on(c.close()).unwrap();
 
     // Wrong password.
     for user in ["scram", "md5user"] {
