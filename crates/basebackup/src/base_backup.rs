@@ -296,7 +296,11 @@ impl BaseBackupStream<'_> {
                     None => Ok(None),
                 };
             }
-            self.step().await?;
+            if let Err(e) = self.step().await {
+                // Nothing sensible can follow a broken stream.
+                self.phase = Phase::Done;
+                return Err(self.error.take().unwrap_or(e));
+            }
         }
     }
 
@@ -324,7 +328,7 @@ impl BaseBackupStream<'_> {
     }
 
     async fn step(&mut self) -> Result<(), ReplicationError> {
-        match self.conn.recv().await? {
+        match self.conn.recv_after(&mut self.error).await? {
             Message::RowDescription(_) => {}
             Message::DataRow(row) => {
                 let values = row_values(&row)?;
@@ -713,6 +717,11 @@ mod tests {
             // The server hangs up.
             let (_, error, _) = run(start()).await;
             assert!(matches!(error, Some(ReplicationError::Io(_))), "{error:?}");
+            // The server reports why it hangs up (FATAL, no ReadyForQuery).
+            let mut script = start();
+            script.extend(self::error("57P01"));
+            let (_, fatal, _) = run(script).await;
+            assert_eq!(fatal.unwrap().sqlstate(), Some("57P01"));
         }
     }
 }

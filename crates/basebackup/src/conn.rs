@@ -241,11 +241,23 @@ impl ReplicationConnection {
         }
     }
 
+    /// [`recv`](Self::recv) once the server may have reported `error`: a `FATAL` error
+    /// is followed by the server hanging up, and the error says more than the hang-up.
+    pub(crate) async fn recv_after(
+        &mut self,
+        error: &mut Option<ReplicationError>,
+    ) -> Result<Message, ReplicationError> {
+        match self.recv().await {
+            Ok(m) => Ok(m),
+            Err(e) => Err(error.take().unwrap_or(e)),
+        }
+    }
+
     /// Read until `ReadyForQuery`; the first `ErrorResponse` on the way is the result.
     pub(crate) async fn finish_command(&mut self) -> Result<(), ReplicationError> {
         let mut error = None;
         loop {
-            match self.recv().await? {
+            match self.recv_after(&mut error).await? {
                 Message::ErrorResponse(body) => {
                     error.get_or_insert(ReplicationError::from_response(&body));
                 }
@@ -283,7 +295,7 @@ impl ReplicationConnection {
         let mut rows = Vec::new();
         let mut error = None;
         loop {
-            match self.recv().await? {
+            match self.recv_after(&mut error).await? {
                 Message::DataRow(row) => rows.push(row_values(&row)?),
                 Message::ErrorResponse(body) => {
                     error.get_or_insert(ReplicationError::from_response(&body));
