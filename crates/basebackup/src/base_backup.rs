@@ -128,6 +128,8 @@ enum Phase {
     Copy,
     EndRow,
     Done,
+    /// An error was returned; the stream says so again rather than pretending to end.
+    Failed,
 }
 
 /// The tar archive being received.
@@ -290,15 +292,26 @@ impl BaseBackupStream<'_> {
             if let Some(e) = self.queue.pop_front() {
                 return Ok(Some(e));
             }
-            if self.phase == Phase::Done {
-                return match self.error.take() {
-                    Some(e) => Err(e),
-                    None => Ok(None),
-                };
+            match self.phase {
+                Phase::Failed => {
+                    return Err(ReplicationError::Protocol(
+                        "the base backup already failed".into(),
+                    ));
+                }
+                Phase::Done => {
+                    return match self.error.take() {
+                        Some(e) => {
+                            self.phase = Phase::Failed;
+                            Err(e)
+                        }
+                        None => Ok(None),
+                    };
+                }
+                _ => {}
             }
             if let Err(e) = self.step().await {
                 // Nothing sensible can follow a broken stream.
-                self.phase = Phase::Done;
+                self.phase = Phase::Failed;
                 return Err(self.error.take().unwrap_or(e));
             }
         }
@@ -349,7 +362,7 @@ impl BaseBackupStream<'_> {
                         self.queue
                             .push_back(BackupEvent::Finished { end_lsn, timeline });
                     }
-                    Phase::Copy | Phase::Done => {
+                    Phase::Copy | Phase::Done | Phase::Failed => {
                         return Err(ReplicationError::Protocol(
                             "a row in the middle of the archive stream".into(),
                         ));
@@ -611,6 +624,10 @@ mod tests {
                     Err(e) => break Some(e),
                 }
             };
+            if error.is_some() {
+                // A failed stream stays failed.
+                assert!(stream.next_event().await.is_err());
+            }
             let notices = stream.take_notices();
             drop(conn);
             writer.await.unwrap();
