@@ -55,6 +55,8 @@ mod base_backup;
 mod conn;
 mod error;
 mod params;
+#[cfg(test)]
+mod scripted_server;
 mod tls;
 
 pub use base_backup::{
