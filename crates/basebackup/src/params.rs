@@ -10,7 +10,7 @@ use crate::error::ReplicationError;
 ///
 /// Physical replication connections do not connect to a database: the server matches
 /// them against `replication` lines of pg_hba.conf, so there is no database name here.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnParams {
     /// A socket directory (starts with `/`) or a host name / address.
     pub host: String,
@@ -20,6 +20,20 @@ pub struct ConnParams {
     /// libpq's `sslmode` (see [`SslMode`]); unset means `prefer`, libpq's default.
     pub sslmode: Option<String>,
     pub application_name: String,
+}
+
+/// Never shows the password.
+impl fmt::Debug for ConnParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnParams")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("sslmode", &self.sslmode)
+            .field("application_name", &self.application_name)
+            .finish()
+    }
 }
 
 /// libpq's `sslmode`, as far as cairn implements it.
@@ -121,6 +135,17 @@ mod tests {
         assert_eq!(params("/run/pg/").target(), "/run/pg/.s.PGSQL.5433");
         assert_eq!(params("db.example").target(), "db.example:5433");
         assert_eq!(params("::1").target(), "[::1]:5433");
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let mut p = params("h");
+        p.password = Some("s3cret".into());
+        let shown = format!("{p:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("<hidden>"),
+            "{shown}"
+        );
     }
 
     #[test]

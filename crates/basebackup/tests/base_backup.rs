@@ -1,6 +1,6 @@
 //! `BASE_BACKUP` against real servers: every file arrives whole, agrees with PostgreSQL's
 //! own manifest (sizes, CRC32C checksums, times), the backup_label names the start the
-//! stream reported, a tablespace comes as its own archive, and on PostgreSQL 17 an
+//! stream reported, a tablespace comes as its own archive, and on PostgreSQL 17 and 18 an
 //! incremental backup after `UPLOAD_MANIFEST` sends `INCREMENTAL.*` files that parse.
 
 mod common;
@@ -384,7 +384,16 @@ fn pg18_full_backup_with_a_tablespace() {
 
 #[test]
 fn pg17_incremental_backup_sends_changed_blocks() {
-    let install = PgInstall::find(17).unwrap();
+    incremental_backup_sends_changed_blocks(17);
+}
+
+#[test]
+fn pg18_incremental_backup_sends_changed_blocks() {
+    incremental_backup_sends_changed_blocks(18);
+}
+
+fn incremental_backup_sends_changed_blocks(major: u32) {
+    let install = PgInstall::find(major).unwrap();
     let dir = TestDir::new().unwrap();
     let pg = PgCluster::start_new(
         &install,
@@ -426,7 +435,7 @@ fn pg17_incremental_backup_sends_changed_blocks() {
     assert_eq!(label.start_lsn, incr.start.unwrap().0);
     let from = label.incremental_from.unwrap();
     assert_eq!((from.lsn, from.timeline), full_start);
-    let m = check_manifest(&incr, 17, id.system_id);
+    let m = check_manifest(&incr, major, id.system_id);
     let incremental: Vec<&String> = incr
         .files
         .keys()
