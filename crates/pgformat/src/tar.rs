@@ -402,7 +402,7 @@ pub fn encode_header(entry: &TarEntry) -> Result<[u8; BLOCK], TarError> {
     if entry.kind != TarKind::File {
         name.push('/');
     }
-    let (prefix, name) = if name.len() < NAME.len() {
+    let (prefix, name) = if name.len() <= NAME.len() {
         ("", name.as_str())
     } else {
         // The longest prefix that fits, split at a '/', leaving a name that fits.
@@ -581,6 +581,10 @@ mod tests {
         let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
         let h = encode_header(&entry(&long, TarKind::File, 0)).unwrap();
         assert_eq!(parse_header(&h, 0).unwrap().path, long);
+        // A full name field needs no NUL (a 99-byte directory name plus its '/').
+        let full = "d".repeat(99);
+        let h = encode_header(&entry(&full, TarKind::Dir, 0)).unwrap();
+        assert_eq!(parse_header(&h, 0).unwrap().path, full);
         let too_long = "x".repeat(120);
         assert!(matches!(
             encode_header(&entry(&too_long, TarKind::File, 0)),
