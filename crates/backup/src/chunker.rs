@@ -1,11 +1,15 @@
 //! Cutting files into chunks and storing the new ones.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use cairn_repo::object::{self, ObjectKind};
 use cairn_repo::{
     ChunkIndex, ChunkLocation, ChunkRef, ContentId, Encoded, PackId, PackWriter, Repository,
 };
 use rayon::prelude::*;
+use tokio::task::JoinHandle;
 
 use crate::error::BackupError;
 
@@ -15,15 +19,20 @@ use crate::error::BackupError;
 /// manifest size for a few percent less stored, 1 MiB chunks stored 2-3x more per change.
 pub const CHUNK_SIZE: usize = 256 * 1024;
 
-/// Chunks encoded together on all cores; bounds memory to BATCH * CHUNK_SIZE in flight.
+/// Chunks hashed (and encoded) together on all cores.
 const BATCH: usize = 16;
 
-/// One chunk after hashing: encoded only when the stanza does not have it yet.
+/// Batches being hashed and encoded while the stream goes on. With the packs being stored
+/// in the background, receiving, encoding and writing overlap; memory in flight stays at
+/// about `IN_FLIGHT * BATCH * CHUNK_SIZE` (twice that with the encoded copies).
+const IN_FLIGHT: usize = 4;
+
+/// One chunk after hashing: encoded only when the stanza did not have it when the backup
+/// started.
+#[derive(Debug)]
 struct Resolved {
-    file: usize,
     id: ContentId,
-    encoded: Option<Result<(Vec<u8>, ContentId), String>>,
-    size: u64,
+    encoded: Option<Result<Vec<u8>, String>>,
 }
 
 /// A chunk waiting to be recorded, in file order.
@@ -34,6 +43,9 @@ enum Pending {
     /// Already stored (a parent backup's chunk reused as is): recorded without reading it.
     Stored(usize, ContentId, ChunkLocation),
 }
+
+/// A batch on its way through the workers, with the results in the batch's order.
+type Working = JoinHandle<(Vec<Pending>, Vec<Option<Resolved>>)>;
 
 /// What a finished chunker stored.
 #[derive(Debug)]
@@ -52,12 +64,17 @@ pub struct Chunked {
 #[derive(Debug)]
 pub struct Chunker {
     repo: Repository,
-    index: ChunkIndex,
+    /// Chunks stored before this backup: the workers read it to skip encoding them.
+    existing: Arc<ChunkIndex>,
+    /// Chunks this backup stored or reused, checked first when recording.
+    added: ChunkIndex,
     packs: PackWriter,
     pack_ids: Vec<PackId>,
     current: BytesMut,
-    /// Chunks cut but not yet resolved, with the file (by manifest position) they belong to.
+    /// Chunks cut but not yet sent to the workers.
     pending: Vec<Pending>,
+    /// Batches with the workers, oldest first.
+    working: VecDeque<Working>,
     /// Chunk refs of each file, by manifest position.
     pub refs: Vec<Vec<ChunkRef>>,
     pub new_chunks: u64,
@@ -68,11 +85,13 @@ impl Chunker {
     pub fn new(repo: Repository, index: ChunkIndex, packs: PackWriter) -> Chunker {
         Chunker {
             repo,
-            index,
+            existing: Arc::new(index),
+            added: ChunkIndex::default(),
             packs,
             pack_ids: Vec::new(),
             current: BytesMut::with_capacity(CHUNK_SIZE),
             pending: Vec::new(),
+            working: VecDeque::new(),
             refs: Vec::new(),
             new_chunks: 0,
             reused_chunks: 0,
@@ -118,98 +137,105 @@ impl Chunker {
                 self.current.len()
             )));
         }
-        self.pending.push(Pending::Stored(file, id, loc));
-        if self.pending.len() >= BATCH {
-            self.resolve().await?;
-        }
-        Ok(())
+        self.push(Pending::Stored(file, id, loc)).await
     }
 
     async fn cut(&mut self, file: usize) -> Result<(), BackupError> {
         let chunk = self.current.split().freeze();
         self.current.reserve(CHUNK_SIZE);
-        self.pending.push(Pending::Data(file, chunk));
+        self.push(Pending::Data(file, chunk)).await
+    }
+
+    async fn push(&mut self, p: Pending) -> Result<(), BackupError> {
+        self.pending.push(p);
         if self.pending.len() >= BATCH {
-            self.resolve().await?;
+            self.dispatch();
+            while self.working.len() > IN_FLIGHT {
+                self.record_oldest().await?;
+            }
         }
         Ok(())
     }
 
-    /// Hash (and, for new chunks, encode) the pending chunks on all cores, then record them
-    /// in order.
-    async fn resolve(&mut self) -> Result<(), BackupError> {
+    /// Send the pending chunks to the workers: hashed, and encoded when new, on all cores.
+    fn dispatch(&mut self) {
         if self.pending.is_empty() {
-            return Ok(());
+            return;
         }
         let batch = std::mem::take(&mut self.pending);
         let keys = self.repo.keys().clone();
         let level = self.repo.compress_level();
-        let index = std::mem::take(&mut self.index);
-        let (index, batch, results) = tokio::task::spawn_blocking(move || {
-            let results: Vec<Option<Resolved>> = batch
+        let existing = Arc::clone(&self.existing);
+        self.working.push_back(tokio::task::spawn_blocking(move || {
+            let results = batch
                 .par_iter()
                 .map(|p| match p {
-                    Pending::Data(file, data) => {
+                    Pending::Data(_, data) => {
                         let id = keys.content_id_single(data);
-                        let encoded = index
-                            .get(&id)
-                            .is_none()
-                            .then(|| object::encode(&keys, ObjectKind::Chunk, data, level));
-                        Some(Resolved {
-                            file: *file,
-                            id,
-                            encoded,
-                            size: data.len() as u64,
-                        })
+                        let encoded = (!existing.contains(&id)).then(|| {
+                            object::encode_with_id(&keys, ObjectKind::Chunk, data, level, id)
+                        });
+                        Some(Resolved { id, encoded })
                     }
                     Pending::Stored(..) => None,
                 })
                 .collect();
-            (index, batch, results)
-        })
-        .await
-        .expect("chunk task panicked");
-        self.index = index;
+            (batch, results)
+        }));
+    }
+
+    fn lookup(&self, id: &ContentId) -> Option<ChunkLocation> {
+        self.added.get(id).or_else(|| self.existing.get(id))
+    }
+
+    /// Wait for the oldest batch and record its chunks in order, storing the new ones.
+    async fn record_oldest(&mut self) -> Result<(), BackupError> {
+        let Some(task) = self.working.pop_front() else {
+            return Ok(());
+        };
+        let (batch, results) = task.await.map_err(|e| {
+            BackupError::Repo(cairn_repo::RepoError::Encode {
+                message: format!("chunk worker: {e}"),
+            })
+        })?;
         for (pending, resolved) in batch.into_iter().zip(results) {
             let (file, loc, id) = match (pending, resolved) {
                 (Pending::Stored(file, id, loc), _) => {
                     self.reused_chunks += 1;
-                    if self.index.get(&id).is_none() {
-                        self.index.insert(id, loc.clone());
+                    if self.lookup(&id).is_none() {
+                        self.added.insert(id, loc.clone());
                     }
                     (file, loc, id)
                 }
-                (
-                    Pending::Data(..),
-                    Some(Resolved {
-                        file,
-                        id,
-                        encoded,
-                        size,
-                    }),
-                ) => {
-                    let loc = match (self.index.get(&id).cloned(), encoded) {
+                (Pending::Data(file, data), Some(Resolved { id, encoded })) => {
+                    let loc = match (self.lookup(&id), encoded) {
                         (Some(loc), _) => {
                             self.reused_chunks += 1;
                             loc
                         }
-                        (None, Some(enc)) => {
-                            let (bytes, cid) = enc.map_err(|m| {
-                                BackupError::Repo(cairn_repo::RepoError::Encode { message: m })
-                            })?;
-                            let enc = Encoded::from_parts(bytes, cid, size);
+                        (None, encoded) => {
+                            // Never encoded: only when `existing` had it, which it still has.
+                            let bytes = encoded
+                                .ok_or_else(|| {
+                                    BackupError::Protocol(
+                                        "a new chunk reached the pack unencoded".into(),
+                                    )
+                                })?
+                                .map_err(|m| {
+                                    BackupError::Repo(cairn_repo::RepoError::Encode { message: m })
+                                })?;
+                            let enc = Encoded::from_parts(bytes, id, data.len() as u64);
                             let loc = self.packs.add(&enc).await?;
-                            self.index.insert(id, loc.clone());
+                            self.added.insert(id, loc.clone());
                             self.new_chunks += 1;
                             loc
                         }
-                        (None, None) => unreachable!("unknown chunks are always encoded"),
                     };
                     (file, loc, id)
                 }
                 (Pending::Data(..), None) => unreachable!("data chunks are always resolved"),
             };
-            let pack = match self.pack_ids.iter().position(|p| *p == loc.pack) {
+            let pack = match self.pack_ids.iter().rposition(|p| *p == loc.pack) {
                 Some(i) => i,
                 None => {
                     self.pack_ids.push(loc.pack.clone());
@@ -230,8 +256,19 @@ impl Chunker {
     /// Store everything still pending; afterwards every chunk referenced is durable.
     /// Returns the packs the refs point into and the bytes added to the repository.
     pub async fn finish(mut self) -> Result<Chunked, BackupError> {
-        self.resolve().await?;
-        self.packs.flush().await?;
+        self.dispatch();
+        let mut first_error = None;
+        while !self.working.is_empty() {
+            if let Err(e) = self.record_oldest().await {
+                first_error.get_or_insert(e);
+            }
+        }
+        // Even after an error: what was stored is kept for the next attempt to reuse.
+        let flushed = self.packs.flush().await;
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        flushed?;
         Ok(Chunked {
             packs: self.pack_ids,
             refs: self.refs,

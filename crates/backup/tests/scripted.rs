@@ -252,3 +252,42 @@ async fn a_backup_waits_for_its_wal_and_gives_up_clearly() {
     );
     assert!(repo.backups(&info.name).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_chunk_repeated_across_batches_in_flight_is_stored_once() {
+    let (repo, info) = setup().await;
+    archive_segment_1(&repo, &info).await;
+    // 48 copies of one incompressible 256 KiB chunk: three batches hashed at the same time,
+    // each of which sees the chunk as new.
+    let one = &relation(3)[..cairn_backup::CHUNK_SIZE];
+    let rel: Vec<u8> = one.repeat(48);
+    let plan = BackupPlan::choose(
+        Some(BackupType::Full),
+        &[],
+        info.current().db_id,
+        time::OffsetDateTime::now_utc(),
+    );
+    let mut src = Script {
+        events: backup_events(&rel).into_iter(),
+        fail_after: None,
+        sent: 0,
+    };
+    let m = run(&repo, &info, &plan, &mut src, &opts()).await.unwrap();
+    let f = m.files.iter().find(|f| f.path == "base/5/16384").unwrap();
+    assert_eq!(f.chunks.len(), 48);
+    assert!(f.chunks.iter().all(|c| c.id == f.chunks[0].id));
+    assert!(
+        (m.repo_added as usize) < 2 * cairn_backup::CHUNK_SIZE,
+        "stored {} bytes for one distinct chunk",
+        m.repo_added
+    );
+    let back = repo
+        .read_chunk(
+            &info.name,
+            &f.chunks[47].id,
+            &m.location(&f.chunks[47]).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(back, one);
+}
