@@ -167,6 +167,25 @@ fn pg15_async_archiving_recovers_to_the_same_data() {
         Ok::<_, std::io::Error>(lock.try_lock().ok())
     })
     .unwrap();
+    // Recovery went through the prefetch worker, which also exits once idle.
+    let get = std::fs::read_dir(dir.path().join("spool/main/get"))
+        .expect("archive-get prefetched")
+        .flatten()
+        .next()
+        .expect("the prefetch worker's directory")
+        .path();
+    let want = std::fs::read_to_string(get.join("want")).unwrap();
+    assert!(want.starts_with("00000001"), "last segment served: {want}");
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(get.join("worker.lock"))
+        .expect("the prefetch worker ran");
+    wait_until(
+        "the prefetch worker to exit",
+        Duration::from_secs(30),
+        || Ok::<_, std::io::Error>(lock.try_lock().ok()),
+    )
+    .unwrap();
 }
 
 #[test]

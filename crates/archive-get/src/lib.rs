@@ -2,6 +2,9 @@
 //! recovery needs. One GET, authenticate, decompress, write to a temporary file beside the
 //! destination and rename it into place, so PostgreSQL never sees a partial file.
 //!
+//! With `[archive] async = true` the next segments are fetched ahead into the spool by a
+//! background worker ([`prefetch`]), and a call finds its segment there.
+//!
 //! Exit codes follow PostgreSQL's expectations: 0 when the file was written, 1 when the
 //! archive does not have it (recovery then ends or switches to streaming), and another
 //! code below 126 on an error.
@@ -12,12 +15,16 @@
 //! # Ok(()) }
 //! ```
 
+pub mod prefetch;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use cairn_exit::{Classify, ErrorKind, Failure};
-use cairn_pgformat::WalFileName;
+use cairn_pgformat::{WalFileName, WalSegmentSize};
 use cairn_repo::{Repository, StanzaInfo, StanzaName};
+
+use crate::prefetch::Prefetch;
 
 /// What `archive-get` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,8 +80,51 @@ pub async fn get_with(
     Ok(GetOutcome::Written)
 }
 
+/// Like [`get_with`], but a segment comes from the prefetch spool when the worker has it,
+/// and the worker is told to fetch what follows. Trouble with the spool never fails the
+/// call: it falls back to fetching and says why on stderr (PostgreSQL's log).
+pub async fn get_prefetching(
+    repo: &Repository,
+    info: &StanzaInfo,
+    prefetch: &Prefetch,
+    name: &str,
+    dest: &Path,
+    worker: (Option<&Path>, &str),
+) -> Result<GetOutcome, Failure> {
+    let Ok(WalFileName::Segment(segment)) = name.parse::<WalFileName>() else {
+        return get_with(repo, info, name, dest).await;
+    };
+    let taken = match prefetch.take(repo.keys(), name, dest) {
+        Ok(t) => t,
+        Err(f) => {
+            eprintln!(
+                "cairn-archive-get: prefetch spool: {} (fetching directly)",
+                f.message
+            );
+            None
+        }
+    };
+    let size = match taken {
+        Some(size) => size,
+        None => {
+            let Some(bytes) = repo.get_wal(info, &WalFileName::Segment(segment)).await? else {
+                return Ok(GetOutcome::NotInArchive);
+            };
+            write_atomically(dest, &bytes)?;
+            bytes.len() as u64
+        }
+    };
+    // A segment's size is the cluster's wal_segment_size.
+    if let Ok(seg) = WalSegmentSize::new(size as u32)
+        && let Err(f) = prefetch.request(&segment, seg, worker.0, worker.1)
+    {
+        eprintln!("cairn-archive-get: cannot prefetch: {}", f.message);
+    }
+    Ok(GetOutcome::Written)
+}
+
 /// Write beside `dest` and rename, so `dest` is either absent or whole.
-fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), GetError> {
+pub(crate) fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), GetError> {
     let err = |source| GetError::Write {
         path: dest.to_path_buf(),
         source,
@@ -111,5 +161,32 @@ pub async fn get(
     let stanza = StanzaName::new(sname).map_err(|m| Failure::new(ErrorKind::Config, m))?;
     let repo = cairn_repo::open_configured(cfg).await?;
     let info = repo.require_stanza(&stanza).await?;
+    if cfg.archive.async_ {
+        let pf = prefetch_spool(cfg, &repo, &info);
+        return get_prefetching(&repo, &info, &pf, name, dest, (Some(&cfg.source), sname)).await;
+    }
     get_with(&repo, &info, name, dest).await
+}
+
+fn prefetch_spool(cfg: &cairn_config::Config, repo: &Repository, info: &StanzaInfo) -> Prefetch {
+    Prefetch::new(
+        &cfg.archive.spool_path,
+        &info.name,
+        repo.repo_id(),
+        info.current().db_id,
+        cfg.archive.get_queue_max.0,
+    )
+}
+
+/// The prefetch worker's entry point (`cairn-archive-get --prefetch-worker`).
+pub async fn prefetch_worker(
+    cfg: &cairn_config::Config,
+    stanza: Option<&str>,
+) -> Result<(), Failure> {
+    let (sname, _) = cfg.stanza(stanza)?;
+    let stanza = StanzaName::new(sname).map_err(|m| Failure::new(ErrorKind::Config, m))?;
+    let repo = cairn_repo::open_configured(cfg).await?;
+    let info = repo.require_stanza(&stanza).await?;
+    let pf = prefetch_spool(cfg, &repo, &info);
+    prefetch::run_worker(repo, info, pf, cfg.archive.process_max).await
 }

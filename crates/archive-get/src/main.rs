@@ -15,6 +15,9 @@ struct Args {
     wal_name: String,
     /// Where to write it (%p).
     dest: PathBuf,
+    /// Internal: run as the prefetch worker (`[archive] async = true`).
+    #[arg(long, hide = true)]
+    prefetch_worker: bool,
     /// Configuration file (default: $CAIRN_CONFIG, then /etc/cairn/cairn.toml).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -25,10 +28,17 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The worker fetches several segments at once; a call handles one.
+    let built = if args.prefetch_worker {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match built {
         Ok(r) => r,
         Err(e) => {
             return Failure::new(ErrorKind::Internal, format!("cannot start runtime: {e}"))
@@ -38,6 +48,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let env = cairn_config::Env::from_process();
         let cfg = cairn_config::Config::load(args.config.as_deref(), &env)?;
+        if args.prefetch_worker {
+            return cairn_archive_get::prefetch_worker(&cfg, args.stanza.as_deref())
+                .await
+                .map(|()| GetOutcome::Written);
+        }
         cairn_archive_get::get(&cfg, args.stanza.as_deref(), &args.wal_name, &args.dest).await
     });
     match result {

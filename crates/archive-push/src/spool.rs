@@ -134,7 +134,7 @@ impl Spool {
         stanza: &str,
     ) -> Result<(), Failure> {
         use std::os::unix::process::CommandExt;
-        let exe = std::env::current_exe().map_err(|e| self.io("find own executable", e))?;
+        let exe = worker_exe().map_err(|e| self.io("find cairn-archive-push", e))?;
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("--async-worker")
             .arg(pg_wal)
@@ -164,6 +164,16 @@ impl Spool {
         drop(f);
         fs::rename(&tmp, self.marker(name, kind))
     }
+}
+
+/// `cairn-archive-push` itself, or the one beside the running binary (`cairn archive-push`
+/// runs the same code but cannot be the worker).
+fn worker_exe() -> std::io::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    if me.file_name().is_some_and(|n| n == "cairn-archive-push") {
+        return Ok(me);
+    }
+    Ok(me.with_file_name("cairn-archive-push"))
 }
 
 /// The worker: push what `pg_wal/archive_status` says is ready, `process_max` at a time,

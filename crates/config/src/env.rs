@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::error::ConfigError;
-use crate::model::{RawConfig, Secret};
+use crate::model::{ByteSize, RawConfig, Secret};
 
 /// A snapshot of the environment variables cairn reads, so tests need not touch the
 /// process environment.
@@ -91,6 +91,13 @@ pub(crate) fn apply_overrides(raw: &mut RawConfig, env: &Env) -> Result<(), Conf
             "CAIRN_ARCHIVE_ASYNC" => raw.archive.async_ = parse_bool(var, v)?,
             "CAIRN_ARCHIVE_SPOOL_PATH" => raw.archive.spool_path = PathBuf::from(v),
             "CAIRN_ARCHIVE_PROCESS_MAX" => raw.archive.process_max = parse_num(var, v)?,
+            "CAIRN_ARCHIVE_GET_QUEUE_MAX" => {
+                raw.archive.get_queue_max =
+                    ByteSize::parse(v).map_err(|message| ConfigError::Env {
+                        var: var.into(),
+                        message,
+                    })?
+            }
             "CAIRN_RETENTION_FULL" => raw.retention.full = Some(parse_num(var, v)?),
             "CAIRN_RETENTION_DIFF" => raw.retention.diff = Some(parse_num(var, v)?),
             "CAIRN_RETENTION_ARCHIVE_DAYS" => raw.retention.archive_days = Some(parse_num(var, v)?),

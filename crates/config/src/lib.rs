@@ -22,7 +22,7 @@ mod model;
 pub use env::Env;
 pub use error::ConfigError;
 pub use model::{
-    ArchiveConfig, Config, RepoConfig, RepoLocation, RetentionConfig, S3Config, Secret,
+    ArchiveConfig, ByteSize, Config, RepoConfig, RepoLocation, RetentionConfig, S3Config, Secret,
     StanzaConfig,
 };
 
@@ -77,6 +77,40 @@ pg-port = 5433
         assert_eq!(c.repo.cipher_pass.unwrap().expose(), "from-env");
         assert_eq!(c.stanzas["main"].pg_port, 6000);
         assert!(!c.archive.async_);
+    }
+
+    #[test]
+    fn get_queue_max_takes_bytes_or_a_unit() {
+        let c = load(BASE, &Env::empty()).unwrap();
+        assert_eq!(c.archive.get_queue_max, ByteSize(128 << 20), "default");
+        let with = |v: &str| {
+            load(
+                &BASE.replace(
+                    "process-max = 4",
+                    &format!("process-max = 4\nget-queue-max = {v}"),
+                ),
+                &Env::empty(),
+            )
+        };
+        assert_eq!(
+            with("\"256MiB\"").unwrap().archive.get_queue_max,
+            ByteSize(256 << 20)
+        );
+        assert_eq!(
+            with("\"1GB\"").unwrap().archive.get_queue_max,
+            ByteSize(1 << 30)
+        );
+        assert_eq!(with("4096").unwrap().archive.get_queue_max, ByteSize(4096));
+        let e = with("\"12 parsecs\"").unwrap_err().to_string();
+        assert!(e.contains("parsecs"), "{e}");
+        let env = Env::empty().with("CAIRN_ARCHIVE_GET_QUEUE_MAX", "64MiB");
+        assert_eq!(
+            load(BASE, &env).unwrap().archive.get_queue_max,
+            ByteSize(64 << 20)
+        );
+        let env = Env::empty().with("CAIRN_ARCHIVE_GET_QUEUE_MAX", "lots");
+        let e = load(BASE, &env).unwrap_err().to_string();
+        assert!(e.contains("CAIRN_ARCHIVE_GET_QUEUE_MAX"), "{e}");
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub struct ArchiveConfig {
     pub spool_path: PathBuf,
     #[serde(default = "default_process_max")]
     pub process_max: usize,
+    /// With `async`: how much WAL `archive-get` fetches ahead into the spool.
+    #[serde(default = "default_get_queue_max")]
+    pub get_queue_max: ByteSize,
 }
 
 impl Default for ArchiveConfig {
@@ -84,6 +87,57 @@ impl Default for ArchiveConfig {
             async_: false,
             spool_path: default_spool(),
             process_max: default_process_max(),
+            get_queue_max: default_get_queue_max(),
+        }
+    }
+}
+
+fn default_get_queue_max() -> ByteSize {
+    ByteSize(128 << 20)
+}
+
+/// A size: a number of bytes, or a number with a unit (`128MiB`, `1GiB`, `512kB`; every
+/// unit is a power of 1024, as in PostgreSQL's own settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("'{text}' is not a size (e.g. 128MiB)"))?;
+        let shift = match unit.trim() {
+            "" | "B" => 0,
+            "kB" | "KB" | "KiB" => 10,
+            "MB" | "MiB" => 20,
+            "GB" | "GiB" => 30,
+            "TB" | "TiB" => 40,
+            other => {
+                return Err(format!(
+                    "unknown size unit '{other}' (use kB, MB, GB or KiB, MiB, GiB)"
+                ));
+            }
+        };
+        n.checked_mul(1 << shift)
+            .map(ByteSize)
+            .ok_or_else(|| format!("'{text}' is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => ByteSize::parse(&t).map_err(serde::de::Error::custom),
         }
     }
 }
