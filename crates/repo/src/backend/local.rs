@@ -162,15 +162,18 @@ fn read_file(path: &Path, range: Option<Range<u64>>) -> std::io::Result<Option<B
         Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    // Sized up front: a chunk is then one read, not a growing buffer's dozen.
     let mut buf = Vec::new();
     match range {
         None => {
+            buf.reserve_exact(f.metadata()?.len() as usize);
             f.read_to_end(&mut buf)?;
         }
         Some(r) => {
+            let len = r.end.saturating_sub(r.start);
+            buf.reserve_exact(len as usize);
             f.seek(SeekFrom::Start(r.start))?;
-            f.take(r.end.saturating_sub(r.start))
-                .read_to_end(&mut buf)?;
+            f.take(len).read_to_end(&mut buf)?;
         }
     }
     Ok(Some(Bytes::from(buf)))
