@@ -9,7 +9,7 @@ use cairn_repo::{
     ChunkIndex, ChunkLocation, ChunkRef, ContentId, Encoded, PackId, PackWriter, Repository,
 };
 use rayon::prelude::*;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
 use crate::error::BackupError;
 
@@ -20,12 +20,12 @@ use crate::error::BackupError;
 pub const CHUNK_SIZE: usize = 256 * 1024;
 
 /// Chunks hashed (and encoded) together on all cores.
-const BATCH: usize = 16;
+const BATCH: usize = 32;
 
 /// Batches being hashed and encoded while the stream goes on. With the packs being stored
 /// in the background, receiving, encoding and writing overlap; memory in flight stays at
 /// about `IN_FLIGHT * BATCH * CHUNK_SIZE` (twice that with the encoded copies).
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 3;
 
 /// One chunk after hashing: encoded only when the stanza did not have it when the backup
 /// started.
@@ -44,8 +44,9 @@ enum Pending {
     Stored(usize, ContentId, ChunkLocation),
 }
 
-/// A batch on its way through the workers, with the results in the batch's order.
-type Working = JoinHandle<(Vec<Pending>, Vec<Option<Resolved>>)>;
+/// A batch on its way through the workers, with the results in the batch's order (`None`:
+/// a worker panicked).
+type Working = oneshot::Receiver<Option<(Vec<Pending>, Vec<Option<Resolved>>)>>;
 
 /// What a finished chunker stored.
 #[derive(Debug)]
@@ -158,6 +159,7 @@ impl Chunker {
     }
 
     /// Send the pending chunks to the workers: hashed, and encoded when new, on all cores.
+    /// Straight to rayon (no blocking-pool thread in between: one wakeup less per batch).
     fn dispatch(&mut self) {
         if self.pending.is_empty() {
             return;
@@ -166,22 +168,27 @@ impl Chunker {
         let keys = self.repo.keys().clone();
         let level = self.repo.compress_level();
         let existing = Arc::clone(&self.existing);
-        self.working.push_back(tokio::task::spawn_blocking(move || {
-            let results = batch
-                .par_iter()
-                .map(|p| match p {
-                    Pending::Data(_, data) => {
-                        let id = keys.content_id_single(data);
-                        let encoded = (!existing.contains(&id)).then(|| {
-                            object::encode_with_id(&keys, ObjectKind::Chunk, data, level, id)
-                        });
-                        Some(Resolved { id, encoded })
-                    }
-                    Pending::Stored(..) => None,
-                })
-                .collect();
-            (batch, results)
-        }));
+        let (tx, rx) = oneshot::channel();
+        rayon::spawn(move || {
+            let work = std::panic::AssertUnwindSafe(|| {
+                batch
+                    .par_iter()
+                    .map(|p| match p {
+                        Pending::Data(_, data) => {
+                            let id = keys.content_id_single(data);
+                            let encoded = (!existing.contains(&id)).then(|| {
+                                object::encode_with_id(&keys, ObjectKind::Chunk, data, level, id)
+                            });
+                            Some(Resolved { id, encoded })
+                        }
+                        Pending::Stored(..) => None,
+                    })
+                    .collect::<Vec<_>>()
+            });
+            // A panic becomes an error for the backup, not an abort of the process.
+            let _ = tx.send(std::panic::catch_unwind(work).ok().map(|r| (batch, r)));
+        });
+        self.working.push_back(rx);
     }
 
     fn lookup(&self, id: &ContentId) -> Option<ChunkLocation> {
@@ -193,9 +200,9 @@ impl Chunker {
         let Some(task) = self.working.pop_front() else {
             return Ok(());
         };
-        let (batch, results) = task.await.map_err(|e| {
+        let (batch, results) = task.await.ok().flatten().ok_or_else(|| {
             BackupError::Repo(cairn_repo::RepoError::Encode {
-                message: format!("chunk worker: {e}"),
+                message: "a chunk worker failed".into(),
             })
         })?;
         for (pending, resolved) in batch.into_iter().zip(results) {

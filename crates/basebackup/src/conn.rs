@@ -180,7 +180,7 @@ impl ReplicationConnection {
     pub(crate) fn over(io: Box<dyn Io>, tls: bool) -> ReplicationConnection {
         ReplicationConnection {
             io,
-            rbuf: BytesMut::with_capacity(64 * 1024),
+            rbuf: BytesMut::with_capacity(256 * 1024),
             params: HashMap::new(),
             notices: VecDeque::new(),
             tls,
@@ -229,7 +229,7 @@ impl ReplicationConnection {
                 None => {}
             }
             if self.rbuf.capacity() - self.rbuf.len() < 8192 {
-                self.rbuf.reserve(64 * 1024);
+                self.rbuf.reserve(256 * 1024);
             }
             let n = self.io.read_buf(&mut self.rbuf).await?;
             if n == 0 {
