@@ -218,7 +218,9 @@ fn print_text(doc: &InfoDoc) {
                 w.timeline, w.from, to, w.backup
             );
             if let Some(g) = &w.gap {
-                println!("        GAP at {g}: later WAL cannot be reached from this backup");
+                println!(
+                    "        GAP at {g}: the window ends there; only a backup taken after it can reach later WAL"
+                );
             }
         }
         for tl in &s.archive {
