@@ -117,7 +117,7 @@ impl Classify for PlanError {
 fn not_descendant(timeline: u32, backup: Option<&str>) -> String {
     match backup {
         Some(b) => format!(
-            "timeline {timeline} does not descend from backup {b}'s timeline before it branched off"
+            "timeline {timeline} does not descend from backup {b} (not from its timeline, or it branched off before the backup ended)"
         ),
         None => format!(
             "no backup is on timeline {timeline} or on an ancestor of it before it branched off"
