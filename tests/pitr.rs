@@ -386,6 +386,17 @@ fn refusals(
     let (_, hint) = refused(cairn, dir, &["--target-name", "no-such-point"], 12);
     assert_eq!(hint, "HINT: archived restore points: after-240");
 
+    // A transaction no archived WAL holds: the hint gives the range that is there, from
+    // the first commit after the full (row 121) to the last (row 400).
+    let (_, hint) = refused(cairn, dir, &["--target-xid", "4000000000"], 12);
+    assert!(
+        hint.starts_with(&format!(
+            "HINT: transactions {} to {} ended in the archived WAL after the earliest backup;",
+            all[120].1, all[399].1
+        )),
+        "{hint}"
+    );
+
     // Before the full's consistency point: the hint names it as `info` shows it.
     let t50 = between(all, 50);
     let (error, hint) = refused(cairn, dir, &["--target-time", &t50], 12);
