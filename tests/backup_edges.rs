@@ -266,11 +266,20 @@ fn pg15_backup_connection_failures_are_one_clear_line() {
     );
     assert!(out.status.success(), "{}", describe(&out));
 
-    // archive_command failing: the backup's WAL never arrives, so after --archive-timeout
-    // it fails as archive-timeout (16, decision 004) and is not listed.
+    // archive_command failing (cairn-archive-push with a configuration that does not
+    // exist): the backup's WAL never arrives, so after --archive-timeout it fails as
+    // archive-timeout (16, decision 004) and is not listed.
+    let broken = cairn.archive_command().replace(
+        &format!("CAIRN_CONFIG={}", cairn.config.display()),
+        "CAIRN_CONFIG=/nonexistent/cairn.toml",
+    );
+    assert_ne!(broken, cairn.archive_command());
     // One statement each: ALTER SYSTEM cannot run in a multi-statement transaction.
     primary
-        .psql("ALTER SYSTEM SET archive_command = 'false'")
+        .psql(&format!(
+            "ALTER SYSTEM SET archive_command = '{}'",
+            broken.replace('\'', "''")
+        ))
         .unwrap();
     primary.reload().unwrap();
     let failed = |pg: &PgCluster| {
@@ -302,6 +311,10 @@ fn pg15_backup_connection_failures_are_one_clear_line() {
             .len(),
         1
     );
+    // cairn check waits for its WAL switch the same way, and fails with the same code.
+    let out = cairn.run("cairn", &["check", "--archive-timeout", "2"]);
+    assert_eq!(out.status.code(), Some(16), "{}", describe(&out));
+    one_line(&out, "did not arrive in the repository within 2s");
     primary
         .psql(&format!(
             "ALTER SYSTEM SET archive_command = '{}'",
