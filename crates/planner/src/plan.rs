@@ -161,7 +161,7 @@ enum Refusal {
 }
 
 impl Refusal {
-    fn why(self) -> String {
+    fn why(&self) -> &str {
         match self {
             Refusal::Timeline(w) | Refusal::Target(w) => w,
         }
@@ -326,10 +326,7 @@ pub fn plan(
         .iter()
         .zip(&refusals)
         .take(3)
-        .map(|(b, r)| {
-            let (Refusal::Timeline(w) | Refusal::Target(w)) = r;
-            format!("{}: {w}", b.label)
-        })
+        .map(|(b, r)| format!("{}: {}", b.label, r.why()))
         .collect();
     let Some((b, hist)) = chosen else {
         return Err(no_backup_error(
@@ -391,7 +388,7 @@ fn no_backup_error(
             },
             other => PlanError::SetCannotReach {
                 label: label.clone(),
-                why: other.map(Refusal::why).unwrap_or_default(),
+                why: other.map(|r| r.why().to_string()).unwrap_or_default(),
             },
         };
     }
