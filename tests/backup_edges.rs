@@ -1,6 +1,7 @@
 //! Base backups beyond the happy path (PostgreSQL 15): a tablespace outside the data
 //! directory restored to its own path and relocated; a backup killed mid-stream is never
-//! listed and the next run reuses what it stored; connection failures are one clear line.
+//! listed and the next run reuses what it stored; connection failures and WAL that never
+//! reaches the archive are one clear line with a hint.
 
 mod support;
 
@@ -29,6 +30,33 @@ fn du(path: &Path) -> u64 {
         } else {
             e.metadata().map(|m| m.len()).unwrap_or(0)
         };
+    }
+    total
+}
+
+/// Bytes of the packs under `stanza` that have an index object.
+fn indexed_packs(stanza: &Path) -> u64 {
+    let indexed: Vec<String> = std::fs::read_dir(stanza.join("pack-index"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut total = 0;
+    for shard in std::fs::read_dir(stanza.join("pack"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for pack in std::fs::read_dir(shard.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if indexed.contains(&pack.file_name().to_string_lossy().into_owned()) {
+                total += pack.metadata().unwrap().len();
+            }
+        }
     }
     total
 }
@@ -85,8 +113,9 @@ fn pg15_tablespaces_and_an_interrupted_backup() {
     .unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
-    let stored_by_killed = du(&cairn.repo_dir.join("stanza/main/pack"));
-    assert!(stored_by_killed > 0);
+    // Only packs with an index are found again: what the killed run left reusable.
+    let indexed_by_killed = indexed_packs(&cairn.repo_dir.join("stanza/main"));
+    assert!(indexed_by_killed > 0);
     let info = cairn.info_json();
     assert_eq!(
         info["stanzas"][0]["backups"].as_array().unwrap().len(),
@@ -94,16 +123,27 @@ fn pg15_tablespaces_and_an_interrupted_backup() {
         "a killed backup is not listed: {info:#}"
     );
 
-    // The next run succeeds and stores less than the whole backup: the killed run's chunks are reused.
+    // The next run succeeds and stores less than the whole backup: the killed run's
+    // chunks are reused. repo_size is what this backup's chunks take, i.e. what a full of
+    // the same data stores in an empty repository.
     cairn.cairn_ok(&["backup", "--type", "full"]);
     let info = cairn.info_json();
     let b = &info["stanzas"][0]["backups"][0];
-    let added = b["repo_added"].as_u64().unwrap();
-    let total = du(&cairn.repo_dir.join("stanza/main/pack"));
-    assert!(
-        added + stored_by_killed / 2 <= total,
-        "second run added {added}, killed run stored {stored_by_killed}, packs now {total}"
+    let (added, size, reused) = (
+        b["repo_added"].as_u64().unwrap(),
+        b["repo_size"].as_u64().unwrap(),
+        b["repo_reused"].as_u64().unwrap(),
     );
+    eprintln!(
+        "after the killed run: added {added}, reused {reused} of {size}; killed run's indexed packs {indexed_by_killed}"
+    );
+    assert_eq!(added + reused, size, "{b:#}");
+    assert!(
+        reused >= indexed_by_killed / 2 && added + indexed_by_killed / 2 <= size,
+        "second run added {added} of {size}, reused {reused}; the killed run left {indexed_by_killed} in indexed packs"
+    );
+    // Every chunk it references is stored once: the packs hold at least that much.
+    assert!(size <= du(&cairn.repo_dir.join("stanza/main/pack")));
     let label = b["label"].as_str().unwrap().to_string();
 
     // Relocated with --tablespace-map while the primary still uses the original.
@@ -225,6 +265,63 @@ fn pg15_backup_connection_failures_are_one_clear_line() {
         ],
     );
     assert!(out.status.success(), "{}", describe(&out));
+
+    // archive_command failing (cairn-archive-push with a configuration that does not
+    // exist): the backup's WAL never arrives, so after --archive-timeout it fails as
+    // archive-timeout (16, decision 004) and is not listed.
+    let broken = cairn.archive_command().replace(
+        &format!("CAIRN_CONFIG={}", cairn.config.display()),
+        "CAIRN_CONFIG=/nonexistent/cairn.toml",
+    );
+    assert_ne!(broken, cairn.archive_command());
+    // One statement each: ALTER SYSTEM cannot run in a multi-statement transaction.
+    primary
+        .psql(&format!(
+            "ALTER SYSTEM SET archive_command = '{}'",
+            broken.replace('\'', "''")
+        ))
+        .unwrap();
+    primary.reload().unwrap();
+    let failed = |pg: &PgCluster| {
+        pg.psql("SELECT failed_count FROM pg_stat_archiver")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = failed(&primary);
+    wait_until("archive_command to fail", Duration::from_secs(60), || {
+        // A new segment to archive each time, in case the archiver had not reloaded yet.
+        primary.psql("SELECT pg_current_xact_id()")?;
+        primary.psql("SELECT pg_switch_wal()")?;
+        Ok::<_, cairn_testkit::Error>((failed(&primary) > before).then_some(()))
+    })
+    .unwrap();
+    let out = cairn.run("cairn", &["backup", "--archive-timeout", "2"]);
+    assert_eq!(out.status.code(), Some(16), "{}", describe(&out));
+    one_line(&out, "was not archived within 2s");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HINT: check archive_command"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        cairn.info_json()["stanzas"][0]["backups"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // cairn check waits for its WAL switch the same way, and fails with the same code.
+    let out = cairn.run("cairn", &["check", "--archive-timeout", "2"]);
+    assert_eq!(out.status.code(), Some(16), "{}", describe(&out));
+    one_line(&out, "did not arrive in the repository within 2s");
+    primary
+        .psql(&format!(
+            "ALTER SYSTEM SET archive_command = '{}'",
+            cairn.archive_command().replace('\'', "''")
+        ))
+        .unwrap();
+    primary.reload().unwrap();
 
     primary.stop().unwrap();
     let out = cairn.run("cairn", &["backup"]);

@@ -1,7 +1,7 @@
 //! PostgreSQL 17 incremental backups from WAL summaries, end to end: with `summarize_wal =
-//! on`, an incr after a workload touching few pages receives only the changed blocks (far
-//! less than the database), says `wal-summaries` in `info`, and each backup restored on
-//! its own starts with exactly the data the primary had. Without summaries for the range
+//! on`, a chain full, incr, incr, diff (on the full) after workloads touching few pages
+//! receives only the changed blocks (far less than the database), says `wal-summaries` in
+//! `info`, and each backup restored on its own starts with exactly the data the primary had. Without summaries for the range
 //! (summarize_wal turned on after the full), the server refuses and cairn falls back to
 //! the server sending every file.
 
@@ -136,6 +136,29 @@ fn pg17_incr_from_wal_summaries_receives_only_changed_blocks_and_restores() {
         chain.push((incr, checksum(&primary)));
     }
     assert!(chain[0].1 != chain[1].1 && chain[1].1 != chain[2].1);
+
+    // A diff on top of the full: the changed blocks of all three rounds, from the summaries.
+    workload(&primary, 3);
+    wait_for_summarizer(&primary);
+    let (diff, err) = backup(&cairn, "diff");
+    assert_eq!(diff["type"], "diff");
+    assert_eq!(diff["parent"], full["label"]);
+    assert_eq!(diff["incremental_mode"], "wal-summaries", "{diff:#}\n{err}");
+    let (received, db_size) = (
+        diff["bytes_received"].as_u64().unwrap(),
+        diff["db_size"].as_u64().unwrap(),
+    );
+    // Three rounds of a few hundred pages each, FSM forks whole: about 20%, where the
+    // server sending every file would be all of it.
+    assert!(
+        received * 3 < db_size,
+        "diff received {received} bytes of a {db_size}-byte database"
+    );
+    // It spans three rounds of changes, so it receives more than the last incr did.
+    assert!(received > chain[2].0["bytes_received"].as_u64().unwrap());
+    let diff_sum = checksum(&primary);
+    assert!(diff_sum != chain[2].1);
+    chain.push((diff, diff_sum));
 
     // No writes happen between a backup's stop and its checksum, so each backup restored
     // to its consistency point has exactly that data.

@@ -57,15 +57,73 @@ fn backup(cairn: &Cairn, kind: &str) -> serde_json::Value {
         .clone()
 }
 
+fn lsn(s: &str) -> u64 {
+    let (hi, lo) = s.split_once('/').unwrap();
+    (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
+}
+
+fn rfc3339(s: &str) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{s:?}: {e}"))
+}
+
+/// `info`'s start/stop of backup `b` against the `backup_label` PostgreSQL sent with it
+/// (restored into `data`): the same start LSN and timeline, and times in order.
+fn check_points(b: &serde_json::Value, data: &std::path::Path) {
+    let label = std::fs::read_to_string(data.join("backup_label")).unwrap();
+    let field = |name: &str| {
+        label
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {label}"))
+            .to_string()
+    };
+    // START WAL LOCATION: 0/2000028 (file 000000010000000000000002)
+    let start_wal = field("START WAL LOCATION: ");
+    assert_eq!(
+        b["start"]["lsn"].as_str(),
+        start_wal.split(' ').next(),
+        "{b:#}\n{label}"
+    );
+    assert_eq!(field("START TIMELINE: "), "1");
+    assert_eq!(b["timeline"], 1);
+    let (start, stop) = (
+        b["start"]["lsn"].as_str().unwrap(),
+        b["stop"]["lsn"].as_str().unwrap(),
+    );
+    assert!(lsn(stop) >= lsn(start), "stop {stop} before start {start}");
+    let (t0, t1) = (
+        rfc3339(b["start"]["time"].as_str().unwrap()),
+        rfc3339(b["stop"]["time"].as_str().unwrap()),
+    );
+    assert!(t1 >= t0, "{b:#}");
+    // START TIME: 2026-11-22 14:05:00 UTC (whole seconds). cairn's start is its clock as it
+    // begins reading the stream, moments from the server's; its stop (after the WAL wait)
+    // is later.
+    let server_start = time::PrimitiveDateTime::parse(
+        field("START TIME: ").trim_end_matches(" UTC"),
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+    )
+    .unwrap()
+    .assume_utc();
+    let near = time::Duration::seconds(5);
+    assert!(
+        (t0 - server_start).abs() < near && server_start <= t1,
+        "cairn {t0} .. {t1}, server started at {server_start}"
+    );
+}
+
 fn restore_and_check(
     dir: &TestDir,
     primary: &PgCluster,
     cairn: &Cairn,
-    label: &str,
+    b: &serde_json::Value,
     expected: &str,
 ) {
+    let label = b["label"].as_str().unwrap();
     let target = dir.path().join(format!("restore-{label}"));
     support::restore(cairn, &target, &["--set", label, "--target", "immediate"]);
+    check_points(b, &target);
     // recovery_target = immediate with the default action (pause): consistent and paused.
     let mut pg =
         support::start_restored(dir, primary, &target, false, support::Recovered::Consistent);
@@ -105,11 +163,23 @@ fn pg15_full_diff_incr_restore_to_identical_data() {
         incr_added * 5 < full_added,
         "incr added {incr_added} bytes, full {full_added}"
     );
+    // The first full reuses nothing; the incr references about as much as the full and
+    // reuses nearly all of it.
+    assert_eq!(full["repo_reused"], 0, "{full:#}");
+    let incr_size = incr["repo_size"].as_u64().unwrap();
+    assert!(
+        incr_size * 10 >= full["repo_size"].as_u64().unwrap() * 9,
+        "{incr:#}"
+    );
+    assert!(
+        incr["repo_reused"].as_u64().unwrap() * 5 >= incr_size * 4,
+        "{incr:#}"
+    );
 
     // No writes happen between a backup's stop and the checksum above, so restoring each
     // backup to its consistency point shows exactly that data.
     for (b, sum) in [(&full, &full_sum), (&diff, &diff_sum), (&incr, &incr_sum)] {
-        restore_and_check(&dir, &primary, &cairn, b["label"].as_str().unwrap(), sum);
+        restore_and_check(&dir, &primary, &cairn, b, sum);
     }
 
     // A restore into a non-empty directory is refused and writes nothing.

@@ -201,6 +201,55 @@ pub fn find_file(root: &Path, suffix: &str) -> Option<PathBuf> {
     None
 }
 
+/// `cairn restore --pg-data DIR ARGS` into a directory that does not exist and into an
+/// empty one: each must exit with `code`, print one `cairn: ERROR` line and a `HINT:`, and
+/// leave the directory as it was. Returns (error line, hint line).
+pub fn refused(cairn: &Cairn, dir: &TestDir, args: &[&str], code: i32) -> (String, String) {
+    let missing = dir.path().join("refused-missing");
+    let empty = dir.subdir("refused-empty").unwrap();
+    let mut lines = (String::new(), String::new());
+    for target in [&missing, &empty] {
+        let mut all = vec!["restore", "--pg-data", target.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = cairn.run("cairn", &all);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            describe(&out)
+        );
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let errors: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("cairn: ERROR: "))
+            .collect();
+        let hints: Vec<&str> = err.lines().filter(|l| l.starts_with("HINT: ")).collect();
+        assert!(
+            errors.len() == 1 && hints.len() == 1,
+            "{args:?}: {}",
+            describe(&out)
+        );
+        assert!(!missing.exists(), "{args:?} created {}", missing.display());
+        assert_eq!(
+            std::fs::read_dir(&empty).unwrap().count(),
+            0,
+            "{args:?} wrote into {}",
+            empty.display()
+        );
+        lines = (errors[0].to_string(), hints[0].to_string());
+    }
+    lines
+}
+
+/// The name of the WAL segment holding `lsn` (`X/Y`) on timeline `tli`.
+pub fn segment_of(lsn: &str, tli: u32, seg_bytes: u64) -> String {
+    let (hi, lo) = lsn.split_once('/').unwrap();
+    let lsn = (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap();
+    let segno = lsn / seg_bytes;
+    let per_id = 0x1_0000_0000 / seg_bytes;
+    format!("{tli:08X}{:08X}{:08X}", segno / per_id, segno % per_id)
+}
+
 /// How far recovery must get before a restored cluster is handed to the test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovered {

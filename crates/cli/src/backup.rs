@@ -88,6 +88,27 @@ async fn size_estimate(st: &StanzaConfig) -> Option<u64> {
     row.get::<_, Option<i64>>(0).map(|v| v as u64)
 }
 
+/// What the progress bar's ETA is measured against: the database size, except when the
+/// server sends only changed blocks (WAL summaries), where that size would promise a
+/// wait many times too long; then only bytes and rate are shown.
+fn eta_basis(estimate: Option<u64>, mode: Option<IncrementalMode>) -> Option<u64> {
+    match mode {
+        Some(IncrementalMode::WalSummaries) => None,
+        _ => estimate,
+    }
+}
+
+/// A backup error as the registry classifies it. WAL that did not reach the archive is
+/// `archive-timeout` (16), not `unreachable` (12, a recovery target): cairn-backup still
+/// says Unreachable, so the kind is set here.
+fn backup_failure(e: cairn_backup::BackupError) -> Failure {
+    let mut f = Failure::from_error(&e);
+    if matches!(e, cairn_backup::BackupError::WalNotArchived { .. }) {
+        f.kind = ErrorKind::ArchiveTimeout;
+    }
+    f
+}
+
 pub async fn run(
     cfg: &Config,
     stanza: Option<&str>,
@@ -196,7 +217,11 @@ pub async fn run(
             ServerSource::new(stream)
         }
     };
-    let mut source = Progress::new(source, estimate, plan.label.as_str());
+    let mut source = Progress::new(
+        source,
+        eta_basis(estimate, incremental_mode),
+        plan.label.as_str(),
+    );
     let opts = RunOptions {
         archive_timeout: Duration::from_secs(archive_timeout),
         wal_segment_size: seg,
@@ -204,7 +229,9 @@ pub async fn run(
         incremental_mode,
         ..Default::default()
     };
-    let m = cairn_backup::run(&repo, &info, &plan, &mut source, &opts).await?;
+    let m = cairn_backup::run(&repo, &info, &plan, &mut source, &opts)
+        .await
+        .map_err(backup_failure)?;
     println!(
         "backup {} ({}, {}) complete: start {} stop {}, database {:.1} MiB, received {:.1} MiB, added {:.1} MiB to the repository",
         m.label,
@@ -225,6 +252,40 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn no_eta_when_only_changed_blocks_are_sent() {
+        assert_eq!(eta_basis(Some(100), None), Some(100));
+        assert_eq!(eta_basis(Some(100), Some(IncrementalMode::Full)), Some(100));
+        assert_eq!(
+            eta_basis(Some(100), Some(IncrementalMode::ContentAddressed)),
+            Some(100)
+        );
+        assert_eq!(
+            eta_basis(Some(100), Some(IncrementalMode::WalSummaries)),
+            None
+        );
+    }
+
+    #[test]
+    fn wal_that_never_arrived_is_an_archive_timeout_with_a_hint() {
+        let f = backup_failure(cairn_backup::BackupError::WalNotArchived {
+            segment: "000000010000000000000003".into(),
+            waited: Duration::from_secs(2),
+        });
+        assert_eq!(f.kind, ErrorKind::ArchiveTimeout);
+        assert_eq!(f.kind.code(), 16);
+        assert!(
+            f.message.contains("000000010000000000000003"),
+            "{}",
+            f.message
+        );
+        assert!(f.hint.is_some_and(|h| h.contains("archive_command")));
+        let other = backup_failure(cairn_backup::BackupError::Protocol("x".into()));
+        assert_ne!(other.kind, ErrorKind::ArchiveTimeout);
+    }
+
     #[test]
     fn segment_sizes() {
         assert_eq!(super::parse_size("16MB").unwrap().bytes(), 16 << 20);

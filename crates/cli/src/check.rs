@@ -78,7 +78,7 @@ pub async fn run(
         }
         if Instant::now() >= deadline {
             return Err(Failure::new(
-                ErrorKind::Unreachable,
+                ErrorKind::ArchiveTimeout,
                 format!(
                     "WAL segment {segment} did not arrive in the repository within {timeout_secs}s"
                 ),

@@ -53,6 +53,8 @@ struct BackupDoc {
     db_size: u64,
     bytes_received: u64,
     repo_added: u64,
+    repo_size: u64,
+    repo_reused: u64,
     files: usize,
 }
 
@@ -85,9 +87,23 @@ impl BackupDoc {
             db_size: m.db_size,
             bytes_received: m.bytes_received,
             repo_added: m.repo_added,
+            repo_size: repo_size(m),
+            repo_reused: repo_size(m).saturating_sub(m.repo_added),
             files: m.files.len(),
         }
     }
+}
+
+/// The encoded bytes of the backup's distinct chunks: what it would add to an empty
+/// repository. Less what it did add, that is what it reused.
+fn repo_size(m: &BackupManifest) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    m.files
+        .iter()
+        .flat_map(|f| &f.chunks)
+        .filter(|c| seen.insert((c.pack, c.offset)))
+        .map(|c| u64::from(c.len))
+        .sum()
 }
 
 #[derive(Debug, Serialize)]
@@ -199,10 +215,11 @@ fn print_text(doc: &InfoDoc) {
                 b.timeline, b.start.lsn, b.start.time, b.stop.lsn, b.stop.time
             );
             println!(
-                "        database {}, received {}, added to repository {} ({})",
+                "        database {}, received {}, added to repository {} of {} (rest reused) ({})",
                 mib(b.db_size),
                 mib(b.bytes_received),
                 mib(b.repo_added),
+                mib(b.repo_size),
                 b.incremental_mode
             );
         }
@@ -218,7 +235,9 @@ fn print_text(doc: &InfoDoc) {
                 w.timeline, w.from, to, w.backup
             );
             if let Some(g) = &w.gap {
-                println!("        GAP at {g}: later WAL cannot be reached from this backup");
+                println!(
+                    "        GAP at {g}: the window ends there; only a backup taken after it can reach later WAL"
+                );
             }
         }
         for tl in &s.archive {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use cairn_config::Config;
 use cairn_exit::{ErrorKind, Failure};
 use cairn_pgformat::Lsn;
-use cairn_planner::{Plan, PlanRequest, Target, TimelineTarget, parse_target_time};
+use cairn_planner::{Plan, PlanRequest, Target, TargetTime, TimelineTarget, parse_target_time};
 use cairn_restore::{RecoverySettings, RestoreOptions};
 
 use crate::args::{Output, RestoreArgs};
@@ -122,6 +122,15 @@ pub async fn run(
         db_id: info.current().db_id,
     };
     let plan = cairn_planner::plan(&backups, &catalog, &request)?;
+    let target_time = match &request.target {
+        Target::Time(t) => Some(*t),
+        _ => None,
+    };
+    // Written out even when it is PostgreSQL's default, so the plan shows what recovery does.
+    let target_action = args
+        .target_action
+        .clone()
+        .or_else(|| (request.target != Target::EndOfArchive).then(|| "pause".to_string()));
     let chosen = backups
         .iter()
         .find(|b| b.label.as_str() == plan.backup)
@@ -134,7 +143,7 @@ pub async fn run(
             .filter(|(k, _)| k != "recovery_target_timeline")
             .cloned()
             .collect(),
-        target_action: args.target_action.clone(),
+        target_action,
         target_timeline: plan
             .settings
             .iter()
@@ -143,16 +152,13 @@ pub async fn run(
         standby: args.standby,
     };
     if args.dry_run {
-        print_plan(&plan, &recovery, args);
+        print_plan(&plan, &recovery, target_time, args);
         return Ok(ExitCode::SUCCESS);
     }
-    let opts = RestoreOptions {
-        pg_data: args.pg_data.clone(),
-        tablespace_map,
-        delta: args.delta,
-        recovery,
-        concurrency: 4,
-    };
+    // RestoreOptions::new sizes concurrency to the machine's cores.
+    let mut opts = RestoreOptions::new(args.pg_data.clone(), recovery);
+    opts.tablespace_map = tablespace_map;
+    opts.delta = args.delta;
     let report = cairn_restore::restore_backup(&repo, &name, chosen, &opts).await?;
     println!(
         "restored backup {} into {}: {} files, {} directories, {:.1} MiB written from {} chunks",
@@ -177,11 +183,37 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_plan(plan: &Plan, recovery: &RecoverySettings, args: &RestoreArgs) {
+/// A target time as RFC 3339, in UTC and in the offset the operator wrote.
+#[derive(serde::Serialize)]
+struct TimeDoc {
+    utc: String,
+    given: String,
+}
+
+impl TimeDoc {
+    fn of(t: &TargetTime) -> TimeDoc {
+        let rfc = |at: time::OffsetDateTime| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        TimeDoc {
+            utc: rfc(t.at.to_offset(time::UtcOffset::UTC)),
+            given: rfc(t.at),
+        }
+    }
+}
+
+fn print_plan(
+    plan: &Plan,
+    recovery: &RecoverySettings,
+    target_time: Option<TargetTime>,
+    args: &RestoreArgs,
+) {
     if args.output == Output::Json {
         #[derive(serde::Serialize)]
         struct DryRun<'a> {
             plan: &'a Plan,
+            target_time: Option<TimeDoc>,
             pg_data: String,
             restore_command: &'a str,
             target_action: Option<&'a str>,
@@ -189,14 +221,11 @@ fn print_plan(plan: &Plan, recovery: &RecoverySettings, args: &RestoreArgs) {
         }
         let doc = DryRun {
             plan,
+            target_time: target_time.as_ref().map(TimeDoc::of),
             pg_data: args.pg_data.display().to_string(),
             restore_command: &recovery.restore_command,
             target_action: recovery.target_action.as_deref(),
-            signal: if recovery.standby {
-                "standby.signal"
-            } else {
-                "recovery.signal"
-            },
+            signal: recovery.signal_file(),
         };
         println!(
             "{}",
@@ -226,4 +255,10 @@ fn print_plan(plan: &Plan, recovery: &RecoverySettings, args: &RestoreArgs) {
     if let Some(a) = &recovery.target_action {
         println!("    recovery_target_action = '{a}'");
     }
+    let then = match (&recovery.target_action, recovery.standby) {
+        (_, true) => "PostgreSQL starts as a standby and keeps replaying the archive".to_string(),
+        (Some(a), false) => format!("PostgreSQL recovers to the target, then: {a}"),
+        (None, false) => "PostgreSQL replays all archived WAL, then ends recovery".to_string(),
+    };
+    println!("  signal:  {} ({then})", recovery.signal_file());
 }

@@ -52,6 +52,10 @@ pub enum ErrorKind {
     LocalIo = 14,
     /// The repository's format is newer than this cairn understands.
     Unsupported = 15,
+    /// WAL that a command waits for (the segment `cairn check` switched to, the WAL from a
+    /// backup's start to its stop) did not reach the repository in time: `archive_command`
+    /// is failing or slow. Retryable once archiving catches up.
+    ArchiveTimeout = 16,
     /// A bug in cairn.
     Internal = 70,
 }
@@ -80,6 +84,7 @@ impl ErrorKind {
             ErrorKind::Refused => "refused",
             ErrorKind::LocalIo => "local-io",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::ArchiveTimeout => "archive-timeout",
             ErrorKind::Internal => "internal",
         }
     }
@@ -88,12 +93,15 @@ impl ErrorKind {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorKind::RepoUnavailable | ErrorKind::Postgres | ErrorKind::Locked
+            ErrorKind::RepoUnavailable
+                | ErrorKind::Postgres
+                | ErrorKind::Locked
+                | ErrorKind::ArchiveTimeout
         )
     }
 
     /// Every kind, for documentation and tests.
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::NotInArchive,
         ErrorKind::Usage,
         ErrorKind::Config,
@@ -109,6 +117,7 @@ impl ErrorKind {
         ErrorKind::Refused,
         ErrorKind::LocalIo,
         ErrorKind::Unsupported,
+        ErrorKind::ArchiveTimeout,
         ErrorKind::Internal,
     ];
 }
@@ -214,6 +223,9 @@ mod tests {
             assert!(seen.len() <= ErrorKind::ALL.len());
         }
         assert_eq!(ErrorKind::NotInArchive.code(), 1);
+        // Names are stable too, and as unique as the codes.
+        let names: HashSet<&str> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), ErrorKind::ALL.len());
     }
 
     #[derive(Debug, thiserror::Error)]

@@ -17,16 +17,27 @@ pub enum PlanError {
     NoSuchSet { label: String, known: Vec<String> },
     #[error("the target is before the earliest backup's consistency point ({earliest})")]
     BeforeEarliestBackup { earliest: String },
-    #[error("no backup is on an ancestor of timeline {timeline} before it branched off")]
-    TimelineNotDescendant { timeline: u32 },
+    #[error("{}", not_descendant(*.timeline, .backup.as_deref()))]
+    TimelineNotDescendant {
+        timeline: u32,
+        /// The `--set` backup, when one was forced.
+        backup: Option<String>,
+        /// Timelines that a backup (the forced one, or any) can reach, oldest first.
+        reachable: Vec<u32>,
+    },
     #[error("the target time {target} is after the last archived commit ({last_commit})")]
     AfterLastCommit { target: String, last_commit: String },
     #[error("the target LSN {target} is beyond the end of the archived WAL ({end})")]
     AfterArchiveEnd { target: String, end: String },
     #[error("no archived WAL contains the restore point '{name}'")]
     UnknownRestorePoint { name: String, known: Vec<String> },
-    #[error("no archived WAL after the backup contains a commit of transaction {xid}")]
-    UnknownXid { xid: u32 },
+    #[error("no archived WAL after a backup contains a commit of transaction {xid}")]
+    UnknownXid {
+        xid: u32,
+        /// The smallest and largest xid that committed or aborted in the archived WAL after
+        /// the earliest backup (`None`: no transaction ended there).
+        archived: Option<(u32, u32)>,
+    },
     #[error("WAL segment {missing} is missing from the archive: recovery would stop there")]
     Gap {
         missing: String,
@@ -55,9 +66,21 @@ impl Classify for PlanError {
             PlanError::BeforeEarliestBackup { earliest } => {
                 format!("the earliest reachable point is {earliest}")
             }
-            PlanError::TimelineNotDescendant { .. } => {
-                "pick another --target-timeline, or --target-timeline current".into()
-            }
+            PlanError::TimelineNotDescendant {
+                reachable, backup, ..
+            } => match (reachable.last(), backup) {
+                (Some(newest), Some(b)) => format!(
+                    "backup {b} can reach timeline{} {}: e.g. --target-timeline {newest}",
+                    plural(reachable.len()),
+                    list(reachable)
+                ),
+                (Some(newest), None) => format!(
+                    "a backup can reach timeline{} {}: e.g. --target-timeline {newest}",
+                    plural(reachable.len()),
+                    list(reachable)
+                ),
+                (None, _) => "--target-timeline current follows the backup's own timeline".into(),
+            },
             PlanError::AfterLastCommit { last_commit, .. } => {
                 format!(
                     "the latest time that can be reached is {last_commit}; or restore without a target to replay all archived WAL"
@@ -70,8 +93,15 @@ impl Classify for PlanError {
             PlanError::UnknownRestorePoint { known, .. } => {
                 format!("archived restore points: {}", known.join(", "))
             }
-            PlanError::UnknownXid { .. } => {
-                "check the transaction id, or target a time or LSN".into()
+            PlanError::UnknownXid {
+                archived: Some((lo, hi)),
+                ..
+            } => format!(
+                "transactions {lo} to {hi} ended in the archived WAL after the earliest backup; check the id, or target a time or LSN"
+            ),
+            PlanError::UnknownXid { archived: None, .. } => {
+                "no transaction ended in the archived WAL after a backup; target a time or LSN"
+                    .into()
             }
             PlanError::Gap {
                 reachable: Some(r), ..
@@ -82,4 +112,26 @@ impl Classify for PlanError {
             PlanError::SetCannotReach { .. } => "omit --set to let cairn choose".into(),
         })
     }
+}
+
+fn not_descendant(timeline: u32, backup: Option<&str>) -> String {
+    match backup {
+        Some(b) => format!(
+            "timeline {timeline} does not descend from backup {b} (not from its timeline, or it branched off before the backup ended)"
+        ),
+        None => format!(
+            "no backup is on timeline {timeline} or on an ancestor of it before it branched off"
+        ),
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn list(tlis: &[u32]) -> String {
+    tlis.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -154,28 +154,48 @@ fn pg_time(rfc3339: &str) -> Option<PgTimestamp> {
         .and_then(PgTimestamp::from_offset_datetime)
 }
 
-/// Why a backup cannot serve the target (None: it can).
-fn unsuitable(
-    b: &BackupManifest,
-    hist: &TimelineHistory,
-    target: &Target,
-    archive: &Archive<'_>,
-) -> Option<String> {
+/// Why a backup was passed over: its timeline, or the target itself.
+enum Refusal {
+    Timeline(String),
+    Target(String),
+}
+
+impl Refusal {
+    fn why(&self) -> &str {
+        match self {
+            Refusal::Timeline(w) | Refusal::Target(w) => w,
+        }
+    }
+}
+
+/// Why recovery along `hist` cannot start from `b` (None: it can).
+pub(crate) fn off_path(b: &BackupManifest, hist: &TimelineHistory) -> Option<String> {
     if !hist.contains(b.timeline) {
         return Some(format!(
             "its timeline {} is not an ancestor of timeline {}",
             b.timeline, hist.tli
         ));
     }
-    if let Some(sp) = hist.switchpoint_of(b.timeline)
-        && b.stop_lsn > sp
-    {
-        return Some(format!(
+    match hist.switchpoint_of(b.timeline) {
+        Some(sp) if b.stop_lsn > sp => Some(format!(
             "it ends after timeline {} branched off at {sp}",
             b.timeline
-        ));
+        )),
+        _ => None,
     }
-    match target {
+}
+
+/// Why a backup cannot serve the target (None: it can).
+fn unsuitable(
+    b: &BackupManifest,
+    hist: &TimelineHistory,
+    target: &Target,
+    archive: &Archive<'_>,
+) -> Option<Refusal> {
+    if let Some(why) = off_path(b, hist) {
+        return Some(Refusal::Timeline(why));
+    }
+    let why = match target {
         Target::Time(t) => match pg_time(&b.stop_time) {
             Some(stop) if stop < t.pg() => None,
             _ => Some(format!(
@@ -196,7 +216,31 @@ fn unsuitable(
             None => Some(format!("no archived commit of transaction {x} follows it")),
         },
         Target::Immediate | Target::EndOfArchive => None,
-    }
+    };
+    why.map(Refusal::Target)
+}
+
+/// Timelines recovery can follow from at least one of `backups`, in order: what to
+/// suggest when the requested one cannot be reached.
+fn reachable_timelines(archive: &Archive<'_>, backups: &[&BackupManifest]) -> Vec<u32> {
+    let mut tlis = archive.timelines();
+    tlis.extend(backups.iter().map(|b| b.timeline.0));
+    tlis.sort_unstable();
+    tlis.dedup();
+    tlis.retain(|t| {
+        let hist = archive.history(TimelineId(*t));
+        backups.iter().any(|b| off_path(b, &hist).is_none())
+    });
+    tlis
+}
+
+/// The smallest and largest xid that ended in the WAL from `b`'s stop segment on.
+fn xid_range(archive: &Archive<'_>, b: &BackupManifest) -> Option<(u32, u32)> {
+    let stop = b.stop_lsn.segment_number(archive.seg).0;
+    let ended = archive.segs.iter().filter(|((_, n), _)| *n >= stop);
+    let lo = ended.clone().filter_map(|(_, s)| s.min_xid).min()?;
+    let hi = ended.filter_map(|(_, s)| s.max_xid).max()?;
+    Some((lo, hi))
 }
 
 fn find_restore_point(
@@ -278,8 +322,20 @@ pub fn plan(
             Some(why) => refusals.push(why),
         }
     }
+    let passed_over: Vec<String> = candidates
+        .iter()
+        .zip(&refusals)
+        .take(3)
+        .map(|(b, r)| format!("{}: {}", b.label, r.why()))
+        .collect();
     let Some((b, hist)) = chosen else {
-        return Err(no_backup_error(req, &candidates, &archive, refusals));
+        return Err(no_backup_error(
+            req,
+            &candidates,
+            &archive,
+            latest,
+            refusals,
+        ));
     };
     let why = match (&req.set, candidates.first()) {
         (Some(_), _) => format!("set {} was asked for", b.label),
@@ -287,8 +343,14 @@ pub fn plan(
             "the newest backup that can reach the target".to_string()
         }
         (None, _) => format!(
-            "the newest backup consistent before the target ({} newer ones are not)",
-            refusals.len()
+            "the newest backup that can reach the target; {} newer cannot ({}{})",
+            refusals.len(),
+            passed_over.join("; "),
+            if refusals.len() > passed_over.len() {
+                "; ..."
+            } else {
+                ""
+            }
         ),
     };
     let (segments, target_desc, mut settings) = wal_for(&archive, &hist, b, &req.target)?;
@@ -308,35 +370,62 @@ fn no_backup_error(
     req: &PlanRequest,
     candidates: &[&BackupManifest],
     archive: &Archive<'_>,
-    refusals: Vec<String>,
+    latest: TimelineId,
+    refusals: Vec<Refusal>,
 ) -> PlanError {
-    if let (Some(label), Some(why)) = (&req.set, refusals.first()) {
-        return PlanError::SetCannotReach {
-            label: label.clone(),
-            why: why.clone(),
+    let requested = match req.timeline {
+        TimelineTarget::Id(t) => t,
+        TimelineTarget::Latest => latest,
+        // A backup is always on its own timeline: `current` only fails on the target.
+        TimelineTarget::Current => candidates[0].timeline,
+    };
+    if let Some(label) = &req.set {
+        return match refusals.into_iter().next() {
+            Some(Refusal::Timeline(_)) => PlanError::TimelineNotDescendant {
+                timeline: requested.0,
+                backup: Some(label.clone()),
+                reachable: reachable_timelines(archive, candidates),
+            },
+            other => PlanError::SetCannotReach {
+                label: label.clone(),
+                why: other.map(|r| r.why().to_string()).unwrap_or_default(),
+            },
         };
     }
-    let earliest = candidates.last().expect("candidates are not empty");
+    // Candidates are newest first; these are on the requested timeline's path.
+    let on_path: Vec<&BackupManifest> = candidates
+        .iter()
+        .zip(&refusals)
+        .filter(|(_, r)| matches!(r, Refusal::Target(_)))
+        .map(|(b, _)| *b)
+        .collect();
+    let Some(earliest) = on_path.last() else {
+        return PlanError::TimelineNotDescendant {
+            timeline: requested.0,
+            backup: None,
+            reachable: reachable_timelines(archive, candidates),
+        };
+    };
     match &req.target {
-        Target::Time(_) | Target::Lsn(_) if refusals.iter().all(|r| r.contains("consistent")) => {
-            PlanError::BeforeEarliestBackup {
-                earliest: format!("{} at {}", earliest.stop_lsn, earliest.stop_time),
+        Target::Name(n) => {
+            let mut known: Vec<String> = Vec::new();
+            for rp in archive.segs.values().flat_map(|s| &s.restore_points) {
+                if !known.contains(&rp.name) {
+                    known.push(rp.name.clone());
+                }
+            }
+            PlanError::UnknownRestorePoint {
+                name: n.clone(),
+                known,
             }
         }
-        Target::Name(n) => PlanError::UnknownRestorePoint {
-            name: n.clone(),
-            known: archive
-                .segs
-                .values()
-                .flat_map(|s| s.restore_points.iter().map(|r| r.name.clone()))
-                .collect(),
+        Target::Xid(x) => PlanError::UnknownXid {
+            xid: *x,
+            archived: xid_range(archive, earliest),
         },
-        Target::Xid(x) => PlanError::UnknownXid { xid: *x },
-        _ => PlanError::TimelineNotDescendant {
-            timeline: match req.timeline {
-                TimelineTarget::Id(t) => t.0,
-                _ => archive.latest_timeline(candidates).0,
-            },
+        // Time and LSN: every backup on the path became consistent after the target.
+        _ => PlanError::BeforeEarliestBackup {
+            earliest: format!("{} at {}", earliest.stop_lsn, earliest.stop_time),
         },
     }
 }

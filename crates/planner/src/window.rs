@@ -1,16 +1,18 @@
-//! The recoverable window per timeline, for `cairn info`: from the earliest backup's
-//! consistency point to the last archived commit reachable from it without a gap.
+//! The recoverable windows per timeline, for `cairn info`: from a backup's consistency
+//! point to the last archived commit reachable from it without a gap. A gap ends a window;
+//! a newer backup that starts after the gap begins the next one.
 
+use cairn_pgformat::history::TimelineHistory;
 use cairn_pgformat::{PgTimestamp, TimelineId};
 use cairn_repo::{BackupManifest, DbId, WalCatalog};
 use serde::Serialize;
 
-use crate::plan::Archive;
+use crate::plan::{Archive, off_path};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecoveryWindow {
     pub timeline: u32,
-    /// The earliest backup that can start recovery on this timeline.
+    /// The earliest backup that can start recovery in this window.
     pub backup: String,
     /// Its consistency point: the earliest time a restore can land on.
     pub from: String,
@@ -20,14 +22,17 @@ pub struct RecoveryWindow {
     pub gap: Option<String>,
 }
 
-/// One window per timeline that has WAL or backups.
+/// The windows of each timeline that has WAL or backups, in order: one from the earliest
+/// backup whose WAL is complete, and after a gap, another from the earliest backup that
+/// starts after the missing segment.
 pub fn recoverable_windows(
     backups: &[BackupManifest],
     catalog: &WalCatalog,
     db: DbId,
 ) -> Vec<RecoveryWindow> {
     let archive = Archive::new(catalog, db);
-    let mine: Vec<&BackupManifest> = backups.iter().filter(|b| b.db_id == db).collect();
+    let mut mine: Vec<&BackupManifest> = backups.iter().filter(|b| b.db_id == db).collect();
+    mine.sort_by_key(|b| b.start_lsn);
     let mut tlis: Vec<u32> = archive.timelines();
     tlis.extend(mine.iter().map(|b| b.timeline.0));
     tlis.sort_unstable();
@@ -35,40 +40,67 @@ pub fn recoverable_windows(
     let mut out = Vec::new();
     for t in tlis {
         let hist = archive.history(TimelineId(t));
-        let usable = mine.iter().find(|b| {
-            hist.contains(b.timeline)
-                && hist
-                    .switchpoint_of(b.timeline)
-                    .is_none_or(|sp| b.stop_lsn <= sp)
-        });
-        let Some(b) = usable else { continue };
-        let stop_seg = b.stop_lsn.segment_number(archive.seg).0;
-        let mut last: Option<PgTimestamp> = None;
-        let mut gap = None;
-        for (tli, n) in archive.walk(&hist, b.start_lsn) {
-            match archive.get(tli, n) {
-                Some(s) => {
-                    if n >= stop_seg
-                        && let Some(c) = s.last_commit_time
-                    {
-                        last = Some(last.map_or(c, |l: PgTimestamp| l.max(c)));
+        let usable: Vec<&BackupManifest> = mine
+            .iter()
+            .copied()
+            .filter(|b| off_path(b, &hist).is_none())
+            .collect();
+        // Segments before this one cannot be used: a gap lies at or after them.
+        let mut resume = 0u64;
+        for b in usable {
+            if b.start_lsn.segment_number(archive.seg).0 < resume {
+                continue;
+            }
+            match window_from(&archive, &hist, b) {
+                // Its own WAL is incomplete: a later backup may still start a window.
+                Walk::Broken => {}
+                Walk::Window(w, next) => {
+                    out.push(w);
+                    match next {
+                        Some(n) => resume = n + 1,
+                        None => break,
                     }
-                }
-                None => {
-                    if archive.any_after(&hist, n) {
-                        gap = Some(archive.name(tli, n));
-                    }
-                    break;
                 }
             }
         }
-        out.push(RecoveryWindow {
-            timeline: t,
-            backup: b.label.to_string(),
-            from: b.stop_time.clone(),
-            to: last.map(|l| l.to_string()),
-            gap,
-        });
     }
     out
+}
+
+enum Walk {
+    Broken,
+    /// The window, and the missing segment that ended it when later WAL exists.
+    Window(RecoveryWindow, Option<u64>),
+}
+
+fn window_from(archive: &Archive<'_>, hist: &TimelineHistory, b: &BackupManifest) -> Walk {
+    let stop_seg = b.stop_lsn.segment_number(archive.seg).0;
+    let mut last: Option<PgTimestamp> = None;
+    let mut gap = None;
+    for (tli, n) in archive.walk(hist, b.start_lsn) {
+        match archive.get(tli, n) {
+            Some(s) => {
+                if n >= stop_seg
+                    && let Some(c) = s.last_commit_time
+                {
+                    last = Some(last.map_or(c, |l: PgTimestamp| l.max(c)));
+                }
+            }
+            None if n <= stop_seg => return Walk::Broken,
+            None => {
+                if archive.any_after(hist, n) {
+                    gap = Some((archive.name(tli, n), n));
+                }
+                break;
+            }
+        }
+    }
+    let w = RecoveryWindow {
+        timeline: hist.tli.0,
+        backup: b.label.to_string(),
+        from: b.stop_time.clone(),
+        to: last.map(|l| l.to_string()),
+        gap: gap.as_ref().map(|(name, _)| name.clone()),
+    };
+    Walk::Window(w, gap.map(|(_, n)| n))
 }

@@ -1,6 +1,7 @@
 //! The planner on a synthetic but byte-exact archive (segments written by `WalBuilder`,
 //! summarized by the same code archive-push runs): every target kind, and every refusal.
 
+use cairn_exit::Classify;
 use cairn_pgformat::builder::WalBuilder;
 use cairn_pgformat::{Lsn, PgTimestamp, TimelineId, WalSegmentSize, XLogSegNo, summarize_segment};
 use cairn_planner::{PlanError, PlanRequest, Target, TimelineTarget, parse_target_time, plan};
@@ -167,56 +168,97 @@ fn time_targets_pick_the_newest_backup_before_them_and_stop_at_the_next_commit()
     );
 }
 
+fn hint(e: &PlanError) -> String {
+    e.hint().unwrap_or_else(|| panic!("no hint for {e:?}"))
+}
+
 #[test]
 fn refusals_say_what_is_reachable() {
     let cat = WalCatalog::from_entries(segments(&timeline1(), &[]));
     match plan(&backups(), &cat, &req(target_time(95))) {
-        Err(PlanError::AfterLastCommit { last_commit, .. }) => {
-            assert_eq!(last_commit, at(80).to_string())
+        Err(e @ PlanError::AfterLastCommit { .. }) => {
+            let PlanError::AfterLastCommit { last_commit, .. } = &e else {
+                unreachable!()
+            };
+            assert_eq!(*last_commit, at(80).to_string());
+            assert!(hint(&e).contains(&at(80).to_string()), "{}", hint(&e));
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        plan(&backups(), &cat, &req(target_time(5))),
-        Err(PlanError::BeforeEarliestBackup { .. })
-    ));
+    match plan(&backups(), &cat, &req(target_time(5))) {
+        Err(e @ PlanError::BeforeEarliestBackup { .. }) => {
+            // B1, the earliest backup, became consistent at 0/200200, T0+25 s.
+            let h = hint(&e);
+            assert!(h.contains("0/200200") && h.contains(&rfc(25)), "{h}");
+        }
+        other => panic!("{other:?}"),
+    }
     match plan(&backups(), &cat, &req(Target::Name("nope".into()))) {
-        Err(PlanError::UnknownRestorePoint { known, .. }) => {
-            assert_eq!(known, vec!["rp-a".to_string()])
+        Err(e @ PlanError::UnknownRestorePoint { .. }) => {
+            let PlanError::UnknownRestorePoint { known, .. } = &e else {
+                unreachable!()
+            };
+            assert_eq!(*known, vec!["rp-a".to_string()]);
+            assert_eq!(hint(&e), "archived restore points: rp-a");
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        plan(&backups(), &cat, &req(Target::Xid(999))),
-        Err(PlanError::UnknownXid { xid: 999 })
-    ));
-    assert!(matches!(
-        plan(&[], &cat, &req(Target::Immediate)),
-        Err(PlanError::NoBackups)
-    ));
+    match plan(&backups(), &cat, &req(Target::Xid(999))) {
+        Err(e @ PlanError::UnknownXid { xid: 999, .. }) => {
+            // Segments 2..=8 (from B1's stop on) hold the commits of xids 102..=108.
+            assert!(matches!(
+                e,
+                PlanError::UnknownXid {
+                    archived: Some((102, 108)),
+                    ..
+                }
+            ));
+            assert!(
+                hint(&e).starts_with("transactions 102 to 108 "),
+                "{}",
+                hint(&e)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match plan(&[], &cat, &req(Target::Immediate)) {
+        Err(e @ PlanError::NoBackups) => assert!(hint(&e).contains("cairn backup")),
+        other => panic!("{other:?}"),
+    }
     let mut r = req(target_time(45));
     r.set = Some("20270101-000060F".into());
-    assert!(matches!(
-        plan(&backups(), &cat, &r),
-        Err(PlanError::SetCannotReach { .. })
-    ));
-    assert!(matches!(
-        plan(
-            &backups(),
-            &WalCatalog::from_entries(segments(&timeline1(), &[])),
-            &req(Target::Lsn(Lsn(20 * MIB)))
-        ),
-        Err(PlanError::AfterArchiveEnd { .. })
-    ));
+    match plan(&backups(), &cat, &r) {
+        Err(e @ PlanError::SetCannotReach { .. }) => {
+            assert!(e.to_string().contains("not before the target"), "{e}");
+            assert!(hint(&e).contains("omit --set"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match plan(&backups(), &cat, &req(Target::Lsn(Lsn(20 * MIB)))) {
+        Err(e @ PlanError::AfterArchiveEnd { .. }) => {
+            let PlanError::AfterArchiveEnd { end, .. } = &e else {
+                unreachable!()
+            };
+            assert!(hint(&e).contains(end.as_str()), "{}", hint(&e));
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
 fn a_gap_is_refused_with_the_last_reachable_time() {
     let cat = WalCatalog::from_entries(segments(&timeline1(), &[4]));
     match plan(&backups(), &cat, &req(target_time(45))) {
-        Err(PlanError::Gap { missing, reachable }) => {
+        Err(e @ PlanError::Gap { .. }) => {
+            let PlanError::Gap { missing, reachable } = &e else {
+                unreachable!()
+            };
             assert_eq!(missing, "000000010000000000000004");
-            assert_eq!(reachable, Some(at(30).to_string()));
+            assert_eq!(*reachable, Some(at(30).to_string()));
+            assert_eq!(
+                hint(&e),
+                format!("the latest point reachable before the gap is {}", at(30))
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -275,9 +317,9 @@ fn lsn_name_xid_immediate_and_end_of_archive() {
     );
 }
 
-#[test]
-fn timelines_are_followed_through_their_history() {
-    // Timeline 2 branches off in segment 5 and has its own segments 5 and 6.
+/// Timeline 1 plus timeline 2, which branches off in segment 5 (after B1, before B2's
+/// stop) and has its own segments 5 and 6.
+fn two_timelines() -> WalCatalog {
     let switch = Lsn(5 * MIB + 0x1000);
     let mut tl2 = WalBuilder::new(XLogSegNo(5))
         .segment_size(seg_size())
@@ -294,12 +336,22 @@ fn timelines_are_followed_through_their_history() {
         "00000002.history".into(),
         WalDetail::History { text: history },
     ));
-    let cat = WalCatalog::from_entries(entries);
+    WalCatalog::from_entries(entries)
+}
 
+#[test]
+fn timelines_are_followed_through_their_history() {
+    let cat = two_timelines();
     let p = plan(&backups(), &cat, &req(target_time(55))).unwrap();
     assert_eq!(
         p.backup, "20270101-000020F",
         "B2 ends after timeline 1 branched off"
+    );
+    assert!(
+        p.why
+            .contains("20270101-000060F: it ends after timeline 1 branched off"),
+        "{}",
+        p.why
     );
     assert_eq!(p.timeline, 2);
     assert_eq!(
@@ -325,6 +377,67 @@ fn timelines_are_followed_through_their_history() {
 }
 
 #[test]
+fn a_timeline_that_does_not_descend_from_the_backup_is_refused_naming_one_that_does() {
+    let cat = two_timelines();
+    let b2 = "20270101-000060F";
+    // B2 ended on timeline 1 after timeline 2 branched off: forced, it cannot go there.
+    let mut r = req(target_time(75));
+    r.set = Some(b2.into());
+    r.timeline = TimelineTarget::Id(TimelineId(2));
+    match plan(&backups(), &cat, &r) {
+        Err(e @ PlanError::TimelineNotDescendant { .. }) => {
+            assert_eq!(
+                e,
+                PlanError::TimelineNotDescendant {
+                    timeline: 2,
+                    backup: Some(b2.into()),
+                    reachable: vec![1],
+                }
+            );
+            assert!(e.to_string().contains(b2), "{e}");
+            assert_eq!(
+                hint(&e),
+                format!("backup {b2} can reach timeline 1: e.g. --target-timeline 1")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // With B2 the only backup, no backup reaches timeline 2 (latest): the default fails.
+    let only_b2 = vec![backups().remove(1)];
+    match plan(&only_b2, &cat, &req(Target::EndOfArchive)) {
+        Err(e @ PlanError::TimelineNotDescendant { backup: None, .. }) => {
+            assert!(
+                matches!(&e, PlanError::TimelineNotDescendant { timeline: 2, reachable, .. } if *reachable == vec![1])
+            );
+            assert!(hint(&e).ends_with("--target-timeline 1"), "{}", hint(&e));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A timeline nobody archived: both backups' timelines are named.
+    let mut r = req(Target::Immediate);
+    r.timeline = TimelineTarget::Id(TimelineId(7));
+    match plan(&backups(), &cat, &r) {
+        Err(e @ PlanError::TimelineNotDescendant { .. }) => {
+            assert_eq!(
+                hint(&e),
+                "a backup can reach timelines 1, 2: e.g. --target-timeline 2"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // On timeline 2 B1 qualifies: a time before it is "before the earliest backup",
+    // not a timeline problem, although B2 was passed over for its timeline.
+    let mut r = req(target_time(5));
+    r.timeline = TimelineTarget::Id(TimelineId(2));
+    match plan(&backups(), &cat, &r) {
+        Err(e @ PlanError::BeforeEarliestBackup { .. }) => {
+            assert!(hint(&e).contains(&rfc(25)), "{}", hint(&e))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn recoverable_windows_per_timeline() {
     let cat = WalCatalog::from_entries(segments(&timeline1(), &[]));
     let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
@@ -333,8 +446,46 @@ fn recoverable_windows_per_timeline() {
     assert_eq!(w[0].from, rfc(25));
     assert_eq!(w[0].to, Some(at(80).to_string()));
     assert_eq!(w[0].gap, None);
+}
+
+#[test]
+fn a_gap_ends_a_window_and_a_newer_backup_after_it_starts_the_next() {
+    // Segment 4 is missing: B1 (segment 2) reaches T0+30 s; B2 (segment 6) continues.
     let cat = WalCatalog::from_entries(segments(&timeline1(), &[4]));
     let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
-    assert_eq!(w[0].to, Some(at(30).to_string()));
-    assert_eq!(w[0].gap.as_deref(), Some("000000010000000000000004"));
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(
+        (w[0].backup.as_str(), w[0].to.clone(), w[0].gap.as_deref()),
+        (
+            "20270101-000020F",
+            Some(at(30).to_string()),
+            Some("000000010000000000000004")
+        )
+    );
+    assert_eq!(
+        (
+            w[1].backup.as_str(),
+            w[1].from.as_str(),
+            w[1].to.clone(),
+            w[1].gap.as_deref()
+        ),
+        (
+            "20270101-000060F",
+            rfc(65).as_str(),
+            Some(at(80).to_string()),
+            None
+        )
+    );
+    // A gap inside B1's own WAL (its stop segment): only B2 starts a window.
+    let cat = WalCatalog::from_entries(segments(&timeline1(), &[2]));
+    let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].backup, "20270101-000060F");
+    // A gap after the last backup ends the only window there is: no backup follows it.
+    let cat = WalCatalog::from_entries(segments(&timeline1(), &[7]));
+    let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].backup, "20270101-000020F");
+    assert_eq!(w[0].to, Some(at(60).to_string()));
+    assert_eq!(w[0].gap.as_deref(), Some("000000010000000000000007"));
 }

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -72,7 +73,7 @@ pub async fn restore_file(
     check_size(file, written)?;
     let f = out.take().expect("file handle");
     let (mode, mtime) = (file.mode, file.mtime);
-    blocking(move || finish(f, &dest, mode, mtime)).await?;
+    blocking(move || finish(&f, &dest, mode, mtime)).await?;
     Ok(Written {
         written,
         kept: 0,
@@ -147,7 +148,9 @@ fn open_existing(dest: &Path) -> Result<Option<File>, RestoreError> {
 }
 
 /// Delta: compare each chunk with what is on disk by content id, rewrite the ones that
-/// differ in place.
+/// differ in place. Like the normal path, `READ_AHEAD` chunks are read, hashed and (when
+/// they differ) fetched ahead of the one being written; chunks never overlap, so reading
+/// one while writing another through the same descriptor is safe.
 async fn update_file(
     repo: &Repository,
     stanza: &StanzaName,
@@ -156,51 +159,70 @@ async fn update_file(
     dest: PathBuf,
     existing: File,
 ) -> Result<Written, RestoreError> {
-    let mut f = existing;
+    let f = Arc::new(existing);
+    let offsets = file.chunks.iter().scan(0u64, |next, c| {
+        let at = *next;
+        *next += u64::from(c.size);
+        Some(at)
+    });
+    let checks = file
+        .chunks
+        .iter()
+        .zip(offsets)
+        .enumerate()
+        .map(|(index, (c, offset))| {
+            let (f, repo_keys, path) = (f.clone(), repo.clone(), dest.clone());
+            let (size, id) = (c.size as usize, c.id);
+            async move {
+                let same = blocking(move || {
+                    let mut buf = vec![0u8; size];
+                    match f.read_exact_at(&mut buf, offset) {
+                        Ok(()) => Ok(repo_keys.keys().content_id_single(&buf) == id),
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+                        Err(e) => Err(RestoreError::io("read", path, e)),
+                    }
+                })
+                .await?;
+                let plain = if same {
+                    None
+                } else {
+                    Some(fetch(repo, stanza, manifest, file, index, c).await?)
+                };
+                Ok::<_, RestoreError>((offset, c.size, plain))
+            }
+        });
+    let mut chunks = futures::stream::iter(checks).buffered(READ_AHEAD);
     let mut out = Written::default();
-    let mut offset = 0u64;
-    for (index, c) in file.chunks.iter().enumerate() {
-        let (size, id, keys_repo, path) = (c.size as usize, c.id, repo.clone(), dest.clone());
-        let (back, same) = blocking(move || {
-            let mut buf = vec![0u8; size];
-            let same = match f.read_exact_at(&mut buf, offset) {
-                Ok(()) => keys_repo.keys().content_id_single(&buf) == id,
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
-                Err(e) => return Err(RestoreError::io("read", path, e)),
-            };
-            Ok((f, same))
+    let mut end = 0u64;
+    while let Some((offset, size, plain)) = chunks.try_next().await? {
+        end = offset + u64::from(size);
+        let Some(plain) = plain else {
+            out.kept += u64::from(size);
+            continue;
+        };
+        out.written += plain.len() as u64;
+        out.chunks_read += 1;
+        let (f, path) = (f.clone(), dest.clone());
+        blocking(move || {
+            f.write_all_at(&plain, offset)
+                .map_err(|e| RestoreError::io("write", path, e))
         })
         .await?;
-        f = back;
-        if same {
-            out.kept += u64::from(c.size);
-        } else {
-            let plain = fetch(repo, stanza, manifest, file, index, c).await?;
-            out.written += plain.len() as u64;
-            out.chunks_read += 1;
-            let path = dest.clone();
-            f = blocking(move || {
-                f.write_all_at(&plain, offset)
-                    .map_err(|e| RestoreError::io("write", path, e))?;
-                Ok(f)
-            })
-            .await?;
-        }
-        offset += u64::from(c.size);
     }
-    check_size(file, offset)?;
+    drop(chunks);
+    check_size(file, end)?;
     let (mode, mtime, size) = (file.mode, file.mtime, file.size);
     blocking(move || {
         f.set_len(size)
             .map_err(|e| RestoreError::io("truncate", &dest, e))?;
-        finish(f, &dest, mode, mtime)
+        finish(&f, &dest, mode, mtime)
     })
     .await?;
     Ok(out)
 }
 
 /// Mode, mtime and fsync, on the open descriptor (no path lookup, no link to follow).
-fn finish(f: File, path: &Path, mode: u32, mtime: i64) -> Result<(), RestoreError> {
+fn finish(f: &File, path: &Path, mode: u32, mtime: i64) -> Result<(), RestoreError> {
     f.set_permissions(Permissions::from_mode(mode & 0o777))
         .map_err(|e| RestoreError::io("chmod", path, e))?;
     if let Ok(secs) = u64::try_from(mtime) {
