@@ -31,7 +31,7 @@ Run as root after `cargo build --release --bins` and `scripts/install-test-deps.
 (PostgreSQL 15 with pgbench and pgcrypto, pgbackrest, from Debian).
 
 Usage: benches/backup_restore_vs_pgbackrest.py [--scale 50] [--random-mib 200]
-       [--pitr-segments 64] [--first cairn|pgbackrest] [--repeat 3] [--drop-caches]
+       [--pitr-segments 64] [--first cairn|pgbackrest] [--repeat 3] [--drop-caches] [--async]
        [--bin-dir target/release] [--keep]
 """
 import argparse, json, os, pwd, shutil, statistics, subprocess, sys, tempfile, threading, time
@@ -159,6 +159,9 @@ def main():
     ap.add_argument("--repeat", type=int, default=3, help="restore rounds per tool, order alternating (default 3)")
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"),
                     help="where cairn, cairn-archive-push and cairn-archive-get are (default target/release)")
+    ap.add_argument("--async", dest="async_", action="store_true",
+                    help="asynchronous archiving for both tools: cairn [archive] async = true (push through "
+                         "the spool, archive-get prefetch), pgBackRest archive-async=y (same queue size, 128MiB)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
     order = ["cairn", "pgbackrest"] if args.first == "cairn" else ["pgbackrest", "cairn"]
@@ -270,13 +273,14 @@ def main():
         as_pg([f"{PGBIN}/initdb", "-D", d("pgdata"), "-A", "trust", "-E", "UTF8", "--no-locale"])
         with open(d("cairn.toml"), "w") as f:
             f.write(f"[repo]\npath = \"{d('cairn-repo')}\"\ncipher-pass = \"{PASS}\"\ncompress-level = 3\n"
-                    f"[archive]\nspool-path = \"{d('cairn-spool')}\"\n"
+                    f"[archive]\nspool-path = \"{d('cairn-spool')}\"\nasync = {'true' if args.async_ else 'false'}\n"
                     f"[stanza.main]\npg-data = \"{d('pgdata')}\"\npg-host = \"{d('run')}\"\npg-port = {port}\n")
         with open(d("pgbackrest.conf"), "w") as f:
             f.write(f"[global]\nrepo1-path={d('pgbr-repo')}\nrepo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass={PASS}\n"
                     f"repo1-retention-full=10\ncompress-type=zst\ncompress-level=3\nprocess-max=2\nstart-fast=y\n"
                     f"log-path={d('pgbr-log')}\nspool-path={d('pgbr-spool')}\nlock-path={d('pgbr-spool')}\n"
                     f"log-level-console=warn\nlog-level-file=off\n"
+                    f"archive-async={'y' if args.async_ else 'n'}\narchive-get-queue-max=128MiB\n"
                     f"[main]\npg1-path={d('pgdata')}\npg1-socket-path={d('run')}\npg1-port={port}\n")
         for f in ["cairn.toml", "pgbackrest.conf"]:
             os.chown(d(f), PG.pw_uid, PG.pw_gid)
@@ -434,6 +438,7 @@ def main():
     print(f"data: pgbench scale {args.scale} + {args.random_mib} MiB random rows = {db_size / 2**20:.0f} MiB cluster; "
           f"PITR target {target}, segments replayed: cairn {replayed.get('cairn')}, "
           f"pgBackRest {replayed.get('pgbackrest')} (each from its own incr backup)")
+    print(f"archiving: {'async for both (cairn prefetch, pgBackRest archive-async)' if args.async_ else 'synchronous'}")
     print(f"{args.first} ran first; restores: median of {args.repeat} rounds, order alternating (range in brackets); "
           f"page cache {'dropped' if args.drop_caches else 'kept'} before each timed step")
     print(f"{'phase':<34}{'cairn s':>15}{'pgBackRest s':>17}{'ratio':>8}   peak RSS MiB cairn / pgBackRest"
