@@ -47,7 +47,7 @@ impl Classify for BackupError {
             BackupError::Source { kind, .. } => *kind,
             BackupError::Protocol(_) => ErrorKind::Postgres,
             BackupError::WrongSystem { .. } => ErrorKind::Stanza,
-            BackupError::WalNotArchived { .. } => ErrorKind::Unreachable,
+            BackupError::WalNotArchived { .. } => ErrorKind::ArchiveTimeout,
             BackupError::NotInParent { .. } | BackupError::Incremental { .. } => {
                 ErrorKind::Postgres
             }

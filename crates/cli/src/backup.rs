@@ -98,17 +98,6 @@ fn eta_basis(estimate: Option<u64>, mode: Option<IncrementalMode>) -> Option<u64
     }
 }
 
-/// A backup error as the registry classifies it. WAL that did not reach the archive is
-/// `archive-timeout` (16), not `unreachable` (12, a recovery target): cairn-backup still
-/// says Unreachable, so the kind is set here.
-fn backup_failure(e: cairn_backup::BackupError) -> Failure {
-    let mut f = Failure::from_error(&e);
-    if matches!(e, cairn_backup::BackupError::WalNotArchived { .. }) {
-        f.kind = ErrorKind::ArchiveTimeout;
-    }
-    f
-}
-
 pub async fn run(
     cfg: &Config,
     stanza: Option<&str>,
@@ -231,7 +220,7 @@ pub async fn run(
     };
     let m = cairn_backup::run(&repo, &info, &plan, &mut source, &opts)
         .await
-        .map_err(backup_failure)?;
+        .map_err(|e| Failure::from_error(&e))?;
     println!(
         "backup {} ({}, {}) complete: start {} stop {}, database {:.1} MiB, received {:.1} MiB, added {:.1} MiB to the repository",
         m.label,
@@ -270,7 +259,7 @@ mod tests {
 
     #[test]
     fn wal_that_never_arrived_is_an_archive_timeout_with_a_hint() {
-        let f = backup_failure(cairn_backup::BackupError::WalNotArchived {
+        let f = Failure::from_error(&cairn_backup::BackupError::WalNotArchived {
             segment: "000000010000000000000003".into(),
             waited: Duration::from_secs(2),
         });
@@ -282,7 +271,7 @@ mod tests {
             f.message
         );
         assert!(f.hint.is_some_and(|h| h.contains("archive_command")));
-        let other = backup_failure(cairn_backup::BackupError::Protocol("x".into()));
+        let other = Failure::from_error(&cairn_backup::BackupError::Protocol("x".into()));
         assert_ne!(other.kind, ErrorKind::ArchiveTimeout);
     }
 
