@@ -55,6 +55,7 @@ pub async fn restore_file(
     let mut chunks = futures::stream::iter(reads).buffered(READ_AHEAD);
     let mut written = 0u64;
     while let Some(plain) = chunks.try_next().await? {
+        let offset = written;
         written += plain.len() as u64;
         let f = out
             .take()
@@ -65,6 +66,7 @@ pub async fn restore_file(
                 let mut f = f;
                 f.write_all(&plain)
                     .map_err(|e| RestoreError::io("write", path, e))?;
+                tree::start_writeback(&f, offset, plain.len() as u64);
                 Ok(f)
             })
             .await?,
