@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cairn_testkit::{ClusterOptions, PgCluster, PgInstall, TestDir, wait_until};
+use cairn_testkit::{TestDir, wait_until};
 use support::{Cairn, RepoSpec, describe, start_archiving, wait_archived, workload};
 
 /// The segment after `name` (1 MiB segments, far from the end of a log id).
@@ -42,17 +42,8 @@ fn get(cairn: &Cairn, segment: &str, dest: &Path, prefetch: bool) -> std::proces
 
 #[test]
 fn pg15_archive_get_prefetches_and_never_hands_over_a_damaged_spool_file() {
-    let install = PgInstall::find(15).unwrap();
     let dir = TestDir::new().unwrap();
-    let mut primary = PgCluster::init(
-        &install,
-        &dir,
-        ClusterOptions {
-            wal_segsize_mb: Some(1),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut primary = support::small_wal_cluster(15, &dir);
     let cairn = Cairn::new(&dir, &primary, RepoSpec::Local);
     cairn.enable_async(2);
     start_archiving(&mut primary, &cairn);

@@ -78,17 +78,8 @@ fn archive_and_recover(dir: &TestDir, primary: &mut PgCluster, cairn: &Cairn) {
 
 #[test]
 fn pg15_archives_and_recovers_from_a_local_repository() {
-    let install = PgInstall::find(15).unwrap();
     let dir = TestDir::new().unwrap();
-    let mut primary = PgCluster::init(
-        &install,
-        &dir,
-        ClusterOptions {
-            wal_segsize_mb: Some(1),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut primary = support::small_wal_cluster(15, &dir);
     let cairn = Cairn::new(&dir, &primary, RepoSpec::Local);
     archive_and_recover(&dir, &mut primary, &cairn);
     // Objects really are encrypted: no archived object contains the table's text.
@@ -136,17 +127,8 @@ fn pg15_archives_and_recovers_from_s3() {
 
 #[test]
 fn pg15_async_archiving_recovers_to_the_same_data() {
-    let install = PgInstall::find(15).unwrap();
     let dir = TestDir::new().unwrap();
-    let mut primary = PgCluster::init(
-        &install,
-        &dir,
-        ClusterOptions {
-            wal_segsize_mb: Some(1),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut primary = support::small_wal_cluster(15, &dir);
     let cairn = Cairn::new(&dir, &primary, RepoSpec::Local);
     cairn.enable_async(2);
     archive_and_recover(&dir, &mut primary, &cairn);
@@ -191,17 +173,8 @@ fn pg15_async_archiving_recovers_to_the_same_data() {
 #[test]
 fn pg17_and_pg18_archive_and_recover() {
     for major in [17, 18] {
-        let install = PgInstall::find(major).unwrap();
         let dir = TestDir::new().unwrap();
-        let mut primary = PgCluster::init(
-            &install,
-            &dir,
-            ClusterOptions {
-                wal_segsize_mb: Some(1),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let mut primary = support::small_wal_cluster(major, &dir);
         let cairn = Cairn::new(&dir, &primary, RepoSpec::Local);
         archive_and_recover(&dir, &mut primary, &cairn);
         let info = cairn.info_json();

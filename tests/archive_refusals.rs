@@ -5,7 +5,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use cairn_testkit::{ClusterOptions, PgCluster, PgInstall, TestDir};
+use cairn_testkit::TestDir;
 use support::{Cairn, RepoSpec, describe, start_archiving, wait_archived, workload};
 
 const CONFLICT: i32 = 7;
@@ -34,17 +34,8 @@ fn stored_object(cairn: &Cairn, name: &str) -> PathBuf {
 
 #[test]
 fn pg15_archive_refusals() {
-    let install = PgInstall::find(15).unwrap();
     let dir = TestDir::new().unwrap();
-    let mut primary = PgCluster::init(
-        &install,
-        &dir,
-        ClusterOptions {
-            wal_segsize_mb: Some(1),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut primary = support::small_wal_cluster(15, &dir);
     // Keep switched segments in pg_wal so the test can compare them with the archive.
     primary.set_conf("wal_keep_size", "'256MB'").unwrap();
     let cairn = Cairn::new(&dir, &primary, RepoSpec::Local);
@@ -108,15 +99,7 @@ fn pg15_archive_refusals() {
 
     // A segment from another cluster is refused.
     let other_dir = TestDir::new().unwrap();
-    let mut other = PgCluster::init(
-        &install,
-        &other_dir,
-        ClusterOptions {
-            wal_segsize_mb: Some(1),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut other = support::small_wal_cluster(15, &other_dir);
     other.set_conf("wal_keep_size", "'64MB'").unwrap();
     other.start().unwrap();
     let foreign_name = other

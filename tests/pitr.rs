@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use cairn_testkit::{ClusterOptions, PgCluster, PgInstall, TestDir, wait_until};
+use cairn_testkit::{PgCluster, TestDir, wait_until};
 use support::{Cairn, RepoSpec, refused, segment_of, start_archiving};
 
 const SEG: u64 = 1 << 20;
@@ -130,17 +130,8 @@ fn switch_and_wait(pg: &PgCluster) {
 
 #[test]
 fn pg15_point_in_time_recovery_lands_exactly() {
-    let install = PgInstall::find(15).unwrap();
     let dir = TestDir::new().unwrap();
-    let mut primary = PgCluster::init(
-        &install,
-        &dir,
-        ClusterOptions {
-            wal_segsize_mb: Some(1),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut primary = support::small_wal_cluster(15, &dir);
     primary.set_conf("track_commit_timestamp", "on").unwrap();
     // No autovacuum commits: the workload's last row is the last commit there is.
     primary.set_conf("autovacuum", "off").unwrap();

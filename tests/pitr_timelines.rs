@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use cairn_testkit::{ClusterOptions, PgCluster, PgInstall, TestDir, wait_until};
+use cairn_testkit::{PgCluster, TestDir, wait_until};
 use support::{Cairn, RepoSpec, describe, refused, start_archiving};
 
 fn insert(pg: &PgCluster, tag: &str, n: usize) {
@@ -56,17 +56,8 @@ fn switch_and_wait(pg: &PgCluster) {
 
 #[test]
 fn pg15_timelines_and_delta() {
-    let install = PgInstall::find(15).unwrap();
     let dir = TestDir::new().unwrap();
-    let mut primary = PgCluster::init(
-        &install,
-        &dir,
-        ClusterOptions {
-            wal_segsize_mb: Some(1),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut primary = support::small_wal_cluster(15, &dir);
     let cairn = Cairn::new(&dir, &primary, RepoSpec::Local);
     start_archiving(&mut primary, &cairn);
     cairn.cairn_ok(&["stanza-create"]);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use cairn_testkit::{PgCluster, TestDir, run_as_postgres, wait_until};
+use cairn_testkit::{ClusterOptions, PgCluster, PgInstall, TestDir, run_as_postgres, wait_until};
 
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
@@ -137,6 +137,21 @@ pub fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// A new (stopped) PostgreSQL `major` cluster with 1 MiB WAL segments: tests fill many
+/// segments quickly.
+pub fn small_wal_cluster(major: u32, dir: &TestDir) -> PgCluster {
+    let install = PgInstall::find(major).unwrap();
+    PgCluster::init(
+        &install,
+        dir,
+        ClusterOptions {
+            wal_segsize_mb: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 /// Configure archiving to cairn and start the cluster.

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use cairn_exit::{ErrorKind, Failure};
 use cairn_pgformat::{SegmentName, WalFileName, WalSegmentSize, XLogSegNo};
 use cairn_repo::{ContentId, DbId, KeySet, Repository, StanzaInfo, StanzaName};
+use cairn_spool::WorkerLock;
 
 /// The worker exits when PostgreSQL has asked for nothing new for this long.
 const IDLE_EXIT: Duration = Duration::from_secs(5);
@@ -92,19 +93,6 @@ impl Prefetch {
         self.dir.join("want")
     }
 
-    fn worker_running(&self) -> bool {
-        match File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.lock_path())
-        {
-            Ok(f) => f.try_lock().is_err(),
-            Err(_) => false,
-        }
-    }
-
     /// The caller's side: move the spooled `name` to `dest` if it is there and intact
     /// (waiting while the worker is fetching it); returns its size. `Ok(None)`: fetch it
     /// yourself.
@@ -115,7 +103,8 @@ impl Prefetch {
             if let Some((path, id)) = self.find(name) {
                 return self.hand_over(keys, &path, id, dest);
             }
-            let in_progress = self.fetching_marker(name).exists() && self.worker_running();
+            let in_progress =
+                self.fetching_marker(name).exists() && WorkerLock::held(&self.lock_path());
             if !in_progress || Instant::now() >= deadline {
                 return Ok(None);
             }
@@ -178,7 +167,7 @@ impl Prefetch {
             let _ = fs::remove_file(&tmp);
             return Err(self.io("write want", e));
         }
-        if !self.worker_running() {
+        if !WorkerLock::held(&self.lock_path()) {
             self.start_worker(config, stanza)?;
         }
         Ok(())
@@ -195,26 +184,19 @@ impl Prefetch {
     }
 
     fn start_worker(&self, config: Option<&Path>, stanza: &str) -> Result<(), Failure> {
-        use std::os::unix::process::CommandExt;
-        let exe = worker_exe().map_err(|e| self.io("find cairn-archive-get", e))?;
-        let mut cmd = std::process::Command::new(exe);
-        cmd.arg("--prefetch-worker")
-            .arg("--stanza")
-            .arg(stanza)
-            // WAL_NAME and DEST are required arguments; the worker ignores them.
-            .arg("-")
-            .arg("-");
+        // WAL_NAME and DEST are required arguments; the worker ignores them.
+        let mut args = vec![
+            "--prefetch-worker".as_ref(),
+            "--stanza".as_ref(),
+            stanza.as_ref(),
+            "-".as_ref(),
+            "-".as_ref(),
+        ];
         if let Some(c) = config {
-            cmd.arg("--config").arg(c);
+            args.extend(["--config".as_ref(), c.as_os_str()]);
         }
-        // Its own process group: signals to PostgreSQL's startup process do not reach it.
-        cmd.process_group(0)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        cmd.spawn()
-            .map_err(|e| self.io("start the prefetch worker", e))?;
-        Ok(())
+        cairn_spool::start_worker("cairn-archive-get", args)
+            .map_err(|e| self.io("start the prefetch worker", e))
     }
 
     /// The segments to hold after `want`: as many as `get-queue-max` allows.
@@ -297,15 +279,6 @@ impl Prefetch {
     }
 }
 
-/// `cairn-archive-get` itself, or the one beside the running binary (`cairn archive-get`).
-fn worker_exe() -> std::io::Result<PathBuf> {
-    let me = std::env::current_exe()?;
-    if me.file_name().is_some_and(|n| n == "cairn-archive-get") {
-        return Ok(me);
-    }
-    Ok(me.with_file_name("cairn-archive-get"))
-}
-
 /// The worker: keep the segments after the one PostgreSQL last got in the spool, until
 /// PostgreSQL has asked for nothing new for a while. Returns at once when another worker
 /// holds the lock.
@@ -316,16 +289,10 @@ pub async fn run_worker(
     process_max: usize,
 ) -> Result<(), Failure> {
     fs::create_dir_all(&pf.dir).map_err(|e| pf.io("create", e))?;
-    let lock = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(pf.lock_path())
-        .map_err(|e| pf.io("open lock", e))?;
-    if lock.try_lock().is_err() {
+    let Some(_lock) = WorkerLock::acquire(&pf.lock_path()).map_err(|e| pf.io("open lock", e))?
+    else {
         return Ok(());
-    }
+    };
     let mut want = None;
     let mut window: Vec<SegmentName> = Vec::new();
     // Segments from this position on are not fetched: one was not in the archive (yet).

@@ -8,13 +8,14 @@
 //! N is durable in the repository, so exit 0 keeps its promise.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cairn_exit::{ErrorKind, Failure};
 use cairn_repo::{Repository, StanzaInfo, StanzaName};
+use cairn_spool::WorkerLock;
 
 /// How long the worker stays alive without work.
 const IDLE_EXIT: Duration = Duration::from_secs(2);
@@ -69,7 +70,7 @@ impl Spool {
             if let Some(result) = self.take_marker(&name)? {
                 return result;
             }
-            if !started || !self.worker_running() {
+            if !started || !WorkerLock::held(&self.lock_path()) {
                 self.start_worker(&pg_wal, config, stanza)?;
                 started = true;
             }
@@ -114,43 +115,23 @@ impl Spool {
         self.dir.join("worker.lock")
     }
 
-    fn worker_running(&self) -> bool {
-        match File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.lock_path())
-        {
-            Ok(f) => f.try_lock().is_err(),
-            Err(_) => false,
-        }
-    }
-
     fn start_worker(
         &self,
         pg_wal: &Path,
         config: Option<&Path>,
         stanza: &str,
     ) -> Result<(), Failure> {
-        use std::os::unix::process::CommandExt;
-        let exe = worker_exe().map_err(|e| self.io("find cairn-archive-push", e))?;
-        let mut cmd = std::process::Command::new(exe);
-        cmd.arg("--async-worker")
-            .arg(pg_wal)
-            .arg("--stanza")
-            .arg(stanza);
+        let mut args = vec![
+            "--async-worker".as_ref(),
+            pg_wal.as_os_str(),
+            "--stanza".as_ref(),
+            stanza.as_ref(),
+        ];
         if let Some(c) = config {
-            cmd.arg("--config").arg(c);
+            args.extend(["--config".as_ref(), c.as_os_str()]);
         }
-        // Its own process group: PostgreSQL's signals to the archiver do not kill it mid-push.
-        cmd.process_group(0)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        cmd.spawn()
-            .map_err(|e| self.io("start the async worker", e))?;
-        Ok(())
+        cairn_spool::start_worker("cairn-archive-push", args)
+            .map_err(|e| self.io("start the async worker", e))
     }
 
     fn write_marker(&self, name: &str, kind: &str, body: &str) -> std::io::Result<()> {
@@ -166,16 +147,6 @@ impl Spool {
     }
 }
 
-/// `cairn-archive-push` itself, or the one beside the running binary (`cairn archive-push`
-/// runs the same code but cannot be the worker).
-fn worker_exe() -> std::io::Result<PathBuf> {
-    let me = std::env::current_exe()?;
-    if me.file_name().is_some_and(|n| n == "cairn-archive-push") {
-        return Ok(me);
-    }
-    Ok(me.with_file_name("cairn-archive-push"))
-}
-
 /// The worker: push what `pg_wal/archive_status` says is ready, `process_max` at a time,
 /// until there has been nothing to do for a while. Returns when idle or when another
 /// worker holds the lock.
@@ -187,16 +158,11 @@ pub async fn run_worker(
     process_max: usize,
 ) -> Result<(), Failure> {
     fs::create_dir_all(&spool.dir).map_err(|e| spool.io("create", e))?;
-    let lock = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(spool.lock_path())
-        .map_err(|e| spool.io("open lock", e))?;
-    if lock.try_lock().is_err() {
+    let Some(_lock) =
+        WorkerLock::acquire(&spool.lock_path()).map_err(|e| spool.io("open lock", e))?
+    else {
         return Ok(());
-    }
+    };
     let mut idle_since = Instant::now();
     let mut in_flight: BTreeSet<String> = BTreeSet::new();
     let mut tasks = tokio::task::JoinSet::new();
