@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::cluster_options::{BaseBackupOptions, ClusterOptions, WalMethod};
 use crate::command;
 use crate::error::{Error, Result, tail};
 use crate::install::{PgClientTools, PgInstall};
@@ -14,6 +15,7 @@ use crate::postgres_user::{
     chown_to_postgres, chown_to_postgres_recursive, create_dir_for_postgres, run_as_postgres,
     set_mode,
 };
+use crate::process::{is_postgres, kill_tree, pid_alive};
 use crate::test_dir::TestDir;
 use crate::wait::wait_until;
 
@@ -33,130 +35,6 @@ const PG_ENV: [&str; 10] = [
     "PGOPTIONS",
     "PGDATA",
 ];
-
-/// How [`PgCluster::init`] sets a cluster up. `ClusterOptions::default()` gives a small,
-/// fast, throwaway cluster; the builder methods change one thing each.
-#[derive(Debug, Clone)]
-pub struct ClusterOptions {
-    /// Names the data directory (`<test dir>/<name>`), the socket directory
-    /// (`<test dir>/<name>.sock`) and the log (`<test dir>/<name>.log`). Default `pg` for
-    /// [`PgCluster::init`], the data directory's own name for
-    /// [`PgCluster::from_existing_data_dir`]. Give every cluster of one [`TestDir`] its own.
-    pub name: Option<String>,
-    /// `initdb --data-checksums` (default false; on PostgreSQL 18, where initdb enables them by
-    /// default, false passes `--no-data-checksums`).
-    pub data_checksums: bool,
-    /// `initdb --wal-segsize` in MiB (a power of two, 1..=1024); default PostgreSQL's 16.
-    pub wal_segsize_mb: Option<u32>,
-    /// `fsync` (default **off**: these clusters are throwaway and the machine does not crash;
-    /// [`PgCluster::kill_postmaster`] still exercises crash recovery, since the OS keeps the
-    /// written pages). Turn it on where a test is about PostgreSQL's own durability.
-    pub fsync: bool,
-    /// More `postgresql.conf` settings, written in the kit's block (after its defaults, so
-    /// they win), e.g. `("archive_mode", "on")`; values are quoted as in
-    /// [`PgCluster::set_conf`].
-    pub conf: Vec<(String, String)>,
-    /// Environment variables for the server process (and so for `archive_command` and
-    /// `restore_command`), e.g. `("CAIRN_CONFIG", "/tmp/.../cairn.toml")`.
-    pub server_env: Vec<(String, String)>,
-    /// How long `pg_ctl start`/`stop` may wait (default 120 s).
-    pub timeout: Duration,
-}
-
-impl Default for ClusterOptions {
-    fn default() -> Self {
-        ClusterOptions {
-            name: None,
-            data_checksums: false,
-            wal_segsize_mb: None,
-            fsync: false,
-            conf: Vec::new(),
-            server_env: Vec::new(),
-            timeout: Duration::from_secs(120),
-        }
-    }
-}
-
-impl ClusterOptions {
-    /// The defaults.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Sets [`ClusterOptions::name`].
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-    /// Sets [`ClusterOptions::data_checksums`].
-    pub fn data_checksums(mut self, on: bool) -> Self {
-        self.data_checksums = on;
-        self
-    }
-    /// Sets [`ClusterOptions::wal_segsize_mb`].
-    pub fn wal_segsize_mb(mut self, mb: u32) -> Self {
-        self.wal_segsize_mb = Some(mb);
-        self
-    }
-    /// Sets [`ClusterOptions::fsync`].
-    pub fn fsync(mut self, on: bool) -> Self {
-        self.fsync = on;
-        self
-    }
-    /// Adds one `postgresql.conf` setting.
-    pub fn conf(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.conf.push((key.into(), value.into()));
-        self
-    }
-    /// Adds one environment variable for the server process.
-    pub fn server_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.server_env.push((key.into(), value.into()));
-        self
-    }
-    /// Sets [`ClusterOptions::timeout`].
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-}
-
-/// `pg_basebackup -X` (what WAL the backup itself carries).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum WalMethod {
-    /// `-X none`: no WAL; restoring needs the archive (cairn's own situation).
-    #[default]
-    None,
-    /// `-X fetch`.
-    Fetch,
-    /// `-X stream`.
-    Stream,
-}
-
-/// Options of [`PgCluster::basebackup_into_with`].
-#[derive(Debug, Clone)]
-pub struct BaseBackupOptions {
-    /// `-X` (default `none`).
-    pub wal: WalMethod,
-    /// `-F tar` instead of plain (default plain).
-    pub tar: bool,
-    /// `-c fast` (default true) rather than waiting for a spread checkpoint.
-    pub fast_checkpoint: bool,
-    /// `--incremental=<manifest>` (PostgreSQL 17+, needs `summarize_wal = on`).
-    pub incremental_from: Option<PathBuf>,
-    /// Anything else to pass.
-    pub extra_args: Vec<String>,
-}
-
-impl Default for BaseBackupOptions {
-    fn default() -> Self {
-        BaseBackupOptions {
-            wal: WalMethod::None,
-            tar: false,
-            fast_checkpoint: true,
-            incremental_from: None,
-            extra_args: Vec::new(),
-        }
-    }
-}
 
 /// A PostgreSQL cluster in a [`TestDir`], run as the `postgres` user, listening on a free
 /// port on 127.0.0.1 and on a Unix socket in the test directory.
@@ -763,27 +641,6 @@ impl Drop for PgCluster {
     }
 }
 
-/// SIGKILL to `pid` and its children at once; waits until all are gone.
-fn kill_tree(pid: u32) -> Result<()> {
-    let mut pids = vec![pid];
-    pids.extend(child_pids(pid));
-    let mut cmd = Command::new("kill");
-    cmd.arg("-KILL").args(pids.iter().map(|p| p.to_string()));
-    // Some may already have exited; what matters is that all are gone afterwards.
-    let _ = command::run_unchecked(&mut cmd, None);
-    wait_until(
-        "the killed postmaster and its children to exit",
-        Duration::from_secs(30),
-        || Ok::<_, Error>(pids.iter().all(|&p| !pid_alive(p)).then_some(())),
-    )
-}
-
-/// The process is a PostgreSQL server (its command line names `postgres`).
-fn is_postgres(pid: u32) -> bool {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("postgres"))
-}
-
 /// Debian's psql 15 (it talks to servers 15–18 fine for plain SQL).
 fn psql_path() -> PathBuf {
     ["/usr/lib/postgresql/15/bin/psql", "/usr/bin/psql"]
@@ -864,42 +721,6 @@ fn read_from(path: &Path, offset: u64) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// The state letter of `/proc/<pid>/stat` (`R`, `S`, `Z`, ...), if the process exists.
-fn pid_state(pid: u32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
-}
-
-/// Exists and is not a zombie (this machine's init may never reap orphans).
-fn pid_alive(pid: u32) -> bool {
-    matches!(pid_state(pid), Some(s) if s != 'Z' && s != 'X')
-}
-
-fn child_pids(parent: u32) -> Vec<u32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| {
-            fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = s
-                        .rsplit_once(')')?
-                        .1
-                        .split_whitespace()
-                        .nth(1)?
-                        .parse::<u32>()
-                        .ok()?;
-                    Some(rest == parent)
-                })
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -924,10 +745,5 @@ mod tests {
         assert!(check_conf_key("archive_command").is_ok());
         assert!(check_conf_key("cairn.x").is_ok());
         assert!(check_conf_key("a = 1\nb").is_err());
-    }
-
-    #[test]
-    fn our_own_pid_is_alive() {
-        assert!(pid_alive(std::process::id()));
     }
 }

@@ -55,18 +55,21 @@
 //! ```
 
 mod cluster;
+mod cluster_options;
 mod command;
 mod error;
 mod http;
 mod install;
 mod port;
 mod postgres_user;
+mod process;
 mod s3;
 mod test_dir;
 mod wait;
 mod workspace_bin;
 
-pub use cluster::{BaseBackupOptions, ClusterOptions, PgCluster, WalMethod};
+pub use cluster::PgCluster;
+pub use cluster_options::{BaseBackupOptions, ClusterOptions, WalMethod};
 pub use error::{Error, Result};
 pub use http::HttpResponse;
 pub use install::{
