@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cairn_repo::{BackupManifest, FileKind, Repository, StanzaName};
+use cairn_repo::{BackupManifest, FileKind, IncrementalMode, Repository, StanzaName};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::delta;
@@ -143,6 +143,14 @@ async fn write(
         &pg_data.join("backup_label"),
         manifest.backup_label.as_bytes(),
     )?;
+    // PostgreSQL's own manifest, where pg_basebackup leaves it, so `pg_verifybackup` can
+    // check the restored files independently of cairn. Not for a WAL-summaries backup: its
+    // manifest lists the INCREMENTAL files the server sent, not the complete files restored.
+    if let Some(pg_manifest) = &manifest.pg_manifest
+        && manifest.incremental_mode != IncrementalMode::WalSummaries
+    {
+        tree::write_new_file(&pg_data.join("backup_manifest"), pg_manifest.as_bytes())?;
+    }
     let auto_conf = manifest
         .files
         .iter()

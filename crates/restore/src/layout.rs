@@ -9,11 +9,12 @@ use cairn_repo::{BackupManifest, FileKind, ManifestFile};
 use crate::error::{PathProblem, RestoreError};
 
 /// Names at the top of the data directory that are never restored from the manifest:
-/// written by cairn restore itself (`backup_label`), or ones that would change how the
-/// restored server starts (a stale `postmaster.pid`, a `tablespace_map` pointing at the
-/// original tablespace locations, a signal file cairn did not choose).
-pub const NOT_RESTORED: [&str; 6] = [
+/// written by cairn restore itself (`backup_label`, `backup_manifest`), or ones that would
+/// change how the restored server starts (a stale `postmaster.pid`, a `tablespace_map`
+/// pointing at the original tablespace locations, a signal file cairn did not choose).
+pub const NOT_RESTORED: [&str; 7] = [
     "backup_label",
+    "backup_manifest",
     "tablespace_map",
     "recovery.signal",
     "standby.signal",
