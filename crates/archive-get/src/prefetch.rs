@@ -299,6 +299,8 @@ pub async fn run_worker(
     let mut stop_at = usize::MAX;
     let mut last_change = Instant::now();
     let mut in_flight: HashSet<String> = HashSet::new();
+    // Stored for the current request: once PostgreSQL has taken one, it is not fetched again.
+    let mut stored: HashSet<String> = HashSet::new();
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         if let Some(w) = pf.read_want()
@@ -307,6 +309,7 @@ pub async fn run_worker(
             want = Some(w);
             window = pf.window(&w.0, w.1);
             stop_at = usize::MAX;
+            stored.clear();
             last_change = Instant::now();
             pf.clean(&window, &in_flight);
         }
@@ -315,7 +318,7 @@ pub async fn run_worker(
                 break;
             }
             let name = seg.to_string();
-            if in_flight.contains(&name) || pf.find(&name).is_some() {
+            if in_flight.contains(&name) || stored.contains(&name) || pf.find(&name).is_some() {
                 continue;
             }
             in_flight.insert(name.clone());
@@ -335,7 +338,9 @@ pub async fn run_worker(
                     in_flight.remove(&name);
                     // Stop the window at a hole (recovery will end there, or the segment
                     // is not archived yet) or a failure (the caller fetches it itself).
-                    if !matches!(fetched, Fetched::Stored) {
+                    if matches!(fetched, Fetched::Stored) {
+                        stored.insert(name);
+                    } else {
                         stop_at = stop_at.min(i);
                     }
                 }
