@@ -11,10 +11,9 @@ use std::time::Duration;
 use cairn_testkit::{TestDir, wait_until};
 use support::{Cairn, RepoSpec, describe, start_archiving, wait_archived, workload};
 
-/// The segment after `name` (1 MiB segments, far from the end of a log id).
+/// The segment after `name` (the cluster's 1 MiB segments).
 fn next_segment(name: &str) -> String {
-    let low = u32::from_str_radix(&name[16..], 16).unwrap();
-    format!("{}{:08X}", &name[..16], low + 1)
+    support::next_segment(name, 1 << 20)
 }
 
 /// The spooled copy of `segment`, if the worker has it.

@@ -258,11 +258,22 @@ pub fn refused(cairn: &Cairn, dir: &TestDir, args: &[&str], code: i32) -> (Strin
 
 /// The name of the WAL segment holding `lsn` (`X/Y`) on timeline `tli`.
 pub fn segment_of(lsn: &str, tli: u32, seg_bytes: u64) -> String {
-    let (hi, lo) = lsn.split_once('/').unwrap();
-    let lsn = (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap();
-    let segno = lsn / seg_bytes;
-    let per_id = 0x1_0000_0000 / seg_bytes;
-    format!("{tli:08X}{:08X}{:08X}", segno / per_id, segno % per_id)
+    let seg = cairn_pgformat::WalSegmentSize::new(seg_bytes as u32).unwrap();
+    cairn_pgformat::SegmentName::containing(
+        cairn_pgformat::TimelineId(tli),
+        lsn.parse().unwrap(),
+        seg,
+    )
+    .to_string()
+}
+
+/// The segment after `name` (a 24-character WAL segment name).
+pub fn next_segment(name: &str, seg_bytes: u64) -> String {
+    let seg = cairn_pgformat::WalSegmentSize::new(seg_bytes as u32).unwrap();
+    match name.parse().unwrap() {
+        cairn_pgformat::WalFileName::Segment(s) => s.next(seg).to_string(),
+        other => panic!("{other:?} is not a segment"),
+    }
 }
 
 /// How far recovery must get before a restored cluster is handed to the test.

@@ -17,7 +17,6 @@
 
 pub mod prefetch;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use cairn_exit::{Classify, ErrorKind, Failure};
@@ -125,29 +124,10 @@ pub async fn get_prefetching(
 
 /// Write beside `dest` and rename, so `dest` is either absent or whole.
 pub(crate) fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), GetError> {
-    let err = |source| GetError::Write {
+    cairn_spool::write_whole(dest, bytes).map_err(|source| GetError::Write {
         path: dest.to_path_buf(),
         source,
-    };
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file = dest.file_name().and_then(|n| n.to_str()).unwrap_or("wal");
-    let tmp = dir.join(format!(".{file}.cairn.{:08x}", rand::random::<u32>()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        drop(f);
-        std::fs::rename(&tmp, dest)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+    })
 }
 
 /// Open the configured repository and stanza, then fetch `name` into `dest`.

@@ -15,8 +15,7 @@
 //! make recovery faster, never different.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -154,19 +153,11 @@ impl Prefetch {
         stanza: &str,
     ) -> Result<(), Failure> {
         fs::create_dir_all(&self.dir).map_err(|e| self.io("create", e))?;
-        let tmp = self
-            .dir
-            .join(format!(".want.{:08x}", rand::random::<u32>()));
-        let written = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            writeln!(f, "{served} {}", seg_size.bytes())?;
-            drop(f);
-            fs::rename(&tmp, self.want_path())
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(self.io("write want", e));
-        }
+        cairn_spool::write_whole(
+            &self.want_path(),
+            format!("{served} {}\n", seg_size.bytes()).as_bytes(),
+        )
+        .map_err(|e| self.io("write want", e))?;
         if !WorkerLock::held(&self.lock_path()) {
             self.start_worker(config, stanza)?;
         }
@@ -209,7 +200,8 @@ impl Prefetch {
     }
 
     /// Remove spooled segments outside `window` (PostgreSQL has moved past them, or went to
-    /// another timeline), and markers and temporary files of fetches no longer running.
+    /// another timeline), and markers and temporary files (`.<name>...`, from
+    /// `cairn_spool::write_whole`) of fetches no longer running.
     fn clean(&self, window: &[SegmentName], in_flight: &HashSet<String>) {
         let keep: HashSet<String> = window.iter().map(|s| s.to_string()).collect();
         let Ok(entries) = fs::read_dir(&self.dir) else {
@@ -219,15 +211,15 @@ impl Prefetch {
             let Ok(file) = e.file_name().into_string() else {
                 continue;
             };
-            let tmp = file.strip_prefix(".seg.").unwrap_or(&file);
-            let Some((segment, rest)) = tmp.split_once('.') else {
+            let tmp = file.strip_prefix('.');
+            let Some((segment, rest)) = tmp.unwrap_or(&file).split_once('.') else {
                 continue;
             };
-            if segment.len() != 24 || in_flight.contains(segment) {
+            let is_segment = matches!(segment.parse(), Ok(WalFileName::Segment(_)));
+            if !is_segment || in_flight.contains(segment) {
                 continue;
             }
-            let leftover = tmp.len() != file.len() || rest == "fetching";
-            if leftover || !keep.contains(segment) {
+            if tmp.is_some() || rest == "fetching" || !keep.contains(segment) {
                 let _ = fs::remove_file(e.path());
             }
         }
@@ -240,15 +232,15 @@ impl Prefetch {
         if File::create(&marker).is_err() {
             return Fetched::Failed;
         }
-        let got = repo.get_wal(info, &WalFileName::Segment(*seg)).await;
+        let got = repo
+            .get_wal_with_id(info, &WalFileName::Segment(*seg))
+            .await;
         let outcome = match got {
-            Ok(Some(bytes)) => {
-                let keys = repo.keys().clone();
-                let stored = tokio::task::spawn_blocking({
-                    let this = self.clone();
-                    move || this.store(&keys, &name, &bytes)
-                })
-                .await;
+            Ok(Some((bytes, id))) => {
+                let path = self.dir.join(format!("{name}.{id}"));
+                let stored =
+                    tokio::task::spawn_blocking(move || cairn_spool::write_whole(&path, &bytes))
+                        .await;
                 match stored {
                     Ok(Ok(())) => Fetched::Stored,
                     _ => Fetched::Failed,
@@ -259,23 +251,6 @@ impl Prefetch {
         };
         let _ = fs::remove_file(&marker);
         outcome
-    }
-
-    fn store(&self, keys: &KeySet, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let id = keys.content_id(bytes);
-        let tmp = self
-            .dir
-            .join(format!(".seg.{name}.{:08x}", rand::random::<u32>()));
-        let result = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(bytes)?;
-            drop(f);
-            fs::rename(&tmp, self.dir.join(format!("{name}.{id}")))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
     }
 }
 
@@ -393,8 +368,8 @@ mod tests {
             format!("000000010000000000000002.{id}"), // in the window
             format!("000000010000000000000009.{id}"), // behind or beyond it
             "000000010000000000000003.fetching".to_string(), // a worker died fetching it
-            ".seg.000000010000000000000003.0badf00d".to_string(),
-            ".seg.000000010000000000000002.00000001".to_string(), // being written now
+            format!(".000000010000000000000003.{id}.cairn.7.0"), // an interrupted write
+            format!(".000000010000000000000002.{id}.cairn.7.1"), // being written now
             "want".to_string(),
             "worker.lock".to_string(),
         ];
@@ -415,7 +390,7 @@ mod tests {
         assert_eq!(
             left,
             [
-                ".seg.000000010000000000000002.00000001".to_string(),
+                format!(".000000010000000000000002.{id}.cairn.7.1"),
                 format!("000000010000000000000002.{id}"),
                 "want".into(),
                 "worker.lock".into()

@@ -8,8 +8,7 @@
 //! N is durable in the repository, so exit 0 keeps its promise.
 
 use std::collections::BTreeSet;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -135,15 +134,7 @@ impl Spool {
     }
 
     fn write_marker(&self, name: &str, kind: &str, body: &str) -> std::io::Result<()> {
-        let tmp = self.dir.join(format!(".{name}.{kind}.tmp"));
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(body.as_bytes())?;
-        drop(f);
-        fs::rename(&tmp, self.marker(name, kind))
+        cairn_spool::write_whole(&self.marker(name, kind), body.as_bytes())
     }
 }
 

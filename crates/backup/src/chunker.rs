@@ -1,6 +1,6 @@
 //! Cutting files into chunks and storing the new ones.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -70,7 +70,9 @@ pub struct Chunker {
     /// Chunks this backup stored or reused, checked first when recording.
     added: ChunkIndex,
     packs: PackWriter,
+    /// The packs this backup's refs point into, in manifest order, and each one's position.
     pack_ids: Vec<PackId>,
+    pack_positions: HashMap<PackId, usize>,
     current: BytesMut,
     /// Chunks cut but not yet sent to the workers.
     pending: Vec<Pending>,
@@ -90,6 +92,7 @@ impl Chunker {
             added: ChunkIndex::default(),
             packs,
             pack_ids: Vec::new(),
+            pack_positions: HashMap::new(),
             current: BytesMut::with_capacity(CHUNK_SIZE),
             pending: Vec::new(),
             working: VecDeque::new(),
@@ -242,13 +245,14 @@ impl Chunker {
                 }
                 (Pending::Data(..), None) => unreachable!("data chunks are always resolved"),
             };
-            let pack = match self.pack_ids.iter().rposition(|p| *p == loc.pack) {
-                Some(i) => i,
-                None => {
+            let next = self.pack_ids.len();
+            let pack = *self
+                .pack_positions
+                .entry(loc.pack.clone())
+                .or_insert_with(|| {
                     self.pack_ids.push(loc.pack.clone());
-                    self.pack_ids.len() - 1
-                }
-            };
+                    next
+                });
             self.refs[file].push(ChunkRef {
                 id,
                 pack: pack as u32,

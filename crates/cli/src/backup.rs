@@ -26,17 +26,10 @@ pub fn conn_params(st: &StanzaConfig) -> ConnParams {
     }
 }
 
-/// `SHOW wal_segment_size` says e.g. `16MB` or `1GB`.
+/// `SHOW wal_segment_size` says e.g. `16MB` or `1GB`: PostgreSQL's units, as in the config.
 fn parse_size(s: &str) -> Option<WalSegmentSize> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: u32 = num.parse().ok()?;
-    let bytes = match unit.trim() {
-        "kB" => n.checked_mul(1 << 10)?,
-        "MB" => n.checked_mul(1 << 20)?,
-        "GB" => n.checked_mul(1 << 30)?,
-        _ => return None,
-    };
-    WalSegmentSize::new(bytes).ok()
+    let bytes = cairn_config::ByteSize::parse(s).ok()?.0;
+    WalSegmentSize::new(u32::try_from(bytes).ok()?).ok()
 }
 
 fn pg_failure(e: cairn_basebackup::ReplicationError) -> Failure {

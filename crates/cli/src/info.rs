@@ -66,6 +66,7 @@ struct PointDoc {
 
 impl BackupDoc {
     fn from_manifest(m: &BackupManifest) -> BackupDoc {
+        let size = repo_size(m);
         BackupDoc {
             label: m.label.to_string(),
             backup_type: m.backup_type.to_string(),
@@ -87,8 +88,8 @@ impl BackupDoc {
             db_size: m.db_size,
             bytes_received: m.bytes_received,
             repo_added: m.repo_added,
-            repo_size: repo_size(m),
-            repo_reused: repo_size(m).saturating_sub(m.repo_added),
+            repo_size: size,
+            repo_reused: size.saturating_sub(m.repo_added),
             files: m.files.len(),
         }
     }

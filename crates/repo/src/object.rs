@@ -389,6 +389,16 @@ fn seal(
 
 /// Decode an object, checking kind, framing, authentication, length and content id.
 pub fn decode(keys: &KeySet, expected: ObjectKind, bytes: &[u8]) -> Result<Vec<u8>, ObjectError> {
+    decode_with_id(keys, expected, bytes).map(|(plain, _)| plain)
+}
+
+/// [`decode`], also returning the content id it checked (so a caller that needs it does
+/// not hash the plaintext again).
+pub fn decode_with_id(
+    keys: &KeySet,
+    expected: ObjectKind,
+    bytes: &[u8],
+) -> Result<(Vec<u8>, ContentId), ObjectError> {
     let header = ObjectHeader::parse(bytes)?;
     if header.kind != expected {
         return Err(ObjectError::WrongKind {
@@ -453,7 +463,7 @@ pub fn decode(keys: &KeySet, expected: ObjectKind, bytes: &[u8]) -> Result<Vec<u
     if plaintext.len() as u64 != header.plaintext_len || id != header.content_id {
         return Err(ObjectError::Hash);
     }
-    Ok(plaintext)
+    Ok((plaintext, id))
 }
 
 #[cfg(test)]

@@ -297,10 +297,19 @@ impl Repository {
         key: &ObjectKey,
         kind: ObjectKind,
     ) -> Result<Option<Vec<u8>>, RepoError> {
+        Ok(self.get_with_id(key, kind).await?.map(|(plain, _)| plain))
+    }
+
+    /// [`Repository::get`] with the content id the object was checked against.
+    pub async fn get_with_id(
+        &self,
+        key: &ObjectKey,
+        kind: ObjectKind,
+    ) -> Result<Option<(Vec<u8>, ContentId)>, RepoError> {
         let Some(bytes) = self.backend.get(key).await? else {
             return Ok(None);
         };
-        object::decode(&self.keys, kind, &bytes)
+        object::decode_with_id(&self.keys, kind, &bytes)
             .map(Some)
             .map_err(|e| RepoError::object(key, e))
     }

@@ -108,10 +108,22 @@ impl Repository {
         info: &StanzaInfo,
         name: &WalFileName,
     ) -> Result<Option<Vec<u8>>, RepoError> {
+        Ok(self
+            .get_wal_with_id(info, name)
+            .await?
+            .map(|(bytes, _)| bytes))
+    }
+
+    /// [`Repository::get_wal`] with the file's content id (checked while decoding).
+    pub async fn get_wal_with_id(
+        &self,
+        info: &StanzaInfo,
+        name: &WalFileName,
+    ) -> Result<Option<(Vec<u8>, ContentId)>, RepoError> {
         for generation in info.newest_first() {
             let key = layout::wal_file(&info.name, generation.db_id, name);
-            if let Some(bytes) = self.get(&key, ObjectKind::WalFile).await? {
-                return Ok(Some(bytes));
+            if let Some(got) = self.get_with_id(&key, ObjectKind::WalFile).await? {
+                return Ok(Some(got));
             }
         }
         Ok(None)

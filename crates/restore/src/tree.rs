@@ -65,7 +65,6 @@ pub fn set_mode(path: &Path, mode: u32) -> Result<(), RestoreError> {
         .map_err(|e| RestoreError::io("chmod", path, e))
 }
 
-/// Make a directory's entries durable.
 /// Start writing `len` bytes at `offset` of `f` to disk now, without waiting for it.
 /// Left alone, the kernel holds a whole restore in the page cache and writes it in the
 /// final fsyncs, after all the decoding; started early, the disk works while the next
@@ -78,6 +77,7 @@ pub fn start_writeback(f: &File, offset: u64, len: u64) {
     }
 }
 
+/// Make a directory's entries durable.
 pub fn fsync_dir(path: &Path) -> Result<(), RestoreError> {
     File::open(path)
         .and_then(|d| d.sync_all())

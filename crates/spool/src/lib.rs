@@ -1,5 +1,7 @@
 //! `cairn-spool`: the background workers of the local spool directory, shared by the async
-//! `cairn-archive-push` and the `cairn-archive-get` prefetch.
+//! `cairn-archive-push` and the `cairn-archive-get` prefetch, and the way both write a
+//! file there (or into `pg_wal`) so that a reader sees it whole or not at all
+//! ([`write_whole`]).
 //!
 //! A worker holds an exclusive lock on a file in its spool directory for as long as it
 //! runs ([`WorkerLock`]); a caller that finds the lock free starts one ([`start_worker`]) as
@@ -20,8 +22,9 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The lock a running worker holds; released when dropped (or when the process ends).
 #[derive(Debug)]
@@ -81,6 +84,33 @@ where
     cmd.spawn().map(drop)
 }
 
+/// Write `bytes` to a temporary file beside `dest` (named `.<name>.cairn.<pid>.<n>`) and
+/// rename it over `dest`: readers see the old file, the new one whole, or none. Not
+/// fsynced: what is written here is a cache or a marker, or PostgreSQL's own to sync.
+pub fn write_whole(dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(
+        ".{name}.cairn.{}.{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = File::options().write(true).create_new(true).open(&tmp)?;
+        f.write_all(bytes)?;
+        drop(f);
+        std::fs::rename(&tmp, dest)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +126,20 @@ mod tests {
         drop(first);
         assert!(!WorkerLock::held(&path));
         assert!(WorkerLock::acquire(&path).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_file_is_replaced_whole_and_no_temporary_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("000000010000000000000001.ok");
+        write_whole(&dest, b"first").unwrap();
+        write_whole(&dest, b"second").unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"second");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // A failed write leaves nothing behind and the old file as it was.
+        let missing = dir.path().join("no-such-dir/file");
+        assert!(write_whole(&missing, b"x").is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
