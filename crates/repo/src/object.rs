@@ -39,6 +39,7 @@ pub enum ObjectKind {
     Chunk = 5,
     BackupManifest = 6,
     PackIndex = 7,
+    Lock = 8,
 }
 
 impl ObjectKind {
@@ -51,6 +52,7 @@ impl ObjectKind {
             5 => ObjectKind::Chunk,
             6 => ObjectKind::BackupManifest,
             7 => ObjectKind::PackIndex,
+            8 => ObjectKind::Lock,
             _ => return None,
         })
     }
@@ -64,6 +66,7 @@ impl ObjectKind {
             ObjectKind::Chunk => "chunk",
             ObjectKind::BackupManifest => "backup manifest",
             ObjectKind::PackIndex => "pack index",
+            ObjectKind::Lock => "lock",
         }
     }
 }
