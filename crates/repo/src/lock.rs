@@ -676,6 +676,36 @@ impl Repository {
 mod tests {
     use super::*;
 
+    /// Every flipped byte and every truncation of a lock object fails to decode, and a
+    /// lock never decodes as another kind (as `object.rs` tests for all kinds).
+    #[tokio::test]
+    async fn a_damaged_lock_object_never_reads_as_a_lock() {
+        let repo = Repository::in_memory().await;
+        let target = LockTarget::Backup(StanzaName::new("main").unwrap());
+        let guard = repo
+            .lock(target, "backup", &LockOptions::default())
+            .await
+            .unwrap();
+        let key = guard.key().clone();
+        let good = repo.backend().get(&key).await.unwrap().unwrap();
+        assert_eq!(repo.read_lock(&key).await.unwrap(), Some(guard.record()));
+        assert!(
+            repo.get(&key, ObjectKind::StanzaInfo).await.is_err(),
+            "read as another kind"
+        );
+        for i in 0..good.len() {
+            let mut bad = good.to_vec();
+            bad[i] ^= 0x01;
+            repo.backend().put_overwrite(&key, bad.into()).await.unwrap();
+            assert!(repo.read_lock(&key).await.is_err(), "flip at {i} read");
+        }
+        for n in 0..good.len() {
+            let cut = good.slice(..n);
+            repo.backend().put_overwrite(&key, cut).await.unwrap();
+            assert!(repo.read_lock(&key).await.is_err(), "cut at {n} read");
+        }
+    }
+
     #[test]
     fn ages_read_well() {
         assert_eq!(age(Duration::from_millis(400)), "0s");

@@ -287,4 +287,22 @@ mod tests {
         b.delete(&key).await.unwrap();
         assert!(b.list("a/").await.unwrap().is_empty());
     }
+
+    #[tokio::test]
+    async fn overwrite_replaces_whole_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let key = ObjectKey::new("lock/keys/00000001").unwrap();
+        b.put_overwrite(&key, Bytes::from_static(b"first, longer"))
+            .await
+            .unwrap();
+        b.put_overwrite(&key, Bytes::from_static(b"second"))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.get(&key, None).await.unwrap().unwrap(),
+            Bytes::from_static(b"second")
+        );
+        assert_eq!(fs::read_dir(dir.path().join("lock/keys")).unwrap().count(), 1);
+    }
 }
