@@ -9,8 +9,8 @@ use cairn_backup::{
 };
 use cairn_exit::Classify;
 use cairn_pgformat::{Lsn, SegmentName, TimelineId, WalFileName, WalSegmentSize, XLogSegNo};
-use cairn_repo::object::ObjectKind;
 use cairn_repo::lock::{LockOptions, LockTarget};
+use cairn_repo::object::ObjectKind;
 use cairn_repo::{BackupType, RepoError, Repository, StanzaInfo, StanzaName};
 
 struct Script {
@@ -321,7 +321,12 @@ async fn a_backup_that_lost_its_lock_writes_no_manifest() {
     let contender = contender.expect("the contender takes the lock over");
     assert_eq!(guard.watch().lost(), None, "the heartbeat has not run yet");
 
-    let plan = BackupPlan::choose(None, &[], info.current().db_id, time::OffsetDateTime::now_utc());
+    let plan = BackupPlan::choose(
+        None,
+        &[],
+        info.current().db_id,
+        time::OffsetDateTime::now_utc(),
+    );
     let mut src = Script {
         events: backup_events(&relation(3)).into_iter(),
         fail_after: None,
@@ -350,22 +355,31 @@ async fn a_second_backup_is_refused_and_the_lock_is_released_on_failure() {
     let (repo, info) = setup().await;
     let stanza = info.name.clone();
     let opts = LockOptions::default();
-    let first: Result<(), BackupError> = with_lock(&repo, &stanza, &opts, |w| panic!("{w}"), async |watch| {
-        assert_eq!(watch.lost(), None);
-        let second: Result<(), BackupError> =
-            with_lock(&repo, &stanza, &opts, |w| panic!("{w}"), async |_| {
-                panic!("the second backup's work must not start")
-            })
+    let first: Result<(), BackupError> = with_lock(
+        &repo,
+        &stanza,
+        &opts,
+        |w| panic!("{w}"),
+        async |watch| {
+            assert_eq!(watch.lost(), None);
+            let second: Result<(), BackupError> = with_lock(
+                &repo,
+                &stanza,
+                &opts,
+                |w| panic!("{w}"),
+                async |_| panic!("the second backup's work must not start"),
+            )
             .await;
-        let err = second.unwrap_err();
-        assert_eq!(err.kind().code(), 11);
-        assert!(
-            err.to_string()
-                .contains(&format!("pid {}", std::process::id())),
-            "{err}"
-        );
-        Err(BackupError::Protocol("the server went away".into()))
-    })
+            let err = second.unwrap_err();
+            assert_eq!(err.kind().code(), 11);
+            assert!(
+                err.to_string()
+                    .contains(&format!("pid {}", std::process::id())),
+                "{err}"
+            );
+            Err(BackupError::Protocol("the server went away".into()))
+        },
+    )
     .await;
     assert!(matches!(first, Err(BackupError::Protocol(_))));
     assert_eq!(

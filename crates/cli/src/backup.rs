@@ -104,7 +104,17 @@ pub async fn run(
     // Before PostgreSQL is contacted: a second backup of the stanza fails at once.
     let warn = |w: &str| eprintln!("cairn: WARNING: {w}");
     cairn_backup::with_lock(&repo, &name, &Default::default(), warn, async |lock| {
-        take(cfg, stanza, &repo, &info, requested, archive_timeout, spread, lock).await
+        take(
+            cfg,
+            stanza,
+            &repo,
+            &info,
+            requested,
+            archive_timeout,
+            spread,
+            lock,
+        )
+        .await
     })
     .await
 }

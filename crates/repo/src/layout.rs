@@ -260,7 +260,11 @@ mod tests {
         let s = StanzaName::new("main").unwrap();
         let backup = lock(&LockTarget::Backup(s.clone()), 7);
         assert_eq!(backup.as_str(), "stanza/main/lock/backup/00000007");
-        assert!(backup.as_str().starts_with(&lock_prefix(&LockTarget::Backup(s.clone()))));
+        assert!(
+            backup
+                .as_str()
+                .starts_with(&lock_prefix(&LockTarget::Backup(s.clone())))
+        );
         assert_eq!(
             lock(&LockTarget::Maintenance(s), 1).as_str(),
             "stanza/main/lock/maintenance/00000001"

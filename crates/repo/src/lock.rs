@@ -164,7 +164,10 @@ impl LockRecord {
     fn holder(&self) -> String {
         format!(
             "`cairn {}` on host {} (pid {}, started {})",
-            self.command, self.owner.host, self.owner.pid, self.started
+            self.command,
+            self.owner.host,
+            self.owner.pid,
+            moment(&self.started)
         )
     }
 }
@@ -216,6 +219,8 @@ impl fmt::Display for LockHolder {
 pub struct Takeover {
     pub lock: LockTarget,
     pub previous: PreviousHolder,
+    /// How old the previous holder's heartbeat was.
+    pub heartbeat_age: Duration,
 }
 
 impl fmt::Display for Takeover {
@@ -223,9 +228,34 @@ impl fmt::Display for Takeover {
         let p = &self.previous;
         write!(
             f,
-            "took over {} from `cairn {}` on host {} (pid {}, started {}, last heartbeat {}): {}",
-            self.lock, p.command, p.host, p.pid, p.started, p.heartbeat, p.reason
+            "took over {} from `cairn {}` on host {} (pid {}, started {}, last heartbeat {} ago): {}",
+            self.lock,
+            p.command,
+            p.host,
+            p.pid,
+            moment(&p.started),
+            age(self.heartbeat_age),
+            p.reason
         )
+    }
+}
+
+/// An RFC 3339 time for people, to the second: `2026-11-22 14:05:09Z`.
+fn moment(rfc3339: &str) -> String {
+    match time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339) {
+        Ok(t) => {
+            let t = t.to_offset(time::UtcOffset::UTC);
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        }
+        Err(_) => rfc3339.to_string(),
     }
 }
 
@@ -282,7 +312,10 @@ impl Shared {
         let json = serde_json::to_vec(record).map_err(|e| RepoError::Encode {
             message: e.to_string(),
         })?;
-        let encoded = self.repo.encode(ObjectKind::Lock, Bytes::from(json)).await?;
+        let encoded = self
+            .repo
+            .encode(ObjectKind::Lock, Bytes::from(json))
+            .await?;
         Ok(self
             .repo
             .backend()
@@ -464,7 +497,12 @@ impl LockGuard {
 
     /// The record as stored when the lock was taken.
     pub fn record(&self) -> LockRecord {
-        self.watch.shared.record.lock().expect("lock record").clone()
+        self.watch
+            .shared
+            .record
+            .lock()
+            .expect("lock record")
+            .clone()
     }
 
     /// The key of this holder's generation.
@@ -599,6 +637,7 @@ impl Repository {
             let takeover = previous.map(|previous| Takeover {
                 lock: target.clone(),
                 previous,
+                heartbeat_age: last_seen.as_ref().map_or(Duration::ZERO, |(_, a)| *a),
             });
             return Ok(LockGuard::start(shared, takeover));
         }
@@ -696,7 +735,10 @@ mod tests {
         for i in 0..good.len() {
             let mut bad = good.to_vec();
             bad[i] ^= 0x01;
-            repo.backend().put_overwrite(&key, bad.into()).await.unwrap();
+            repo.backend()
+                .put_overwrite(&key, bad.into())
+                .await
+                .unwrap();
             assert!(repo.read_lock(&key).await.is_err(), "flip at {i} read");
         }
         for n in 0..good.len() {
@@ -704,6 +746,16 @@ mod tests {
             repo.backend().put_overwrite(&key, cut).await.unwrap();
             assert!(repo.read_lock(&key).await.is_err(), "cut at {n} read");
         }
+    }
+
+    #[test]
+    fn moments_read_well() {
+        assert_eq!(
+            moment("2026-12-01T23:27:42.31784769Z"),
+            "2026-12-01 23:27:42Z"
+        );
+        assert_eq!(moment("2026-12-02T01:27:42+02:00"), "2026-12-01 23:27:42Z");
+        assert_eq!(moment("not a time"), "not a time");
     }
 
     #[test]

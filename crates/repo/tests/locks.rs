@@ -70,7 +70,9 @@ async fn plant(repo: &Repository, target: &LockTarget, seq: u64, owner: LockOwne
         released: None,
     };
     let key = layout::lock(target, seq);
-    repo.put_json(&key, ObjectKind::Lock, &record).await.unwrap();
+    repo.put_json(&key, ObjectKind::Lock, &record)
+        .await
+        .unwrap();
 }
 
 async fn generations(repo: &Repository, target: &LockTarget) -> Vec<String> {
@@ -130,7 +132,10 @@ async fn exactly_one_of_concurrent_acquirers_wins(repo: &Repository) {
     let next = take(repo, &target, &opts).await;
     assert!(next.takeover().is_none(), "a released lock is free");
     assert_eq!(layout::parse_seq(next.key().as_str()), Some(2));
-    assert_eq!(generations(repo, &target).await, vec![next.key().to_string()]);
+    assert_eq!(
+        generations(repo, &target).await,
+        vec![next.key().to_string()]
+    );
     next.release().await.unwrap();
 }
 
@@ -174,7 +179,14 @@ async fn a_gone_holder_on_this_host_is_taken_over_at_once(repo: &Repository) {
         .spawn()
         .unwrap();
     let pid = child.id();
-    plant(repo, &target, 1, LockOwner::of_process(pid).unwrap(), Duration::ZERO).await;
+    plant(
+        repo,
+        &target,
+        1,
+        LockOwner::of_process(pid).unwrap(),
+        Duration::ZERO,
+    )
+    .await;
     let alive = repo
         .lock(target.clone(), "backup", &LockOptions::default())
         .await
@@ -184,14 +196,20 @@ async fn a_gone_holder_on_this_host_is_taken_over_at_once(repo: &Repository) {
     child.kill().unwrap();
     child.wait().unwrap();
     let guard = take(repo, &target, &LockOptions::default()).await;
-    let takeover = guard.takeover().expect("a takeover is reported").to_string();
+    let takeover = guard
+        .takeover()
+        .expect("a takeover is reported")
+        .to_string();
     assert!(
         takeover.contains(&format!("pid {pid}")) && takeover.contains("is gone"),
         "{takeover}"
     );
     let recorded = guard.record().took_over.expect("recorded");
     assert_eq!((recorded.pid, recorded.id.as_str()), (pid, "planted-1"));
-    assert_eq!(generations(repo, &target).await, vec![guard.key().to_string()]);
+    assert_eq!(
+        generations(repo, &target).await,
+        vec![guard.key().to_string()]
+    );
     guard.release().await.unwrap();
 }
 
@@ -271,7 +289,12 @@ async fn a_taken_over_holder_reports_lost(repo: &Repository) {
         repo.lock(target.clone(), "expire", &eager).await.ok()
     })
     .await;
-    assert!(new.takeover().unwrap().to_string().contains(&format!("pid {}", std::process::id())));
+    assert!(
+        new.takeover()
+            .unwrap()
+            .to_string()
+            .contains(&format!("pid {}", std::process::id()))
+    );
     let reason = tokio::time::timeout(DEADLINE, watch.until_lost())
         .await
         .expect("the old holder notices");
@@ -281,7 +304,11 @@ async fn a_taken_over_holder_reports_lost(repo: &Repository) {
     assert_eq!(err.kind().code(), 11);
     old.release().await.unwrap();
     let holder = repo.lock_holder(&target).await.unwrap().unwrap();
-    assert_eq!(holder.id, new.record().id, "the old holder's release left it alone");
+    assert_eq!(
+        holder.id,
+        new.record().id,
+        "the old holder's release left it alone"
+    );
     new.release().await.unwrap();
 }
 
@@ -300,13 +327,19 @@ async fn several_locks_are_all_or_nothing(repo: &Repository) {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked);
     assert_eq!(
-        repo.lock_holder(&LockTarget::Backup(s.clone())).await.unwrap(),
+        repo.lock_holder(&LockTarget::Backup(s.clone()))
+            .await
+            .unwrap(),
         None,
         "the backup lock taken first was given back"
     );
     drop(blocker);
     eventually("the dropped guard to be released", || async {
-        repo.lock_holder(&maint).await.unwrap().is_none().then_some(())
+        repo.lock_holder(&maint)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
     })
     .await;
     let both = repo
@@ -371,5 +404,8 @@ fn locks_on_s3() {
     )));
     runtime().block_on(async { all_scenarios(open(backend).await).await });
     let keys = s3.list_keys("locks/stanza/beat/lock/").unwrap();
-    assert_eq!(keys, vec!["locks/stanza/beat/lock/backup/00000001".to_string()]);
+    assert_eq!(
+        keys,
+        vec!["locks/stanza/beat/lock/backup/00000001".to_string()]
+    );
 }

@@ -51,11 +51,16 @@ impl LocalBackend {
     }
 
     /// Overwrite (or create) `key`: for lock objects only, every other object is written once.
-    pub(crate) async fn put_overwrite(&self, key: &ObjectKey, data: Bytes) -> Result<(), BackendError> {
+    pub(crate) async fn put_overwrite(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+    ) -> Result<(), BackendError> {
         let path = self.path(key);
         let root = self.root.clone();
         let k = key.clone();
-        blocking(move || replace_file(&root, &path, &data).map_err(io_err("write", k.as_str()))).await
+        blocking(move || replace_file(&root, &path, &data).map_err(io_err("write", k.as_str())))
+            .await
     }
 
     pub async fn get(
@@ -303,6 +308,9 @@ mod tests {
             b.get(&key, None).await.unwrap().unwrap(),
             Bytes::from_static(b"second")
         );
-        assert_eq!(fs::read_dir(dir.path().join("lock/keys")).unwrap().count(), 1);
+        assert_eq!(
+            fs::read_dir(dir.path().join("lock/keys")).unwrap().count(),
+            1
+        );
     }
 }

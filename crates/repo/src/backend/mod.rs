@@ -53,7 +53,11 @@ impl Backend {
 
     /// Replace `key` whole, or create it. Only lock objects are ever overwritten (their
     /// heartbeat); everything else is written once by [`Backend::put_if_absent`].
-    pub(crate) async fn put_overwrite(&self, key: &ObjectKey, data: Bytes) -> Result<(), BackendError> {
+    pub(crate) async fn put_overwrite(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+    ) -> Result<(), BackendError> {
         match self {
             Backend::Local(b) => b.put_overwrite(key, data).await,
             Backend::Store(b) => b.put_overwrite(key, data).await,

@@ -92,7 +92,11 @@ impl StoreBackend {
     }
 
     /// Overwrite (or create) `key`: for lock objects only, every other object is written once.
-    pub(crate) async fn put_overwrite(&self, key: &ObjectKey, data: Bytes) -> Result<(), BackendError> {
+    pub(crate) async fn put_overwrite(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+    ) -> Result<(), BackendError> {
         let opts = PutOptions {
             mode: PutMode::Overwrite,
             ..Default::default()

@@ -121,7 +121,10 @@ fn parse_stat(text: &str) -> Option<ProcessStat> {
 
 /// `kill(pid, 0)` says no such process.
 fn process_absent(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
     matches!(
