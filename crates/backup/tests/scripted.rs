@@ -10,7 +10,6 @@ use cairn_backup::{
 use cairn_exit::Classify;
 use cairn_pgformat::{Lsn, SegmentName, TimelineId, WalFileName, WalSegmentSize, XLogSegNo};
 use cairn_repo::lock::{LockOptions, LockTarget};
-use cairn_repo::object::ObjectKind;
 use cairn_repo::{BackupType, RepoError, Repository, StanzaInfo, StanzaName};
 
 struct Script {
@@ -91,8 +90,10 @@ async fn archive_segment_1(repo: &Repository, info: &StanzaInfo) {
         WalSegmentSize::DEFAULT,
     ));
     let enc = repo
-        .encode(
-            ObjectKind::WalFile,
+        .encode_wal(
+            &info.name,
+            info.current().db_id,
+            &name,
             Bytes::from_static(b"stand-in for a segment"),
         )
         .await

@@ -51,7 +51,7 @@ pub use owner::LockOwner;
 
 use crate::backend::PutOutcome;
 use crate::error::RepoError;
-use crate::layout::{self, ObjectKey, StanzaName};
+use crate::layout::{self, Identity, ObjectKey, StanzaName};
 use crate::object::ObjectKind;
 use crate::repository::{Repository, now_rfc3339};
 
@@ -314,7 +314,7 @@ impl Shared {
         })?;
         let encoded = self
             .repo
-            .encode(ObjectKind::Lock, Bytes::from(json))
+            .encode_as(ObjectKind::Lock, Identity::of(&self.key), Bytes::from(json))
             .await?;
         Ok(self
             .repo
