@@ -60,8 +60,9 @@ use crate::repository::{Repository, now_rfc3339};
 /// Rounds of list / decide / create before giving up on a lock that keeps changing hands.
 const ATTEMPTS: usize = 16;
 
-/// Which lock. A command that needs several takes them in [`LockTarget`]'s order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Which lock. A command that needs several takes them in one fixed order
+/// ([`Repository::lock_all`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LockTarget {
     /// One backup of a stanza at a time.
     Backup(StanzaName),
@@ -114,7 +115,9 @@ impl Default for LockOptions {
 
 impl LockOptions {
     fn beat_every(&self) -> Duration {
-        self.heartbeat.min(self.stale_after / 4)
+        self.heartbeat
+            .min(self.stale_after / 4)
+            .max(Duration::from_millis(10))
     }
 
     /// A holder that could not store a heartbeat for this long gives the lock up: from
