@@ -6,8 +6,9 @@
 //! nearest diff ancestor (by parent links) is a diff the limit drops goes with it, as in
 //! pgBackRest: it would still restore (every manifest is complete), but keeping it would
 //! make the limit free next to nothing. An incr whose parent chain cannot be followed is
-//! kept. Diffs and incrs whose full is damaged or gone, and that started after the oldest
-//! kept full, are kept too (they are newer than backups the rule keeps).
+//! kept. Diffs and incrs whose full is damaged or gone are kept when they started after
+//! the oldest kept full (they are newer than backups the rule keeps), or when fewer than
+//! N usable fulls exist (the rule then keeps every usable backup).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -47,8 +48,10 @@ pub(crate) fn apply(
         .filter(|&i| sorted[i].usable && sorted[i].backup_type == BackupType::Full)
         .take(full_n as usize)
         .collect();
-    let Some(&oldest_kept) = kept_fulls.last() else {
-        return;
+    // With fewer than N usable fulls, every orphan is kept.
+    let oldest_kept = match kept_fulls.last() {
+        Some(&f) if kept_fulls.len() == full_n as usize => f,
+        _ => 0,
     };
     let mut chains: HashMap<&BackupLabel, Chain<'_>> = HashMap::new();
     for (rank, &f) in kept_fulls.iter().enumerate() {
@@ -76,10 +79,13 @@ pub(crate) fn apply(
             });
         }
         let saturated = diffs.len() >= limit;
-        chains.insert(full, Chain {
-            kept_diffs,
-            saturated,
-        });
+        chains.insert(
+            full,
+            Chain {
+                kept_diffs,
+                saturated,
+            },
+        );
     }
     for (i, b) in sorted.iter().enumerate() {
         if !b.usable || b.backup_type != BackupType::Incr {
@@ -112,7 +118,7 @@ pub(crate) fn apply(
 }
 
 /// A diff or incr whose full is damaged or not listed, kept when it started after the
-/// oldest kept full.
+/// oldest kept full (`oldest_kept` is 0 when fewer than N usable fulls exist).
 fn orphan(
     sorted: &[&BackupFacts],
     index: &HashMap<&BackupLabel, usize>,
@@ -122,8 +128,8 @@ fn orphan(
 ) {
     let full = sorted[i].label.full_label();
     let full_usable = index.get(&full).is_some_and(|&f| sorted[f].usable);
-    if !full_usable && i > oldest_kept {
-        reasons[i].push(KeepReason::AfterKeptFull);
+    if !full_usable && i >= oldest_kept {
+        reasons[i].push(KeepReason::OrphanOfKeptRange);
     }
 }
 

@@ -20,8 +20,9 @@ pub enum KeepReason {
     ChainOfKeptFull { full: BackupLabel },
     /// One of the `diff = N` newest diffs of a kept full.
     DiffCount { full: BackupLabel, rank: u32 },
-    /// A diff or incr whose full is damaged or gone, newer than the oldest kept full.
-    AfterKeptFull,
+    /// A diff or incr whose full is damaged or gone, newer than the oldest full that
+    /// `full = N` keeps (or kept because fewer than N usable fulls exist).
+    OrphanOfKeptRange,
     /// The newest backup that stopped at or before the recovery window's start: PITR to
     /// the window's first moment starts from it.
     RecoveryWindowStart,
@@ -46,7 +47,7 @@ impl KeepReason {
             KeepReason::FullCount { .. }
                 | KeepReason::ChainOfKeptFull { .. }
                 | KeepReason::DiffCount { .. }
-                | KeepReason::AfterKeptFull
+                | KeepReason::OrphanOfKeptRange
                 | KeepReason::RecoveryWindowStart
                 | KeepReason::RecoveryWindow
                 | KeepReason::NoRules
@@ -60,7 +61,9 @@ impl fmt::Display for KeepReason {
             KeepReason::FullCount { rank } => write!(f, "full #{rank}"),
             KeepReason::ChainOfKeptFull { full } => write!(f, "chain of kept full {full}"),
             KeepReason::DiffCount { full, rank } => write!(f, "diff #{rank} of {full}"),
-            KeepReason::AfterKeptFull => f.write_str("newer than the oldest kept full"),
+            KeepReason::OrphanOfKeptRange => {
+                f.write_str("its full is damaged or gone; newer than the oldest kept full")
+            }
             KeepReason::RecoveryWindowStart => f.write_str("recovery window start"),
             KeepReason::RecoveryWindow => f.write_str("recovery window"),
             KeepReason::Tier(p @ Period::Day(_)) => write!(f, "daily {p}"),

@@ -27,8 +27,14 @@ pub enum Tier {
 pub enum Period {
     Day(Date),
     /// ISO week-numbering year and week (1..=53).
-    Week { year: i32, week: u8 },
-    Month { year: i32, month: Month },
+    Week {
+        year: i32,
+        week: u8,
+    },
+    Month {
+        year: i32,
+        month: Month,
+    },
     Year(i32),
 }
 
@@ -64,12 +70,7 @@ impl fmt::Display for Period {
 
 /// Marks the newest usable backup of each of the `n` most recent periods of `tier`.
 /// `sorted` is oldest first; `reasons` is parallel to it.
-pub(crate) fn apply(
-    sorted: &[&BackupFacts],
-    tier: Tier,
-    n: u32,
-    reasons: &mut [Vec<KeepReason>],
-) {
+pub(crate) fn apply(sorted: &[&BackupFacts], tier: Tier, n: u32, reasons: &mut [Vec<KeepReason>]) {
     let mut taken = 0u32;
     let mut last: Option<Period> = None;
     for (i, b) in sorted.iter().enumerate().rev() {
@@ -98,11 +99,20 @@ mod tests {
     fn periods_are_utc_and_iso_weeks() {
         // 23:30 at -02:00 is already the next day in UTC.
         let t = datetime!(2025-12-31 23:30 -2);
-        assert_eq!(Period::of(Tier::Daily, t), Period::Day(date!(2026 - 01 - 01)));
+        assert_eq!(
+            Period::of(Tier::Daily, t),
+            Period::Day(date!(2026 - 01 - 01))
+        );
         assert_eq!(Period::of(Tier::Yearly, t), Period::Year(2026));
         // 2025-12-29 (Monday) belongs to ISO week 1 of 2026.
         let w = Period::of(Tier::Weekly, datetime!(2025-12-29 00:00 UTC));
-        assert_eq!(w, Period::Week { year: 2026, week: 1 });
+        assert_eq!(
+            w,
+            Period::Week {
+                year: 2026,
+                week: 1
+            }
+        );
         assert_eq!(w.to_string(), "2026-W01");
         assert_eq!(
             Period::of(Tier::Monthly, datetime!(2025-03-09 00:00 UTC)).to_string(),

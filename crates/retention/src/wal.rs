@@ -140,8 +140,7 @@ pub fn plan_wal(plan: &RetentionPlan, histories: &Histories) -> WalPlan {
     let mut out = WalPlan::default();
     let generations: BTreeSet<DbId> = all.keys().map(|(db, _)| *db).collect();
     for db in generations {
-        let gen_kept: Vec<&BackupFacts> =
-            kept.iter().copied().filter(|b| b.db_id == db).collect();
+        let gen_kept: Vec<&BackupFacts> = kept.iter().copied().filter(|b| b.db_id == db).collect();
         let pitr: Vec<&BackupFacts> = gen_kept
             .iter()
             .copied()
@@ -162,7 +161,11 @@ pub fn plan_wal(plan: &RetentionPlan, histories: &Histories) -> WalPlan {
                 GenerationWal::KeepAll => Lsn::INVALID,
                 GenerationWal::RangesOnly => Lsn(u64::MAX),
                 GenerationWal::Retained => {
-                    let reached = pitr.iter().filter(|b| reaches(b, hist)).map(|b| b.start_lsn).min();
+                    let reached = pitr
+                        .iter()
+                        .filter(|b| reaches(b, hist))
+                        .map(|b| b.start_lsn)
+                        .min();
                     let c = reached.or(floor).unwrap_or(Lsn::INVALID);
                     newest_start.map_or(c, |n| c.min(n))
                 }
@@ -181,14 +184,16 @@ pub fn plan_wal(plan: &RetentionPlan, histories: &Histories) -> WalPlan {
                     })
                     .collect()
             };
-            let keep_history =
-                generation == GenerationWal::KeepAll || kept_history.contains(tli);
-            out.timelines.insert((db, *tli), TimelineWal {
-                generation,
-                expendable_before: cutoff,
-                keep_ranges,
-                keep_history,
-            });
+            let keep_history = generation == GenerationWal::KeepAll || kept_history.contains(tli);
+            out.timelines.insert(
+                (db, *tli),
+                TimelineWal {
+                    generation,
+                    expendable_before: cutoff,
+                    keep_ranges,
+                    keep_history,
+                },
+            );
         }
     }
     out
