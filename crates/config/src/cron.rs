@@ -196,7 +196,10 @@ fn value(text: &str, index: usize) -> Result<u32, CronError> {
     let (name, lo, hi) = FIELDS[index];
     let lower = text.to_ascii_lowercase();
     let named = match index {
-        3 => MONTHS.iter().position(|m| *m == lower).map(|i| i as u32 + 1),
+        3 => MONTHS
+            .iter()
+            .position(|m| *m == lower)
+            .map(|i| i as u32 + 1),
         4 => WEEKDAYS.iter().position(|d| *d == lower).map(|i| i as u32),
         _ => None,
     };

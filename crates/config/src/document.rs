@@ -122,7 +122,7 @@ pub(crate) fn read(text: &str, path: &Path) -> Result<Document, ConfigError> {
             return Err(w.error(
                 line,
                 name,
-                &format!("unknown section{}", suggestion(name, &top)),
+                &format!("is not a known section{}", suggestion(name, &top)),
             ));
         }
     }
@@ -171,10 +171,15 @@ impl Walker<'_> {
             }
             let Some(kd) = keys::find(schema, key) else {
                 let known: Vec<&str> = keys::section(schema).map(|k| k.key).collect();
+                let what = if v.get_ref().is_table() {
+                    "section"
+                } else {
+                    "key"
+                };
                 return Err(self.error(
                     line,
                     &dotted,
-                    &format!("unknown key{}", suggestion(key, &known)),
+                    &format!("is not a known {what}{}", suggestion(key, &known)),
                 ));
             };
             let given = match v.get_ref() {
@@ -189,8 +194,7 @@ impl Walker<'_> {
                 DeValue::Array(_) => Given::Other("an array"),
                 DeValue::Table(_) => Given::Other("a table"),
             };
-            let value =
-                value::check(kd.kind, given).map_err(|m| self.error(line, &dotted, &m))?;
+            let value = value::check(kd.kind, given).map_err(|m| self.error(line, &dotted, &m))?;
             if kd.kind == ValueKind::Secret {
                 self.doc.secrets.push(dotted.clone());
             }

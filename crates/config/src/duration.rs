@@ -107,9 +107,9 @@ impl fmt::Display for HumanDuration {
         let s = self.0.as_secs();
         match s {
             0 => f.write_str("0s"),
-            _ if s % 86_400 == 0 => write!(f, "{}d", s / 86_400),
-            _ if s % 3600 == 0 => write!(f, "{}h", s / 3600),
-            _ if s % 60 == 0 => write!(f, "{}m", s / 60),
+            _ if s.is_multiple_of(86_400) => write!(f, "{}d", s / 86_400),
+            _ if s.is_multiple_of(3600) => write!(f, "{}h", s / 3600),
+            _ if s.is_multiple_of(60) => write!(f, "{}m", s / 60),
             _ => write!(f, "{s}s"),
         }
     }
@@ -137,7 +137,11 @@ mod tests {
             (" 1d 12h ", 129_600),
             ("0s", 0),
         ] {
-            assert_eq!(HumanDuration::parse(text).unwrap().as_secs(), secs, "{text}");
+            assert_eq!(
+                HumanDuration::parse(text).unwrap().as_secs(),
+                secs,
+                "{text}"
+            );
         }
         assert_eq!(HumanDuration::from_secs(93_600).to_string(), "26h");
         assert_eq!(HumanDuration::from_secs(90).to_string(), "90s");

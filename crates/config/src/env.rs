@@ -56,7 +56,12 @@ pub(crate) fn apply_overrides(
         .unwrap_or_default();
     let mut prefixes: Vec<String> = KEYS
         .iter()
-        .map(|k| format!("CAIRN_{}_", env_part(k.section.split('.').next().unwrap_or(""))))
+        .map(|k| {
+            format!(
+                "CAIRN_{}_",
+                env_part(k.section.split('.').next().unwrap_or(""))
+            )
+        })
         .collect();
     prefixes.dedup();
     for (var, text) in &env.vars {

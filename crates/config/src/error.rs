@@ -62,7 +62,7 @@ impl Classify for ConfigError {
             ConfigError::UnknownStanza { .. } => {
                 Some("stanzas are the [stanza.NAME] sections of the configuration".into())
             }
-            ConfigError::Invalid { message, .. } if message.starts_with("unknown") => {
+            ConfigError::Invalid { message, .. } if message.starts_with("is not a known") => {
                 Some("docs/configuration.md lists every key".into())
             }
             _ => None,

@@ -138,69 +138,270 @@ macro_rules! key {
 
 /// Every key of the configuration file, in the order the reference lists them.
 pub const KEYS: &[KeyDoc] = &[
-    key!("repo", "path", ValueKind::AbsolutePath, None,
-        "A local repository directory. Give `path` or `url`."),
-    key!("repo", "url", ValueKind::Url, None,
-        "An object-store repository: `s3://bucket/prefix` (then `[repo.s3]`), `gs://`, `az://`, `abfs://`, `file://`."),
-    key!("repo", "cipher-pass", ValueKind::Secret, None,
-        "The passphrase that encrypts the repository. Omit it (and `cipher-pass-file`) for no encryption; content is still authenticated by hash."),
-    key!("repo", "cipher-pass-file", ValueKind::Path, None,
-        "A file whose content (without the trailing newline) is the passphrase. Keep it mode 0600."),
-    key!("repo", "compress-level", ValueKind::Integer { min: -7, max: 22 }, Some("3"),
-        "zstd compression level of stored objects."),
-    key!("repo.s3", "endpoint", ValueKind::Text, None,
-        "S3 endpoint URL, for stores other than AWS. `AWS_*` environment variables are honoured too."),
+    key!(
+        "repo",
+        "path",
+        ValueKind::AbsolutePath,
+        None,
+        "A local repository directory. Give `path` or `url`."
+    ),
+    key!(
+        "repo",
+        "url",
+        ValueKind::Url,
+        None,
+        "An object-store repository: `s3://bucket/prefix` (then `[repo.s3]`), `gs://`, `az://`, `abfs://`, `file://`."
+    ),
+    key!(
+        "repo",
+        "cipher-pass",
+        ValueKind::Secret,
+        None,
+        "The passphrase that encrypts the repository. Omit it (and `cipher-pass-file`) for no encryption; content is still authenticated by hash."
+    ),
+    key!(
+        "repo",
+        "cipher-pass-file",
+        ValueKind::Path,
+        None,
+        "A file whose content (without the trailing newline) is the passphrase. Keep it mode 0600."
+    ),
+    key!(
+        "repo",
+        "compress-level",
+        ValueKind::Integer { min: -7, max: 22 },
+        Some("3"),
+        "zstd compression level of stored objects."
+    ),
+    key!(
+        "repo.s3",
+        "endpoint",
+        ValueKind::Text,
+        None,
+        "S3 endpoint URL, for stores other than AWS. `AWS_*` environment variables are honoured too."
+    ),
     key!("repo.s3", "region", ValueKind::Text, None, "S3 region."),
-    key!("repo.s3", "access-key-id", ValueKind::Text, None, "S3 access key id."),
-    key!("repo.s3", "secret-access-key", ValueKind::Secret, None, "S3 secret access key."),
-    key!("repo.s3", "allow-http", ValueKind::Bool, Some("false"),
-        "Allow a plain-HTTP endpoint (test servers on loopback)."),
-    key!("archive", "async", ValueKind::Bool, Some("false"),
-        "Push WAL through the spool with a background worker, and let `archive-get` fetch ahead during recovery."),
-    key!("archive", "spool-path", ValueKind::AbsolutePath, Some("/var/spool/cairn"),
-        "Local scratch directory: async queues, prefetched WAL, the cached derived key (mode 0600)."),
-    key!("archive", "process-max", ValueKind::Integer { min: 1, max: 64 }, Some("2"),
-        "Segments pushed or fetched at once by the async workers."),
-    key!("archive", "get-queue-max", ValueKind::Size { nonzero: false }, Some("128MiB"),
-        "With `async`: how much WAL `archive-get` keeps fetched ahead of recovery."),
-    key!("retention", "full", ValueKind::Integer { min: 1, max: 100_000 }, None,
-        "Keep the N newest full backups, each with the diffs and incrs that hang on it."),
-    key!("retention", "diff", ValueKind::Integer { min: 1, max: 100_000 }, None,
-        "With `full`: keep at most N diffs per kept full; incrs that hang on a dropped diff go with it."),
-    key!("retention", "recovery-window", ValueKind::Duration, None,
-        "Keep every backup needed to reach any moment of this last stretch of time: the newest backup that stopped before it, and all after."),
-    key!("retention", "keep-daily", ValueKind::Integer { min: 1, max: 100_000 }, None,
-        "Keep the newest backup of each of the N most recent UTC days that have one."),
-    key!("retention", "keep-weekly", ValueKind::Integer { min: 1, max: 100_000 }, None,
-        "Keep the newest backup of each of the N most recent ISO weeks that have one."),
-    key!("retention", "keep-monthly", ValueKind::Integer { min: 1, max: 100_000 }, None,
-        "Keep the newest backup of each of the N most recent months that have one."),
-    key!("retention", "keep-yearly", ValueKind::Integer { min: 1, max: 100_000 }, None,
-        "Keep the newest backup of each of the N most recent years that have one."),
-    key!("retention", "auto", ValueKind::Bool, Some("false"),
-        "Run `expire` after every successful backup."),
-    key!("health", "max-backup-age", ValueKind::Duration, None,
-        "`check`, `/healthz` and `cairn_stanza_healthy` fail when the newest backup is older."),
-    key!("health", "max-archive-lag", ValueKind::Duration, None,
-        "... and when the newest archived WAL is older than this."),
-    key!("serve", "listen", ValueKind::SocketAddr, Some("127.0.0.1:9187"),
-        "Where `cairn serve` listens for the API, `/metrics`, `/healthz` and the status page."),
-    key!("serve", "token-file", ValueKind::AbsolutePath, None,
-        "A file holding the bearer token that `/api/*` requires. Keep it mode 0600."),
-    key!("schedule", "backup-full", ValueKind::Cron, None, "When `cairn serve` takes a full backup."),
-    key!("schedule", "backup-diff", ValueKind::Cron, None, "When it takes a diff backup."),
-    key!("schedule", "backup-incr", ValueKind::Cron, None, "When it takes an incr backup."),
-    key!("schedule", "expire", ValueKind::Cron, None, "When it runs `expire`."),
-    key!("schedule", "verify", ValueKind::Cron, None, "When it runs `verify`."),
-    key!("schedule", "drill", ValueKind::Cron, None, "When it runs a restore drill."),
-    key!("schedule", "max-replay", ValueKind::Size { nonzero: true }, None,
-        "Also take an incr once this much WAL has been archived since the last backup (bounds any PITR's replay)."),
-    key!("log", "level", ValueKind::Choice(LOG_LEVELS), Some("info"),
-        "Least severe messages logged; `--log-level`, `-v` and `-q` override it."),
-    key!("log", "file", ValueKind::AbsolutePath, None,
-        "Log file (appended). Unset: standard error; async workers log under the spool."),
-    key!("log", "format", ValueKind::Choice(LOG_FORMATS), Some("text"),
-        "`text` for people, `json` for log collectors (one object per line)."),
+    key!(
+        "repo.s3",
+        "access-key-id",
+        ValueKind::Text,
+        None,
+        "S3 access key id."
+    ),
+    key!(
+        "repo.s3",
+        "secret-access-key",
+        ValueKind::Secret,
+        None,
+        "S3 secret access key."
+    ),
+    key!(
+        "repo.s3",
+        "allow-http",
+        ValueKind::Bool,
+        Some("false"),
+        "Allow a plain-HTTP endpoint (test servers on loopback)."
+    ),
+    key!(
+        "archive",
+        "async",
+        ValueKind::Bool,
+        Some("false"),
+        "Push WAL through the spool with a background worker, and let `archive-get` fetch ahead during recovery."
+    ),
+    key!(
+        "archive",
+        "spool-path",
+        ValueKind::AbsolutePath,
+        Some("/var/spool/cairn"),
+        "Local scratch directory: async queues, prefetched WAL, the cached derived key (mode 0600)."
+    ),
+    key!(
+        "archive",
+        "process-max",
+        ValueKind::Integer { min: 1, max: 64 },
+        Some("2"),
+        "Segments pushed or fetched at once by the async workers."
+    ),
+    key!(
+        "archive",
+        "get-queue-max",
+        ValueKind::Size { nonzero: false },
+        Some("128MiB"),
+        "With `async`: how much WAL `archive-get` keeps fetched ahead of recovery."
+    ),
+    key!(
+        "retention",
+        "full",
+        ValueKind::Integer {
+            min: 1,
+            max: 100_000
+        },
+        None,
+        "Keep the N newest full backups, each with the diffs and incrs that hang on it."
+    ),
+    key!(
+        "retention",
+        "diff",
+        ValueKind::Integer {
+            min: 1,
+            max: 100_000
+        },
+        None,
+        "With `full`: keep at most N diffs per kept full; incrs that hang on a dropped diff go with it."
+    ),
+    key!(
+        "retention",
+        "recovery-window",
+        ValueKind::Duration,
+        None,
+        "Keep every backup needed to reach any moment of this last stretch of time: the newest backup that stopped before it, and all after."
+    ),
+    key!(
+        "retention",
+        "keep-daily",
+        ValueKind::Integer {
+            min: 1,
+            max: 100_000
+        },
+        None,
+        "Keep the newest backup of each of the N most recent UTC days that have one."
+    ),
+    key!(
+        "retention",
+        "keep-weekly",
+        ValueKind::Integer {
+            min: 1,
+            max: 100_000
+        },
+        None,
+        "Keep the newest backup of each of the N most recent ISO weeks that have one."
+    ),
+    key!(
+        "retention",
+        "keep-monthly",
+        ValueKind::Integer {
+            min: 1,
+            max: 100_000
+        },
+        None,
+        "Keep the newest backup of each of the N most recent months that have one."
+    ),
+    key!(
+        "retention",
+        "keep-yearly",
+        ValueKind::Integer {
+            min: 1,
+            max: 100_000
+        },
+        None,
+        "Keep the newest backup of each of the N most recent years that have one."
+    ),
+    key!(
+        "retention",
+        "auto",
+        ValueKind::Bool,
+        Some("false"),
+        "Run `expire` after every successful backup."
+    ),
+    key!(
+        "health",
+        "max-backup-age",
+        ValueKind::Duration,
+        None,
+        "`check`, `/healthz` and `cairn_stanza_healthy` fail when the newest backup is older."
+    ),
+    key!(
+        "health",
+        "max-archive-lag",
+        ValueKind::Duration,
+        None,
+        "... and when the newest archived WAL is older than this."
+    ),
+    key!(
+        "serve",
+        "listen",
+        ValueKind::SocketAddr,
+        Some("127.0.0.1:9187"),
+        "Where `cairn serve` listens for the API, `/metrics`, `/healthz` and the status page."
+    ),
+    key!(
+        "serve",
+        "token-file",
+        ValueKind::AbsolutePath,
+        None,
+        "A file holding the bearer token that `/api/*` requires. Keep it mode 0600."
+    ),
+    key!(
+        "schedule",
+        "backup-full",
+        ValueKind::Cron,
+        None,
+        "When `cairn serve` takes a full backup."
+    ),
+    key!(
+        "schedule",
+        "backup-diff",
+        ValueKind::Cron,
+        None,
+        "When it takes a diff backup."
+    ),
+    key!(
+        "schedule",
+        "backup-incr",
+        ValueKind::Cron,
+        None,
+        "When it takes an incr backup."
+    ),
+    key!(
+        "schedule",
+        "expire",
+        ValueKind::Cron,
+        None,
+        "When it runs `expire`."
+    ),
+    key!(
+        "schedule",
+        "verify",
+        ValueKind::Cron,
+        None,
+        "When it runs `verify`."
+    ),
+    key!(
+        "schedule",
+        "drill",
+        ValueKind::Cron,
+        None,
+        "When it runs a restore drill."
+    ),
+    key!(
+        "schedule",
+        "max-replay",
+        ValueKind::Size { nonzero: true },
+        None,
+        "Also take an incr once this much WAL has been archived since the last backup (bounds any PITR's replay)."
+    ),
+    key!(
+        "log",
+        "level",
+        ValueKind::Choice(LOG_LEVELS),
+        Some("info"),
+        "Least severe messages logged; `--log-level`, `-v` and `-q` override it."
+    ),
+    key!(
+        "log",
+        "file",
+        ValueKind::AbsolutePath,
+        None,
+        "Log file (appended). Unset: standard error; async workers log under the spool."
+    ),
+    key!(
+        "log",
+        "format",
+        ValueKind::Choice(LOG_FORMATS),
+        Some("text"),
+        "`text` for people, `json` for log collectors (one object per line)."
+    ),
     KeyDoc {
         section: "stanza.*",
         key: "pg-data",
@@ -209,20 +410,58 @@ pub const KEYS: &[KeyDoc] = &[
         required: true,
         doc: "The cluster's data directory; must match the server's `data_directory`.",
     },
-    key!("stanza.*", "pg-host", ValueKind::Text, Some("/var/run/postgresql"),
-        "Unix socket directory (starts with `/`) or host name."),
-    key!("stanza.*", "pg-port", ValueKind::Integer { min: 1, max: 65_535 }, Some("5432"),
-        "Server port (also names the socket file)."),
-    key!("stanza.*", "pg-user", ValueKind::Text, Some("postgres"),
-        "Role for SQL and replication connections (needs REPLICATION, or superuser)."),
-    key!("stanza.*", "pg-password", ValueKind::Secret, None,
-        "Password for md5 / SCRAM-SHA-256 authentication."),
-    key!("stanza.*", "pg-database", ValueKind::Text, Some("postgres"),
-        "Database that `check`, `stanza-create` and drills connect to for SQL."),
-    key!("stanza.*", "pg-sslmode", ValueKind::Choice(SSLMODES), None,
-        "libpq's TLS modes; unset means `prefer` over TCP."),
-    key!("stanza.*", "pg-bin", ValueKind::AbsolutePath, None,
-        "Directory of this cluster's PostgreSQL binaries (`postgres`, `pg_ctl`) for drills; unset: from `PATH`."),
+    key!(
+        "stanza.*",
+        "pg-host",
+        ValueKind::Text,
+        Some("/var/run/postgresql"),
+        "Unix socket directory (starts with `/`) or host name."
+    ),
+    key!(
+        "stanza.*",
+        "pg-port",
+        ValueKind::Integer {
+            min: 1,
+            max: 65_535
+        },
+        Some("5432"),
+        "Server port (also names the socket file)."
+    ),
+    key!(
+        "stanza.*",
+        "pg-user",
+        ValueKind::Text,
+        Some("postgres"),
+        "Role for SQL and replication connections (needs REPLICATION, or superuser)."
+    ),
+    key!(
+        "stanza.*",
+        "pg-password",
+        ValueKind::Secret,
+        None,
+        "Password for md5 / SCRAM-SHA-256 authentication."
+    ),
+    key!(
+        "stanza.*",
+        "pg-database",
+        ValueKind::Text,
+        Some("postgres"),
+        "Database that `check`, `stanza-create` and drills connect to for SQL."
+    ),
+    key!(
+        "stanza.*",
+        "pg-sslmode",
+        ValueKind::Choice(SSLMODES),
+        None,
+        "libpq's TLS modes; unset means `prefer` over TCP."
+    ),
+    key!(
+        "stanza.*",
+        "pg-bin",
+        ValueKind::AbsolutePath,
+        None,
+        "Directory of this cluster's PostgreSQL binaries (`postgres`, `pg_ctl`) for drills; unset: from `PATH`."
+    ),
 ];
 
 /// The reference tables of `docs/configuration.md`: one per section, in [`KEYS`] order.
@@ -269,7 +508,10 @@ mod tests {
         let k = find("repo.s3", "secret-access-key").unwrap();
         assert_eq!(k.env_var(), "CAIRN_REPO_S3_SECRET_ACCESS_KEY");
         let k = find("stanza.*", "pg-port").unwrap();
-        assert_eq!(k.env_var_for_stanza("main-db"), "CAIRN_STANZA_MAIN_DB_PG_PORT");
+        assert_eq!(
+            k.env_var_for_stanza("main-db"),
+            "CAIRN_STANZA_MAIN_DB_PG_PORT"
+        );
         assert!(is_section("repo") && is_section("repo.s3") && !is_section("rep"));
     }
 

@@ -26,7 +26,7 @@
 //!     "/etc/cairn/cairn.toml".as_ref(),
 //!     &cairn_config::Env::empty(),
 //! ).unwrap_err().to_string();
-//! assert_eq!(e, "/etc/cairn/cairn.toml, line 3: repo.cipher-passwrd unknown key; did you mean cipher-pass?");
+//! assert_eq!(e, "/etc/cairn/cairn.toml, line 3: repo.cipher-passwrd is not a known key; did you mean cipher-pass?");
 //! ```
 
 mod cron;
@@ -128,7 +128,10 @@ pg-port = 5433
         assert_eq!(with("4096").unwrap().archive.get_queue_max, ByteSize(4096));
         let e = with("\"12 parsecs\"").unwrap_err().to_string();
         assert!(e.contains("archive.get-queue-max"), "{e}");
-        assert!(!e.contains("parsecs"), "a config error never repeats the value: {e}");
+        assert!(
+            !e.contains("parsecs"),
+            "a config error never repeats the value: {e}"
+        );
         let env = Env::empty().with("CAIRN_ARCHIVE_GET_QUEUE_MAX", "64MiB");
         assert_eq!(
             load(BASE, &env).unwrap().archive.get_queue_max,

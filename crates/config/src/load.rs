@@ -26,11 +26,14 @@ impl Config {
         if !secrets.is_empty()
             && let Some(mode) = warning::mode_with(&path, warning::OTHERS)
         {
-            cfg.warnings.insert(0, ConfigWarning::ConfigReadable {
-                path,
-                keys: secrets,
-                mode,
-            });
+            cfg.warnings.insert(
+                0,
+                ConfigWarning::ConfigReadable {
+                    path,
+                    keys: secrets,
+                    mode,
+                },
+            );
         }
         Ok(cfg)
     }
@@ -48,17 +51,18 @@ impl Config {
         apply_overrides(&mut table, &mut origins, env)?;
         // Every value was checked against its key above; what is left are bugs, and
         // the message still must not quote a value.
-        let raw: RawConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line: None,
-                key: "(configuration)".into(),
-                message: format!(
-                    "does not fit the configuration model ({})",
-                    e.message().split(':').next().unwrap_or_default()
-                ),
-            })?;
+        let raw: RawConfig =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line: None,
+                    key: "(configuration)".into(),
+                    message: format!(
+                        "does not fit the configuration model ({})",
+                        e.message().split(':').next().unwrap_or_default()
+                    ),
+                })?;
         let cfg = Config::check(raw, path, &origins)?;
         Ok((cfg, doc.secrets))
     }

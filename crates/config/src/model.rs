@@ -338,4 +338,3 @@ pub(crate) struct RawRepo {
     #[serde(default)]
     pub s3: S3Config,
 }
-
