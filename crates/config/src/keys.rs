@@ -162,7 +162,7 @@ pub const KEYS: &[KeyDoc] = &[
     key!(
         "repo",
         "cipher-pass-file",
-        ValueKind::Path,
+        ValueKind::AbsolutePath,
         None,
         "A file whose content (without the trailing newline) is the passphrase. Keep it mode 0600."
     ),

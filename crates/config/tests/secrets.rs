@@ -147,3 +147,46 @@ fn a_secret_never_shows_in_debug_output() {
     assert!(!format!("{c:?}").contains(SECRET));
     assert_eq!(c.repo.cipher_pass.unwrap().expose(), SECRET);
 }
+
+mod property {
+    use super::*;
+    use cairn_config::KEYS;
+    use proptest::prelude::*;
+
+    fn place(section: &str, line: &str) -> String {
+        match section.strip_prefix("stanza.") {
+            Some(_) => format!("[repo]\npath = \"/r\"\n[stanza.main]\npg-data = \"/d\"\n{line}\n"),
+            None => format!("[repo]\npath = \"/r\"\n[{section}]\n{line}\n"),
+        }
+    }
+
+    proptest! {
+        /// Any key, misspelt or not, given a random secret as its value, in the file or
+        /// in its variable: the error, if any, never holds the secret. (An absolute path
+        /// is shown when the file it names cannot be read; secrets do not start with `/`.)
+        #[test]
+        fn no_error_holds_the_value(
+            i in 0..KEYS.len(),
+            secret in "[A-Za-z0-9][A-Za-z0-9+/=_.-]{11,39}",
+            misspell in any::<bool>(),
+            quoted in any::<bool>(),
+        ) {
+            let k = &KEYS[i];
+            let key = if misspell { format!("{}x", k.key) } else { k.key.to_string() };
+            let value = if quoted { format!("\"{secret}\"") } else { secret.clone() };
+            let text = place(k.section, &format!("{key} = {value}"));
+            if let Err(e) = load(&text, &Env::empty()) {
+                prop_assert!(!e.to_string().contains(&secret), "{e}");
+            }
+            let var = match k.section {
+                "stanza.*" => k.env_var_for_stanza("main"),
+                _ => k.env_var(),
+            };
+            let var = if misspell { format!("{var}X") } else { var };
+            let base = place("archive", "");
+            if let Err(e) = load(&base, &Env::empty().with(&var, &secret)) {
+                prop_assert!(!e.to_string().contains(&secret), "{e}");
+            }
+        }
+    }
+}
