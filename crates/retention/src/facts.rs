@@ -25,6 +25,24 @@ pub struct BackupFacts {
 }
 
 impl BackupFacts {
+    /// The facts of a readable manifest; `None` when its times are not RFC 3339 (treat
+    /// the backup as damaged then).
+    pub fn from_manifest(m: &cairn_repo::BackupManifest, pinned: bool) -> Option<BackupFacts> {
+        Some(BackupFacts {
+            label: m.label.clone(),
+            backup_type: m.backup_type,
+            parent: m.parent.clone(),
+            db_id: m.db_id,
+            timeline: m.timeline,
+            start_lsn: m.start_lsn,
+            stop_lsn: m.stop_lsn,
+            start_time: rfc3339(&m.start_time)?,
+            stop_time: rfc3339(&m.stop_time)?,
+            pinned,
+            usable: true,
+        })
+    }
+
     /// Facts for a backup whose manifest cannot be read: type and times come from the
     /// label, the rest are placeholders (retention reads only `label`, `pinned` and
     /// `usable` of an unusable backup).
@@ -45,6 +63,10 @@ impl BackupFacts {
             usable: false,
         }
     }
+}
+
+fn rfc3339(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
 }
 
 /// The type a label says (its last letter: `F`, `D` or `I`).
@@ -168,6 +190,19 @@ mod tests {
             time::macros::datetime!(2026-11-23 01:02:03 UTC)
         );
         assert!(!f.usable && f.pinned);
+    }
+
+    #[test]
+    fn manifest_times() {
+        assert_eq!(
+            rfc3339("2026-11-22T14:05:00Z"),
+            Some(time::macros::datetime!(2026-11-22 14:05 UTC))
+        );
+        assert_eq!(
+            rfc3339("2026-11-22T15:05:00+01:00"),
+            Some(time::macros::datetime!(2026-11-22 14:05 UTC))
+        );
+        assert_eq!(rfc3339("2026-11-22 14:05"), None);
     }
 
     #[test]
