@@ -281,7 +281,9 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct StanzaConfig {
+    /// The data directory; must match the server's `data_directory`.
     pub pg_data: PathBuf,
+    /// Unix socket directory (starts with `/`) or host name.
     #[serde(default = "default_host")]
     pub pg_host: String,
     #[serde(default = "default_port")]
@@ -289,9 +291,12 @@ pub struct StanzaConfig {
     #[serde(default = "default_user")]
     pub pg_user: String,
     pub pg_password: Option<Secret>,
+    /// The database SQL connections (`check`, `stanza-create`, drills) use; `postgres`.
     #[serde(default = "default_user")]
     pub pg_database: String,
+    /// libpq's `sslmode` (checked against its six values); unset means `prefer`.
     pub pg_sslmode: Option<String>,
+    /// Directory of this cluster's PostgreSQL binaries, for drills; unset: `PATH`.
     pub pg_bin: Option<PathBuf>,
 }
 
