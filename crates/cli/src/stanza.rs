@@ -45,15 +45,23 @@ pub async fn create(cfg: &Config, stanza: Option<&str>) -> Result<ExitCode, Fail
     let id = identity(cfg, stanza).await?;
     let (repo, created_repo) = cairn_repo::open_or_create_configured(cfg).await?;
     if created_repo {
-        let enc = if repo.keys().encrypts() {
-            "encrypted"
+        if repo.keys().encrypts() {
+            println!(
+                "created repository at {} (encrypted)",
+                repo.backend().location()
+            );
         } else {
-            "not encrypted"
-        };
-        println!(
-            "created repository at {} ({enc})",
-            repo.backend().location()
-        );
+            println!(
+                "created repository at {} (NOT encrypted)",
+                repo.backend().location()
+            );
+            println!(
+                "WARNING: without repo.cipher-pass, anyone who can read the repository can read \
+                 every backup and WAL file, and its key is stored in the clear: checks detect \
+                 accidental damage (a bad disk, a misplaced file), not deliberate tampering by \
+                 someone who can write to it"
+            );
+        }
     }
     match repo.create_stanza(&name, id.system_id, id.pg_major).await? {
         StanzaCreated::Created => {
