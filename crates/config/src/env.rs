@@ -39,7 +39,7 @@ fn env_name(s: &str) -> String {
     s.to_ascii_uppercase().replace('-', "_")
 }
 
-fn parse_bool(var: &str, v: &str) -> Result<bool, ConfigError> {
+pub(crate) fn parse_bool(var: &str, v: &str) -> Result<bool, ConfigError> {
     match v.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
@@ -50,7 +50,7 @@ fn parse_bool(var: &str, v: &str) -> Result<bool, ConfigError> {
     }
 }
 
-fn parse_num<T: std::str::FromStr>(var: &str, v: &str) -> Result<T, ConfigError> {
+pub(crate) fn parse_num<T: std::str::FromStr>(var: &str, v: &str) -> Result<T, ConfigError> {
     v.trim().parse().map_err(|_| ConfigError::Env {
         var: var.into(),
         message: format!("'{v}' is not a number"),
@@ -68,6 +68,9 @@ pub(crate) fn apply_overrides(raw: &mut RawConfig, env: &Env) -> Result<(), Conf
     for (var, v) in &env.vars {
         let var = var.as_str();
         let v = v.as_str();
+        if crate::store::apply_env(&mut raw.repo, var, v)? {
+            continue;
+        }
         match var {
             "CAIRN_CONFIG" | "CAIRN_STANZA" | "CAIRN_LOG" => {}
             "CAIRN_REPO_PATH" => raw.repo.path = Some(PathBuf::from(v)),

@@ -18,6 +18,7 @@
 mod env;
 mod error;
 mod model;
+mod store;
 
 pub use env::Env;
 pub use error::ConfigError;
@@ -25,6 +26,7 @@ pub use model::{
     ArchiveConfig, ByteSize, Config, RepoConfig, RepoLocation, RetentionConfig, S3Config, Secret,
     StanzaConfig,
 };
+pub use store::{AzureConfig, DurationSetting, GcsConfig, StoreIo};
 
 /// The configuration file used when neither `--config` nor `CAIRN_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/cairn/cairn.toml";

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::env::{Env, apply_overrides};
 use crate::error::ConfigError;
+use crate::store::{AzureConfig, DurationSetting, GcsConfig, StoreIo};
 
 /// A secret string (passphrase, password, key) that never shows in `Debug` output.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -54,6 +55,10 @@ pub struct RepoConfig {
     pub cipher_pass: Option<Secret>,
     pub compress_level: i32,
     pub s3: S3Config,
+    pub gcs: GcsConfig,
+    pub azure: AzureConfig,
+    /// Request timeout and retries of every object store (not of a local `path`).
+    pub io: StoreIo,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -209,6 +214,13 @@ pub(crate) struct RawRepo {
     pub compress_level: Option<i32>,
     #[serde(default)]
     pub s3: S3Config,
+    #[serde(default)]
+    pub gcs: GcsConfig,
+    #[serde(default)]
+    pub azure: AzureConfig,
+    pub io_timeout: Option<DurationSetting>,
+    pub retry_max: Option<u32>,
+    pub retry_timeout: Option<DurationSetting>,
 }
 
 impl Config {
@@ -244,6 +256,7 @@ impl Config {
             key: key.to_string(),
             message: message.to_string(),
         };
+        let io = StoreIo::from_raw(&raw.repo, path)?;
         let location = match (raw.repo.path, raw.repo.url) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -326,6 +339,9 @@ impl Config {
                 cipher_pass,
                 compress_level,
                 s3: raw.repo.s3,
+                gcs: raw.repo.gcs,
+                azure: raw.repo.azure,
+                io,
             },
             archive: raw.archive,
             retention: raw.retention,
