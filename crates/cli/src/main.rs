@@ -19,26 +19,15 @@ use args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            return Failure::new(ErrorKind::Internal, format!("cannot start runtime: {e}"))
-                .exit("cairn");
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(f) => f.exit("cairn"),
-    }
+    cairn_startup::main(
+        "cairn",
+        cairn_startup::Runtime::MultiThread { workers: Some(2) },
+        || run(cli),
+    )
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    let env = cairn_config::Env::from_process();
-    let cfg = cairn_config::Config::load(cli.config.as_deref(), &env)?;
+    let cfg = cairn_startup::load_config(cli.config.as_deref())?;
     let stanza = cli.stanza.as_deref();
     match cli.command {
         Command::StanzaCreate => stanza::create(&cfg, stanza).await,

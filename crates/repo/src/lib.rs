@@ -41,9 +41,6 @@ pub use manifest::{
     TablespaceEntry,
 };
 pub use pack::{ChunkIndex, ChunkLocation, PackId, PackWriter};
-pub use repository::{
-    Encoded, OpenOptions, REPO_FORMAT, Repository, backend_for, open_configured,
-    open_or_create_configured,
-};
+pub use repository::{Encoded, OpenOptions, REPO_FORMAT, Repository};
 pub use stanza::{DbGeneration, StanzaCreated, StanzaInfo};
 pub use wal::{PushOutcome, WalDetail, WalEntry};
