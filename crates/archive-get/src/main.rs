@@ -16,6 +16,10 @@ struct Args {
     wal_name: String,
     /// Where to write it (%p).
     dest: PathBuf,
+    /// Standby mode: errors other than "not in the archive" keep their own exit codes
+    /// (below 126) so a standby retries, instead of 126, which stops recovery.
+    #[arg(long)]
+    standby: bool,
     /// Internal: run as the prefetch worker (`[archive] async = true`).
     #[arg(long, hide = true)]
     prefetch_worker: bool,
@@ -35,16 +39,35 @@ fn main() -> ExitCode {
     } else {
         Runtime::CurrentThread
     };
-    cairn_startup::main("cairn-archive-get", runtime, || async {
-        let cfg = cairn_startup::load_config(args.config.as_deref())?;
-        let stanza = args.stanza.as_deref();
-        if args.prefetch_worker {
-            cairn_archive_get::prefetch_worker(&cfg, stanza).await?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        match cairn_archive_get::get(&cfg, stanza, &args.wal_name, &args.dest).await? {
-            GetOutcome::Written => Ok(ExitCode::SUCCESS),
-            GetOutcome::NotInArchive => Ok(ExitCode::from(ErrorKind::NotInArchive.code())),
-        }
-    })
+    let mode = if args.standby {
+        cairn_archive_get::Mode::Standby
+    } else {
+        cairn_archive_get::Mode::Recovery
+    };
+    let worker = args.prefetch_worker;
+    let name = args.wal_name.clone();
+    cairn_startup::main_with(
+        "cairn-archive-get",
+        runtime,
+        || async {
+            let cfg = cairn_startup::load_config(args.config.as_deref())?;
+            let stanza = args.stanza.as_deref();
+            if args.prefetch_worker {
+                cairn_archive_get::prefetch_worker(&cfg, stanza).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            match cairn_archive_get::get(&cfg, stanza, &args.wal_name, &args.dest, mode).await? {
+                GetOutcome::Written => Ok(ExitCode::SUCCESS),
+                GetOutcome::NotInArchive => Ok(ExitCode::from(ErrorKind::NotInArchive.code())),
+            }
+        },
+        // In recovery, any failure but "not in the archive" must stop PostgreSQL.
+        |f| {
+            if worker {
+                f
+            } else {
+                cairn_archive_get::exit_failure(&name, mode, f)
+            }
+        },
+    )
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use cairn_repo::PushOutcome;
 use cairn_startup::Runtime;
 use clap::Parser;
 
@@ -30,8 +31,19 @@ fn main() -> ExitCode {
         let stanza = args.stanza.as_deref();
         if args.async_worker {
             cairn_archive_push::async_worker(&cfg, stanza, &args.wal_path).await?;
-        } else {
-            cairn_archive_push::push(&cfg, stanza, &args.wal_path).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let PushOutcome::Repaired { damage } =
+            cairn_archive_push::push(&cfg, stanza, &args.wal_path).await?
+        {
+            eprintln!(
+                "cairn-archive-push: WARNING: the stored copy of {} {}; replaced by this good copy",
+                args.wal_path.display(),
+                damage.map_or_else(
+                    || "had vanished".to_string(),
+                    |d| format!("was damaged ({d})")
+                )
+            );
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -73,17 +73,32 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<ExitCode, Failure>>,
 {
+    main_with(program, runtime, body, |f| f)
+}
+
+/// [`main`], with `map_failure` applied to a failure before it is printed: `archive-get` in
+/// recovery turns every failure but "not in the archive" into one that stops PostgreSQL.
+pub fn main_with<F, Fut>(
+    program: &str,
+    runtime: Runtime,
+    body: F,
+    map_failure: impl FnOnce(Failure) -> Failure,
+) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<ExitCode, Failure>>,
+{
     let runtime = match runtime.build() {
         Ok(r) => r,
         Err(e) => {
-            return Failure::new(ErrorKind::Internal, format!("cannot start runtime: {e}"))
-                .exit(program);
+            let f = Failure::new(ErrorKind::Internal, format!("cannot start runtime: {e}"));
+            return map_failure(f).exit(program);
         }
     };
     // Logging setup belongs here: after the runtime, before the body can report anything.
     match runtime.block_on(body()) {
         Ok(code) => code,
-        Err(f) => f.exit(program),
+        Err(f) => map_failure(f).exit(program),
     }
 }
 
@@ -173,6 +188,13 @@ mod tests {
             Ok(ExitCode::from(42))
         });
         assert_eq!(code, ExitCode::from(42));
+        let code = main_with(
+            "t",
+            Runtime::CurrentThread,
+            || async { Err(Failure::new(ErrorKind::Config, "bad")) },
+            |f| Failure::new(ErrorKind::Internal, f.message),
+        );
+        assert_eq!(code, ExitCode::from(ErrorKind::Internal.code()));
     }
 
     #[test]
