@@ -153,7 +153,7 @@ struct DbDoc {
 }
 
 pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<ExitCode, Failure> {
-    let repo = cairn_repo::open_configured(cfg).await?;
+    let repo = cairn_startup::open_repo(cfg).await?;
     let names: Vec<String> = match stanza {
         Some(s) => vec![cfg.stanza(Some(s))?.0.to_string()],
         None => cfg.stanzas.keys().cloned().collect(),

@@ -43,7 +43,7 @@ async fn identity(cfg: &Config, stanza: Option<&str>) -> Result<ClusterIdentity,
 pub async fn create(cfg: &Config, stanza: Option<&str>) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     let id = identity(cfg, stanza).await?;
-    let (repo, created_repo) = cairn_repo::open_or_create_configured(cfg).await?;
+    let (repo, created_repo) = cairn_startup::open_or_create_repo(cfg).await?;
     if created_repo {
         if repo.keys().encrypts() {
             println!(
@@ -80,7 +80,7 @@ pub async fn create(cfg: &Config, stanza: Option<&str>) -> Result<ExitCode, Fail
 pub async fn upgrade(cfg: &Config, stanza: Option<&str>) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     let id = identity(cfg, stanza).await?;
-    let repo = cairn_repo::open_configured(cfg).await?;
+    let repo = cairn_startup::open_repo(cfg).await?;
     if repo
         .upgrade_stanza(&name, id.system_id, id.pg_major)
         .await?
@@ -104,7 +104,7 @@ pub async fn delete(cfg: &Config, stanza: Option<&str>, force: bool) -> Result<E
         )
         .with_hint("add --force if that is what you want"));
     }
-    let repo = cairn_repo::open_configured(cfg).await?;
+    let repo = cairn_startup::open_repo(cfg).await?;
     repo.require_stanza(&name).await?;
     let n = repo.delete_stanza(&name).await?;
     println!("deleted stanza '{name}' ({n} objects)");
