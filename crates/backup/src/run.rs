@@ -301,6 +301,7 @@ pub async fn run<S: BackupSource>(
             .then(|| String::from_utf8_lossy(&pg_manifest).into_owned()),
         bytes_received: received,
         repo_added: chunked.stored_bytes,
+        annotations: Default::default(),
     };
     // The commit point: only while the lock is certainly still ours.
     if let Some(lock) = &opts.lock {

@@ -99,7 +99,7 @@ pub async fn run(
     spread: bool,
 ) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
-    let repo = cairn_repo::open_configured(cfg).await?;
+    let repo = cairn_startup::open_repo(cfg).await?;
     let info = repo.require_stanza(&name).await?;
     // Before PostgreSQL is contacted: a second backup of the stanza fails at once.
     let warn = |w: &str| eprintln!("cairn: WARNING: {w}");

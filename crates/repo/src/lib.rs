@@ -21,6 +21,7 @@
 //! ```
 
 pub mod backend;
+mod backups;
 pub mod catalog;
 mod error;
 pub mod journal;
@@ -36,6 +37,7 @@ pub mod stanza;
 pub mod wal;
 
 pub use backend::{Backend, LocalBackend, PutOutcome, StoreBackend};
+pub use backups::{BackupCatalog, BackupEvent, BackupSummary};
 pub use catalog::{DamagedSummary, TimelineArchive, WalCatalog, WalEvent};
 pub use error::{BackendError, ObjectError, RepoError};
 pub use keyring::REPO_FORMAT;
@@ -47,8 +49,6 @@ pub use manifest::{
     IncrementalMode, ManifestFile, TablespaceEntry,
 };
 pub use pack::{ChunkCodec, ChunkIndex, ChunkLocation, PackId, PackWriter};
-pub use repository::{
-    Encoded, OpenOptions, Repository, backend_for, open_configured, open_or_create_configured,
-};
+pub use repository::{Encoded, OpenOptions, Repository};
 pub use stanza::{DbGeneration, StanzaCreated, StanzaInfo};
 pub use wal::{PushOutcome, WalDetail, WalEntry};
