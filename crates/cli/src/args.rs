@@ -91,6 +91,12 @@ pub enum Command {
     },
     /// Verify every object of the repository.
     Verify,
+    /// Change the repository's passphrase: re-wraps the master key, rewrites no data.
+    Rekey {
+        /// File holding the new passphrase (one line). Or set CAIRN_NEW_CIPHER_PASS.
+        #[arg(long)]
+        new_pass_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -7,6 +7,7 @@ mod check;
 mod info;
 mod pg;
 mod progress;
+mod rekey;
 mod restore;
 mod stanza;
 
@@ -74,6 +75,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Info { output } => info::run(&cfg, stanza, output).await,
+        Command::Rekey { new_pass_file } => rekey::run(&cfg, new_pass_file.as_deref()).await,
         Command::Restore(args) => restore::run(&cfg, stanza, &args).await,
         Command::Backup {
             backup_type,
