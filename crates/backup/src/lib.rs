@@ -26,11 +26,15 @@ mod incremental;
 mod plan;
 mod run;
 mod server;
+mod session;
 mod source;
+mod wal_wait;
 
 pub use chunker::CHUNK_SIZE;
 pub use error::BackupError;
 pub use plan::BackupPlan;
 pub use run::{RunOptions, run};
 pub use server::ServerSource;
+pub use session::{Session, StartNotice, Started};
 pub use source::{BackupSource, EntryKind, SourceEvent};
+pub use wal_wait::{segments_between, wait_for_wal};
