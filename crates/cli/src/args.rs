@@ -71,7 +71,7 @@ pub enum Command {
     Check {
         /// How long to wait for the switched segment to be archived: seconds, or a
         /// duration like 90s, 10m, 2h (at most 7d).
-        #[arg(long, default_value = "60", value_parser = parse_duration)]
+        #[arg(long, value_name = "DUR", default_value = "60", value_parser = parse_duration)]
         archive_timeout: Duration,
     },
     /// Archive one WAL file (same as cairn-archive-push).
@@ -85,7 +85,7 @@ pub enum Command {
         backup_type: Option<BackupType>,
         /// How long to wait for the WAL that makes the backup consistent to be archived:
         /// seconds, or a duration like 90s, 10m, 2h (at most 7d).
-        #[arg(long, default_value = "120", value_parser = parse_duration)]
+        #[arg(long, value_name = "DUR", default_value = "120", value_parser = parse_duration)]
         archive_timeout: Duration,
         /// Let the server's checkpoint spread out (CHECKPOINT 'spread') instead of 'fast'.
         #[arg(long)]
