@@ -77,7 +77,16 @@ pub enum Command {
     /// Archive one WAL file (same as cairn-archive-push).
     ArchivePush { wal_path: PathBuf },
     /// Fetch one WAL file (same as cairn-archive-get).
-    ArchiveGet { wal_name: String, dest: PathBuf },
+    ArchiveGet {
+        /// The file PostgreSQL asks for (%f).
+        wal_name: String,
+        /// Where to write it (%p).
+        dest: PathBuf,
+        /// Standby mode: failures keep their own exit codes (below 126) so a standby
+        /// retries, instead of 126, which stops recovery.
+        #[arg(long)]
+        standby: bool,
+    },
     /// Take a base backup.
     Backup {
         /// full, diff or incr (default incr; a full when none exists).

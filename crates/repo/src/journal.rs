@@ -103,6 +103,9 @@ pub struct Folded<S> {
     pub fresh: usize,
 }
 
+/// One log entry as read: absent (deleted since the listing), or damaged.
+type Fetched<E> = (ObjectKey, Result<Option<E>, RepoError>);
+
 /// The time part of a log key: `20261201T101500.123456Z`.
 fn stamp(t: time::OffsetDateTime) -> String {
     format!(
@@ -229,17 +232,16 @@ impl Repository {
             .filter(|l| !folded_after.contains(&l.key))
             .filter_map(|l| ObjectKey::new(l.key).ok())
             .collect();
-        let fetched: Vec<(ObjectKey, Result<Option<S::Entry>, RepoError>)> =
-            futures::stream::iter(fresh)
-                .map(|key| async move {
-                    let got = self
-                        .get_json::<S::Entry>(&key, journal.entry_kind(), "journal entry")
-                        .await;
-                    (key, got)
-                })
-                .buffer_unordered(16)
-                .collect()
-                .await;
+        let fetched: Vec<Fetched<S::Entry>> = futures::stream::iter(fresh)
+            .map(|key| async move {
+                let got = self
+                    .get_json::<S::Entry>(&key, journal.entry_kind(), "journal entry")
+                    .await;
+                (key, got)
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
         let count = fetched.len();
         let mut all_keys: BTreeSet<String> = folded_after;
         for (key, got) in fetched {

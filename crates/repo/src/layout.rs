@@ -212,13 +212,16 @@ pub fn wal_file(stanza: &StanzaName, db: DbId, name: &WalFileName) -> ObjectKey 
 }
 
 /// Where a good copy of a WAL file waits, durable, while a damaged copy is replaced.
-pub fn wal_repair(stanza: &StanzaName, key: &ObjectKey) -> ObjectKey {
+pub fn wal_repair(stanza: &StanzaName, db: DbId, name: &WalFileName) -> ObjectKey {
     ObjectKey::built(format!(
-        "{}/wal-repair/{}.{:016x}",
-        stanza_root(stanza),
-        key.file_name(),
+        "{}{name}.{:016x}",
+        wal_repair_prefix(stanza, db),
         rand::random::<u64>()
     ))
+}
+
+pub fn wal_repair_prefix(stanza: &StanzaName, db: DbId) -> String {
+    format!("{}/wal-repair/{db}/", stanza_root(stanza))
 }
 
 /// One entry of a stanza's journal `name` (`wal`, `backups`): see [`crate::journal`].

@@ -99,9 +99,9 @@ impl Repository {
                     });
                 }
                 // Deleted between the two calls (expire): store it again.
-                Ok(None) => self.replace_wal(stanza, &key, encoded, None).await?,
+                Ok(None) => self.replace_wal(stanza, db_id, name, encoded, None).await?,
                 Err(RepoError::Object { source, .. }) => {
-                    self.replace_wal(stanza, &key, encoded, Some(source.to_string()))
+                    self.replace_wal(stanza, db_id, name, encoded, Some(source.to_string()))
                         .await?
                 }
                 Err(e) => return Err(e),
@@ -127,11 +127,13 @@ impl Repository {
     async fn replace_wal(
         &self,
         stanza: &StanzaName,
-        key: &ObjectKey,
+        db_id: DbId,
+        name: &WalFileName,
         encoded: &Encoded,
         damage: Option<String>,
     ) -> Result<PushOutcome, RepoError> {
-        let side = layout::wal_repair(stanza, key);
+        let key = &layout::wal_file(stanza, db_id, name);
+        let side = layout::wal_repair(stanza, db_id, name);
         self.backend()
             .put_if_absent(&side, encoded.bytes().clone())
             .await?;
@@ -168,7 +170,9 @@ impl Repository {
             .map(|(bytes, _)| bytes))
     }
 
-    /// [`Repository::get_wal`] with the file's content id (checked while decoding).
+    /// [`Repository::get_wal`] with the file's content id (checked while decoding). A good
+    /// copy left beside a damaged one by a killed repair is served when the main key has
+    /// nothing.
     pub async fn get_wal_with_id(
         &self,
         info: &StanzaInfo,
@@ -180,6 +184,40 @@ impl Repository {
                 return Ok(Some(got));
             }
         }
+        for generation in info.newest_first() {
+            let prefix = layout::wal_repair_prefix(&info.name, generation.db_id);
+            let want = format!("{prefix}{name}.");
+            let key = layout::wal_file(&info.name, generation.db_id, name);
+            for l in self.backend().list(&prefix, None).await? {
+                let Some(side) = l
+                    .key
+                    .starts_with(&want)
+                    .then(|| ObjectKey::new(l.key.clone()).ok())
+                    .flatten()
+                else {
+                    continue;
+                };
+                if let Ok(Some(got)) = self
+                    .get_as(&side, &Identity::of(&key), ObjectKind::WalFile)
+                    .await
+                {
+                    return Ok(Some(got));
+                }
+            }
+        }
         Ok(None)
+    }
+
+    /// Whether the stanza's WAL catalog lists `name` (in any generation): a file the
+    /// catalog lists but the store does not deliver is lost, not "not archived".
+    pub async fn wal_listed(
+        &self,
+        info: &StanzaInfo,
+        name: &WalFileName,
+    ) -> Result<bool, RepoError> {
+        let catalog = self.wal_catalog(&info.name).await?;
+        let name = name.to_string();
+        Ok(catalog.entries().any(|e| e.name == name)
+            || catalog.damaged().iter().any(|d| d.name == name))
     }
 }
