@@ -71,7 +71,9 @@ mod tests {
         }
         for bad in ["", "s", "-1", "1.5h", "10 years", "1w", "ten"] {
             assert!(
-                parse_duration(bad).unwrap_err().starts_with("not a duration"),
+                parse_duration(bad)
+                    .unwrap_err()
+                    .starts_with("not a duration"),
                 "{bad}"
             );
         }
