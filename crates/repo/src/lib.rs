@@ -20,6 +20,7 @@
 //! ```
 
 pub mod backend;
+mod backups;
 pub mod catalog;
 mod error;
 pub mod journal;
@@ -34,6 +35,7 @@ pub mod stanza;
 pub mod wal;
 
 pub use backend::{Backend, LocalBackend, PutOutcome, StoreBackend};
+pub use backups::{BackupCatalog, BackupEvent, BackupSummary};
 pub use catalog::{DamagedSummary, TimelineArchive, WalCatalog, WalEvent};
 pub use error::{BackendError, ObjectError, RepoError};
 pub use keyring::REPO_FORMAT;
