@@ -49,6 +49,6 @@ pub use manifest::{
     IncrementalMode, ManifestFile, TablespaceEntry,
 };
 pub use pack::{ChunkCodec, ChunkIndex, ChunkLocation, PackId, PackWriter};
-pub use repository::{Encoded, OpenOptions, Repository};
+pub use repository::{Encoded, OpenOptions, Rekeyed, Repository};
 pub use stanza::{DbGeneration, StanzaCreated, StanzaInfo};
 pub use wal::{PushOutcome, WalDetail, WalEntry};
