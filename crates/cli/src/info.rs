@@ -7,6 +7,7 @@ use cairn_config::Config;
 use cairn_exit::Failure;
 use cairn_planner::RecoveryWindow;
 use cairn_repo::{BackupManifest, StanzaName, TimelineArchive};
+use cairn_verify::{Status, VerifyRecord};
 use serde::Serialize;
 
 use crate::args::Output;
@@ -36,6 +37,8 @@ struct StanzaDoc {
     backups: Vec<BackupDoc>,
     archive: Vec<TimelineArchive>,
     recovery_windows: Vec<RecoveryWindow>,
+    /// The newest `cairn verify` run recorded, `None` before the first.
+    last_verify: Option<VerifyRecord>,
 }
 
 /// One backup, as `info` shows it (docs/info-json.md).
@@ -141,6 +144,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
                 backups: vec![],
                 archive: vec![],
                 recovery_windows: vec![],
+                last_verify: None,
             });
             continue;
         };
@@ -163,6 +167,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
             backups: backups.iter().map(BackupDoc::from_manifest).collect(),
             archive: catalog.timelines(),
             recovery_windows: cairn_planner::recoverable_windows(&backups, &catalog, current),
+            last_verify: cairn_verify::last_verify(&repo, &name).await?,
         });
     }
     match output {
@@ -173,6 +178,42 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
         Output::Text => print_text(&doc),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn last_verify_text(v: Option<&VerifyRecord>) -> String {
+    let Some(v) = v else {
+        return "never (run `cairn verify`)".into();
+    };
+    let scope = match &v.set {
+        Some(l) => format!("backup {l}"),
+        None => "whole stanza".into(),
+    };
+    let outcome = match v.status {
+        Status::Ok => "ok".to_string(),
+        Status::Damaged => format!(
+            "DAMAGED: {} damaged object(s){}",
+            v.damaged,
+            if v.unrestorable.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", cannot restore {}",
+                    v.unrestorable
+                        .iter()
+                        .map(|l| l.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ),
+    };
+    format!(
+        "{outcome} at {} ({scope}, {} objects, {}, {:.1}s)",
+        v.finished,
+        v.objects,
+        mib(v.bytes),
+        v.duration_seconds
+    )
 }
 
 fn mib(bytes: u64) -> String {
@@ -224,6 +265,7 @@ fn print_text(doc: &InfoDoc) {
                 b.incremental_mode
             );
         }
+        println!("    last verify: {}", last_verify_text(s.last_verify.as_ref()));
         if s.archive.is_empty() {
             println!("    wal archive: empty");
         }
