@@ -457,6 +457,7 @@ impl Repository {
         inv.indexes.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(inv)
     }
+}
 
 impl Repository {
     /// The chunk encoder of `stanza`.

@@ -36,8 +36,9 @@ pub(crate) async fn manifests(run: &mut Run<'_>) -> Result<Backups, VerifyError>
         Err(RepoError::StanzaInfoDamaged { .. }) => BackupListing::default(),
         Err(e) => return Err(e.into()),
     };
-    let wanted = |l: &BackupLabel| run.opts.set.as_ref().is_none_or(|s| s == l);
-    if let Some(set) = &run.opts.set
+    let set = run.opts.set.clone();
+    let wanted = |l: &BackupLabel| set.as_ref().is_none_or(|s| s == l);
+    if let Some(set) = &set
         && !listing.usable.iter().any(|m| &m.label == set)
         && !listing.damaged.iter().any(|d| &d.label == set)
     {
@@ -204,14 +205,19 @@ pub(crate) async fn pack_plan(
         run.report.checked.pack_indexes += 1;
         match (&ix.damage, &ix.listed) {
             (None, Some(listed)) => {
+                // A whole-stanza run checks what new backups would reuse too; a --set run
+                // only what its backup needs.
+                let full = run.full();
                 let work = plan.packs.entry(ix.pack.clone()).or_default();
                 for c in listed {
                     work.indexed.insert(c.id);
-                    work.chunks.push(PlannedChunk {
-                        offset: c.offset,
-                        len: c.len,
-                        id: c.id,
-                    });
+                    if full {
+                        work.chunks.push(PlannedChunk {
+                            offset: c.offset,
+                            len: c.len,
+                            id: c.id,
+                        });
+                    }
                 }
             }
             (Some(d), listed) => {

@@ -21,7 +21,7 @@ pub struct Fixture {
     pub repo: Repository,
     pub stanza: StanzaName,
     pub wal: WalBuilder,
-    /// The full (needs segments 1..=2) and the incremental (needs segment 5).
+    /// The full (needs segments 2..=3) and the incremental (needs segment 6).
     pub full: BackupManifest,
     pub incr: BackupManifest,
 }
@@ -119,9 +119,16 @@ fn manifest(
     }
 }
 
+/// Bytes that do not compress, so each 1000-byte chunk stays about that size in its pack.
 pub fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    let mut x = u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
-        .map(|i| seed.wrapping_mul(31).wrapping_add((i / 7) as u8))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
         .collect()
 }
 
@@ -160,6 +167,7 @@ impl Fixture {
             .await
             .unwrap();
         }
+        // Each backup has its own pack writer, as real ones do.
         let mut writer = PackWriter::with_target(repo.clone(), stanza.clone(), 3000);
         let mut stored = Stored::default();
         let mut packs = Vec::new();
@@ -171,11 +179,13 @@ impl Fixture {
             "20261122-140500F",
             14,
             BackupType::Full,
-            commits[1],
             commits[2],
+            commits[3],
             packs,
             files,
         );
+        writer.flush().await.unwrap();
+        let mut writer = PackWriter::with_target(repo.clone(), stanza.clone(), 3000);
         let mut packs = Vec::new();
         let mut files = Vec::new();
         // The control file is shared with the full; the relation changed.
@@ -186,8 +196,8 @@ impl Fixture {
             "20261122-140500F_20261122-150000I",
             15,
             BackupType::Incr,
-            commits[5],
-            commits[5],
+            commits[6],
+            commits[6],
             packs,
             files,
         );

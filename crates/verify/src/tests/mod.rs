@@ -5,7 +5,7 @@ mod fixture;
 
 use std::time::Duration;
 
-use cairn_repo::{BackupLabel, DbId, Identity, JournalName, ObjectKind, WalDetail, layout};
+use cairn_repo::{BackupLabel, DbId, Identity, ObjectKind, WalDetail, layout};
 use fixture::{Fixture, SEGMENTS};
 
 use crate::report::{DamageKind, EffectKind, ObjectClass, Problem, Severity, Status};
@@ -45,7 +45,7 @@ async fn a_clean_repository_is_ok_and_everything_is_counted_once() {
     assert_eq!(c.backups, 2);
     // 5 + 2 chunks of the full, 4 new ones of the incr: the shared control file once.
     assert_eq!(c.chunks, 11);
-    assert!(c.packs >= 3 && c.pack_indexes == c.packs, "{c:?}");
+    assert!(c.packs >= 4 && c.pack_indexes == c.packs, "{c:?}");
     assert!(c.bytes > (SEGMENTS as u64) * 1000, "{c:?}");
     assert!(r.summary().ends_with(": ok"), "{}", r.summary());
     // The result is recorded for info and metrics.
@@ -158,18 +158,18 @@ async fn a_damaged_pack_index_costs_new_backups_not_restores() {
 #[tokio::test]
 async fn a_deleted_wal_segment_is_named_with_the_window_it_ends() {
     let fx = Fixture::new(&[]).await;
-    fx.delete(&fx.wal_key(3)).await;
+    fx.delete(&fx.wal_key(4)).await;
     let r = fx.verify().await;
     let p = only(&r);
     assert_eq!(p.object, ObjectClass::WalFile);
     assert_eq!(p.damage, DamageKind::Missing);
-    assert!(p.key.ends_with(&fx.wal_name(3)), "{}", p.key);
+    assert!(p.key.ends_with(&fx.wal_name(4)), "{}", p.key);
     let w = p
         .affects
         .iter()
         .find(|e| e.kind == EffectKind::RecoveryWindow)
         .unwrap_or_else(|| panic!("{}", r.text()));
-    assert_eq!(w.segment.as_deref(), Some(fx.wal_name(3).as_str()));
+    assert_eq!(w.segment.as_deref(), Some(fx.wal_name(4).as_str()));
     assert_eq!(w.timeline, Some(1));
     assert!(w.windows_end.is_some(), "{w:?}");
     assert!(r.unrestorable.is_empty(), "{}", r.text());
@@ -212,8 +212,8 @@ async fn a_wal_object_with_other_content_than_listed_is_a_mismatch() {
 
 #[tokio::test]
 async fn gaps_in_the_catalog_are_reported_and_harmless_ones_only_warned() {
-    // Segment 0 is before every backup; segment 3 lies between the full and the incr.
-    let fx = Fixture::new(&[0, 3]).await;
+    // Segment 1 is before every backup; segment 4 lies between the full and the incr.
+    let fx = Fixture::new(&[1, 4]).await;
     let r = fx.verify().await;
     let gaps: Vec<&Problem> = r
         .problems
@@ -221,9 +221,9 @@ async fn gaps_in_the_catalog_are_reported_and_harmless_ones_only_warned() {
         .filter(|p| p.damage == DamageKind::Gap)
         .collect();
     assert_eq!(gaps.len(), 2, "{}", r.text());
-    let early = gaps.iter().find(|p| p.key.ends_with(&fx.wal_name(0))).unwrap();
+    let early = gaps.iter().find(|p| p.key.ends_with(&fx.wal_name(1))).unwrap();
     assert_eq!(early.severity, Severity::Warning, "{}", r.text());
-    let mid = gaps.iter().find(|p| p.key.ends_with(&fx.wal_name(3))).unwrap();
+    let mid = gaps.iter().find(|p| p.key.ends_with(&fx.wal_name(4))).unwrap();
     assert_eq!(mid.severity, Severity::Damage);
     assert!(has_effect(mid, EffectKind::RecoveryWindow), "{}", r.text());
     assert_eq!(r.status, Status::Damaged);
@@ -286,27 +286,34 @@ async fn a_damaged_catalog_entry_and_snapshot_are_named() {
     fx.repo.wal_catalog(&fx.stanza).await.unwrap();
     let snap = layout::journal_snap(&fx.stanza, "wal", 1);
     assert!(fx.repo.backend().get(&snap).await.unwrap().is_some());
-    fx.flip(&snap, 300).await;
-    // The entry of segment 6 damaged too: the snapshot holds its summary.
+    // The entry of segment 5 damaged: the snapshot still holds its summary.
     let log = fx
         .repo
         .backend()
         .list(&layout::journal_log_prefix(&fx.stanza, "wal"), None)
         .await
         .unwrap();
-    let entry = log.iter().find(|l| l.key.ends_with(&fx.wal_name(6))).unwrap();
+    let entry = log.iter().find(|l| l.key.ends_with(&fx.wal_name(5))).unwrap();
     let entry = cairn_repo::ObjectKey::new(entry.key.clone()).unwrap();
     fx.flip(&entry, 200).await;
     let r = fx.verify().await;
+    let e = only(&r);
+    assert_eq!((e.object, e.key.as_str()), (ObjectClass::JournalEntry, entry.as_str()));
+    assert!(e.affects[0].text.contains("a snapshot still holds"), "{}", r.text());
+    // The snapshot damaged too: the catalog is rebuilt from the log, which lacks segment 5,
+    // so the archive has a gap there.
+    fx.flip(&snap, 300).await;
+    let r = fx.verify().await;
     let d = damaged(&r);
-    assert_eq!(d.len(), 2, "{}", r.text());
+    assert_eq!(d.len(), 3, "{}", r.text());
     let s = d.iter().find(|p| p.object == ObjectClass::JournalSnapshot).unwrap();
     assert_eq!(s.key, snap.as_str());
     assert!(has_effect(s, EffectKind::Catalog));
     let e = d.iter().find(|p| p.object == ObjectClass::JournalEntry).unwrap();
-    assert_eq!(e.key, entry.as_str());
-    assert!(e.affects[0].text.contains(&fx.wal_name(6)), "{}", r.text());
-    let _ = JournalName::Wal;
+    assert!(e.affects[0].text.contains("is not in the WAL catalog"), "{}", r.text());
+    let gap = d.iter().find(|p| p.damage == DamageKind::Gap).unwrap();
+    assert!(gap.key.ends_with(&fx.wal_name(5)));
+    assert!(has_effect(gap, EffectKind::RecoveryWindow), "{}", r.text());
 }
 
 #[tokio::test]
@@ -323,7 +330,7 @@ async fn set_checks_only_that_backup_and_an_unknown_set_is_refused() {
     assert_eq!(r.status, Status::Ok, "{}", r.text());
     assert_eq!(r.checked.manifests, 1);
     assert_eq!(r.checked.backups, 1);
-    assert_eq!(r.checked.wal_files, 2, "segments 1 and 2 only");
+    assert_eq!(r.checked.wal_files, 2, "segments 2 and 3 only");
     assert_eq!(r.set.as_ref(), Some(&fx.full.label));
     let r = fx
         .verify_with(VerifyOptions {
