@@ -313,7 +313,7 @@ fn scenario(dir: &TestDir, primary: &mut PgCluster, cairn: &Cairn, store: &dyn S
 
 #[test]
 fn verify_on_a_local_repository() {
-    let dir = TestDir::new("verify-local").unwrap();
+    let dir = TestDir::new().unwrap();
     let mut primary = small_wal_cluster(15, &dir);
     let cairn = Cairn::new(&dir, &primary, RepoSpec::Local);
     let store = LocalStore(cairn.repo_dir.clone());
@@ -344,7 +344,7 @@ fn verify_on_a_local_repository() {
 
 #[test]
 fn verify_on_s3() {
-    let dir = TestDir::new("verify-s3").unwrap();
+    let dir = TestDir::new().unwrap();
     let s3 = S3Server::start().unwrap();
     let mut primary = small_wal_cluster(15, &dir);
     let cairn = Cairn::new(

@@ -190,30 +190,23 @@ fn last_verify_text(v: Option<&VerifyRecord>) -> String {
     };
     let outcome = match v.status {
         Status::Ok => "ok".to_string(),
-        Status::Damaged => format!(
-            "DAMAGED: {} damaged object(s){}",
-            v.damaged,
-            if v.unrestorable.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", cannot restore {}",
-                    v.unrestorable
-                        .iter()
-                        .map(|l| l.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
-        ),
+        Status::Damaged => "DAMAGED".to_string(),
     };
-    format!(
+    let mut s = format!(
         "{outcome} at {} ({scope}, {} objects, {}, {:.1}s)",
         v.finished,
         v.objects,
         mib(v.bytes),
         v.duration_seconds
-    )
+    );
+    if v.status == Status::Damaged {
+        s.push_str(&format!(": {} damaged object(s)", v.damaged));
+        if !v.unrestorable.is_empty() {
+            let labels: Vec<&str> = v.unrestorable.iter().map(|l| l.as_str()).collect();
+            s.push_str(&format!("; cannot restore {}", labels.join(", ")));
+        }
+    }
+    s
 }
 
 fn mib(bytes: u64) -> String {

@@ -149,7 +149,14 @@ pub(crate) async fn check(
             key: b.key.to_string(),
             damage: b.damage,
             detail: b.detail.clone(),
-            affects: ctx.effects_of_file(&b.entry),
+            affects: ctx.effects_of_file(
+                &b.entry,
+                if b.damage == DamageKind::Missing {
+                    "missing"
+                } else {
+                    "damaged"
+                },
+            ),
         };
         run.problem(p);
     }
@@ -268,8 +275,14 @@ impl<'a> Coverage<'a> {
                 continue;
             }
             let end = match &w.to {
-                Some(t) => t.clone(),
-                None => format!("the end of backup {} (no commit after it)", w.backup),
+                Some(t) => format!(
+                    "recovery windows end at {t} (the window from backup {})",
+                    w.backup
+                ),
+                None => format!(
+                    "recovery from backup {} reaches no commit after the backup",
+                    w.backup
+                ),
             };
             out.push(Effect {
                 timeline: Some(w.timeline),
@@ -277,11 +290,7 @@ impl<'a> Coverage<'a> {
                 windows_end: w.to.clone(),
                 ..Effect::new(
                     EffectKind::RecoveryWindow,
-                    format!(
-                        "timeline {}: segment {name} {what}; recovery windows end at {end} \
-                         (the window from backup {})",
-                        w.timeline, w.backup
-                    ),
+                    format!("timeline {}: segment {name} {what}; {end}", w.timeline),
                 )
             });
         }
@@ -289,7 +298,7 @@ impl<'a> Coverage<'a> {
     }
 
     /// Effects of one damaged or missing file the catalog lists.
-    fn effects_of_file(&self, e: &WalEntry) -> Vec<Effect> {
+    fn effects_of_file(&self, e: &WalEntry, what: &str) -> Vec<Effect> {
         let Some(name) = e.file_name() else {
             return Vec::new();
         };
@@ -297,8 +306,8 @@ impl<'a> Coverage<'a> {
         match name {
             WalFileName::Segment(s) => {
                 let p = (e.db_id, s.tli.0, s.segno(self.seg).0);
-                out.extend(self.backups_needing(p, "damaged"));
-                out.extend(self.window_effects(p, "damaged"));
+                out.extend(self.backups_needing(p, what));
+                out.extend(self.window_effects(p, what));
             }
             WalFileName::History(tli) => out.push(Effect {
                 timeline: Some(tli.0),
