@@ -295,6 +295,7 @@ pub async fn run<S: BackupSource>(
             .then(|| String::from_utf8_lossy(&pg_manifest).into_owned()),
         bytes_received: received,
         repo_added: chunked.stored_bytes,
+        annotations: Default::default(),
     };
     repo.put_manifest(&info.name, &manifest).await?;
     Ok(manifest)

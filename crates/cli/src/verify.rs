@@ -27,7 +27,7 @@ pub async fn run(
         .map(BackupLabel::new)
         .transpose()
         .map_err(|m| Failure::new(ErrorKind::Usage, m))?;
-    let repo = cairn_repo::open_configured(cfg).await?;
+    let repo = cairn_startup::open_repo(cfg).await?;
     let opts = VerifyOptions {
         set,
         ..Default::default()

@@ -103,6 +103,7 @@ fn backup(label: &str, tli: u32, start: u64, stop: u64, stop_secs: i64) -> Backu
         db_size: 1000,
         bytes_received: 1000,
         repo_added: 1000,
+        annotations: Default::default(),
     }
 }
 

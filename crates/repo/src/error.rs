@@ -21,6 +21,14 @@ pub enum BackendError {
     },
     #[error("cannot open object store {url}: {message}")]
     Setup { url: String, message: String },
+    #[error(
+        "refusing to write into {root}: it belongs to user id {owner}, and this process runs as user id {writer}"
+    )]
+    NotOwner {
+        root: String,
+        owner: u32,
+        writer: u32,
+    },
 }
 
 /// Why an object could not be decoded. Never retryable: the bytes are wrong.
@@ -82,6 +90,8 @@ pub enum RepoError {
     NoRepository { location: String },
     #[error("{}", unsupported_format(*found, *supported))]
     UnsupportedFormat { found: u32, supported: u32 },
+    #[error("stanza has no backup {label}")]
+    NoBackup { label: String },
     #[error("backup {label} cannot be used: {key} {reason}")]
     BackupDamaged {
         label: String,
@@ -141,6 +151,7 @@ impl RepoError {
 impl Classify for RepoError {
     fn kind(&self) -> ErrorKind {
         match self {
+            RepoError::Backend(BackendError::NotOwner { .. }) => ErrorKind::Refused,
             RepoError::Backend(_) => ErrorKind::RepoUnavailable,
             RepoError::Object {
                 source: ObjectError::Version { .. },
@@ -151,6 +162,7 @@ impl Classify for RepoError {
             | RepoError::PassphraseRequired
             | RepoError::PassphraseUnexpected => ErrorKind::WrongPassphrase,
             RepoError::NoRepository { .. } | RepoError::NoStanza { .. } => ErrorKind::Stanza,
+            RepoError::NoBackup { .. } => ErrorKind::Usage,
             RepoError::StanzaMismatch { .. } => ErrorKind::Stanza,
             RepoError::UnsupportedFormat { .. } => ErrorKind::Unsupported,
             RepoError::KeyFilesDamaged { .. }
@@ -183,6 +195,11 @@ impl Classify for RepoError {
             RepoError::Object { .. } | RepoError::Malformed { .. } => {
                 Some("run `cairn verify` to find every damaged object".into())
             }
+            RepoError::Backend(BackendError::NotOwner { .. }) => Some(
+                "run cairn as the repository's owner, e.g. `runuser -u postgres -- cairn ...` \
+                 (objects written by another user could not be read or removed by it)"
+                    .into(),
+            ),
             RepoError::Backend(_) => Some(
                 "check that the repository is reachable and writable; retrying may help".into(),
             ),
@@ -192,6 +209,11 @@ impl Classify for RepoError {
                  (an older cairn build can still restore from it)"
                     .into(),
             ),
+            RepoError::NoBackup { .. } => Some("`cairn info` lists the stanza's backups".into()),
+            RepoError::BackupDamaged { label, .. } => Some(format!(
+                "other backups are unaffected: restore another with --set, or run `cairn verify \
+                 --set {label}` for details; `cairn expire --set {label}` removes it"
+            )),
             RepoError::KeyFilesDamaged { .. } => Some(
                 "both copies of the key file are damaged; restore keyring/ from a copy of the \
                  repository or from your own backup of it (without it no object can be read)"

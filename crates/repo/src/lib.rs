@@ -21,6 +21,7 @@
 //! ```
 
 pub mod backend;
+mod backups;
 pub mod catalog;
 pub mod check;
 mod error;
@@ -37,6 +38,7 @@ pub mod stanza;
 pub mod wal;
 
 pub use backend::{Backend, ListedAt, LocalBackend, PutOutcome, StoreBackend, TempLeftover};
+pub use backups::{BackupCatalog, BackupEvent, BackupSummary};
 pub use catalog::{DamagedSummary, TimelineArchive, WalCatalog, WalEvent};
 pub use check::{CopyCheck, Damage, Decoded, ObjectCheck};
 pub use journal::{DamagedEntry, JournalCheck, JournalName};
@@ -54,8 +56,6 @@ pub use pack::{
     PackWriter,
 };
 pub use record::{Record, RecordKind};
-pub use repository::{
-    Encoded, OpenOptions, Repository, backend_for, open_configured, open_or_create_configured,
-};
+pub use repository::{Encoded, OpenOptions, Repository};
 pub use stanza::{DbGeneration, StanzaCreated, StanzaInfo};
 pub use wal::{PushOutcome, WalDetail, WalEntry};

@@ -165,12 +165,17 @@ pub async fn verify(
     run.report.finished = now_rfc3339();
     run.report.duration_seconds = clock.elapsed().as_secs_f64();
     run.report.finish();
-    if opts.record
-        && let Err(e) = record::write(repo, stanza, &run.report).await
-    {
-        run.report
-            .notes
-            .push(format!("the result could not be recorded: {e}"));
+    if opts.record {
+        if let Err(e) = record::mark_damaged_manifests(repo, stanza, &run.report).await {
+            run.report.notes.push(format!(
+                "damaged manifests could not be recorded in the backup catalog: {e}"
+            ));
+        }
+        if let Err(e) = record::write(repo, stanza, &run.report).await {
+            run.report
+                .notes
+                .push(format!("the result could not be recorded: {e}"));
+        }
     }
     progress.phase(Phase::Done);
     Ok(run.report)

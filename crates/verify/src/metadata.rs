@@ -5,7 +5,7 @@ use cairn_pgformat::WalFileName;
 use cairn_repo::catalog::WalState;
 use cairn_repo::layout::{self, records_prefix};
 use cairn_repo::{
-    CopyCheck, Damage, Identity, JournalCheck, JournalName, ObjectKey, ObjectKind, RepoError,
+    BackupEvent, CopyCheck, Damage, Identity, JournalCheck, JournalName, ObjectKey, ObjectKind, RepoError,
     StanzaInfo, WalCatalog, WalEvent,
 };
 
@@ -127,11 +127,7 @@ pub(crate) async fn journals(
         .await?;
     let backups = run
         .repo
-        .check_journal::<serde_json::Value, serde_json::Value>(
-            run.stanza,
-            JournalName::Backups,
-            &count,
-        )
+        .check_journal::<serde_json::Value, BackupEvent>(run.stanza, JournalName::Backups, &count)
         .await?;
     for (name, j) in [("WAL", &wal), ("backup", &backups)] {
         tally(run, j);

@@ -1,10 +1,10 @@
 //! The result of each run, kept in the repository (`stanza/S/record/verify/...`) for
 //! `info`, metrics and the status page.
 
-use cairn_repo::{BackupLabel, RecordKind, RepoError, Repository, StanzaName};
+use cairn_repo::{BackupEvent, BackupLabel, RecordKind, RepoError, Repository, StanzaName};
 use serde::{Deserialize, Serialize};
 
-use crate::report::{Status, VerifyReport};
+use crate::report::{ObjectClass, Severity, Status, VerifyReport};
 
 /// What is recorded of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +46,35 @@ pub(crate) async fn write(
         unrestorable: report.unrestorable.clone(),
     };
     repo.put_record(stanza, &kind(), &record).await.map(drop)
+}
+
+/// Tell the backup catalog about damaged manifests it does not know of yet, as any reader
+/// of a manifest does, so `info` lists those backups as damaged and the planner passes over
+/// them. (Backups that cannot be restored for other reasons, a damaged chunk or missing WAL,
+/// are in the verify record only: the catalog has no way to take a mark back once the
+/// damage is repaired.)
+pub(crate) async fn mark_damaged_manifests(
+    repo: &Repository,
+    stanza: &StanzaName,
+    report: &VerifyReport,
+) -> Result<(), RepoError> {
+    let known = repo.backup_catalog(stanza).await?.damaged;
+    for p in &report.problems {
+        if p.severity != Severity::Damage || p.object != ObjectClass::Manifest {
+            continue;
+        }
+        for label in p.backups() {
+            if known.iter().any(|d| &d.label == label) {
+                continue;
+            }
+            let event = BackupEvent::Damaged {
+                label: label.clone(),
+                reason: format!("{} {}", p.key, p.detail),
+            };
+            repo.record_backup_event(stanza, &event).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The newest recorded run of any scope.

@@ -138,6 +138,7 @@ impl Fixture {
             pg_manifest: None,
             bytes_received: 0,
             repo_added: 0,
+            annotations: Default::default(),
         };
         (self.repo, self.stanza, m)
     }

@@ -114,6 +114,7 @@ fn manifest(
         backup_label: String::new(),
         tablespace_map: None,
         pg_manifest: None,
+        annotations: Default::default(),
         bytes_received: 0,
         repo_added: 0,
     }

@@ -40,7 +40,8 @@ async fn a_clean_repository_is_ok_and_everything_is_counted_once() {
     assert_eq!(c.key_files, 2);
     assert_eq!(c.stanza_info, 2);
     assert_eq!(c.wal_files, SEGMENTS as u64);
-    assert_eq!(c.journal_entries, SEGMENTS as u64);
+    // One `wal` entry per segment, one `backups` entry per backup.
+    assert_eq!(c.journal_entries, SEGMENTS as u64 + 2);
     assert_eq!(c.manifests, 2);
     assert_eq!(c.backups, 2);
     // 5 + 2 chunks of the full, 4 new ones of the incr: the shared control file once.
@@ -239,6 +240,14 @@ async fn a_truncated_manifest_names_its_backup_only() {
     assert_eq!(p.object, ObjectClass::Manifest);
     assert_eq!(p.damage, DamageKind::Truncated);
     assert_eq!(r.unrestorable, vec![fx.incr.label.clone()]);
+    // The backup catalog learns of it (info lists it as damaged), once.
+    let catalog = fx.repo.backup_catalog(&fx.stanza).await.unwrap();
+    assert_eq!(catalog.damaged.len(), 1);
+    assert_eq!(catalog.damaged[0].label, fx.incr.label);
+    let log = layout::journal_log_prefix(&fx.stanza, "backups");
+    let entries = fx.repo.backend().list(&log, None).await.unwrap().len();
+    fx.verify().await;
+    assert_eq!(fx.repo.backend().list(&log, None).await.unwrap().len(), entries);
 }
 
 #[tokio::test]
