@@ -78,7 +78,9 @@ impl Store for S3Store<'_> {
             .unwrap_or_else(|| panic!("{key} is not in the bucket"))
     }
     fn put(&self, key: &str, bytes: &[u8]) {
-        self.0.put_object(&format!("{S3_PREFIX}{key}"), bytes).unwrap();
+        self.0
+            .put_object(&format!("{S3_PREFIX}{key}"), bytes)
+            .unwrap();
     }
     fn delete(&self, key: &str) {
         self.0.delete_object(&format!("{S3_PREFIX}{key}")).unwrap();
@@ -176,7 +178,10 @@ fn scenario(dir: &TestDir, primary: &mut PgCluster, cairn: &Cairn, store: &dyn S
     assert!(checked["packs"].as_u64().unwrap() >= 1, "{checked}");
     assert!(checked["chunks"].as_u64().unwrap() > 100, "{checked}");
     assert!(checked["wal_files"].as_u64().unwrap() >= 7, "{checked}");
-    assert!(err.contains(": ok"), "the summary goes to stderr with JSON: {err}");
+    assert!(
+        err.contains(": ok"),
+        "the summary goes to stderr with JSON: {err}"
+    );
     let last_verify = &cairn.info_json()["stanzas"][0]["last_verify"];
     assert_eq!(last_verify["status"], "ok", "{last_verify}");
     assert_eq!(last_verify["objects"], checked["objects"]);
@@ -233,7 +238,10 @@ fn scenario(dir: &TestDir, primary: &mut PgCluster, cairn: &Cairn, store: &dyn S
         .into_iter()
         .find(|p| p["object"] == "wal-file")
         .unwrap();
-    assert_eq!((p["key"].as_str(), p["damage"].as_str()), (Some(key.as_str()), Some("missing")));
+    assert_eq!(
+        (p["key"].as_str(), p["damage"].as_str()),
+        (Some(key.as_str()), Some("missing"))
+    );
     let window = p["affects"]
         .as_array()
         .unwrap()
@@ -252,7 +260,10 @@ fn scenario(dir: &TestDir, primary: &mut PgCluster, cairn: &Cairn, store: &dyn S
     assert_damaged(code, &doc, &err);
     let d = damage(&doc);
     assert_eq!(d.len(), 1, "{doc:#}");
-    assert_eq!((d[0]["object"].as_str(), d[0]["key"].as_str()), (Some("manifest"), Some(manifest.as_str())));
+    assert_eq!(
+        (d[0]["object"].as_str(), d[0]["key"].as_str()),
+        (Some("manifest"), Some(manifest.as_str()))
+    );
     assert_eq!(doc["unrestorable"], serde_json::json!([incr]));
     assert!(err.contains(&incr), "{err}");
     cairn.info_json();
@@ -290,7 +301,12 @@ fn scenario(dir: &TestDir, primary: &mut PgCluster, cairn: &Cairn, store: &dyn S
     assert_eq!(doc["unrestorable"], serde_json::json!([]));
     cairn.info_json();
     let target = dir.path().join("restored-dry-run");
-    cairn.cairn_ok(&["restore", "--pg-data", target.to_str().unwrap(), "--dry-run"]);
+    cairn.cairn_ok(&[
+        "restore",
+        "--pg-data",
+        target.to_str().unwrap(),
+        "--dry-run",
+    ]);
     store.put(kf, &original_kf);
     store.put(si, &original_si);
 
@@ -302,8 +318,15 @@ fn scenario(dir: &TestDir, primary: &mut PgCluster, cairn: &Cairn, store: &dyn S
     assert_damaged(code, &doc, &err);
     let d = damage(&doc);
     assert_eq!(d.len(), 1, "{doc:#}");
-    assert_eq!((d[0]["key"].as_str(), d[0]["damage"].as_str()), (Some(victim.as_str()), Some("misplaced")));
-    assert_eq!(doc["unrestorable"], serde_json::json!([incr]), "the incr needs it");
+    assert_eq!(
+        (d[0]["key"].as_str(), d[0]["damage"].as_str()),
+        (Some(victim.as_str()), Some("misplaced"))
+    );
+    assert_eq!(
+        doc["unrestorable"],
+        serde_json::json!([incr]),
+        "the incr needs it"
+    );
     store.put(&victim, &original);
 
     // Everything undone: clean again.
@@ -321,7 +344,12 @@ fn verify_on_a_local_repository() {
 
     // A killed writer's temporary file, two hours old: removed and reported.
     let pack_dir = cairn.repo_dir.join("stanza/main/pack");
-    let sub = std::fs::read_dir(&pack_dir).unwrap().next().unwrap().unwrap().path();
+    let sub = std::fs::read_dir(&pack_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let stale = sub.join(".tmp.0123.4242.00000000000000ff");
     std::fs::write(&stale, vec![0u8; 4096]).unwrap();
     std::fs::File::options()
@@ -336,7 +364,12 @@ fn verify_on_a_local_repository() {
     assert_eq!(code, 0, "{doc:#}\n{err}");
     let removed = doc["removed"].as_array().unwrap();
     assert_eq!(removed.len(), 1, "{doc:#}");
-    assert!(removed[0]["key"].as_str().unwrap().ends_with(".tmp.0123.4242.00000000000000ff"));
+    assert!(
+        removed[0]["key"]
+            .as_str()
+            .unwrap()
+            .ends_with(".tmp.0123.4242.00000000000000ff")
+    );
     assert_eq!(removed[0]["bytes"], 4096);
     assert!(!stale.exists() && fresh.exists());
     primary.stop().unwrap();

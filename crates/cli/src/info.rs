@@ -322,7 +322,10 @@ fn print_text(doc: &InfoDoc) {
                 b.incremental_mode
             );
         }
-        println!("    last verify: {}", last_verify_text(s.last_verify.as_ref()));
+        println!(
+            "    last verify: {}",
+            last_verify_text(s.last_verify.as_ref())
+        );
         if s.archive.is_empty() {
             println!("    wal archive: empty");
         }

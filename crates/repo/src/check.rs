@@ -130,7 +130,11 @@ mod tests {
         assert!(good.result.is_ok());
         let elsewhere = ObjectKey::new("stanza/main/info/00000009").unwrap();
         let missing = repo
-            .check_object(&elsewhere, ObjectKind::StanzaInfo, &Identity::of(&elsewhere))
+            .check_object(
+                &elsewhere,
+                ObjectKind::StanzaInfo,
+                &Identity::of(&elsewhere),
+            )
             .await
             .unwrap();
         assert_eq!(missing.result, Err(Damage::Missing));
@@ -141,7 +145,11 @@ mod tests {
             .await
             .unwrap();
         let moved = repo
-            .check_object(&elsewhere, ObjectKind::StanzaInfo, &Identity::of(&elsewhere))
+            .check_object(
+                &elsewhere,
+                ObjectKind::StanzaInfo,
+                &Identity::of(&elsewhere),
+            )
             .await
             .unwrap();
         assert_eq!(moved.result, Err(Damage::Object(ObjectError::Misplaced)));

@@ -376,10 +376,9 @@ impl Repository {
                 Err(d) => Some(d),
                 Ok(d) => match serde_json::from_slice::<Snapshot<S>>(&d.plaintext) {
                     Err(e) => Some(Damage::Content(format!("not a journal snapshot: {e}"))),
-                    Ok(s) if s.seq != seq => Some(Damage::Content(format!(
-                        "it says it is snapshot {}",
-                        s.seq
-                    ))),
+                    Ok(s) if s.seq != seq => {
+                        Some(Damage::Content(format!("it says it is snapshot {}", s.seq)))
+                    }
                     Ok(_) => None,
                 },
             };

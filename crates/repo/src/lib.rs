@@ -41,8 +41,8 @@ pub use backend::{Backend, ListedAt, LocalBackend, PutOutcome, StoreBackend, Tem
 pub use backups::{BackupCatalog, BackupEvent, BackupSummary};
 pub use catalog::{DamagedSummary, TimelineArchive, WalCatalog, WalEvent};
 pub use check::{CopyCheck, Damage, Decoded, ObjectCheck};
-pub use journal::{DamagedEntry, JournalCheck, JournalName};
 pub use error::{BackendError, ObjectError, RepoError};
+pub use journal::{DamagedEntry, JournalCheck, JournalName};
 pub use keyring::REPO_FORMAT;
 pub use keys::{ContentId, KdfParams, KeySet};
 pub use layout::{DbId, Identity, ObjectKey, StanzaName};

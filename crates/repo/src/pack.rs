@@ -387,7 +387,10 @@ impl Repository {
             .await?
         {
             match PackId::try_from(l.key.rsplit('/').next().unwrap_or("").to_string()) {
-                Ok(p) if ObjectKey::new(l.key.clone()).ok() == Some(layout::pack(stanza, p.as_str())) => {
+                Ok(p)
+                    if ObjectKey::new(l.key.clone()).ok()
+                        == Some(layout::pack(stanza, p.as_str())) =>
+                {
                     inv.packs.insert(p, l.size);
                 }
                 _ => inv.strays.push(l.key),

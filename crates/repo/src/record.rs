@@ -178,7 +178,9 @@ mod tests {
         // Another kind is separate.
         let drill = RecordKind::new("drill").unwrap();
         assert_eq!(
-            repo.latest_record::<Outcome>(&stanza, &drill).await.unwrap(),
+            repo.latest_record::<Outcome>(&stanza, &drill)
+                .await
+                .unwrap(),
             None
         );
     }

@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_repo::layout;
 use cairn_repo::{
-    BackupLabel, BackupListing, BackupManifest, ContentId, Identity, ObjectKind, PackId,
-    RepoError,
+    BackupLabel, BackupListing, BackupManifest, ContentId, Identity, ObjectKind, PackId, RepoError,
 };
 use futures::StreamExt;
 
@@ -195,7 +194,8 @@ pub(crate) async fn pack_plan(
             .with(Effect::backup(&label, "")),
         );
     }
-    let only: Option<BTreeSet<PackId>> = (!run.full()).then(|| plan.packs.keys().cloned().collect());
+    let only: Option<BTreeSet<PackId>> =
+        (!run.full()).then(|| plan.packs.keys().cloned().collect());
     let inv = run.repo.pack_inventory(run.stanza, only.as_ref()).await?;
     for key in &inv.strays {
         stray(run, key);

@@ -5,8 +5,8 @@ use cairn_pgformat::WalFileName;
 use cairn_repo::catalog::WalState;
 use cairn_repo::layout::{self, records_prefix};
 use cairn_repo::{
-    BackupEvent, CopyCheck, Damage, Identity, JournalCheck, JournalName, ObjectKey, ObjectKind, RepoError,
-    StanzaInfo, WalCatalog, WalEvent,
+    BackupEvent, CopyCheck, Damage, Identity, JournalCheck, JournalName, ObjectKey, ObjectKind,
+    RepoError, StanzaInfo, WalCatalog, WalEvent,
 };
 
 use crate::report::{DamageKind, Effect, EffectKind, ObjectClass, Problem, Severity};
@@ -86,9 +86,9 @@ fn copy_problems(
 ) {
     for c in copies {
         let Some(d) = &c.damage else { continue };
-        let other_good = copies.iter().any(|o| {
-            o.generation == c.generation && o.copy != c.copy && o.damage.is_none()
-        });
+        let other_good = copies
+            .iter()
+            .any(|o| o.generation == c.generation && o.copy != c.copy && o.damage.is_none());
         let effect = if !c.in_force {
             Effect::new(
                 EffectKind::Nothing,

@@ -258,7 +258,12 @@ mod tests {
         let s = spans(&pack, &key, 2 * mib, &chunks);
         assert_eq!(s.iter().map(|s| s.chunks.len()).sum::<usize>(), 8);
         // Far apart: two requests, not one reading the gap.
-        let s = spans(&pack, &key, 100 * mib, &[chunk(0, 100), chunk(50 * mib, 100)]);
+        let s = spans(
+            &pack,
+            &key,
+            100 * mib,
+            &[chunk(0, 100), chunk(50 * mib, 100)],
+        );
         assert_eq!(s.len(), 2);
     }
 }

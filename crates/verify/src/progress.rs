@@ -92,7 +92,9 @@ impl Progress {
     }
 
     pub(crate) fn plan(&self, bytes: u64) {
-        self.planned
-            .store(self.bytes.load(Ordering::Relaxed) + bytes, Ordering::Relaxed);
+        self.planned.store(
+            self.bytes.load(Ordering::Relaxed) + bytes,
+            Ordering::Relaxed,
+        );
     }
 }

@@ -285,9 +285,8 @@ impl VerifyReport {
 
     /// Sort problems, fill in `unrestorable` and `status`.
     pub(crate) fn finish(&mut self) {
-        self.problems.sort_by(|a, b| {
-            (a.severity, a.object, &a.key).cmp(&(b.severity, b.object, &b.key))
-        });
+        self.problems
+            .sort_by(|a, b| (a.severity, a.object, &a.key).cmp(&(b.severity, b.object, &b.key)));
         let labels: BTreeSet<BackupLabel> = self
             .problems
             .iter()
@@ -318,11 +317,7 @@ impl VerifyReport {
             Status::Ok => s.push_str(": ok"),
             Status::Damaged => {
                 let n = self.damage_count();
-                let _ = write!(
-                    s,
-                    ": {n} damaged object{}",
-                    if n == 1 { "" } else { "s" }
-                );
+                let _ = write!(s, ": {n} damaged object{}", if n == 1 { "" } else { "s" });
                 if !self.unrestorable.is_empty() {
                     let _ = write!(
                         s,

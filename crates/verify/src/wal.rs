@@ -8,8 +8,7 @@ use cairn_pgformat::{SegmentName, WalFileName, WalSegmentSize, XLogSegNo};
 use cairn_planner::{RecoveryWindow, recoverable_windows};
 use cairn_repo::layout;
 use cairn_repo::{
-    BackupManifest, Damage, DbId, Identity, ObjectKey, ObjectKind, WalCatalog, WalDetail,
-    WalEntry,
+    BackupManifest, Damage, DbId, Identity, ObjectKey, ObjectKind, WalCatalog, WalDetail, WalEntry,
 };
 use futures::StreamExt;
 
@@ -134,9 +133,7 @@ pub(crate) async fn check(
         catalog
             .entries()
             .filter(|e| {
-                let key = e
-                    .file_name()
-                    .map(|n| layout::wal_file(stanza, e.db_id, &n));
+                let key = e.file_name().map(|n| layout::wal_file(stanza, e.db_id, &n));
                 !key.is_some_and(|k| bad_keys.contains(&k))
             })
             .map(|e| (String::new(), e.clone())),
@@ -381,12 +378,8 @@ impl<'a> Coverage<'a> {
                     out.push(Problem {
                         severity,
                         object: ObjectClass::WalFile,
-                        key: layout::wal_file(
-                            self.stanza,
-                            tl.db_id,
-                            &WalFileName::Segment(first),
-                        )
-                        .to_string(),
+                        key: layout::wal_file(self.stanza, tl.db_id, &WalFileName::Segment(first))
+                            .to_string(),
                         damage: DamageKind::Gap,
                         detail: format!(
                             "timeline {}: {} segment(s) {}..{} are not in the archive",
@@ -410,8 +403,7 @@ impl<'a> Coverage<'a> {
             out.push(Problem {
                 severity: Severity::Damage,
                 object: ObjectClass::WalFile,
-                key: layout::wal_file(run.stanza, first.0, &WalFileName::Segment(name))
-                    .to_string(),
+                key: layout::wal_file(run.stanza, first.0, &WalFileName::Segment(name)).to_string(),
                 damage: DamageKind::Missing,
                 detail: format!(
                     "{} of the {} segment(s) backup {} needs from start to stop are not in the \

@@ -456,6 +456,10 @@ mod tests {
         // Listings show when each object was written.
         let listed = b.list_modified("stanza/").await.unwrap();
         assert_eq!(listed.len(), 2, "{listed:?}");
-        assert!(listed.iter().any(|l| l.key.ends_with("tmp.not-ours") && l.modified == two_hours_ago));
+        assert!(
+            listed
+                .iter()
+                .any(|l| l.key.ends_with("tmp.not-ours") && l.modified == two_hours_ago)
+        );
     }
 }

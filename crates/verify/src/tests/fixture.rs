@@ -173,8 +173,22 @@ impl Fixture {
         let mut stored = Stored::default();
         let mut packs = Vec::new();
         let mut files = Vec::new();
-        for (path, content) in [("base/1/1", pattern(1, 5000)), ("global/pg_control", pattern(2, 2000))] {
-            files.push(file(&repo, &stanza, &mut writer, &mut stored, &mut packs, path, &content).await);
+        for (path, content) in [
+            ("base/1/1", pattern(1, 5000)),
+            ("global/pg_control", pattern(2, 2000)),
+        ] {
+            files.push(
+                file(
+                    &repo,
+                    &stanza,
+                    &mut writer,
+                    &mut stored,
+                    &mut packs,
+                    path,
+                    &content,
+                )
+                .await,
+            );
         }
         let full = manifest(
             "20261122-140500F",
@@ -190,8 +204,22 @@ impl Fixture {
         let mut packs = Vec::new();
         let mut files = Vec::new();
         // The control file is shared with the full; the relation changed.
-        for (path, content) in [("base/1/1", pattern(3, 4000)), ("global/pg_control", pattern(2, 2000))] {
-            files.push(file(&repo, &stanza, &mut writer, &mut stored, &mut packs, path, &content).await);
+        for (path, content) in [
+            ("base/1/1", pattern(3, 4000)),
+            ("global/pg_control", pattern(2, 2000)),
+        ] {
+            files.push(
+                file(
+                    &repo,
+                    &stanza,
+                    &mut writer,
+                    &mut stored,
+                    &mut packs,
+                    path,
+                    &content,
+                )
+                .await,
+            );
         }
         let incr = manifest(
             "20261122-140500F_20261122-150000I",
@@ -247,7 +275,13 @@ impl Fixture {
     }
 
     pub async fn bytes(&self, key: &ObjectKey) -> Vec<u8> {
-        self.repo.backend().get(key).await.unwrap().unwrap().to_vec()
+        self.repo
+            .backend()
+            .get(key)
+            .await
+            .unwrap()
+            .unwrap()
+            .to_vec()
     }
 
     /// Replace whatever is under `key` with `bytes`.

@@ -64,7 +64,10 @@ async fn a_clean_repository_is_ok_and_everything_is_counted_once() {
     fx.verify_with(p.clone()).await;
     let snap = p.progress.snapshot();
     assert_eq!(snap.phase, crate::Phase::Done);
-    assert!(snap.objects >= c.objects && snap.bytes >= c.bytes, "{snap:?}");
+    assert!(
+        snap.objects >= c.objects && snap.bytes >= c.bytes,
+        "{snap:?}"
+    );
 }
 
 #[tokio::test]
@@ -75,11 +78,18 @@ async fn a_flipped_byte_in_a_pack_names_the_pack_and_the_backups_that_use_the_ch
     let r = fx.verify().await;
     assert_eq!(r.status, Status::Damaged);
     let p = only(&r);
-    assert_eq!((p.object, p.key.as_str()), (ObjectClass::Pack, key.as_str()));
+    assert_eq!(
+        (p.object, p.key.as_str()),
+        (ObjectClass::Pack, key.as_str())
+    );
     assert_eq!(p.damage, DamageKind::Auth, "{}", r.text());
     assert_eq!(r.unrestorable, vec![fx.full.label.clone()]);
     assert!(has_effect(p, EffectKind::NewBackups), "{}", r.text());
-    assert!(r.summary().contains(fx.full.label.as_str()), "{}", r.summary());
+    assert!(
+        r.summary().contains(fx.full.label.as_str()),
+        "{}",
+        r.summary()
+    );
     let rec = last_verify(&fx.repo, &fx.stanza).await.unwrap().unwrap();
     assert_eq!((rec.status, rec.damaged), (Status::Damaged, 1));
     assert!(
@@ -99,7 +109,10 @@ async fn a_shared_chunk_costs_every_backup_that_uses_it() {
     fx.flip(&key, c.offset as usize + c.len as usize - 3).await;
     let r = fx.verify().await;
     only(&r);
-    assert_eq!(r.unrestorable, vec![fx.full.label.clone(), fx.incr.label.clone()]);
+    assert_eq!(
+        r.unrestorable,
+        vec![fx.full.label.clone(), fx.incr.label.clone()]
+    );
 }
 
 #[tokio::test]
@@ -153,7 +166,10 @@ async fn a_damaged_pack_index_costs_new_backups_not_restores() {
     assert_eq!(p.object, ObjectClass::PackIndex);
     assert_eq!(p.damage, DamageKind::Auth, "{}", r.text());
     assert!(has_effect(p, EffectKind::NewBackups));
-    assert!(r.unrestorable.is_empty(), "the manifests still find the chunks");
+    assert!(
+        r.unrestorable.is_empty(),
+        "the manifests still find the chunks"
+    );
 }
 
 #[tokio::test]
@@ -222,9 +238,15 @@ async fn gaps_in_the_catalog_are_reported_and_harmless_ones_only_warned() {
         .filter(|p| p.damage == DamageKind::Gap)
         .collect();
     assert_eq!(gaps.len(), 2, "{}", r.text());
-    let early = gaps.iter().find(|p| p.key.ends_with(&fx.wal_name(1))).unwrap();
+    let early = gaps
+        .iter()
+        .find(|p| p.key.ends_with(&fx.wal_name(1)))
+        .unwrap();
     assert_eq!(early.severity, Severity::Warning, "{}", r.text());
-    let mid = gaps.iter().find(|p| p.key.ends_with(&fx.wal_name(4))).unwrap();
+    let mid = gaps
+        .iter()
+        .find(|p| p.key.ends_with(&fx.wal_name(4)))
+        .unwrap();
     assert_eq!(mid.severity, Severity::Damage);
     assert!(has_effect(mid, EffectKind::RecoveryWindow), "{}", r.text());
     assert_eq!(r.status, Status::Damaged);
@@ -247,7 +269,10 @@ async fn a_truncated_manifest_names_its_backup_only() {
     let log = layout::journal_log_prefix(&fx.stanza, "backups");
     let entries = fx.repo.backend().list(&log, None).await.unwrap().len();
     fx.verify().await;
-    assert_eq!(fx.repo.backend().list(&log, None).await.unwrap().len(), entries);
+    assert_eq!(
+        fx.repo.backend().list(&log, None).await.unwrap().len(),
+        entries
+    );
 }
 
 #[tokio::test]
@@ -288,7 +313,13 @@ async fn a_damaged_catalog_entry_and_snapshot_are_named() {
             .await
             .unwrap();
         fx.repo
-            .push_wal(&fx.stanza, DbId(1), &name, &enc, WalDetail::History { text })
+            .push_wal(
+                &fx.stanza,
+                DbId(1),
+                &name,
+                &enc,
+                WalDetail::History { text },
+            )
             .await
             .unwrap();
     }
@@ -302,24 +333,44 @@ async fn a_damaged_catalog_entry_and_snapshot_are_named() {
         .list(&layout::journal_log_prefix(&fx.stanza, "wal"), None)
         .await
         .unwrap();
-    let entry = log.iter().find(|l| l.key.ends_with(&fx.wal_name(5))).unwrap();
+    let entry = log
+        .iter()
+        .find(|l| l.key.ends_with(&fx.wal_name(5)))
+        .unwrap();
     let entry = cairn_repo::ObjectKey::new(entry.key.clone()).unwrap();
     fx.flip(&entry, 200).await;
     let r = fx.verify().await;
     let e = only(&r);
-    assert_eq!((e.object, e.key.as_str()), (ObjectClass::JournalEntry, entry.as_str()));
-    assert!(e.affects[0].text.contains("a snapshot still holds"), "{}", r.text());
+    assert_eq!(
+        (e.object, e.key.as_str()),
+        (ObjectClass::JournalEntry, entry.as_str())
+    );
+    assert!(
+        e.affects[0].text.contains("a snapshot still holds"),
+        "{}",
+        r.text()
+    );
     // The snapshot damaged too: the catalog is rebuilt from the log, which lacks segment 5,
     // so the archive has a gap there.
     fx.flip(&snap, 300).await;
     let r = fx.verify().await;
     let d = damaged(&r);
     assert_eq!(d.len(), 3, "{}", r.text());
-    let s = d.iter().find(|p| p.object == ObjectClass::JournalSnapshot).unwrap();
+    let s = d
+        .iter()
+        .find(|p| p.object == ObjectClass::JournalSnapshot)
+        .unwrap();
     assert_eq!(s.key, snap.as_str());
     assert!(has_effect(s, EffectKind::Catalog));
-    let e = d.iter().find(|p| p.object == ObjectClass::JournalEntry).unwrap();
-    assert!(e.affects[0].text.contains("is not in the WAL catalog"), "{}", r.text());
+    let e = d
+        .iter()
+        .find(|p| p.object == ObjectClass::JournalEntry)
+        .unwrap();
+    assert!(
+        e.affects[0].text.contains("is not in the WAL catalog"),
+        "{}",
+        r.text()
+    );
     let gap = d.iter().find(|p| p.damage == DamageKind::Gap).unwrap();
     assert!(gap.key.ends_with(&fx.wal_name(5)));
     assert!(has_effect(gap, EffectKind::RecoveryWindow), "{}", r.text());
@@ -359,7 +410,10 @@ async fn set_checks_only_that_backup_and_an_unknown_set_is_refused() {
     .await
     .unwrap_err();
     assert!(matches!(err, VerifyError::NoSuchSet { .. }), "{err}");
-    assert_eq!(cairn_exit::Classify::kind(&err), cairn_exit::ErrorKind::Usage);
+    assert_eq!(
+        cairn_exit::Classify::kind(&err),
+        cairn_exit::ErrorKind::Usage
+    );
 }
 
 #[tokio::test]
@@ -371,7 +425,11 @@ async fn repair_copies_are_removed_when_the_main_object_is_whole_and_kept_otherw
     fx.replace(&side, good).await;
     // Young: kept, and nothing to say.
     let r = fx.verify().await;
-    assert!(r.problems.is_empty() && r.removed.is_empty(), "{}", r.text());
+    assert!(
+        r.problems.is_empty() && r.removed.is_empty(),
+        "{}",
+        r.text()
+    );
     // Old enough (here: any age): removed.
     let now = VerifyOptions {
         leftover_age: Duration::ZERO,
