@@ -10,6 +10,12 @@
 //! `INCREMENTAL.<file>` is rebuilt on the parent backup's chunks into the complete file, so
 //! every manifest stays complete on its own.
 //!
+//! Against a live server, a [`Session`] connects, checks the server is the stanza's cluster
+//! and negotiates the stream: changed blocks only (PostgreSQL 17+ WAL summaries) when it
+//! can, every file otherwise or when the server refuses, reporting the choice through
+//! [`StartNotice`]. [`wait_for_wal`] is the one wait for WAL to reach the repository, used
+//! by [`run`] and by `cairn check`.
+//!
 //! ```no_run
 //! # async fn demo<S: cairn_backup::BackupSource>(repo: &cairn_repo::Repository, info: &cairn_repo::StanzaInfo, src: &mut S) -> Result<(), cairn_backup::BackupError> {
 //! use cairn_backup::{BackupPlan, run};
@@ -26,11 +32,15 @@ mod incremental;
 mod plan;
 mod run;
 mod server;
+mod session;
 mod source;
+mod wal_wait;
 
 pub use chunker::CHUNK_SIZE;
 pub use error::BackupError;
 pub use plan::BackupPlan;
 pub use run::{RunOptions, run};
 pub use server::ServerSource;
+pub use session::{Session, StartNotice, Started};
 pub use source::{BackupSource, EntryKind, SourceEvent};
+pub use wal_wait::{segments_between, wait_for_wal};

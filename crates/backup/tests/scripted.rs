@@ -248,7 +248,7 @@ async fn a_backup_waits_for_its_wal_and_gives_up_clearly() {
     };
     let err = run(&repo, &info, &plan, &mut src, &o).await.unwrap_err();
     assert!(
-        matches!(err, BackupError::WalNotArchived { ref segment, .. } if segment == "000000010000000000000001"),
+        matches!(err, BackupError::WalNotArchived { ref segment, .. } if segment.to_string() == "000000010000000000000001"),
         "{err}"
     );
     assert!(repo.backups(&info.name).await.unwrap().is_empty());

@@ -56,6 +56,6 @@ pub use pack::{
     PackWriter,
 };
 pub use record::{Record, RecordKind};
-pub use repository::{Encoded, OpenOptions, Repository};
+pub use repository::{Encoded, OpenOptions, Rekeyed, Repository};
 pub use stanza::{DbGeneration, StanzaCreated, StanzaInfo};
 pub use wal::{PushOutcome, WalDetail, WalEntry};
