@@ -7,6 +7,7 @@ use cairn_config::Config;
 use cairn_exit::Failure;
 use cairn_planner::RecoveryWindow;
 use cairn_repo::{BackupManifest, StanzaName, TimelineArchive};
+use cairn_verify::{Status, VerifyRecord};
 use serde::Serialize;
 
 use crate::args::Output;
@@ -43,6 +44,8 @@ struct StanzaDoc {
     warnings: Vec<String>,
     archive: Vec<TimelineArchive>,
     recovery_windows: Vec<RecoveryWindow>,
+    /// The newest `cairn verify` run recorded, `None` before the first.
+    last_verify: Option<VerifyRecord>,
 }
 
 /// A backup that cannot be used: its label, type (from the label) and why.
@@ -180,6 +183,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
                 warnings: vec![],
                 archive: vec![],
                 recovery_windows: vec![],
+                last_verify: None,
             });
             continue;
         };
@@ -217,6 +221,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
             warnings,
             archive: catalog.timelines(),
             recovery_windows: cairn_planner::recoverable_windows(&backups, &catalog, current),
+            last_verify: cairn_verify::last_verify(&repo, &name).await?,
         });
     }
     match output {
@@ -227,6 +232,35 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
         Output::Text => print_text(&doc),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn last_verify_text(v: Option<&VerifyRecord>) -> String {
+    let Some(v) = v else {
+        return "never (run `cairn verify`)".into();
+    };
+    let scope = match &v.set {
+        Some(l) => format!("backup {l}"),
+        None => "whole stanza".into(),
+    };
+    let outcome = match v.status {
+        Status::Ok => "ok".to_string(),
+        Status::Damaged => "DAMAGED".to_string(),
+    };
+    let mut s = format!(
+        "{outcome} at {} ({scope}, {} objects, {}, {:.1}s)",
+        v.finished,
+        v.objects,
+        mib(v.bytes),
+        v.duration_seconds
+    );
+    if v.status == Status::Damaged {
+        s.push_str(&format!(": {} damaged object(s)", v.damaged));
+        if !v.unrestorable.is_empty() {
+            let labels: Vec<&str> = v.unrestorable.iter().map(|l| l.as_str()).collect();
+            s.push_str(&format!("; cannot restore {}", labels.join(", ")));
+        }
+    }
+    s
 }
 
 fn mib(bytes: u64) -> String {
@@ -288,6 +322,10 @@ fn print_text(doc: &InfoDoc) {
                 b.incremental_mode
             );
         }
+        println!(
+            "    last verify: {}",
+            last_verify_text(s.last_verify.as_ref())
+        );
         if s.archive.is_empty() {
             println!("    wal archive: empty");
         }
