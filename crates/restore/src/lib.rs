@@ -63,6 +63,7 @@ mod options;
 mod recovery;
 mod report;
 mod restore_command;
+mod source;
 mod tree;
 
 pub use archiving::{ArchiveMode, Archiving};
@@ -74,3 +75,4 @@ pub use options::RestoreOptions;
 pub use recovery::{MARKER as AUTO_CONF_MARKER, RecoverySettings, quote as quote_setting};
 pub use report::RestoreReport;
 pub use restore_command::RestoreCommand;
+pub use source::{PlannedRestore, RestoreSource};
