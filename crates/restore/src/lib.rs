@@ -74,5 +74,5 @@ pub use layout::{INCOMPLETE_MARKER, NOT_RESTORED, check_manifest_paths};
 pub use options::RestoreOptions;
 pub use recovery::{MARKER as AUTO_CONF_MARKER, RecoverySettings, quote as quote_setting};
 pub use report::RestoreReport;
-pub use restore_command::RestoreCommand;
+pub use restore_command::{RestoreCommand, sh_quote};
 pub use source::{PlannedRestore, RestoreSource};
