@@ -90,8 +90,14 @@ pub async fn drill(
             finished: String::new(),
             duration_seconds: 0.0,
             status: DrillStatus::Failed,
-            target: TargetKind::EndOfArchive,
-            target_time: None,
+            target: match opts.target {
+                DrillTarget::EndOfArchive => TargetKind::EndOfArchive,
+                DrillTarget::Time(_) | DrillTarget::Random => TargetKind::Time,
+            },
+            target_time: match &opts.target {
+                DrillTarget::Time(t) => Some(t.pg().to_string()),
+                _ => None,
+            },
             random: matches!(opts.target, DrillTarget::Random),
             window: None,
             backup: None,
