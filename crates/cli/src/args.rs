@@ -94,6 +94,9 @@ pub enum Command {
         /// retries, instead of 126, which stops recovery.
         #[arg(long)]
         standby: bool,
+        /// Fetch only this cluster generation's WAL (a backup from before a stanza-upgrade).
+        #[arg(long, value_name = "DB_ID")]
+        db_id: Option<u32>,
     },
     /// Take a base backup.
     Backup {
