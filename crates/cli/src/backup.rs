@@ -5,26 +5,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cairn_backup::{BackupPlan, RunOptions, ServerSource};
-use cairn_basebackup::{BaseBackupOptions, ConnParams, ReplicationConnection};
-use cairn_config::{Config, StanzaConfig};
+use cairn_basebackup::{BaseBackupOptions, ReplicationConnection};
+use cairn_config::Config;
 use cairn_exit::{Classify, ErrorKind, Failure};
 use cairn_pgformat::WalSegmentSize;
 use cairn_repo::{BackupManifest, BackupType, IncrementalMode};
 
 use crate::args::BackupType as ArgType;
 use crate::progress::Progress;
+use crate::quantity::size;
 use crate::stanza::stanza_name;
-
-pub fn conn_params(st: &StanzaConfig) -> ConnParams {
-    ConnParams {
-        host: st.pg_host.clone(),
-        port: st.pg_port,
-        user: st.pg_user.clone(),
-        password: st.pg_password.as_ref().map(|p| p.expose().to_string()),
-        sslmode: st.pg_sslmode.clone(),
-        application_name: "cairn backup".into(),
-    }
-}
 
 /// `SHOW wal_segment_size` says e.g. `16MB` or `1GB`: PostgreSQL's units, as in the config.
 fn parse_size(s: &str) -> Option<WalSegmentSize> {
@@ -68,9 +58,8 @@ fn refused(e: &cairn_basebackup::ReplicationError) -> bool {
     matches!(e, cairn_basebackup::ReplicationError::Server { .. })
 }
 
-/// The size of the databases, for the progress bar's ETA (none if SQL is not reachable).
-async fn size_estimate(st: &StanzaConfig) -> Option<u64> {
-    let client = crate::pg::connect(st).await.ok()?;
+/// The size of the databases, for the progress bar's ETA.
+async fn size_estimate(client: &tokio_postgres::Client) -> Option<u64> {
     let row = client
         .query_one(
             "SELECT sum(pg_database_size(oid))::bigint FROM pg_database",
@@ -91,6 +80,30 @@ fn eta_basis(estimate: Option<u64>, mode: Option<IncrementalMode>) -> Option<u64
     }
 }
 
+/// The line a finished backup prints: type and label, how the changes were found (for
+/// diff and incr), where it starts and stops, and what it cost.
+fn completion_line(m: &BackupManifest) -> String {
+    let how = match (m.incremental_mode, &m.parent) {
+        (IncrementalMode::WalSummaries, Some(p)) => {
+            format!(" on top of {p} (the server sent only changed blocks)")
+        }
+        (IncrementalMode::ContentAddressed, Some(p)) => {
+            format!(" on top of {p} (the server sent every file; only new chunks were stored)")
+        }
+        _ => String::new(),
+    };
+    format!(
+        "{} backup {}{how} complete: start {}, stop {}; database {}, received {}, added {} to the repository",
+        m.backup_type,
+        m.label,
+        m.start_lsn,
+        m.stop_lsn,
+        size(m.db_size),
+        size(m.bytes_received),
+        size(m.repo_added)
+    )
+}
+
 pub async fn run(
     cfg: &Config,
     stanza: Option<&str>,
@@ -102,7 +115,7 @@ pub async fn run(
     let (_, st) = cfg.stanza(stanza)?;
     let repo = cairn_repo::open_configured(cfg).await?;
     let info = repo.require_stanza(&name).await?;
-    let mut conn = ReplicationConnection::connect(&conn_params(st))
+    let mut conn = ReplicationConnection::connect(&crate::pg::conn_params(st, "cairn backup"))
         .await
         .map_err(pg_failure)?;
     let id = conn.identify_system().await.map_err(pg_failure)?;
@@ -115,6 +128,10 @@ pub async fn run(
         }
         .into());
     }
+    // The same checks `cairn check` makes: the server runs on pg-data and is the stanza's
+    // cluster.
+    let sql = crate::pg::connect(st).await?;
+    crate::pg::require_stanza_cluster(&sql, st, &name, &info).await?;
     let seg_text = conn.show("wal_segment_size").await.map_err(pg_failure)?;
     let seg = parse_size(&seg_text).ok_or_else(|| {
         Failure::new(
@@ -122,7 +139,7 @@ pub async fn run(
             format!("unexpected wal_segment_size '{seg_text}'"),
         )
     })?;
-    let estimate = size_estimate(st).await;
+    let estimate = size_estimate(&sql).await;
     let existing = repo.backups(&name).await?;
     let requested = requested.map(|t| match t {
         ArgType::Full => BackupType::Full,
@@ -181,8 +198,11 @@ pub async fn run(
                 Err(e) => return Err(pg_failure(e)),
             }
         }
+        Err(_) if plan.parent.is_none() => {
+            eprintln!("cairn: {} backup {} starting", plan.backup_type, plan.label)
+        }
         Err(why) => eprintln!(
-            "cairn: {} backup {}{on_top} starting (changed data found by content addressing: the server sends every file; {why})",
+            "cairn: {} backup {}{on_top} starting (changes found by content addressing: the server sends every file because {why})",
             plan.backup_type, plan.label
         ),
     }
@@ -191,7 +211,7 @@ pub async fn run(
         None => {
             // A new connection: the refused one still holds the uploaded manifest.
             if refused_once {
-                conn = ReplicationConnection::connect(&conn_params(st))
+                conn = ReplicationConnection::connect(&crate::pg::conn_params(st, "cairn backup"))
                     .await
                     .map_err(pg_failure)?;
             }
@@ -214,21 +234,7 @@ pub async fn run(
     let m = cairn_backup::run(&repo, &info, &plan, &mut source, &opts)
         .await
         .map_err(|e| Failure::from_error(&e))?;
-    println!(
-        "backup {} ({}, {}) complete: start {} stop {}, database {:.1} MiB, received {:.1} MiB, added {:.1} MiB to the repository",
-        m.label,
-        m.backup_type,
-        match m.incremental_mode {
-            IncrementalMode::Full => "full",
-            IncrementalMode::ContentAddressed => "content-addressed",
-            IncrementalMode::WalSummaries => "wal-summaries",
-        },
-        m.start_lsn,
-        m.stop_lsn,
-        m.db_size as f64 / 1048576.0,
-        m.bytes_received as f64 / 1048576.0,
-        m.repo_added as f64 / 1048576.0
-    );
+    println!("{}", completion_line(&m));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,6 +10,7 @@ use cairn_repo::{BackupManifest, StanzaName, TimelineArchive};
 use serde::Serialize;
 
 use crate::args::Output;
+use crate::quantity::{count, size};
 
 /// Version of the JSON document; bumped only for incompatible changes.
 const INFO_FORMAT: u32 = 1;
@@ -175,8 +176,27 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / 1048576.0)
+/// How a diff or incr found its changes, in words (nothing for a full).
+fn mode_words(mode: &str) -> Option<&'static str> {
+    match mode {
+        "content-addressed" => Some("changes found by content addressing"),
+        "wal-summaries" => Some("changed blocks from WAL summaries"),
+        _ => None,
+    }
+}
+
+/// What a backup holds in the repository, and how much of it it added.
+fn stored_words(b: &BackupDoc) -> String {
+    let total = size(b.repo_size);
+    match (b.repo_added, b.repo_reused) {
+        (_, 0) => format!("stored {total} (all new)"),
+        (0, _) => format!("stored {total} (all shared with earlier backups)"),
+        (added, reused) => format!(
+            "stored {total} ({} new, {} shared with earlier backups)",
+            size(added),
+            size(reused)
+        ),
+    }
 }
 
 fn print_text(doc: &InfoDoc) {
@@ -210,22 +230,23 @@ fn print_text(doc: &InfoDoc) {
                 .as_deref()
                 .map(|p| format!(", parent {p}"))
                 .unwrap_or_default();
-            println!("    {} backup {}{parent}", b.backup_type, b.label);
+            let how = mode_words(&b.incremental_mode)
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default();
+            println!("    {} backup {}{parent}{how}", b.backup_type, b.label);
             println!(
                 "        timeline {}, start {} at {}, stop {} at {}",
                 b.timeline, b.start.lsn, b.start.time, b.stop.lsn, b.stop.time
             );
             println!(
-                "        database {}, received {}, added to repository {} of {} (rest reused) ({})",
-                mib(b.db_size),
-                mib(b.bytes_received),
-                mib(b.repo_added),
-                mib(b.repo_size),
-                b.incremental_mode
+                "        database {}, received {}, {}",
+                size(b.db_size),
+                size(b.bytes_received),
+                stored_words(b)
             );
         }
         if s.archive.is_empty() {
-            println!("    wal archive: empty");
+            println!("    WAL archive: empty");
         }
         for w in &s.recovery_windows {
             let to =
@@ -242,25 +263,32 @@ fn print_text(doc: &InfoDoc) {
             }
         }
         for tl in &s.archive {
-            println!("    wal archive, db {} timeline {}:", tl.db_id, tl.timeline);
+            println!(
+                "    WAL archive, db {}, timeline {}:",
+                tl.db_id, tl.timeline
+            );
             match (tl.ranges.first(), tl.ranges.last()) {
                 (Some(first), Some(last)) => {
                     let n: u64 = tl.ranges.iter().map(|r| r.segments).sum();
                     println!(
-                        "        segments: {} / {} ({n} segments)",
-                        first.first, last.last
+                        "        segments: {} .. {} ({})",
+                        first.first,
+                        last.last,
+                        count(n, "segment", "segments")
                     );
                 }
                 _ => println!("        segments: none"),
             }
             for g in &tl.gaps {
                 println!(
-                    "        GAP: {} / {} ({} segments missing)",
-                    g.first, g.last, g.segments
+                    "        GAP: {} .. {} ({} missing)",
+                    g.first,
+                    g.last,
+                    count(g.segments, "segment", "segments")
                 );
             }
             if let (Some(a), Some(b)) = (&tl.first_commit, &tl.last_commit) {
-                println!("        commits: {a} / {b}");
+                println!("        commits: {a} .. {b}");
             }
             if !tl.partials.is_empty() {
                 println!("        partial: {}", tl.partials.join(", "));
@@ -269,5 +297,60 @@ fn print_text(doc: &InfoDoc) {
                 println!("        restore points: {}", tl.restore_points.join(", "));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backup(size: u64, added: u64) -> BackupDoc {
+        let at = || PointDoc {
+            lsn: "0/2000028".into(),
+            time: "2026-01-01 00:00:00+00".into(),
+        };
+        BackupDoc {
+            label: "20260101-000000F".into(),
+            backup_type: "full".into(),
+            parent: None,
+            db_id: 1,
+            timeline: 1,
+            start: at(),
+            stop: at(),
+            incremental_mode: "full".into(),
+            db_size: size,
+            bytes_received: size,
+            repo_added: added,
+            repo_size: size,
+            repo_reused: size - added,
+            files: 1,
+        }
+    }
+
+    #[test]
+    fn stored_bytes_read_as_a_sentence() {
+        assert_eq!(
+            stored_words(&backup(1 << 20, 1 << 20)),
+            "stored 1.0 MiB (all new)"
+        );
+        assert_eq!(
+            stored_words(&backup(1 << 20, 0)),
+            "stored 1.0 MiB (all shared with earlier backups)"
+        );
+        assert_eq!(
+            stored_words(&backup(3 << 20, 1 << 20)),
+            "stored 3.0 MiB (1.0 MiB new, 2.0 MiB shared with earlier backups)"
+        );
+    }
+
+    #[test]
+    fn only_diff_and_incr_say_how_changes_were_found() {
+        assert_eq!(mode_words("full"), None);
+        assert!(
+            mode_words("wal-summaries")
+                .unwrap()
+                .contains("WAL summaries")
+        );
+        assert!(mode_words("content-addressed").unwrap().contains("content"));
     }
 }

@@ -7,6 +7,7 @@ mod check;
 mod info;
 mod pg;
 mod progress;
+mod quantity;
 mod restore;
 mod stanza;
 

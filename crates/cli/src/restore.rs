@@ -12,6 +12,7 @@ use cairn_planner::{Plan, PlanRequest, Target, TargetTime, TimelineTarget, parse
 use cairn_restore::{RecoverySettings, RestoreOptions};
 
 use crate::args::{Output, RestoreArgs};
+use crate::quantity::{count, size};
 use crate::stanza::stanza_name;
 
 /// `restore_command` that runs this installation's `cairn-archive-get` with this
@@ -161,13 +162,13 @@ pub async fn run(
     opts.delta = args.delta;
     let report = cairn_restore::restore_backup(&repo, &name, chosen, &opts).await?;
     println!(
-        "restored backup {} into {}: {} files, {} directories, {:.1} MiB written from {} chunks",
+        "restored backup {} into {}: {}, {}, {} written from {}",
         chosen.label,
         report.pg_data.display(),
-        report.files,
-        report.directories,
-        report.bytes_written as f64 / 1048576.0,
-        report.chunks
+        count(report.files, "file", "files"),
+        count(report.directories, "directory", "directories"),
+        size(report.bytes_written),
+        count(report.chunks, "chunk", "chunks")
     );
     for (oid, dir) in &report.tablespaces {
         println!("tablespace {oid} -> {}", dir.display());
@@ -238,8 +239,11 @@ fn print_plan(
     println!("  target:  {} on timeline {}", plan.target, plan.timeline);
     for r in &plan.wal {
         println!(
-            "  WAL:     timeline {}: {} .. {} ({} segments)",
-            r.timeline, r.first, r.last, r.segments
+            "  WAL:     timeline {}: {} .. {} ({})",
+            r.timeline,
+            r.first,
+            r.last,
+            count(r.segments, "segment", "segments")
         );
     }
     println!(
