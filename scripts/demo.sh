@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # cairn demo: a throwaway PostgreSQL 15 cluster archiving into a local encrypted cairn
-# repository. Builds cairn, creates the cluster under $CAIRN_DEMO_DIR (default
-# /tmp/cairn-demo), runs `cairn stanza-create`, `cairn check`, writes some data, and shows
-# `cairn info`. Run as root (PostgreSQL itself runs as the `postgres` user) or as a user
-# that can run PostgreSQL. `scripts/demo.sh stop` stops the cluster.
+# repository. Builds cairn, creates the cluster under $CAIRN_DEMO_DIR, runs `cairn
+# stanza-create`, `cairn check` and `cairn backup`, writes some data, and shows `cairn info`
+# and a restore plan. Run as root (PostgreSQL itself runs as the `postgres` user) or as a
+# user that can run PostgreSQL. `scripts/demo.sh stop` stops the cluster.
+#
+# Environment (README.md lists the same):
+#   CAIRN_DEMO_DIR    everything the demo makes, emptied at each start (/tmp/cairn-demo)
+#   CAIRN_DEMO_PORT   the cluster's port, on its Unix socket only (54329)
+#   PGBIN             PostgreSQL's initdb, pg_ctl, postgres (/usr/lib/postgresql/15/bin)
+#   CARGO_TARGET_DIR  where cargo puts the build, as for cargo itself (target)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,12 +39,15 @@ fi
 
 echo "demo: building cairn (release)"
 (cd "$REPO" && cargo build --release --bins -q)
+BUILT=${CARGO_TARGET_DIR:-target}
+case "$BUILT" in /*) ;; *) BUILT=$REPO/$BUILT ;; esac   # cargo resolves it from $REPO
+BUILT=$BUILT/release
 
 # Fresh demo directory, readable by postgres even when the checkout is under /root.
 if [ -d "$DEMO/pgdata" ]; then as_pg "$PGBIN/pg_ctl" -D "$DEMO/pgdata" -m fast stop >/dev/null 2>&1 || true; fi
 rm -rf "$DEMO"
 mkdir -p "$DEMO/bin" "$DEMO/repo" "$DEMO/spool" "$DEMO/run"
-cp "$REPO/target/release/cairn" "$REPO/target/release/cairn-archive-push" "$REPO/target/release/cairn-archive-get" "$DEMO/bin/"
+cp "$BUILT/cairn" "$BUILT/cairn-archive-push" "$BUILT/cairn-archive-get" "$DEMO/bin/"
 cat >"$DEMO/cairn.toml" <<TOML
 [repo]
 path = "$DEMO/repo"

@@ -75,10 +75,8 @@ fn pg15_verify_full_for_stanza_create_check_and_backup() {
 
     // A CA that did not sign the server's certificate: refused before anything is written
     // (stanza-create does not fall back to reading pg_control when the server answers).
-    for args in [&["stanza-create"][..], &["check"]] {
-        let out = run(args, "localhost", "verify-full", &other);
-        fails_with(&out, 10, "TLS", &other);
-    }
+    let out = run(&["stanza-create"], "localhost", "verify-full", &other);
+    fails_with(&out, 10, "TLS", &other);
     assert!(
         !cairn.repo_dir.join("stanza").exists(),
         "stanza-create wrote despite the TLS failure"
@@ -88,9 +86,13 @@ fn pg15_verify_full_for_stanza_create_check_and_backup() {
     fails_with(&out, 10, "TLS", &ca);
     // Clear text is refused by pg_hba.conf: the successes below are encrypted.
     let out = run(&["stanza-create"], "localhost", "disable", &ca);
-    fails_with(&out, 10, "no encryption", "pg_hba.conf");
+    fails_with(&out, 10, "no encryption", "pg-sslmode");
 
-    for args in [&["stanza-create"][..], &["check"], &["backup"]] {
+    let out = run(&["stanza-create"], "localhost", "verify-full", &ca);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = run(&["check"], "localhost", "verify-full", &other);
+    fails_with(&out, 10, "TLS", &other);
+    for args in [&["check"][..], &["backup"]] {
         let out = run(args, "localhost", "verify-full", &ca);
         assert!(out.status.success(), "{args:?}: {}", describe(&out));
     }

@@ -139,6 +139,15 @@ impl Classify for ReplicationError {
                 "is PostgreSQL running? check pg-host (a socket directory or host name) and pg-port in the stanza section"
                     .into(),
             ),
+            // PostgreSQL says "no encryption" when only hostssl lines match.
+            ReplicationError::Server { code, message, .. }
+                if code == "28000" && message.contains("no encryption") =>
+            {
+                Some(
+                    "pg_hba.conf accepts this user only over TLS: set pg-sslmode = \"verify-full\" (or \"require\")"
+                        .into(),
+                )
+            }
             ReplicationError::Server {
                 code,
                 server_hint,
@@ -255,6 +264,14 @@ mod tests {
             server_hint: None,
             session: Session::Sql,
         };
+        let tls_only = ReplicationError::Server {
+            code: "28000".into(),
+            message: "pg_hba.conf rejects connection for host \"127.0.0.1\", user \"u\", database \"postgres\", no encryption".into(),
+            detail: None,
+            server_hint: None,
+            session: Session::Replication,
+        };
+        assert!(tls_only.hint().unwrap().contains("pg-sslmode"));
         let hba = sql("28000").hint().unwrap();
         assert!(!hba.contains("replication"), "{hba}");
         assert!(hba.contains("pg_hba.conf"), "{hba}");
