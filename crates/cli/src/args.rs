@@ -47,7 +47,8 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Check configuration, the connection, and that a WAL switch arrives in the repository.
+    /// Check the configuration, the server (the checks backup makes), and that a WAL switch
+    /// reaches the repository.
     Check {
         /// Seconds to wait for the switched segment to be archived.
         #[arg(long, default_value_t = 60)]
@@ -121,7 +122,7 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "NAME")]
     pub target_name: Option<String>,
     /// immediate: stop as soon as the backup is consistent.
-    #[arg(long, value_name = "immediate")]
+    #[arg(long, value_parser = ["immediate"])]
     pub target: Option<String>,
     /// What PostgreSQL does on reaching the target: pause (the default with a target; resume
     /// with SELECT pg_wal_replay_resume()), promote, or shutdown.
