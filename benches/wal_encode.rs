@@ -50,6 +50,9 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap()
     .1;
+    let id = cairn_repo::Identity::of(
+        &cairn_repo::ObjectKey::new("stanza/main/wal/1/00000001/000000010000000000000001").unwrap(),
+    );
     let mut g = c.benchmark_group("wal-segment-16MiB");
     g.throughput(Throughput::Bytes(seg.len() as u64));
     g.sample_size(20).measurement_time(Duration::from_secs(10));
@@ -57,11 +60,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| cairn_pgformat::summary::summarize_segment(&seg).unwrap())
     });
     g.bench_function("encode-zstd3-aes256gcm", |b| {
-        b.iter(|| encode(&keys, ObjectKind::WalFile, &seg, 3).unwrap())
+        b.iter(|| encode(&keys, ObjectKind::WalFile, &id, &seg, 3).unwrap())
     });
-    let (enc, _) = encode(&keys, ObjectKind::WalFile, &seg, 3).unwrap();
+    let (enc, _) = encode(&keys, ObjectKind::WalFile, &id, &seg, 3).unwrap();
     g.bench_function("decode", |b| {
-        b.iter(|| decode(&keys, ObjectKind::WalFile, &enc).unwrap())
+        b.iter(|| decode(&keys, ObjectKind::WalFile, &id, &enc).unwrap())
     });
     g.finish();
 }

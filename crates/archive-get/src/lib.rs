@@ -5,16 +5,21 @@
 //! With `[archive] async = true` the next segments are fetched ahead into the spool by a
 //! background worker ([`prefetch`]), and a call finds its segment there.
 //!
-//! Exit codes follow PostgreSQL's expectations: 0 when the file was written, 1 when the
-//! archive does not have it (recovery then ends or switches to streaming), and another
-//! code below 126 on an error.
+//! Exit codes follow PostgreSQL's expectations: 0 when the file was written, 1 only when
+//! the archive does not have it (recovery then ends or switches to streaming). When the
+//! archive has the file but cannot deliver it intact (damaged, listed but missing, not the
+//! file asked for, the store unreachable after bounded retries) it exits 126, above 125, so
+//! PostgreSQL aborts recovery instead of promoting short of the archive; with `--standby`
+//! such errors keep their own codes (below 126), so a standby retries. Every file is
+//! checked against its name before it is written ([`delivery`]).
 //!
 //! ```no_run
 //! # async fn demo(cfg: &cairn_config::Config) -> Result<(), cairn_exit::Failure> {
-//! let got = cairn_archive_get::get(cfg, None, "000000010000000000000002", "pg_wal/RECOVERYXLOG".as_ref()).await?;
+//! let got = cairn_archive_get::get(cfg, None, "000000010000000000000002", "pg_wal/RECOVERYXLOG".as_ref(), cairn_archive_get::Mode::Recovery).await?;
 //! # Ok(()) }
 //! ```
 
+pub mod delivery;
 pub mod prefetch;
 
 use std::path::{Path, PathBuf};
@@ -32,10 +37,28 @@ pub enum GetOutcome {
     NotInArchive,
 }
 
+/// How `archive-get` reports that the archive has a file it cannot deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Recovery that must not end short of the archive: exit 126, PostgreSQL stops.
+    #[default]
+    Recovery,
+    /// A standby: keep the underlying error's code (below 126), PostgreSQL retries.
+    Standby,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GetError {
     #[error("'{name}' is not a WAL file name")]
     BadName { name: String },
+    #[error("{name} is in the archive but cannot be delivered: {cause}")]
+    Undeliverable {
+        name: String,
+        cause: String,
+        /// The kind of the underlying failure (a standby exits with its code).
+        underlying: ErrorKind,
+        mode: Mode,
+    },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -49,6 +72,11 @@ impl Classify for GetError {
         match self {
             GetError::BadName { .. } => ErrorKind::InvalidInput,
             GetError::Write { .. } => ErrorKind::LocalIo,
+            GetError::Undeliverable {
+                mode: Mode::Recovery,
+                ..
+            } => ErrorKind::Undeliverable,
+            GetError::Undeliverable { underlying, .. } => *underlying,
         }
     }
 
@@ -58,8 +86,80 @@ impl Classify for GetError {
                 Some("restore_command should be 'cairn-archive-get %f \"%p\"'".into())
             }
             GetError::Write { .. } => None,
+            GetError::Undeliverable { mode, .. } => Some(match mode {
+                Mode::Recovery => "recovery stopped here rather than end short of the archive; \
+                                   run `cairn verify` to see what is damaged, then restore to a \
+                                   target before this segment or repair the repository"
+                    .into(),
+                Mode::Standby => "the standby retries; run `cairn verify` if this persists".into(),
+            }),
         }
     }
+}
+
+/// The failure `archive-get` exits with. In recovery, anything but "not in the archive"
+/// means the archive may have the file but cannot deliver it (the configuration does not
+/// load, the store is unreachable, the key does not open, the object is damaged): 126, so
+/// PostgreSQL stops instead of promoting. A standby keeps each failure's own code.
+pub fn exit_failure(name: &str, mode: Mode, f: Failure) -> Failure {
+    if f.kind == ErrorKind::Undeliverable || mode == Mode::Standby {
+        return f;
+    }
+    Failure::from_error(&GetError::Undeliverable {
+        name: name.to_string(),
+        cause: f.message,
+        underlying: f.kind,
+        mode,
+    })
+}
+
+/// The failure for a file the archive has but cannot deliver.
+fn undeliverable(name: &WalFileName, mode: Mode, f: Failure) -> Failure {
+    Failure::from_error(&GetError::Undeliverable {
+        name: name.to_string(),
+        cause: f.message,
+        underlying: f.kind,
+        mode,
+    })
+}
+
+/// Fetch and check `wal`: `Ok(None)` only when the archive does not have it.
+async fn fetch_checked(
+    repo: &Repository,
+    info: &StanzaInfo,
+    wal: &WalFileName,
+    mode: Mode,
+) -> Result<Option<Vec<u8>>, Failure> {
+    let got = match repo.get_wal(info, wal).await {
+        Ok(got) => got,
+        Err(e) => return Err(undeliverable(wal, mode, Failure::from_error(&e))),
+    };
+    let Some(bytes) = got else {
+        // Not under its key: it is "not in the archive" only if the catalog agrees.
+        return match repo.wal_listed(info, wal).await {
+            Ok(false) => Ok(None),
+            Ok(true) => Err(undeliverable(
+                wal,
+                mode,
+                Failure::new(
+                    ErrorKind::Corrupt,
+                    "the WAL catalog lists it, but the repository does not have the object",
+                ),
+            )),
+            Err(e) => Err(undeliverable(wal, mode, Failure::from_error(&e))),
+        };
+    };
+    delivery::check_delivered(wal, &bytes, info).map_err(|why| {
+        undeliverable(
+            wal,
+            mode,
+            Failure::new(
+                ErrorKind::Corrupt,
+                format!("it is not the file asked for: {why}"),
+            ),
+        )
+    })?;
+    Ok(Some(bytes))
 }
 
 /// Fetch `name` with an opened repository and write it at `dest`.
@@ -68,11 +168,12 @@ pub async fn get_with(
     info: &StanzaInfo,
     name: &str,
     dest: &Path,
+    mode: Mode,
 ) -> Result<GetOutcome, Failure> {
     let wal: WalFileName = name.parse().map_err(|_| GetError::BadName {
         name: name.to_string(),
     })?;
-    let Some(bytes) = repo.get_wal(info, &wal).await? else {
+    let Some(bytes) = fetch_checked(repo, info, &wal, mode).await? else {
         return Ok(GetOutcome::NotInArchive);
     };
     write_atomically(dest, &bytes)?;
@@ -89,11 +190,12 @@ pub async fn get_prefetching(
     name: &str,
     dest: &Path,
     worker: (Option<&Path>, &str),
+    mode: Mode,
 ) -> Result<GetOutcome, Failure> {
     let Ok(WalFileName::Segment(segment)) = name.parse::<WalFileName>() else {
-        return get_with(repo, info, name, dest).await;
+        return get_with(repo, info, name, dest, mode).await;
     };
-    let taken = match prefetch.take(repo.keys(), name, dest) {
+    let taken = match prefetch.take(repo.keys(), info, name, dest) {
         Ok(t) => t,
         Err(f) => {
             eprintln!(
@@ -106,7 +208,8 @@ pub async fn get_prefetching(
     let size = match taken {
         Some(size) => size,
         None => {
-            let Some(bytes) = repo.get_wal(info, &WalFileName::Segment(segment)).await? else {
+            let wal = WalFileName::Segment(segment);
+            let Some(bytes) = fetch_checked(repo, info, &wal, mode).await? else {
                 return Ok(GetOutcome::NotInArchive);
             };
             write_atomically(dest, &bytes)?;
@@ -136,6 +239,7 @@ pub async fn get(
     stanza: Option<&str>,
     name: &str,
     dest: &Path,
+    mode: Mode,
 ) -> Result<GetOutcome, Failure> {
     let (sname, _) = cfg.stanza(stanza)?;
     let stanza = StanzaName::new(sname).map_err(|m| Failure::new(ErrorKind::Config, m))?;
@@ -143,9 +247,18 @@ pub async fn get(
     let info = repo.require_stanza(&stanza).await?;
     if cfg.archive.async_ {
         let pf = prefetch_spool(cfg, &repo, &info);
-        return get_prefetching(&repo, &info, &pf, name, dest, (Some(&cfg.source), sname)).await;
+        return get_prefetching(
+            &repo,
+            &info,
+            &pf,
+            name,
+            dest,
+            (Some(&cfg.source), sname),
+            mode,
+        )
+        .await;
     }
-    get_with(&repo, &info, name, dest).await
+    get_with(&repo, &info, name, dest, mode).await
 }
 
 fn prefetch_spool(cfg: &cairn_config::Config, repo: &Repository, info: &StanzaInfo) -> Prefetch {

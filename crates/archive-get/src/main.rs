@@ -15,6 +15,10 @@ struct Args {
     wal_name: String,
     /// Where to write it (%p).
     dest: PathBuf,
+    /// Standby mode: errors other than "not in the archive" keep their own exit codes
+    /// (below 126) so a standby retries, instead of 126, which stops recovery.
+    #[arg(long)]
+    standby: bool,
     /// Internal: run as the prefetch worker (`[archive] async = true`).
     #[arg(long, hide = true)]
     prefetch_worker: bool,
@@ -45,6 +49,11 @@ fn main() -> ExitCode {
                 .exit("cairn-archive-get");
         }
     };
+    let mode = if args.standby {
+        cairn_archive_get::Mode::Standby
+    } else {
+        cairn_archive_get::Mode::Recovery
+    };
     let result = runtime.block_on(async {
         let env = cairn_config::Env::from_process();
         let cfg = cairn_config::Config::load(args.config.as_deref(), &env)?;
@@ -53,11 +62,21 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| GetOutcome::Written);
         }
-        cairn_archive_get::get(&cfg, args.stanza.as_deref(), &args.wal_name, &args.dest).await
+        cairn_archive_get::get(
+            &cfg,
+            args.stanza.as_deref(),
+            &args.wal_name,
+            &args.dest,
+            mode,
+        )
+        .await
     });
     match result {
         Ok(GetOutcome::Written) => ExitCode::SUCCESS,
         Ok(GetOutcome::NotInArchive) => ExitCode::from(ErrorKind::NotInArchive.code()),
-        Err(f) => f.exit("cairn-archive-get"),
+        Err(f) if args.prefetch_worker => f.exit("cairn-archive-get"),
+        Err(f) => {
+            cairn_archive_get::exit_failure(&args.wal_name, mode, f).exit("cairn-archive-get")
+        }
     }
 }

@@ -95,12 +95,18 @@ impl Prefetch {
     /// The caller's side: move the spooled `name` to `dest` if it is there and intact
     /// (waiting while the worker is fetching it); returns its size. `Ok(None)`: fetch it
     /// yourself.
-    pub fn take(&self, keys: &KeySet, name: &str, dest: &Path) -> Result<Option<u64>, Failure> {
+    pub fn take(
+        &self,
+        keys: &KeySet,
+        info: &StanzaInfo,
+        name: &str,
+        dest: &Path,
+    ) -> Result<Option<u64>, Failure> {
         let deadline = Instant::now() + WAIT_FOR_WORKER;
         let mut delay = Duration::from_millis(1);
         loop {
             if let Some((path, id)) = self.find(name) {
-                return self.hand_over(keys, &path, id, dest);
+                return self.hand_over(keys, info, name, &path, id, dest);
             }
             let in_progress =
                 self.fetching_marker(name).exists() && WorkerLock::held(&self.lock_path());
@@ -115,6 +121,8 @@ impl Prefetch {
     fn hand_over(
         &self,
         keys: &KeySet,
+        info: &StanzaInfo,
+        name: &str,
         path: &Path,
         id: ContentId,
         dest: &Path,
@@ -122,7 +130,10 @@ impl Prefetch {
         let Ok(bytes) = fs::read(path) else {
             return Ok(None);
         };
-        if keys.content_id(&bytes) != id {
+        let right_file = name
+            .parse::<WalFileName>()
+            .is_ok_and(|n| crate::delivery::check_delivered(&n, &bytes, info).is_ok());
+        if keys.content_id(&bytes) != id || !right_file {
             // Damaged (a crash before writeback) or not ours: never handed to PostgreSQL.
             let _ = fs::remove_file(path);
             return Ok(None);

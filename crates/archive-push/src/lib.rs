@@ -17,7 +17,6 @@ use std::path::Path;
 use bytes::Bytes;
 use cairn_exit::{Classify, ErrorKind, Failure};
 use cairn_pgformat::WalFileName;
-use cairn_repo::object::ObjectKind;
 use cairn_repo::{PushOutcome, Repository, StanzaInfo, StanzaName};
 
 pub use validate::{ValidateError, validate};
@@ -82,7 +81,8 @@ pub async fn push_with(
     let encoding = {
         let repo = repo.clone();
         let bytes = bytes.clone();
-        tokio::spawn(async move { repo.encode(ObjectKind::WalFile, bytes).await })
+        let (stanza, db_id, name) = (info.name.clone(), generation.db_id, name);
+        tokio::spawn(async move { repo.encode_wal(&stanza, db_id, &name, bytes).await })
     };
     let detail = validate(&name, &bytes, generation).map_err(|source| PushError::Invalid {
         name: file_name.clone(),

@@ -46,6 +46,17 @@ fn main() -> ExitCode {
         cairn_archive_push::push(&cfg, args.stanza.as_deref(), &args.wal_path).await
     });
     match result {
+        Ok(cairn_repo::PushOutcome::Repaired { damage }) => {
+            eprintln!(
+                "cairn-archive-push: WARNING: the stored copy of {} {}; replaced by this good copy",
+                args.wal_path.display(),
+                damage.map_or_else(
+                    || "had vanished".to_string(),
+                    |d| format!("was damaged ({d})")
+                )
+            );
+            ExitCode::SUCCESS
+        }
         Ok(_) => ExitCode::SUCCESS,
         Err(f) => f.exit("cairn-archive-push"),
     }

@@ -4,9 +4,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use cairn_repo::object::{self, ObjectKind};
 use cairn_repo::{
-    ChunkIndex, ChunkLocation, ChunkRef, ContentId, Encoded, PackId, PackWriter, Repository,
+    ChunkCodec, ChunkIndex, ChunkLocation, ChunkRef, ContentId, Encoded, PackId, PackWriter,
 };
 use rayon::prelude::*;
 use tokio::sync::oneshot;
@@ -32,7 +31,7 @@ const IN_FLIGHT: usize = 3;
 #[derive(Debug)]
 struct Resolved {
     id: ContentId,
-    encoded: Option<Result<Vec<u8>, String>>,
+    encoded: Option<Result<Encoded, cairn_repo::RepoError>>,
 }
 
 /// A chunk waiting to be recorded, in file order.
@@ -64,7 +63,7 @@ pub struct Chunked {
 /// Turns file data into [`ChunkRef`]s, storing chunks the stanza does not have yet.
 #[derive(Debug)]
 pub struct Chunker {
-    repo: Repository,
+    codec: ChunkCodec,
     /// Chunks stored before this backup: the workers read it to skip encoding them.
     existing: Arc<ChunkIndex>,
     /// Chunks this backup stored or reused, checked first when recording.
@@ -85,9 +84,9 @@ pub struct Chunker {
 }
 
 impl Chunker {
-    pub fn new(repo: Repository, index: ChunkIndex, packs: PackWriter) -> Chunker {
+    pub fn new(codec: ChunkCodec, index: ChunkIndex, packs: PackWriter) -> Chunker {
         Chunker {
-            repo,
+            codec,
             existing: Arc::new(index),
             added: ChunkIndex::default(),
             packs,
@@ -168,8 +167,7 @@ impl Chunker {
             return;
         }
         let batch = std::mem::take(&mut self.pending);
-        let keys = self.repo.keys().clone();
-        let level = self.repo.compress_level();
+        let codec = self.codec.clone();
         let existing = Arc::clone(&self.existing);
         let (tx, rx) = oneshot::channel();
         rayon::spawn(move || {
@@ -178,10 +176,8 @@ impl Chunker {
                     .par_iter()
                     .map(|p| match p {
                         Pending::Data(_, data) => {
-                            let id = keys.content_id_single(data);
-                            let encoded = (!existing.contains(&id)).then(|| {
-                                object::encode_with_id(&keys, ObjectKind::Chunk, data, level, id)
-                            });
+                            let id = codec.content_id(data);
+                            let encoded = (!existing.contains(&id)).then(|| codec.encode(data, id));
                             Some(Resolved { id, encoded })
                         }
                         Pending::Stored(..) => None,
@@ -217,7 +213,7 @@ impl Chunker {
                     }
                     (file, loc, id)
                 }
-                (Pending::Data(file, data), Some(Resolved { id, encoded })) => {
+                (Pending::Data(file, _), Some(Resolved { id, encoded })) => {
                     let loc = match (self.lookup(&id), encoded) {
                         (Some(loc), _) => {
                             self.reused_chunks += 1;
@@ -225,16 +221,11 @@ impl Chunker {
                         }
                         (None, encoded) => {
                             // Never encoded: only when `existing` had it, which it still has.
-                            let bytes = encoded
-                                .ok_or_else(|| {
-                                    BackupError::Protocol(
-                                        "a new chunk reached the pack unencoded".into(),
-                                    )
-                                })?
-                                .map_err(|m| {
-                                    BackupError::Repo(cairn_repo::RepoError::Encode { message: m })
-                                })?;
-                            let enc = Encoded::from_parts(bytes, id, data.len() as u64);
+                            let enc = encoded.ok_or_else(|| {
+                                BackupError::Protocol(
+                                    "a new chunk reached the pack unencoded".into(),
+                                )
+                            })??;
                             let loc = self.packs.add(&enc).await?;
                             self.added.insert(id, loc.clone());
                             self.new_chunks += 1;

@@ -56,7 +56,7 @@ pub async fn run<S: BackupSource>(
     let start_time = now();
     let index = repo.chunk_index(stanza).await?;
     let packs = PackWriter::with_target(repo.clone(), stanza.clone(), opts.pack_target);
-    let mut chunker = Chunker::new(repo.clone(), index, packs);
+    let mut chunker = Chunker::new(repo.chunk_codec(stanza), index, packs);
     let mut files: Vec<ManifestFile> = Vec::new();
     let mut file_chunks: Vec<Option<usize>> = Vec::new();
     let mut tablespaces = Vec::new();

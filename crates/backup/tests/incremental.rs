@@ -11,7 +11,6 @@ use cairn_backup::{
 };
 use cairn_pgformat::incremental::{BLCKSZ, BlockNumber, encode_file};
 use cairn_pgformat::{Lsn, SegmentName, TimelineId, WalFileName, WalSegmentSize, XLogSegNo};
-use cairn_repo::object::ObjectKind;
 use cairn_repo::{
     BackupManifest, BackupType, IncrementalMode, Repository, StanzaInfo, StanzaName, layout,
 };
@@ -110,7 +109,12 @@ async fn setup() -> (Repository, StanzaInfo) {
         WalSegmentSize::DEFAULT,
     ));
     let enc = repo
-        .encode(ObjectKind::WalFile, Bytes::from_static(b"a segment"))
+        .encode_wal(
+            &stanza,
+            info.current().db_id,
+            &name,
+            Bytes::from_static(b"a segment"),
+        )
         .await
         .unwrap();
     repo.put_encoded(

@@ -8,7 +8,6 @@ use cairn_backup::{
     BackupError, BackupPlan, BackupSource, EntryKind, RunOptions, SourceEvent, run,
 };
 use cairn_pgformat::{Lsn, SegmentName, TimelineId, WalFileName, WalSegmentSize, XLogSegNo};
-use cairn_repo::object::ObjectKind;
 use cairn_repo::{BackupType, Repository, StanzaInfo, StanzaName};
 
 struct Script {
@@ -89,8 +88,10 @@ async fn archive_segment_1(repo: &Repository, info: &StanzaInfo) {
         WalSegmentSize::DEFAULT,
     ));
     let enc = repo
-        .encode(
-            ObjectKind::WalFile,
+        .encode_wal(
+            &info.name,
+            info.current().db_id,
+            &name,
             Bytes::from_static(b"stand-in for a segment"),
         )
         .await

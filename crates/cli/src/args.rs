@@ -61,10 +61,14 @@ pub enum Command {
     },
     /// Fetch one WAL file (same as cairn-archive-get).
     ArchiveGet {
-        /// The file to fetch, as PostgreSQL's %f (a WAL segment, .history or .partial file).
+        /// The file PostgreSQL asks for, as its %f (a WAL segment, .history or .partial file).
         wal_name: String,
         /// Where to write it, as PostgreSQL's %p.
         dest: PathBuf,
+        /// Standby mode: failures keep their own exit codes (below 126) so a standby
+        /// retries, instead of 126, which stops recovery.
+        #[arg(long)]
+        standby: bool,
     },
     /// Take a base backup.
     Backup {

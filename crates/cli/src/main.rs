@@ -31,9 +31,24 @@ fn main() -> ExitCode {
                 .exit("cairn");
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(f) => f.exit("cairn"),
+    // archive-get in recovery: any failure but "not in the archive" must stop PostgreSQL.
+    let get = match &cli.command {
+        Command::ArchiveGet {
+            wal_name, standby, ..
+        } => Some((wal_name.clone(), *standby)),
+        _ => None,
+    };
+    match (runtime.block_on(run(cli)), get) {
+        (Ok(code), _) => code,
+        (Err(f), Some((name, standby))) => {
+            let mode = if standby {
+                cairn_archive_get::Mode::Standby
+            } else {
+                cairn_archive_get::Mode::Recovery
+            };
+            cairn_archive_get::exit_failure(&name, mode, f).exit("cairn")
+        }
+        (Err(f), None) => f.exit("cairn"),
     }
 }
 
@@ -50,8 +65,17 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             cairn_archive_push::push(&cfg, stanza, &wal_path).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::ArchiveGet { wal_name, dest } => {
-            match cairn_archive_get::get(&cfg, stanza, &wal_name, &dest).await? {
+        Command::ArchiveGet {
+            wal_name,
+            dest,
+            standby,
+        } => {
+            let mode = if standby {
+                cairn_archive_get::Mode::Standby
+            } else {
+                cairn_archive_get::Mode::Recovery
+            };
+            match cairn_archive_get::get(&cfg, stanza, &wal_name, &dest, mode).await? {
                 cairn_archive_get::GetOutcome::Written => Ok(ExitCode::SUCCESS),
                 cairn_archive_get::GetOutcome::NotInArchive => {
                     Ok(ExitCode::from(ErrorKind::NotInArchive.code()))

@@ -1,8 +1,9 @@
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
+use crate::document::{Origins, suggestion};
 use crate::error::ConfigError;
-use crate::model::{ByteSize, RawConfig, Secret};
+use crate::keys::{self, KEYS, KeyDoc, env_part};
+use crate::value;
 
 /// A snapshot of the environment variables cairn reads, so tests need not touch the
 /// process environment.
@@ -34,115 +35,135 @@ impl Env {
     }
 }
 
-/// `stanza name` -> the part of its variables' names: `main-db` -> `MAIN_DB`.
-fn env_name(s: &str) -> String {
-    s.to_ascii_uppercase().replace('-', "_")
-}
+/// Keys of which an override of one replaces the file's value of the other.
+const EITHER: [(&str, &str); 2] = [
+    ("repo.cipher-pass", "repo.cipher-pass-file"),
+    ("repo.path", "repo.url"),
+];
 
-fn parse_bool(var: &str, v: &str) -> Result<bool, ConfigError> {
-    match v.to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::Env {
-            var: var.into(),
-            message: format!("'{v}' is not a boolean"),
-        }),
-    }
-}
-
-fn parse_num<T: std::str::FromStr>(var: &str, v: &str) -> Result<T, ConfigError> {
-    v.trim().parse().map_err(|_| ConfigError::Env {
-        var: var.into(),
-        message: format!("'{v}' is not a number"),
-    })
-}
-
-/// Apply `CAIRN_<SECTION>_<KEY>` overrides. An unknown key in a known section is refused
-/// so a typo does not silently leave the file's value in force.
-pub(crate) fn apply_overrides(raw: &mut RawConfig, env: &Env) -> Result<(), ConfigError> {
-    let stanza_prefixes: Vec<(String, String)> = raw
-        .stanza
-        .keys()
-        .map(|n| (format!("CAIRN_STANZA_{}_", env_name(n)), n.clone()))
+/// Applies `CAIRN_<SECTION>_<KEY>` overrides to the file's table. A variable that starts
+/// like a section's (`CAIRN_REPO_...`) but names no key is refused, so a typo does not
+/// silently leave the file's value in force. Errors name the variable, never its value.
+pub(crate) fn apply_overrides(
+    table: &mut toml::Table,
+    origins: &mut Origins,
+    env: &Env,
+) -> Result<(), ConfigError> {
+    let stanza_names: Vec<String> = table
+        .get("stanza")
+        .and_then(toml::Value::as_table)
+        .map(|t| t.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut prefixes: Vec<String> = KEYS
+        .iter()
+        .map(|k| {
+            format!(
+                "CAIRN_{}_",
+                env_part(k.section.split('.').next().unwrap_or(""))
+            )
+        })
         .collect();
-    for (var, v) in &env.vars {
-        let var = var.as_str();
-        let v = v.as_str();
-        match var {
-            "CAIRN_CONFIG" | "CAIRN_STANZA" | "CAIRN_LOG" => {}
-            "CAIRN_REPO_PATH" => raw.repo.path = Some(PathBuf::from(v)),
-            "CAIRN_REPO_URL" => raw.repo.url = Some(v.into()),
-            "CAIRN_REPO_CIPHER_PASS" => {
-                raw.repo.cipher_pass = Some(Secret::new(v));
-                raw.repo.cipher_pass_file = None;
-            }
-            "CAIRN_REPO_CIPHER_PASS_FILE" => {
-                raw.repo.cipher_pass_file = Some(PathBuf::from(v));
-                raw.repo.cipher_pass = None;
-            }
-            "CAIRN_REPO_COMPRESS_LEVEL" => raw.repo.compress_level = Some(parse_num(var, v)?),
-            "CAIRN_REPO_S3_ENDPOINT" => raw.repo.s3.endpoint = Some(v.into()),
-            "CAIRN_REPO_S3_REGION" => raw.repo.s3.region = Some(v.into()),
-            "CAIRN_REPO_S3_ACCESS_KEY_ID" => raw.repo.s3.access_key_id = Some(v.into()),
-            "CAIRN_REPO_S3_SECRET_ACCESS_KEY" => {
-                raw.repo.s3.secret_access_key = Some(Secret::new(v))
-            }
-            "CAIRN_REPO_S3_ALLOW_HTTP" => raw.repo.s3.allow_http = parse_bool(var, v)?,
-            "CAIRN_ARCHIVE_ASYNC" => raw.archive.async_ = parse_bool(var, v)?,
-            "CAIRN_ARCHIVE_SPOOL_PATH" => raw.archive.spool_path = PathBuf::from(v),
-            "CAIRN_ARCHIVE_PROCESS_MAX" => raw.archive.process_max = parse_num(var, v)?,
-            "CAIRN_ARCHIVE_GET_QUEUE_MAX" => {
-                raw.archive.get_queue_max =
-                    ByteSize::parse(v).map_err(|message| ConfigError::Env {
-                        var: var.into(),
-                        message,
-                    })?
-            }
-            "CAIRN_RETENTION_FULL" => raw.retention.full = Some(parse_num(var, v)?),
-            "CAIRN_RETENTION_DIFF" => raw.retention.diff = Some(parse_num(var, v)?),
-            "CAIRN_RETENTION_ARCHIVE_DAYS" => raw.retention.archive_days = Some(parse_num(var, v)?),
-            _ if var.starts_with("CAIRN_STANZA_") => {
-                let Some((prefix, name)) = stanza_prefixes
-                    .iter()
-                    .find(|(p, _)| var.starts_with(p.as_str()))
-                else {
-                    return Err(ConfigError::Env {
-                        var: var.into(),
-                        message: "names no stanza of the configuration file".into(),
-                    });
-                };
-                let st = raw
-                    .stanza
-                    .get_mut(name)
-                    .expect("prefix built from stanza keys");
-                match &var[prefix.len()..] {
-                    "PG_DATA" => st.pg_data = PathBuf::from(v),
-                    "PG_HOST" => st.pg_host = v.into(),
-                    "PG_PORT" => st.pg_port = parse_num(var, v)?,
-                    "PG_USER" => st.pg_user = v.into(),
-                    "PG_PASSWORD" => st.pg_password = Some(Secret::new(v)),
-                    "PG_DATABASE" => st.pg_database = v.into(),
-                    "PG_SSLMODE" => st.pg_sslmode = Some(v.into()),
-                    "PG_BIN" => st.pg_bin = Some(PathBuf::from(v)),
-                    _ => {
-                        return Err(ConfigError::Env {
-                            var: var.into(),
-                            message: "is not a stanza key".into(),
-                        });
-                    }
-                }
-            }
-            _ if ["CAIRN_REPO_", "CAIRN_ARCHIVE_", "CAIRN_RETENTION_"]
-                .iter()
-                .any(|p| var.starts_with(p)) =>
-            {
+    prefixes.dedup();
+    for (var, text) in &env.vars {
+        let Some((kd, path)) = resolve(var, &stanza_names) else {
+            if var.starts_with("CAIRN_STANZA_") {
                 return Err(ConfigError::Env {
-                    var: var.into(),
-                    message: "is not a cairn configuration variable".into(),
+                    var: var.clone(),
+                    message: "names no stanza of the configuration file, or no stanza key".into(),
                 });
             }
-            _ => {}
+            if prefixes.iter().any(|p| var.starts_with(p.as_str())) {
+                let known: Vec<String> = KEYS
+                    .iter()
+                    .filter(|k| !k.section.starts_with("stanza."))
+                    .map(KeyDoc::env_var)
+                    .collect();
+                let known: Vec<&str> = known.iter().map(String::as_str).collect();
+                return Err(ConfigError::Env {
+                    var: var.clone(),
+                    message: format!(
+                        "is not a cairn configuration variable{}",
+                        suggestion(var, &known)
+                    ),
+                });
+            }
+            continue;
+        };
+        let dotted = path.join(".");
+        let v = value::from_env(kd.kind, text)
+            .and_then(|g| value::check(kd.kind, g))
+            .map_err(|m| ConfigError::Env {
+                var: var.clone(),
+                message: format!("{dotted} {m}"),
+            })?;
+        for (a, b) in EITHER {
+            let other = if dotted == a {
+                b
+            } else if dotted == b {
+                a
+            } else {
+                continue;
+            };
+            if let Some(ov) = origins.env.get(other) {
+                return Err(ConfigError::Env {
+                    var: var.clone(),
+                    message: format!("set either {var} or {ov}, not both"),
+                });
+            }
+            remove(table, other);
         }
+        insert(table, &path, v);
+        origins.env.insert(dotted, var.clone());
     }
     Ok(())
+}
+
+/// The key a variable names, with its path in the table.
+fn resolve(var: &str, stanza_names: &[String]) -> Option<(&'static KeyDoc, Vec<String>)> {
+    if var.starts_with("CAIRN_STANZA_") {
+        // `main` and `main_db` both prefix `CAIRN_STANZA_MAIN_DB_PG_PORT`: the key decides.
+        for name in stanza_names {
+            for kd in keys::section("stanza.*") {
+                if kd.env_var_for_stanza(name) == var {
+                    let path = vec!["stanza".to_string(), name.clone(), kd.key.to_string()];
+                    return Some((kd, path));
+                }
+            }
+        }
+        return None;
+    }
+    let kd = KEYS
+        .iter()
+        .find(|k| !k.section.starts_with("stanza.") && k.env_var() == var)?;
+    let mut path: Vec<String> = kd.section.split('.').map(str::to_string).collect();
+    path.push(kd.key.to_string());
+    Some((kd, path))
+}
+
+fn insert(table: &mut toml::Table, path: &[String], v: toml::Value) {
+    let (last, parents) = path.split_last().expect("a key path is never empty");
+    let mut t = table;
+    for p in parents {
+        let entry = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        t = entry.as_table_mut().expect("made a table above");
+    }
+    t.insert(last.clone(), v);
+}
+
+fn remove(table: &mut toml::Table, dotted: &str) {
+    let parts: Vec<&str> = dotted.split('.').collect();
+    let (last, parents) = parts.split_last().expect("a dotted key is never empty");
+    let mut t = table;
+    for p in parents {
+        match t.get_mut(*p).and_then(toml::Value::as_table_mut) {
+            Some(inner) => t = inner,
+            None => return,
+        }
+    }
+    t.remove(*last);
 }

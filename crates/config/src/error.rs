@@ -11,11 +11,19 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("configuration file {path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{key} in {path}: {message}")]
+    /// Not TOML. The message describes the syntax and never quotes the line.
+    #[error("{}, line {line}, column {column}: not valid TOML: {message}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A key that is unknown, or whose value is wrong. The message never holds the value.
+    #[error("{}{}: {key} {message}", path.display(), line.map(|l| format!(", line {l}")).unwrap_or_default())]
     Invalid {
         path: PathBuf,
+        line: Option<usize>,
         key: String,
         message: String,
     },
@@ -53,6 +61,9 @@ impl Classify for ConfigError {
             }
             ConfigError::UnknownStanza { .. } => {
                 Some("stanzas are the [stanza.NAME] sections of the configuration".into())
+            }
+            ConfigError::Invalid { message, .. } if message.starts_with("is not a known") => {
+                Some("docs/configuration.md lists every key".into())
             }
             _ => None,
         }

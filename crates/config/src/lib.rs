@@ -4,7 +4,13 @@
 //! `--config`, then `CAIRN_CONFIG`, then `/etc/cairn/cairn.toml`. Every key can be
 //! overridden by an environment variable `CAIRN_<SECTION>_<KEY>` with dashes turned into
 //! underscores (`CAIRN_REPO_CIPHER_PASS`, `CAIRN_REPO_S3_ENDPOINT`,
-//! `CAIRN_STANZA_MAIN_PG_PORT`). Errors name the file, the key and what was expected.
+//! `CAIRN_STANZA_MAIN_PG_PORT`). Every key is described once, in [`KEYS`], which the
+//! file check, the overrides and `docs/configuration.md` share.
+//!
+//! Errors name the file, the line and the key (or the variable) and what was expected,
+//! never the value: a passphrase typed into a misspelt key must not reach a log.
+//! [`Config::warnings`] lists what should be fixed but does not stop a command (secret
+//! files that other users can read).
 //!
 //! ```
 //! let cfg = cairn_config::Config::from_toml_str(
@@ -13,18 +19,37 @@
 //!     &cairn_config::Env::empty(),
 //! ).unwrap();
 //! assert_eq!(cfg.stanza(None).unwrap().0, "main");
+//! assert_eq!(cfg.serve.listen.to_string(), "127.0.0.1:9187");
+//!
+//! let e = cairn_config::Config::from_toml_str(
+//!     "[repo]\npath = \"/tmp/repo\"\ncipher-passwrd = \"hunter2\"\n",
+//!     "/etc/cairn/cairn.toml".as_ref(),
+//!     &cairn_config::Env::empty(),
+//! ).unwrap_err().to_string();
+//! assert_eq!(e, "/etc/cairn/cairn.toml, line 3: repo.cipher-passwrd is not a known key; did you mean cipher-pass?");
 //! ```
 
+mod cron;
+mod document;
+mod duration;
 mod env;
 mod error;
+mod keys;
+mod load;
 mod model;
+mod value;
+mod warning;
 
+pub use cron::{CronError, CronSchedule};
+pub use duration::{DurationError, HumanDuration};
 pub use env::Env;
 pub use error::ConfigError;
+pub use keys::{KEYS, KeyDoc, ValueKind, reference_tables};
 pub use model::{
-    ArchiveConfig, ByteSize, Config, RepoConfig, RepoLocation, RetentionConfig, S3Config, Secret,
-    StanzaConfig,
+    ArchiveConfig, ByteSize, Config, HealthConfig, LogConfig, LogFormat, LogLevel, RepoConfig,
+    RepoLocation, RetentionConfig, S3Config, ScheduleConfig, Secret, ServeConfig, StanzaConfig,
 };
+pub use warning::ConfigWarning;
 
 /// The configuration file used when neither `--config` nor `CAIRN_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/cairn/cairn.toml";
@@ -102,7 +127,11 @@ pg-port = 5433
         );
         assert_eq!(with("4096").unwrap().archive.get_queue_max, ByteSize(4096));
         let e = with("\"12 parsecs\"").unwrap_err().to_string();
-        assert!(e.contains("parsecs"), "{e}");
+        assert!(e.contains("archive.get-queue-max"), "{e}");
+        assert!(
+            !e.contains("parsecs"),
+            "a config error never repeats the value: {e}"
+        );
         let env = Env::empty().with("CAIRN_ARCHIVE_GET_QUEUE_MAX", "64MiB");
         assert_eq!(
             load(BASE, &env).unwrap().archive.get_queue_max,

@@ -1,11 +1,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::env::{Env, apply_overrides};
-use crate::error::ConfigError;
+use crate::cron::CronSchedule;
+use crate::duration::HumanDuration;
+use crate::warning::ConfigWarning;
 
 /// A secret string (passphrase, password, key) that never shows in `Debug` output.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -35,7 +37,14 @@ pub struct Config {
     pub repo: RepoConfig,
     pub archive: ArchiveConfig,
     pub retention: RetentionConfig,
+    pub health: HealthConfig,
+    pub serve: ServeConfig,
+    pub schedule: ScheduleConfig,
+    pub log: LogConfig,
     pub stanzas: BTreeMap<String, StanzaConfig>,
+    /// Things to tell the operator that do not stop the command (files with secrets that
+    /// others can read). Binaries print them.
+    pub warnings: Vec<ConfigWarning>,
 }
 
 /// Where the repository is.
@@ -149,19 +158,132 @@ fn default_process_max() -> usize {
     2
 }
 
+/// `[retention]`: which backups `expire` keeps (docs/decisions/013-retention-rules.md).
+/// With no rule set, nothing expires.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RetentionConfig {
     pub full: Option<u32>,
     pub diff: Option<u32>,
-    pub archive_days: Option<u32>,
+    pub recovery_window: Option<HumanDuration>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    /// A successful backup runs expire.
+    #[serde(default)]
+    pub auto: bool,
+}
+
+impl RetentionConfig {
+    /// Whether any rule is set (`auto` is not a rule).
+    pub fn has_rules(&self) -> bool {
+        self.full.is_some()
+            || self.diff.is_some()
+            || self.recovery_window.is_some()
+            || self.keep_daily.is_some()
+            || self.keep_weekly.is_some()
+            || self.keep_monthly.is_some()
+            || self.keep_yearly.is_some()
+    }
+}
+
+/// `[health]`: thresholds for `check`, `/healthz` and `cairn_stanza_healthy`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HealthConfig {
+    pub max_backup_age: Option<HumanDuration>,
+    pub max_archive_lag: Option<HumanDuration>,
+}
+
+/// `[serve]`: `cairn serve`'s HTTP side.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServeConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The bearer token for `/api/*` is this file's content.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: default_listen(),
+            token_file: None,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9187))
+}
+
+/// `[schedule]`: the jobs `cairn serve` runs, as 5-field UTC cron expressions.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ScheduleConfig {
+    pub backup_full: Option<CronSchedule>,
+    pub backup_diff: Option<CronSchedule>,
+    pub backup_incr: Option<CronSchedule>,
+    pub expire: Option<CronSchedule>,
+    pub verify: Option<CronSchedule>,
+    pub drill: Option<CronSchedule>,
+    /// Also take an incr once this much WAL has been archived since the last backup.
+    pub max_replay: Option<ByteSize>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub level: LogLevel,
+    /// Unset: standard error.
+    pub file: Option<PathBuf>,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// As `tracing`'s filters spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// One PostgreSQL cluster cairn protects.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct StanzaConfig {
+    /// The data directory; must match the server's `data_directory`.
     pub pg_data: PathBuf,
+    /// Unix socket directory (starts with `/`) or host name.
     #[serde(default = "default_host")]
     pub pg_host: String,
     #[serde(default = "default_port")]
@@ -169,9 +291,12 @@ pub struct StanzaConfig {
     #[serde(default = "default_user")]
     pub pg_user: String,
     pub pg_password: Option<Secret>,
+    /// The database SQL connections (`check`, `stanza-create`, drills) use; `postgres`.
     #[serde(default = "default_user")]
     pub pg_database: String,
+    /// libpq's `sslmode` (checked against its six values); unset means `prefer`.
     pub pg_sslmode: Option<String>,
+    /// Directory of this cluster's PostgreSQL binaries, for drills; unset: `PATH`.
     pub pg_bin: Option<PathBuf>,
 }
 
@@ -196,6 +321,14 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub retention: RetentionConfig,
     #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(default)]
+    pub serve: ServeConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
     pub stanza: BTreeMap<String, StanzaConfig>,
 }
 
@@ -209,153 +342,4 @@ pub(crate) struct RawRepo {
     pub compress_level: Option<i32>,
     #[serde(default)]
     pub s3: S3Config,
-}
-
-impl Config {
-    /// Load the file named by `explicit`, else `CAIRN_CONFIG`, else the default path.
-    pub fn load(explicit: Option<&Path>, env: &Env) -> Result<Config, ConfigError> {
-        let path = match explicit {
-            Some(p) => p.to_path_buf(),
-            None => env
-                .get("CAIRN_CONFIG")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(crate::DEFAULT_CONFIG_PATH)),
-        };
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        Config::from_toml_str(&text, &path, env)
-    }
-
-    /// Parse configuration text; `path` is only used in messages and to resolve files.
-    pub fn from_toml_str(text: &str, path: &Path, env: &Env) -> Result<Config, ConfigError> {
-        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string().trim().replace('\n', " "),
-        })?;
-        apply_overrides(&mut raw, env)?;
-        Config::check(raw, path)
-    }
-
-    fn check(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
-        let invalid = |key: &str, message: &str| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key: key.to_string(),
-            message: message.to_string(),
-        };
-        let location = match (raw.repo.path, raw.repo.url) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "repo.path",
-                    "give either repo.path or repo.url, not both",
-                ));
-            }
-            (Some(p), None) => {
-                if !p.is_absolute() {
-                    return Err(invalid("repo.path", "must be an absolute path"));
-                }
-                RepoLocation::Path(p)
-            }
-            (None, Some(u)) => {
-                let scheme_ok = ["s3://", "gs://", "az://", "azure://", "abfs://", "file://"]
-                    .iter()
-                    .any(|s| u.starts_with(s));
-                if !scheme_ok {
-                    return Err(invalid(
-                        "repo.url",
-                        "must start with s3://, gs://, az://, abfs:// or file://",
-                    ));
-                }
-                RepoLocation::Url(u)
-            }
-            (None, None) => return Err(invalid("repo.path", "is missing (or give repo.url)")),
-        };
-        let cipher_pass = match (raw.repo.cipher_pass, raw.repo.cipher_pass_file) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "repo.cipher-pass",
-                    "give either cipher-pass or cipher-pass-file, not both",
-                ));
-            }
-            (Some(p), None) => Some(p),
-            (None, Some(f)) => {
-                let text = std::fs::read_to_string(&f).map_err(|source| ConfigError::PassFile {
-                    path: f.clone(),
-                    source,
-                })?;
-                Some(Secret::new(text.trim_end_matches(['\n', '\r'])))
-            }
-            (None, None) => None,
-        };
-        if cipher_pass.as_ref().is_some_and(|p| p.expose().is_empty()) {
-            return Err(invalid("repo.cipher-pass", "is empty"));
-        }
-        let compress_level = raw.repo.compress_level.unwrap_or(3);
-        if !(-7..=22).contains(&compress_level) {
-            return Err(invalid(
-                "repo.compress-level",
-                "must be a zstd level from -7 to 22",
-            ));
-        }
-        if raw.archive.process_max == 0 || raw.archive.process_max > 64 {
-            return Err(invalid("archive.process-max", "must be from 1 to 64"));
-        }
-        for (name, st) in &raw.stanza {
-            let valid = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !valid {
-                return Err(invalid(
-                    &format!("stanza.{name}"),
-                    "a stanza name uses letters, digits, '-' and '_' only",
-                ));
-            }
-            if !st.pg_data.is_absolute() {
-                return Err(invalid(
-                    &format!("stanza.{name}.pg-data"),
-                    "must be an absolute path",
-                ));
-            }
-        }
-        Ok(Config {
-            source: path.to_path_buf(),
-            repo: RepoConfig {
-                location,
-                cipher_pass,
-                compress_level,
-                s3: raw.repo.s3,
-            },
-            archive: raw.archive,
-            retention: raw.retention,
-            stanzas: raw.stanza,
-        })
-    }
-
-    /// The stanza to act on: the one named, or the only one configured.
-    pub fn stanza(&self, name: Option<&str>) -> Result<(&str, &StanzaConfig), ConfigError> {
-        match name {
-            Some(n) => self
-                .stanzas
-                .get_key_value(n)
-                .map(|(k, v)| (k.as_str(), v))
-                .ok_or_else(|| ConfigError::UnknownStanza {
-                    name: n.to_string(),
-                    path: self.source.clone(),
-                }),
-            None => {
-                let mut it = self.stanzas.iter();
-                match (it.next(), it.next()) {
-                    (Some((k, v)), None) => Ok((k.as_str(), v)),
-                    (None, _) => Err(ConfigError::NoStanza {
-                        path: self.source.clone(),
-                    }),
-                    _ => Err(ConfigError::AmbiguousStanza {
-                        names: self.stanzas.keys().cloned().collect::<Vec<_>>().join(", "),
-                    }),
-                }
-            }
-        }
-    }
 }

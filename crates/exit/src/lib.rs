@@ -16,7 +16,9 @@ use std::fmt;
 use std::process::ExitCode;
 
 /// What went wrong, in the terms an operator or a script acts on. The discriminant is the
-/// process exit code; codes stay below 126 so a shell never confuses them with its own.
+/// process exit code; codes stay below 126 so a shell never confuses them with its own,
+/// except [`ErrorKind::Undeliverable`], which is above 125 on purpose: PostgreSQL reads it
+/// as a fatal `restore_command` failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum ErrorKind {
@@ -58,6 +60,13 @@ pub enum ErrorKind {
     ArchiveTimeout = 16,
     /// A bug in cairn.
     Internal = 70,
+    /// `archive-get` (not in standby mode): the archive has the requested file but cannot
+    /// deliver it intact (it fails its checks, the catalog lists it but the store lacks it,
+    /// it is not the file asked for, or the store stays unreachable after bounded retries).
+    /// Above 125, so PostgreSQL aborts recovery with FATAL instead of ending it and
+    /// promoting short of the archive. A `--standby` restore_command gets the underlying
+    /// kind's code instead, so a standby keeps retrying.
+    Undeliverable = 126,
 }
 
 impl ErrorKind {
@@ -86,6 +95,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::ArchiveTimeout => "archive-timeout",
             ErrorKind::Internal => "internal",
+            ErrorKind::Undeliverable => "undeliverable",
         }
     }
 
@@ -101,7 +111,7 @@ impl ErrorKind {
     }
 
     /// Every kind, for documentation and tests.
-    pub const ALL: [ErrorKind; 17] = [
+    pub const ALL: [ErrorKind; 18] = [
         ErrorKind::NotInArchive,
         ErrorKind::Usage,
         ErrorKind::Config,
@@ -119,6 +129,7 @@ impl ErrorKind {
         ErrorKind::Unsupported,
         ErrorKind::ArchiveTimeout,
         ErrorKind::Internal,
+        ErrorKind::Undeliverable,
     ];
 }
 
@@ -218,7 +229,9 @@ mod tests {
     fn codes_are_unique_and_below_126() {
         let mut seen = HashSet::new();
         for k in ErrorKind::ALL {
-            assert!(k.code() < 126 && k.code() > 0, "{k:?}");
+            let fatal_for_postgres = k == ErrorKind::Undeliverable;
+            assert_eq!(k.code() > 125, fatal_for_postgres, "{k:?}");
+            assert!(k.code() > 0, "{k:?}");
             assert!(seen.insert(k.code()), "duplicate code {}", k.code());
             assert!(seen.len() <= ErrorKind::ALL.len());
         }

@@ -1,39 +1,162 @@
-//! The WAL catalog: every archived file's summary, read from a compacted snapshot plus the
-//! summaries written since, so `info` and the planner never list the whole archive.
-//!
-//! A snapshot records `resume_after`, a key some way before its newest entry; readers list
-//! only summaries after it. The margin covers pushes that land out of order (async
-//! archiving runs several at once). A reader that finds many new summaries writes the
-//! next snapshot (create-if-absent, so racing readers are harmless).
+//! The WAL catalog: every archived file's summary, folded from the stanza's `wal`
+//! [journal](crate::journal) (a snapshot plus the entries written since), so `info`, the
+//! planner and `expire` never list the whole archive, and never miss a file that lands
+//! late (a `.history` or `.partial` on an older timeline, a slow async push).
 
 use std::collections::BTreeMap;
 
-use cairn_pgformat::{SegmentName, WalFileName};
-use futures::{StreamExt, TryStreamExt};
+use cairn_pgformat::{Lsn, SegmentName, WalFileName};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RepoError;
-use crate::layout::{self, DbId, ObjectKey, StanzaName};
-use crate::object::ObjectKind;
+use crate::journal::{Fold, JournalName};
+use crate::layout::{DbId, StanzaName};
 use crate::repository::Repository;
 use crate::wal::{WalDetail, WalEntry};
 
-/// Summaries listed before a snapshot's newest entry on every read (out-of-order margin).
-const RESUME_MARGIN: usize = 256;
-/// New summaries that make a reader write a new snapshot.
-const SNAPSHOT_EVERY: usize = 64;
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Snapshot {
-    seq: u64,
-    resume_after: Option<String>,
-    entries: Vec<(String, WalEntry)>,
+/// One event of the `wal` journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum WalEvent {
+    /// A file was archived (written after the file itself is durable).
+    Archived { entry: WalEntry },
+    /// `expire` removed every segment and partial of a timeline that ends at or before
+    /// `below` (written before the files are deleted).
+    Expired {
+        db_id: DbId,
+        timeline: u32,
+        below: Lsn,
+    },
+    /// `expire` removed these files by name (history and backup history files).
+    Forgotten { db_id: DbId, names: Vec<String> },
 }
 
-/// All archived WAL of a stanza, by summary key (which sorts by generation, timeline, name).
-#[derive(Debug, Clone, Default)]
-pub struct WalCatalog {
-    entries: BTreeMap<String, WalEntry>,
+/// A journal entry that could not be read: the file its key names may be archived, but
+/// its summary is lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamagedSummary {
+    pub log_key: String,
+    pub name: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Cut {
+    db_id: DbId,
+    timeline: u32,
+    below: Lsn,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    entry: WalEntry,
+    /// Every journal entry that announced this file (a retried push writes another).
+    log_keys: Vec<String>,
+}
+
+/// The folded state of the `wal` journal (what snapshots hold).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WalState {
+    files: BTreeMap<String, Record>,
+    cuts: Vec<Cut>,
+    forgotten: Vec<(DbId, String)>,
+    damaged: BTreeMap<String, DamagedSummary>,
+}
+
+/// Sorts by generation, timeline and name: consecutive segments are neighbours.
+fn sort_key(db: DbId, name: &WalFileName) -> String {
+    format!("{db}/{:08X}/{name}", name.timeline().0)
+}
+
+impl WalState {
+    fn is_cut(&self, e: &WalEntry) -> bool {
+        let Some(name) = e.file_name() else {
+            return false;
+        };
+        if self
+            .forgotten
+            .iter()
+            .any(|(db, n)| *db == e.db_id && *n == e.name)
+        {
+            return true;
+        }
+        let end = match (&name, &e.detail) {
+            (WalFileName::Segment(_) | WalFileName::Partial(_), WalDetail::Segment { summary }) => {
+                summary.end_lsn()
+            }
+            _ => return false,
+        };
+        self.cuts
+            .iter()
+            .any(|c| c.db_id == e.db_id && c.timeline == name.timeline().0 && end <= c.below)
+    }
+
+    fn prune(&mut self) {
+        let keep: Vec<String> = self
+            .files
+            .iter()
+            .filter(|(_, r)| !self.is_cut(&r.entry))
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.files.retain(|k, _| keep.contains(k));
+    }
+}
+
+impl Fold for WalState {
+    type Entry = WalEvent;
+
+    fn apply(&mut self, key: &str, event: WalEvent) {
+        match event {
+            WalEvent::Archived { entry } => {
+                let Some(name) = entry.file_name() else {
+                    return;
+                };
+                if self.is_cut(&entry) {
+                    return;
+                }
+                let rec = self
+                    .files
+                    .entry(sort_key(entry.db_id, &name))
+                    .or_insert_with(|| Record {
+                        entry: entry.clone(),
+                        log_keys: Vec::new(),
+                    });
+                rec.log_keys.push(key.to_string());
+                self.damaged.retain(|_, d| d.name != entry.name);
+            }
+            WalEvent::Expired {
+                db_id,
+                timeline,
+                below,
+            } => {
+                self.cuts.push(Cut {
+                    db_id,
+                    timeline,
+                    below,
+                });
+                self.prune();
+            }
+            WalEvent::Forgotten { db_id, names } => {
+                self.forgotten.extend(names.into_iter().map(|n| (db_id, n)));
+                self.prune();
+            }
+        }
+    }
+
+    fn damaged(&mut self, key: &str, tag: &str, reason: String) {
+        // A later good announcement of the same file makes this one moot.
+        if self.files.values().any(|r| r.entry.name == tag) {
+            return;
+        }
+        self.damaged.insert(
+            key.to_string(),
+            DamagedSummary {
+                log_key: key.to_string(),
+                name: tag.to_string(),
+                reason,
+            },
+        );
+    }
 }
 
 /// A run of segments with none missing in between.
@@ -60,14 +183,61 @@ pub struct TimelineArchive {
     pub restore_points: Vec<String>,
 }
 
+/// All archived WAL of a stanza, by generation, timeline and name.
+#[derive(Debug, Clone, Default)]
+pub struct WalCatalog {
+    entries: BTreeMap<String, WalEntry>,
+    log_keys: BTreeMap<String, Vec<String>>,
+    damaged: Vec<DamagedSummary>,
+    warnings: Vec<String>,
+}
+
 impl WalCatalog {
-    /// A catalog of these entries (stitched), for planners and tests.
+    /// A catalog of these entries (stitched), for planners and tests. The keys given are
+    /// not used: entries are keyed by generation, timeline and name.
     pub fn from_entries(entries: impl IntoIterator<Item = (String, WalEntry)>) -> WalCatalog {
         let mut c = WalCatalog {
-            entries: entries.into_iter().collect(),
+            entries: entries
+                .into_iter()
+                .filter_map(|(_, e)| Some((sort_key(e.db_id, &e.file_name()?), e)))
+                .collect(),
+            ..Default::default()
         };
         c.stitch();
         c
+    }
+
+    fn from_state(state: WalState, warnings: Vec<String>) -> WalCatalog {
+        let mut c = WalCatalog {
+            log_keys: state
+                .files
+                .iter()
+                .map(|(k, r)| (k.clone(), r.log_keys.clone()))
+                .collect(),
+            entries: state.files.into_iter().map(|(k, r)| (k, r.entry)).collect(),
+            damaged: state.damaged.into_values().collect(),
+            warnings,
+        };
+        c.stitch();
+        c
+    }
+
+    /// Journal entries that could not be read (their files' summaries are lost).
+    pub fn damaged(&self) -> &[DamagedSummary] {
+        &self.damaged
+    }
+
+    /// What reading the catalog worked around (a damaged snapshot, a rebuild).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The journal entries that announced `entry` (for `expire` and `verify`).
+    pub fn log_keys(&self, entry: &WalEntry) -> &[String] {
+        entry
+            .file_name()
+            .and_then(|n| self.log_keys.get(&sort_key(entry.db_id, &n)))
+            .map_or(&[], Vec::as_slice)
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &WalEntry> {
@@ -187,97 +357,44 @@ fn timeline_archive(db_id: DbId, timeline: u32, entries: &[&WalEntry]) -> Timeli
 }
 
 impl Repository {
-    /// Read the stanza's WAL catalog (snapshot + summaries written since).
+    /// Read the stanza's WAL catalog (snapshot + journal entries written since).
     pub async fn wal_catalog(&self, stanza: &StanzaName) -> Result<WalCatalog, RepoError> {
-        let snaps = self
-            .backend()
-            .list(&layout::wal_catalog_prefix(stanza), None)
+        let folded = self
+            .journal_fold::<WalState>(stanza, JournalName::Wal)
             .await?;
-        let newest = snaps.iter().filter_map(|l| layout::parse_seq(&l.key)).max();
-        let (mut entries, resume_after, seq) = match newest {
-            Some(seq) => {
-                let key = layout::wal_catalog(stanza, seq);
-                match self
-                    .get_json::<Snapshot>(&key, ObjectKind::WalCatalog, "WAL catalog")
-                    .await?
-                {
-                    Some(s) => (
-                        s.entries.into_iter().collect::<BTreeMap<_, _>>(),
-                        s.resume_after,
-                        s.seq,
-                    ),
-                    None => (BTreeMap::new(), None, seq),
-                }
-            }
-            None => (BTreeMap::new(), None, 0),
-        };
-        let listed = self
-            .backend()
-            .list(&layout::wal_summary_prefix(stanza), resume_after.as_deref())
-            .await?;
-        let fresh: Vec<ObjectKey> = listed
-            .into_iter()
-            .filter(|l| !entries.contains_key(&l.key))
-            .filter_map(|l| ObjectKey::new(l.key).ok())
-            .collect();
-        let fetched: Vec<(String, Option<WalEntry>)> = futures::stream::iter(fresh)
-            .map(|key| async move {
-                let e = self
-                    .get_json::<WalEntry>(&key, ObjectKind::WalSummary, "WAL summary")
-                    .await?;
-                Ok::<_, RepoError>((key.to_string(), e))
-            })
-            .buffer_unordered(16)
-            .try_collect()
-            .await?;
-        let added = fetched.len();
-        for (k, e) in fetched {
-            if let Some(e) = e {
-                entries.insert(k, e);
-            }
-        }
-        let mut catalog = WalCatalog { entries };
-        catalog.stitch();
-        if added >= SNAPSHOT_EVERY {
-            // Best effort: a reader without write access still gets the catalog.
-            let _ = self.write_snapshot(stanza, seq + 1, &catalog).await;
-        }
-        Ok(catalog)
+        Ok(WalCatalog::from_state(folded.state, folded.warnings))
     }
 
-    async fn write_snapshot(
+    /// Announce an archived file in the `wal` journal (after the file is durable).
+    pub(crate) async fn announce_wal(
         &self,
         stanza: &StanzaName,
-        seq: u64,
-        catalog: &WalCatalog,
+        entry: WalEntry,
     ) -> Result<(), RepoError> {
-        let keys: Vec<&String> = catalog.entries.keys().collect();
-        let resume_after = keys
-            .len()
-            .checked_sub(RESUME_MARGIN + 1)
-            .map(|i| keys[i].clone());
-        let snap = Snapshot {
-            seq,
-            resume_after,
-            entries: catalog
-                .entries
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        };
-        self.put_json(
-            &layout::wal_catalog(stanza, seq),
-            ObjectKind::WalCatalog,
-            &snap,
+        let tag = entry.name.clone();
+        self.journal_append(
+            stanza,
+            JournalName::Wal,
+            &tag,
+            &WalEvent::Archived { entry },
         )
         .await?;
-        // Keep the two previous snapshots for readers that listed before this one.
-        if let Some(old) = seq.checked_sub(3).filter(|s| *s > 0) {
-            let _ = self
-                .backend()
-                .delete(&layout::wal_catalog(stanza, old))
-                .await;
-        }
+        Ok(())
+    }
+
+    /// Record removals in the `wal` journal (before the files are deleted).
+    pub async fn record_wal_event(
+        &self,
+        stanza: &StanzaName,
+        event: &WalEvent,
+    ) -> Result<(), RepoError> {
+        let tag = match event {
+            WalEvent::Archived { entry } => entry.name.clone(),
+            WalEvent::Expired { timeline, .. } => format!("expired-{timeline:08X}"),
+            WalEvent::Forgotten { .. } => "forgotten".to_string(),
+        };
+        self.journal_append(stanza, JournalName::Wal, &tag, event)
+            .await?;
         Ok(())
     }
 }
@@ -310,7 +427,7 @@ mod tests {
         let summary = summarize_segment(&bytes).unwrap();
         let name = WalFileName::Segment(wal.segment_name(i));
         let enc = repo
-            .encode(ObjectKind::WalFile, bytes.into())
+            .encode_wal(stanza, DbId(1), &name, bytes.into())
             .await
             .unwrap();
         repo.push_wal(
@@ -377,7 +494,7 @@ mod tests {
                 );
                 let name = WalFileName::History(TimelineId(tli));
                 let enc = repo
-                    .encode(ObjectKind::WalFile, text.clone().into())
+                    .encode_wal(&stanza, DbId(1), &name, text.clone().into())
                     .await
                     .unwrap();
                 repo.push_wal(
@@ -391,22 +508,19 @@ mod tests {
                 .unwrap();
             }
         };
-        for tli in 2..(2 + SNAPSHOT_EVERY as u32) {
+        for tli in 2..(2 + 70) {
             push_history(tli).await;
         }
-        assert_eq!(
-            repo.wal_catalog(&stanza).await.unwrap().len(),
-            SNAPSHOT_EVERY
-        );
+        assert_eq!(repo.wal_catalog(&stanza).await.unwrap().len(), 70);
         let snaps = repo
             .backend()
-            .list(&layout::wal_catalog_prefix(&stanza), None)
+            .list(&crate::layout::journal_snap_prefix(&stanza, "wal"), None)
             .await
             .unwrap();
         assert_eq!(snaps.len(), 1, "a snapshot was written");
         push_history(200).await;
         let cat = repo.wal_catalog(&stanza).await.unwrap();
-        assert_eq!(cat.len(), SNAPSHOT_EVERY + 1);
+        assert_eq!(cat.len(), 71);
         assert!(cat.entries().any(|e| e.name == "000000C8.history"));
     }
 }

@@ -47,8 +47,12 @@ pub enum ObjectError {
     Decompress { message: String },
     #[error("object content does not match its recorded hash")]
     Hash,
-    #[error("object header is malformed: {message}")]
+    #[error("object header is damaged: {message}")]
     Header { message: String },
+    #[error(
+        "object does not belong under this key (copied or moved from another key, or written with another repository's key)"
+    )]
+    Misplaced,
 }
 
 /// Everything the repository layer can report.
@@ -76,8 +80,20 @@ pub enum RepoError {
     PassphraseUnexpected,
     #[error("no cairn repository at {location}")]
     NoRepository { location: String },
-    #[error("repository format {found} is newer than this cairn supports ({supported})")]
+    #[error("{}", unsupported_format(*found, *supported))]
     UnsupportedFormat { found: u32, supported: u32 },
+    #[error("backup {label} cannot be used: {key} {reason}")]
+    BackupDamaged {
+        label: String,
+        key: ObjectKey,
+        reason: String,
+    },
+    #[error("stanza '{stanza}' info is damaged in both copies: {problems}")]
+    StanzaInfoDamaged { stanza: String, problems: String },
+    #[error("{what} {key} was written by another process at the same time; run the command again")]
+    Concurrent { what: &'static str, key: ObjectKey },
+    #[error("the repository's key files are damaged: {problems}")]
+    KeyFilesDamaged { problems: String },
     #[error("stanza '{stanza}' does not exist in the repository")]
     NoStanza { stanza: String },
     #[error(
@@ -101,6 +117,16 @@ pub enum RepoError {
     },
     #[error("cannot encode object: {message}")]
     Encode { message: String },
+}
+
+fn unsupported_format(found: u32, supported: u32) -> String {
+    if found < supported {
+        format!(
+            "repository format {found} was written by an earlier development build of cairn; this cairn reads format {supported} only"
+        )
+    } else {
+        format!("repository format {found} is newer than this cairn supports ({supported})")
+    }
 }
 
 impl RepoError {
@@ -127,6 +153,10 @@ impl Classify for RepoError {
             RepoError::NoRepository { .. } | RepoError::NoStanza { .. } => ErrorKind::Stanza,
             RepoError::StanzaMismatch { .. } => ErrorKind::Stanza,
             RepoError::UnsupportedFormat { .. } => ErrorKind::Unsupported,
+            RepoError::KeyFilesDamaged { .. }
+            | RepoError::StanzaInfoDamaged { .. }
+            | RepoError::BackupDamaged { .. } => ErrorKind::Corrupt,
+            RepoError::Concurrent { .. } => ErrorKind::Locked,
             RepoError::Conflict { .. } => ErrorKind::Conflict,
             RepoError::Encode { .. } => ErrorKind::Internal,
         }
@@ -155,6 +185,17 @@ impl Classify for RepoError {
             }
             RepoError::Backend(_) => Some(
                 "check that the repository is reachable and writable; retrying may help".into(),
+            ),
+            RepoError::UnsupportedFormat { found, supported } if found < supported => Some(
+                "create a new repository (another repo.path or repo.url) with `cairn stanza-create`, \
+                 take a full backup, and keep the old repository until its backups are no longer needed \
+                 (an older cairn build can still restore from it)"
+                    .into(),
+            ),
+            RepoError::KeyFilesDamaged { .. } => Some(
+                "both copies of the key file are damaged; restore keyring/ from a copy of the \
+                 repository or from your own backup of it (without it no object can be read)"
+                    .into(),
             ),
             RepoError::Conflict { .. } => Some(
                 "two clusters may be archiving into one stanza; compare the system identifiers \

@@ -65,6 +65,7 @@ impl<'de> Deserialize<'de> for ContentId {
 pub struct KeySet {
     object_base: [u8; 32],
     id_key: [u8; 32],
+    bind_key: [u8; 32],
     encrypt: bool,
 }
 
@@ -81,6 +82,7 @@ impl KeySet {
         KeySet {
             object_base: blake3::derive_key("cairn 2026-11 object encryption key", master),
             id_key: blake3::derive_key("cairn 2026-11 content id key", master),
+            bind_key: blake3::derive_key("cairn 2026-12 object binding key", master),
             encrypt,
         }
     }
@@ -99,6 +101,15 @@ impl KeySet {
             h.update(data);
         }
         ContentId(*h.finalize().as_bytes())
+    }
+
+    /// The binding of an object header to the identity it is stored under (16 bytes).
+    pub(crate) fn binding(&self, header: &[u8], identity: &[u8]) -> [u8; 16] {
+        let mut h = blake3::Hasher::new_keyed(&self.bind_key);
+        h.update(header);
+        h.update(&(identity.len() as u64).to_le_bytes());
+        h.update(identity);
+        h.finalize().as_bytes()[..16].try_into().expect("16 bytes")
     }
 
     /// An incremental hasher for a content id.
@@ -136,8 +147,8 @@ impl KdfParams {
     };
 }
 
-/// How the master key is stored in the repository config.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// How the master key is stored in the key file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cipher", rename_all = "kebab-case")]
 pub enum KeyStorage {
     /// No encryption: the master key in the clear (it only keys content ids).
@@ -206,10 +217,8 @@ impl KeyStorage {
     /// Open the master key. `cache` is a directory where the derived key-encryption key may
     /// be kept (mode 0600) so that per-segment commands skip the deliberately slow Argon2id.
     pub fn open(&self, pass: Option<&str>, cache: Option<&KekCache>) -> Result<KeySet, RepoError> {
-        let malformed = |m: &str| RepoError::Malformed {
-            what: "repository config",
-            key: crate::layout::repo_config(),
-            message: m.to_string(),
+        let malformed = |m: &str| RepoError::KeyFilesDamaged {
+            problems: format!("the key file in force is malformed ({m})"),
         };
         match self {
             KeyStorage::None { master_key } => {

@@ -5,6 +5,8 @@ use std::fmt;
 use cairn_pgformat::WalFileName;
 use serde::{Deserialize, Serialize};
 
+use crate::keys::ContentId;
+
 /// A key in the repository: `/`-separated components of `[A-Za-z0-9._-]`, none of them
 /// empty, `.` or `..`, so a key can never name something outside the repository root.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -62,6 +64,33 @@ impl fmt::Display for ObjectKey {
     }
 }
 
+/// What an object is, as its reader names it. It is bound into the object's encoding
+/// (see [`crate::object`]), so an object copied or moved under another key does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity(String);
+
+impl Identity {
+    /// The identity of the object stored under `key` (most objects).
+    pub fn of(key: &ObjectKey) -> Identity {
+        Identity(format!("key:{key}"))
+    }
+
+    /// A chunk is what it holds: a chunk is the same wherever a repack moves it.
+    pub fn chunk(stanza: &StanzaName, id: &ContentId) -> Identity {
+        Identity(format!("chunk:{stanza}:{id}"))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A stanza's name, as validated by the configuration (letters, digits, `-`, `_`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -113,9 +142,36 @@ impl fmt::Display for DbId {
     }
 }
 
-/// The repository's own configuration (key wrap, format). Plain JSON, never encrypted.
-pub fn repo_config() -> ObjectKey {
+/// Format 1's key file. Format 2 never writes it; its presence marks a format-1 repository.
+pub fn format1_config() -> ObjectKey {
     ObjectKey::built("config".into())
+}
+
+/// Where the key files live: `keyring/SEQ` and its second copy `keyring/SEQ.copy`.
+pub fn keyring_prefix() -> &'static str {
+    "keyring/"
+}
+
+/// Generation `seq` of the key file (plain JSON with its own check), or its copy.
+pub fn key_file(seq: u64, copy: bool) -> ObjectKey {
+    ObjectKey::built(format!(
+        "{}{seq:08}{}",
+        keyring_prefix(),
+        if copy { ".copy" } else { "" }
+    ))
+}
+
+/// The generation of a key file or stanza info key, and whether it is the copy.
+pub fn parse_copy_seq(key: &str) -> Option<(u64, bool)> {
+    let name = key.rsplit('/').next()?;
+    let (seq, copy) = match name.strip_suffix(".copy") {
+        Some(seq) => (seq, true),
+        None => (name, false),
+    };
+    if seq.len() != 8 || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((seq.parse().ok()?, copy))
 }
 
 fn stanza_root(stanza: &StanzaName) -> String {
@@ -127,8 +183,14 @@ pub fn stanza_info_prefix(stanza: &StanzaName) -> String {
     format!("{}/info/", stanza_root(stanza))
 }
 
+/// Generation `seq` of a stanza's info. Its second copy is `.copy` beside it, and decodes
+/// under the same identity (that of the main key).
 pub fn stanza_info(stanza: &StanzaName, seq: u64) -> ObjectKey {
     ObjectKey::built(format!("{}{seq:08}", stanza_info_prefix(stanza)))
+}
+
+pub fn stanza_info_copy(stanza: &StanzaName, seq: u64) -> ObjectKey {
+    ObjectKey::built(format!("{}{seq:08}.copy", stanza_info_prefix(stanza)))
 }
 
 /// Everything a stanza owns (for `stanza-delete`).
@@ -149,34 +211,35 @@ pub fn wal_file(stanza: &StanzaName, db: DbId, name: &WalFileName) -> ObjectKey 
     ObjectKey::built(format!("{}/{name}", wal_dir("wal", stanza, db, name)))
 }
 
-/// The planner's summary of one archived WAL file, written right after the file.
-pub fn wal_summary(stanza: &StanzaName, db: DbId, name: &WalFileName) -> ObjectKey {
-    ObjectKey::built(format!("{}/{name}", wal_dir("walsum", stanza, db, name)))
+/// Where a good copy of a WAL file waits, durable, while a damaged copy is replaced.
+pub fn wal_repair(stanza: &StanzaName, db: DbId, name: &WalFileName) -> ObjectKey {
+    ObjectKey::built(format!(
+        "{}{name}.{:016x}",
+        wal_repair_prefix(stanza, db),
+        rand::random::<u64>()
+    ))
 }
 
-pub fn wal_summary_prefix(stanza: &StanzaName) -> String {
-    format!("{}/walsum/", stanza_root(stanza))
+pub fn wal_repair_prefix(stanza: &StanzaName, db: DbId) -> String {
+    format!("{}/wal-repair/{db}/", stanza_root(stanza))
 }
 
-/// Parse a summary key back into its database id and file name.
-pub fn parse_wal_summary(stanza: &StanzaName, key: &str) -> Option<(DbId, WalFileName)> {
-    let rest = key.strip_prefix(&wal_summary_prefix(stanza))?;
-    let mut parts = rest.split('/');
-    let db = DbId(parts.next()?.parse().ok()?);
-    let _tli = parts.next()?;
-    let name = parts.next()?.parse().ok()?;
-    if parts.next().is_some() {
-        return None;
-    }
-    Some((db, name))
+/// One entry of a stanza's journal `name` (`wal`, `backups`): see [`crate::journal`].
+pub fn journal_log(stanza: &StanzaName, name: &str, file: &str) -> ObjectKey {
+    ObjectKey::built(format!("{}{file}", journal_log_prefix(stanza, name)))
 }
 
-pub fn wal_catalog_prefix(stanza: &StanzaName) -> String {
-    format!("{}/catalog/wal/", stanza_root(stanza))
+pub fn journal_log_prefix(stanza: &StanzaName, name: &str) -> String {
+    format!("{}/journal/{name}/log/", stanza_root(stanza))
 }
 
-pub fn wal_catalog(stanza: &StanzaName, seq: u64) -> ObjectKey {
-    ObjectKey::built(format!("{}{seq:016}", wal_catalog_prefix(stanza)))
+/// Snapshot `seq` of a stanza's journal `name`.
+pub fn journal_snap(stanza: &StanzaName, name: &str, seq: u64) -> ObjectKey {
+    ObjectKey::built(format!("{}{seq:016}", journal_snap_prefix(stanza, name)))
+}
+
+pub fn journal_snap_prefix(stanza: &StanzaName, name: &str) -> String {
+    format!("{}/journal/{name}/snap/", stanza_root(stanza))
 }
 
 /// A pack: many encoded chunks appended, written once.
@@ -226,15 +289,23 @@ mod tests {
     }
 
     #[test]
-    fn summary_keys_round_trip() {
+    fn generation_keys_round_trip() {
         let s = StanzaName::new("main").unwrap();
         let name: WalFileName = "000000020000000100000003".parse().unwrap();
-        let key = wal_summary(&s, DbId(3), &name);
         assert_eq!(
-            key.as_str(),
-            "stanza/main/walsum/3/00000002/000000020000000100000003"
+            wal_file(&s, DbId(3), &name).as_str(),
+            "stanza/main/wal/3/00000002/000000020000000100000003"
         );
-        assert_eq!(parse_wal_summary(&s, key.as_str()), Some((DbId(3), name)));
         assert_eq!(parse_seq(stanza_info(&s, 12).as_str()), Some(12));
+        assert_eq!(
+            parse_copy_seq(stanza_info(&s, 12).as_str()),
+            Some((12, false))
+        );
+        assert_eq!(
+            parse_copy_seq(stanza_info_copy(&s, 12).as_str()),
+            Some((12, true))
+        );
+        assert_eq!(parse_copy_seq(key_file(3, true).as_str()), Some((3, true)));
+        assert_eq!(parse_copy_seq("keyring/3.copy"), None);
     }
 }

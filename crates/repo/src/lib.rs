@@ -22,6 +22,8 @@
 pub mod backend;
 pub mod catalog;
 mod error;
+pub mod journal;
+mod keyring;
 pub mod keys;
 pub mod layout;
 pub mod manifest;
@@ -32,18 +34,18 @@ pub mod stanza;
 pub mod wal;
 
 pub use backend::{Backend, LocalBackend, PutOutcome, StoreBackend};
-pub use catalog::{TimelineArchive, WalCatalog};
+pub use catalog::{DamagedSummary, TimelineArchive, WalCatalog, WalEvent};
 pub use error::{BackendError, ObjectError, RepoError};
+pub use keyring::REPO_FORMAT;
 pub use keys::{ContentId, KdfParams, KeySet};
-pub use layout::{DbId, ObjectKey, StanzaName};
+pub use layout::{DbId, Identity, ObjectKey, StanzaName};
 pub use manifest::{
-    BackupLabel, BackupManifest, BackupType, ChunkRef, FileKind, IncrementalMode, ManifestFile,
-    TablespaceEntry,
+    BackupLabel, BackupListing, BackupManifest, BackupType, ChunkRef, DamagedBackup, FileKind,
+    IncrementalMode, ManifestFile, TablespaceEntry,
 };
-pub use pack::{ChunkIndex, ChunkLocation, PackId, PackWriter};
+pub use pack::{ChunkCodec, ChunkIndex, ChunkLocation, PackId, PackWriter};
 pub use repository::{
-    Encoded, OpenOptions, REPO_FORMAT, Repository, backend_for, open_configured,
-    open_or_create_configured,
+    Encoded, OpenOptions, Repository, backend_for, open_configured, open_or_create_configured,
 };
 pub use stanza::{DbGeneration, StanzaCreated, StanzaInfo};
 pub use wal::{PushOutcome, WalDetail, WalEntry};

@@ -7,6 +7,8 @@ use std::fmt;
 use cairn_pgformat::{Lsn, TimelineId};
 use serde::{Deserialize, Serialize};
 
+use futures::StreamExt;
+
 use crate::backend::PutOutcome;
 use crate::error::RepoError;
 use crate::keys::ContentId;
@@ -14,6 +16,7 @@ use crate::layout::{self, DbId, ObjectKey, StanzaName};
 use crate::object::ObjectKind;
 use crate::pack::{ChunkLocation, PackId};
 use crate::repository::Repository;
+use crate::stanza::StanzaInfo;
 
 /// The manifest format this cairn writes.
 pub const MANIFEST_FORMAT: u32 = 1;
@@ -223,6 +226,21 @@ impl BackupManifest {
     }
 }
 
+/// A backup whose manifest cannot be used: it is listed, never restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DamagedBackup {
+    pub label: BackupLabel,
+    pub key: ObjectKey,
+    pub reason: String,
+}
+
+/// Every committed backup of a stanza, the usable ones oldest first, and the damaged ones.
+#[derive(Debug, Clone, Default)]
+pub struct BackupListing {
+    pub usable: Vec<BackupManifest>,
+    pub damaged: Vec<DamagedBackup>,
+}
+
 impl Repository {
     /// Store a backup's manifest: the commit point of the backup.
     pub async fn put_manifest(
@@ -233,36 +251,112 @@ impl Repository {
         let key = layout::backup_manifest(stanza, m.label.as_str());
         match self.put_json(&key, ObjectKind::BackupManifest, m).await? {
             PutOutcome::Created => Ok(()),
-            PutOutcome::Exists => Err(RepoError::Malformed {
+            PutOutcome::Exists => Err(RepoError::Concurrent {
                 what: "backup manifest",
                 key,
-                message: "already exists".into(),
             }),
         }
     }
 
-    /// Every committed backup of the stanza, oldest first.
+    /// The usable backups of the stanza, oldest first. A damaged manifest costs only its
+    /// own backup: see [`Repository::backup_listing`] for those.
     pub async fn backups(&self, stanza: &StanzaName) -> Result<Vec<BackupManifest>, RepoError> {
+        Ok(self.backup_listing(stanza).await?.usable)
+    }
+
+    /// Every committed backup of the stanza: usable ones oldest first, and damaged ones with
+    /// the reason. Each manifest is checked against the label and stanza it is stored
+    /// under and the system identifier of its cluster generation.
+    pub async fn backup_listing(&self, stanza: &StanzaName) -> Result<BackupListing, RepoError> {
+        let info = self.stanza_info(stanza).await?;
         let listed = self
             .backend()
             .list(&layout::backup_prefix(stanza), None)
             .await?;
-        let mut out = Vec::new();
-        for l in listed.into_iter().filter(|l| l.key.ends_with("/manifest")) {
-            let key = ObjectKey::new(l.key).map_err(|m| RepoError::Malformed {
-                what: "listing",
-                key: layout::repo_config(),
-                message: m,
-            })?;
-            if let Some(m) = self
-                .get_json::<BackupManifest>(&key, ObjectKind::BackupManifest, "backup manifest")
-                .await?
-            {
-                out.push(m);
+        let labels: Vec<BackupLabel> = listed
+            .iter()
+            .filter_map(|l| {
+                let rest = l.key.strip_prefix(&layout::backup_prefix(stanza))?;
+                BackupLabel::new(rest.strip_suffix("/manifest")?).ok()
+            })
+            .collect();
+        let read: Vec<Result<BackupManifest, DamagedBackup>> = futures::stream::iter(labels)
+            .map(|label| {
+                let info = info.as_ref();
+                async move { self.read_manifest(stanza, info, label).await }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let mut out = BackupListing::default();
+        for r in read {
+            match r {
+                Ok(m) => out.usable.push(m),
+                Err(d) => out.damaged.push(d),
             }
         }
-        out.sort_by(|a, b| a.start_time.cmp(&b.start_time).then(a.label.cmp(&b.label)));
+        out.usable
+            .sort_by(|a, b| a.start_time.cmp(&b.start_time).then(a.label.cmp(&b.label)));
+        out.damaged.sort_by(|a, b| a.label.cmp(&b.label));
         Ok(out)
+    }
+
+    /// One backup's manifest, checked; `Err` says why it cannot be used.
+    pub async fn manifest(
+        &self,
+        stanza: &StanzaName,
+        label: &BackupLabel,
+    ) -> Result<BackupManifest, RepoError> {
+        let info = self.stanza_info(stanza).await?;
+        self.read_manifest(stanza, info.as_ref(), label.clone())
+            .await
+            .map_err(|d| RepoError::BackupDamaged {
+                label: d.label.to_string(),
+                key: d.key,
+                reason: d.reason,
+            })
+    }
+
+    async fn read_manifest(
+        &self,
+        stanza: &StanzaName,
+        info: Option<&StanzaInfo>,
+        label: BackupLabel,
+    ) -> Result<BackupManifest, DamagedBackup> {
+        let key = layout::backup_manifest(stanza, label.as_str());
+        let damaged = |reason: String| DamagedBackup {
+            label: label.clone(),
+            key: key.clone(),
+            reason,
+        };
+        let m = match self
+            .get_json::<BackupManifest>(&key, ObjectKind::BackupManifest, "backup manifest")
+            .await
+        {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(damaged("the manifest is missing".into())),
+            Err(RepoError::Object { source, .. }) => return Err(damaged(source.to_string())),
+            Err(RepoError::Malformed { message, .. }) => return Err(damaged(message)),
+            // The store itself failing is not damage: say so rather than mislabel it.
+            Err(e) => return Err(damaged(format!("could not be read: {e}"))),
+        };
+        if m.label != label {
+            return Err(damaged(format!(
+                "the manifest says it is backup {}",
+                m.label
+            )));
+        }
+        match info.and_then(|i| i.generation(m.db_id)) {
+            Some(g) if g.system_id == m.system_id => Ok(m),
+            Some(g) => Err(damaged(format!(
+                "the manifest is of system {}, but generation {} of the stanza is system {}",
+                m.system_id, m.db_id, g.system_id
+            ))),
+            None => Err(damaged(format!(
+                "the manifest names cluster generation {}, which the stanza does not have",
+                m.db_id
+            ))),
+        }
     }
 }
 

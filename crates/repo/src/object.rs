@@ -1,28 +1,40 @@
-//! The encoding of every repository object except the plain-JSON repository config:
+//! The encoding of every repository object except the plain-JSON key files:
 //!
 //! ```text
-//! header (96 bytes, plaintext, authenticated as associated data of every frame)
-//!   0  magic "CAIRNOBJ"     8  format version (1)   9  kind   10 compression   11 cipher
+//! header (128 bytes, plaintext, authenticated as associated data of every frame)
+//!   0  magic "CAIRNOBJ"     8  format version (2)   9  kind   10 compression   11 cipher
 //!   12 frame size (u32 LE)  16 plaintext length (u64 LE)      24 payload length (u64 LE)
 //!   32 content id (keyed BLAKE3 of the plaintext)             64 salt (random, 32 bytes)
+//!   96 header check: BLAKE3 of bytes 0..96, first 16 bytes (unkeyed)
+//!  112 binding: BLAKE3 keyed with the binding key over bytes 0..112 ++ identity, 16 bytes
 //! body: the payload (zstd stream of the plaintext), cut into frames of `frame size`;
 //!   encrypted: each frame AES-256-GCM sealed with the object's own key (keyed BLAKE3 of
 //!   the salt), nonce = frame index (u64 BE) ++ last-frame flag ++ 0 0 0, and the header,
-//!   the index and the flag as associated data, so truncation, reordering, splicing
-//!   between objects and header edits all fail authentication.
+//!   the identity, the index and the flag as associated data, so truncation, reordering,
+//!   splicing between objects, header edits and moving an object under another key all
+//!   fail authentication.
 //! ```
-//! Decoding always checks lengths and the content id, so an unencrypted repository still
-//! detects damage.
+//! The *identity* is what the object is, as its reader names it: the object key for most
+//! objects, the stanza and content id for a chunk (chunks move between packs when packs are
+//! repacked). An object decodes only under the identity it was written with.
+//!
+//! Decoding always checks the header check, the binding, lengths and the content id, so an
+//! unencrypted repository still detects damage and misplaced objects (against accidents
+//! only: its keys are stored in the clear). The header check tells a damaged header
+//! (check fails) from an object moved under another key (check passes, binding fails).
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{AeadInOut, Nonce, Tag};
 
 use crate::error::ObjectError;
 use crate::keys::{ContentId, KeySet};
+use crate::layout::Identity;
 
-pub const HEADER_LEN: usize = 96;
+pub const HEADER_LEN: usize = 128;
+/// Bytes covered by the header check.
+const CHECKED_LEN: usize = 96;
 const MAGIC: &[u8; 8] = b"CAIRNOBJ";
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 const TAG_LEN: usize = 16;
 /// Plaintext bytes per encrypted frame: small enough to keep streaming memory low, large
 /// enough that the 16-byte tag costs 0.02%.
@@ -39,6 +51,9 @@ pub enum ObjectKind {
     Chunk = 5,
     BackupManifest = 6,
     PackIndex = 7,
+    BackupCatalog = 8,
+    Lock = 9,
+    Record = 10,
 }
 
 impl ObjectKind {
@@ -51,6 +66,9 @@ impl ObjectKind {
             5 => ObjectKind::Chunk,
             6 => ObjectKind::BackupManifest,
             7 => ObjectKind::PackIndex,
+            8 => ObjectKind::BackupCatalog,
+            9 => ObjectKind::Lock,
+            10 => ObjectKind::Record,
             _ => return None,
         })
     }
@@ -64,6 +82,9 @@ impl ObjectKind {
             ObjectKind::Chunk => "chunk",
             ObjectKind::BackupManifest => "backup manifest",
             ObjectKind::PackIndex => "pack index",
+            ObjectKind::BackupCatalog => "backup catalog",
+            ObjectKind::Lock => "lock",
+            ObjectKind::Record => "record",
         }
     }
 }
@@ -88,7 +109,8 @@ pub struct ObjectHeader {
 }
 
 impl ObjectHeader {
-    fn encode(&self) -> [u8; HEADER_LEN] {
+    /// The header bytes, with the check and the binding for `identity`.
+    fn encode(&self, keys: &KeySet, identity: &Identity) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[0..8].copy_from_slice(MAGIC);
         h[8] = FORMAT;
@@ -100,10 +122,15 @@ impl ObjectHeader {
         h[24..32].copy_from_slice(&self.payload_len.to_le_bytes());
         h[32..64].copy_from_slice(&self.content_id.0);
         h[64..96].copy_from_slice(&self.salt);
+        let check = header_check(&h);
+        h[96..112].copy_from_slice(&check);
+        let binding = keys.binding(&h[..112], identity.as_bytes());
+        h[112..128].copy_from_slice(&binding);
         h
     }
 
-    /// Parse the first [`HEADER_LEN`] bytes of an object.
+    /// Parse the first [`HEADER_LEN`] bytes of an object, checking the header check (so
+    /// damage in the header is reported as such) but not the binding.
     pub fn parse(b: &[u8]) -> Result<ObjectHeader, ObjectError> {
         if b.len() < HEADER_LEN {
             return Err(ObjectError::Truncated {
@@ -121,6 +148,9 @@ impl ObjectHeader {
             });
         }
         let header = |m: &str| ObjectError::Header { message: m.into() };
+        if header_check(b) != b[96..112] {
+            return Err(header("header check failed"));
+        }
         let kind = ObjectKind::from_u8(b[9]).ok_or_else(|| header("unknown kind"))?;
         let compression = match b[10] {
             0 => Compression::None,
@@ -132,8 +162,6 @@ impl ObjectHeader {
             1 => true,
             _ => return Err(header("unknown cipher")),
         };
-        // Format 1 always writes FRAME_SIZE, and a zero salt when not encrypted: checking
-        // both means no header byte of an unencrypted object can change unnoticed.
         let frame_size = u32::from_le_bytes(b[12..16].try_into().expect("4 bytes"));
         if frame_size != FRAME_SIZE {
             return Err(header("unexpected frame size"));
@@ -168,6 +196,21 @@ impl ObjectHeader {
     }
 }
 
+fn header_check(h: &[u8]) -> [u8; 16] {
+    blake3::hash(&h[..CHECKED_LEN]).as_bytes()[..16]
+        .try_into()
+        .expect("16 bytes")
+}
+
+/// Check that a parsed header was written for `identity`.
+fn check_binding(keys: &KeySet, b: &[u8], identity: &Identity) -> Result<(), ObjectError> {
+    if keys.binding(&b[..112], identity.as_bytes()) == b[112..128] {
+        Ok(())
+    } else {
+        Err(ObjectError::Misplaced)
+    }
+}
+
 fn frame_nonce(index: u64, last: bool) -> Nonce<Aes256Gcm> {
     let mut n = [0u8; 12];
     n[..8].copy_from_slice(&index.to_be_bytes());
@@ -175,12 +218,25 @@ fn frame_nonce(index: u64, last: bool) -> Nonce<Aes256Gcm> {
     Nonce::<Aes256Gcm>::from(n)
 }
 
-fn frame_aad(header: &[u8; HEADER_LEN], index: u64, last: bool) -> [u8; HEADER_LEN + 9] {
-    let mut aad = [0u8; HEADER_LEN + 9];
-    aad[..HEADER_LEN].copy_from_slice(header);
-    aad[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&index.to_be_bytes());
-    aad[HEADER_LEN + 8] = u8::from(last);
-    aad
+/// Associated data of every frame: header ++ identity ++ frame index ++ last flag. Built
+/// once per object; [`FrameAad::at`] patches the index and flag.
+struct FrameAad(Vec<u8>);
+
+impl FrameAad {
+    fn new(header: &[u8; HEADER_LEN], identity: &Identity) -> FrameAad {
+        let mut v = Vec::with_capacity(HEADER_LEN + identity.as_bytes().len() + 9);
+        v.extend_from_slice(header);
+        v.extend_from_slice(identity.as_bytes());
+        v.extend_from_slice(&[0; 9]);
+        FrameAad(v)
+    }
+
+    fn at(&mut self, index: u64, last: bool) -> &[u8] {
+        let n = self.0.len();
+        self.0[n - 9..n - 1].copy_from_slice(&index.to_be_bytes());
+        self.0[n - 1] = u8::from(last);
+        &self.0
+    }
 }
 
 /// Plaintext per independently compressed zstd frame when an object is large enough to
@@ -308,15 +364,17 @@ fn decompress_and_hash(
     Ok((out, ContentId(*hasher.finalize().as_bytes())))
 }
 
-/// Encode `plaintext` as an object of `kind`. Returns the bytes and the content id.
+/// Encode `plaintext` as an object of `kind` known as `identity`. Returns the bytes and
+/// the content id.
 pub fn encode(
     keys: &KeySet,
     kind: ObjectKind,
+    identity: &Identity,
     plaintext: &[u8],
     level: i32,
 ) -> Result<(Vec<u8>, ContentId), String> {
     let (payload, content_id) = compress_and_hash(keys, plaintext, level)?;
-    seal(keys, kind, plaintext, payload, content_id).map(|bytes| (bytes, content_id))
+    seal(keys, kind, identity, plaintext, payload, content_id).map(|bytes| (bytes, content_id))
 }
 
 /// Encode a small object (one chunk of a backup) whose content id the caller has already
@@ -325,12 +383,13 @@ pub fn encode(
 pub fn encode_with_id(
     keys: &KeySet,
     kind: ObjectKind,
+    identity: &Identity,
     plaintext: &[u8],
     level: i32,
     content_id: ContentId,
 ) -> Result<Vec<u8>, String> {
     let payload = compress_piece(plaintext, level)?;
-    seal(keys, kind, plaintext, payload, content_id)
+    seal(keys, kind, identity, plaintext, payload, content_id)
 }
 
 /// Frame, and with a key encrypt, `payload` (zstd of `plaintext`). A payload that did not
@@ -339,6 +398,7 @@ pub fn encode_with_id(
 fn seal(
     keys: &KeySet,
     kind: ObjectKind,
+    identity: &Identity,
     plaintext: &[u8],
     payload: Vec<u8>,
     content_id: ContentId,
@@ -360,7 +420,7 @@ fn seal(
         content_id,
         salt: if encrypted { rand::random() } else { [0; 32] },
     };
-    let hbytes = header.encode();
+    let hbytes = header.encode(keys, identity);
     let mut out = Vec::with_capacity(header.encoded_len() as usize);
     out.extend_from_slice(&hbytes);
     if !encrypted {
@@ -368,6 +428,7 @@ fn seal(
         return Ok(out);
     }
     let cipher = keys.object_cipher(&header.salt);
+    let mut aad = FrameAad::new(&hbytes, identity);
     let frames = header.frames();
     let mut chunks = payload.chunks(FRAME_SIZE as usize);
     for index in 0..frames {
@@ -378,7 +439,7 @@ fn seal(
         let tag = cipher
             .encrypt_inout_detached(
                 &frame_nonce(index, last),
-                &frame_aad(&hbytes, index, last),
+                aad.at(index, last),
                 (&mut out[start..]).into(),
             )
             .map_err(|_| "frame encryption failed".to_string())?;
@@ -387,9 +448,15 @@ fn seal(
     Ok(out)
 }
 
-/// Decode an object, checking kind, framing, authentication, length and content id.
-pub fn decode(keys: &KeySet, expected: ObjectKind, bytes: &[u8]) -> Result<Vec<u8>, ObjectError> {
-    decode_with_id(keys, expected, bytes).map(|(plain, _)| plain)
+/// Decode an object, checking kind, identity, framing, authentication, length and
+/// content id.
+pub fn decode(
+    keys: &KeySet,
+    expected: ObjectKind,
+    identity: &Identity,
+    bytes: &[u8],
+) -> Result<Vec<u8>, ObjectError> {
+    decode_with_id(keys, expected, identity, bytes).map(|(plain, _)| plain)
 }
 
 /// [`decode`], also returning the content id it checked (so a caller that needs it does
@@ -397,6 +464,7 @@ pub fn decode(keys: &KeySet, expected: ObjectKind, bytes: &[u8]) -> Result<Vec<u
 pub fn decode_with_id(
     keys: &KeySet,
     expected: ObjectKind,
+    identity: &Identity,
     bytes: &[u8],
 ) -> Result<(Vec<u8>, ContentId), ObjectError> {
     let header = ObjectHeader::parse(bytes)?;
@@ -406,6 +474,10 @@ pub fn decode_with_id(
             found: header.kind.name().into(),
         });
     }
+    if header.encrypted && !keys.encrypts() {
+        return Err(ObjectError::NeedsKey);
+    }
+    check_binding(keys, bytes, identity)?;
     let want = header.encoded_len();
     let have = bytes.len() as u64;
     if have < want {
@@ -417,10 +489,8 @@ pub fn decode_with_id(
     let hbytes: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().expect("length checked");
     let body = &bytes[HEADER_LEN..];
     let payload: std::borrow::Cow<'_, [u8]> = if header.encrypted {
-        if !keys.encrypts() {
-            return Err(ObjectError::NeedsKey);
-        }
         let cipher = keys.object_cipher(&header.salt);
+        let mut aad = FrameAad::new(&hbytes, identity);
         let frames = header.frames();
         let mut out = Vec::with_capacity(header.payload_len as usize);
         let stride = header.frame_size as usize + TAG_LEN;
@@ -435,7 +505,7 @@ pub fn decode_with_id(
             cipher
                 .decrypt_inout_detached(
                     &frame_nonce(index, last),
-                    &frame_aad(&hbytes, index, last),
+                    aad.at(index, last),
                     (&mut out[start..]).into(),
                     &tag,
                 )
@@ -470,6 +540,7 @@ pub fn decode_with_id(
 mod tests {
     use super::*;
     use crate::keys::{KdfParams, KeyStorage};
+    use crate::layout::ObjectKey;
     use proptest::prelude::*;
 
     const FAST: KdfParams = KdfParams {
@@ -485,37 +556,97 @@ mod tests {
         ]
     }
 
+    fn here() -> Identity {
+        Identity::of(
+            &ObjectKey::new("stanza/main/wal/1/00000001/000000010000000000000001").unwrap(),
+        )
+    }
+
+    fn elsewhere() -> Identity {
+        Identity::of(
+            &ObjectKey::new("stanza/main/wal/1/00000001/000000010000000000000002").unwrap(),
+        )
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn round_trip(data in proptest::collection::vec(any::<u8>(), 0..200_000), level in 1i32..5) {
             for keys in keysets() {
-                let (enc, id) = encode(&keys, ObjectKind::Chunk, &data, level).unwrap();
+                let (enc, id) = encode(&keys, ObjectKind::Chunk, &here(), &data, level).unwrap();
                 prop_assert_eq!(id, keys.content_id(&data));
-                prop_assert_eq!(decode(&keys, ObjectKind::Chunk, &enc).unwrap(), data.clone());
-                let enc = encode_with_id(&keys, ObjectKind::Chunk, &data, level, id).unwrap();
-                prop_assert_eq!(decode(&keys, ObjectKind::Chunk, &enc).unwrap(), data.clone());
+                prop_assert_eq!(decode(&keys, ObjectKind::Chunk, &here(), &enc).unwrap(), data.clone());
+                let enc = encode_with_id(&keys, ObjectKind::Chunk, &here(), &data, level, id).unwrap();
+                prop_assert_eq!(decode(&keys, ObjectKind::Chunk, &here(), &enc).unwrap(), data.clone());
             }
         }
 
         #[test]
         fn any_flipped_byte_is_detected(data in proptest::collection::vec(any::<u8>(), 1..100_000), pos in any::<prop::sample::Index>(), bit in 0u8..8) {
             for keys in keysets() {
-                let (mut enc, _) = encode(&keys, ObjectKind::WalFile, &data, 1).unwrap();
+                let (mut enc, _) = encode(&keys, ObjectKind::WalFile, &here(), &data, 1).unwrap();
                 let i = pos.index(enc.len());
                 enc[i] ^= 1 << bit;
-                prop_assert!(decode(&keys, ObjectKind::WalFile, &enc).is_err());
+                prop_assert!(decode(&keys, ObjectKind::WalFile, &here(), &enc).is_err());
             }
         }
 
         #[test]
         fn truncation_is_detected(data in proptest::collection::vec(any::<u8>(), 1..300_000), cut in any::<prop::sample::Index>()) {
             for keys in keysets() {
-                let (enc, _) = encode(&keys, ObjectKind::WalFile, &data, 1).unwrap();
+                let (enc, _) = encode(&keys, ObjectKind::WalFile, &here(), &data, 1).unwrap();
                 let n = cut.index(enc.len());
-                prop_assert!(decode(&keys, ObjectKind::WalFile, &enc[..n]).is_err());
+                prop_assert!(decode(&keys, ObjectKind::WalFile, &here(), &enc[..n]).is_err());
             }
         }
+
+        #[test]
+        fn an_object_decodes_only_under_its_identity(data in proptest::collection::vec(any::<u8>(), 0..10_000)) {
+            for keys in keysets() {
+                let (enc, _) = encode(&keys, ObjectKind::WalFile, &here(), &data, 1).unwrap();
+                prop_assert_eq!(
+                    decode(&keys, ObjectKind::WalFile, &elsewhere(), &enc),
+                    Err(ObjectError::Misplaced)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_header_reads_as_damage_not_as_a_move() {
+        for keys in keysets() {
+            let (enc, _) = encode(&keys, ObjectKind::WalFile, &here(), b"some wal", 1).unwrap();
+            for i in [9usize, 20, 40, 70] {
+                let mut bad = enc.clone();
+                bad[i] ^= 0x01;
+                let err = decode(&keys, ObjectKind::WalFile, &here(), &bad).unwrap_err();
+                assert!(
+                    matches!(err, ObjectError::Header { .. }),
+                    "byte {i}: {err:?}"
+                );
+            }
+            // The binding itself damaged: indistinguishable from a move, and refused.
+            let mut bad = enc.clone();
+            bad[120] ^= 0x01;
+            assert_eq!(
+                decode(&keys, ObjectKind::WalFile, &here(), &bad),
+                Err(ObjectError::Misplaced)
+            );
+        }
+    }
+
+    #[test]
+    fn format_1_objects_are_refused_by_version() {
+        let keys = &keysets()[0];
+        let (mut enc, _) = encode(keys, ObjectKind::WalFile, &here(), b"x", 1).unwrap();
+        enc[8] = 1;
+        assert_eq!(
+            decode(keys, ObjectKind::WalFile, &here(), &enc),
+            Err(ObjectError::Version {
+                found: 1,
+                supported: 2
+            })
+        );
     }
 
     #[test]
@@ -523,7 +654,7 @@ mod tests {
         let keys = KeyStorage::create(Some("p"), FAST).unwrap().1;
         // Incompressible data so the payload spans several frames.
         let data: Vec<u8> = (0..300_000).map(|_| rand::random::<u8>()).collect();
-        let (enc, _) = encode(&keys, ObjectKind::Chunk, &data, 1).unwrap();
+        let (enc, _) = encode(&keys, ObjectKind::Chunk, &here(), &data, 1).unwrap();
         let stride = FRAME_SIZE as usize + TAG_LEN;
         let mut swapped = enc.clone();
         let (a, b) = (HEADER_LEN, HEADER_LEN + stride);
@@ -532,7 +663,7 @@ mod tests {
         swapped[a..a + stride].copy_from_slice(&f1);
         swapped[b..b + stride].copy_from_slice(&f0);
         assert_eq!(
-            decode(&keys, ObjectKind::Chunk, &swapped),
+            decode(&keys, ObjectKind::Chunk, &here(), &swapped),
             Err(ObjectError::Auth { frame: 0 })
         );
     }
@@ -544,13 +675,16 @@ mod tests {
             let data: Vec<u8> = (0..(20u32 << 20))
                 .map(|i| if i % 7 == 0 { (i >> 9) as u8 } else { 0 })
                 .collect();
-            let (mut enc, id) = encode(&keys, ObjectKind::WalFile, &data, 3).unwrap();
+            let (mut enc, id) = encode(&keys, ObjectKind::WalFile, &here(), &data, 3).unwrap();
             assert_eq!(id, keys.content_id(&data));
             assert!(enc.len() < data.len() / 4);
-            assert_eq!(decode(&keys, ObjectKind::WalFile, &enc).unwrap(), data);
+            assert_eq!(
+                decode(&keys, ObjectKind::WalFile, &here(), &enc).unwrap(),
+                data
+            );
             let last = enc.len() - 1;
             enc[last] ^= 0x80;
-            assert!(decode(&keys, ObjectKind::WalFile, &enc).is_err());
+            assert!(decode(&keys, ObjectKind::WalFile, &here(), &enc).is_err());
         }
     }
 
@@ -559,48 +693,69 @@ mod tests {
         let data: Vec<u8> = (0..256 * 1024).map(|_| rand::random::<u8>()).collect();
         for keys in keysets() {
             let id = keys.content_id(&data);
-            let enc = encode_with_id(&keys, ObjectKind::Chunk, &data, 3, id).unwrap();
+            let enc = encode_with_id(&keys, ObjectKind::Chunk, &here(), &data, 3, id).unwrap();
             let header = ObjectHeader::parse(&enc).unwrap();
             assert_eq!(header.compression, Compression::None);
             assert_eq!(header.payload_len, data.len() as u64);
-            assert_eq!(decode(&keys, ObjectKind::Chunk, &enc).unwrap(), data);
-            // A wrong id given by the caller is caught on decode, not stored silently.
-            let bad =
-                encode_with_id(&keys, ObjectKind::Chunk, &data, 3, ContentId([7; 32])).unwrap();
             assert_eq!(
-                decode(&keys, ObjectKind::Chunk, &bad),
+                decode(&keys, ObjectKind::Chunk, &here(), &enc).unwrap(),
+                data
+            );
+            // A wrong id given by the caller is caught on decode, not stored silently.
+            let bad = encode_with_id(
+                &keys,
+                ObjectKind::Chunk,
+                &here(),
+                &data,
+                3,
+                ContentId([7; 32]),
+            )
+            .unwrap();
+            assert_eq!(
+                decode(&keys, ObjectKind::Chunk, &here(), &bad),
                 Err(ObjectError::Hash)
             );
         }
         // Compressible data still is.
         let text = b"pgbench_accounts ".repeat(10_000);
         let keys = &keysets()[1];
-        let enc =
-            encode_with_id(keys, ObjectKind::Chunk, &text, 3, keys.content_id(&text)).unwrap();
+        let enc = encode_with_id(
+            keys,
+            ObjectKind::Chunk,
+            &here(),
+            &text,
+            3,
+            keys.content_id(&text),
+        )
+        .unwrap();
         assert_eq!(
             ObjectHeader::parse(&enc).unwrap().compression,
             Compression::Zstd
         );
         assert!(enc.len() < text.len() / 10);
-        assert_eq!(decode(keys, ObjectKind::Chunk, &enc).unwrap(), text);
+        assert_eq!(
+            decode(keys, ObjectKind::Chunk, &here(), &enc).unwrap(),
+            text
+        );
     }
 
     #[test]
     fn wrong_kind_and_wrong_key() {
         let [plain, enc_keys] = keysets();
-        let (enc, _) = encode(&enc_keys, ObjectKind::WalFile, b"hello", 3).unwrap();
+        let (enc, _) = encode(&enc_keys, ObjectKind::WalFile, &here(), b"hello", 3).unwrap();
         assert!(matches!(
-            decode(&enc_keys, ObjectKind::Chunk, &enc),
+            decode(&enc_keys, ObjectKind::Chunk, &here(), &enc),
             Err(ObjectError::WrongKind { .. })
         ));
         assert_eq!(
-            decode(&plain, ObjectKind::WalFile, &enc),
+            decode(&plain, ObjectKind::WalFile, &here(), &enc),
             Err(ObjectError::NeedsKey)
         );
+        // Another repository's key: the binding key differs too.
         let other = KeyStorage::create(Some("p"), FAST).unwrap().1;
         assert_eq!(
-            decode(&other, ObjectKind::WalFile, &enc),
-            Err(ObjectError::Auth { frame: 0 })
+            decode(&other, ObjectKind::WalFile, &here(), &enc),
+            Err(ObjectError::Misplaced)
         );
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -13,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::error::RepoError;
-use crate::keys::ContentId;
-use crate::layout::{self, ObjectKey, StanzaName};
+use crate::keys::{ContentId, KeySet};
+use crate::layout::{self, Identity, ObjectKey, StanzaName};
 use crate::object::{self, ObjectKind};
 use crate::repository::{Encoded, Repository};
 
@@ -55,6 +56,37 @@ impl From<PackId> for String {
 impl fmt::Display for PackId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Hashes and encodes a stanza's chunks on any thread (a backup's rayon workers), each
+/// bound to its stanza and content id.
+#[derive(Debug, Clone)]
+pub struct ChunkCodec {
+    keys: Arc<KeySet>,
+    level: i32,
+    stanza: StanzaName,
+}
+
+impl ChunkCodec {
+    /// The content id of a chunk, hashed on the calling thread.
+    pub fn content_id(&self, data: &[u8]) -> ContentId {
+        self.keys.content_id_single(data)
+    }
+
+    /// Encode a chunk whose content id is `id`, on the calling thread.
+    pub fn encode(&self, data: &[u8], id: ContentId) -> Result<Encoded, RepoError> {
+        let identity = Identity::chunk(&self.stanza, &id);
+        let bytes = object::encode_with_id(
+            &self.keys,
+            ObjectKind::Chunk,
+            &identity,
+            data,
+            self.level,
+            id,
+        )
+        .map_err(|message| RepoError::Encode { message })?;
+        Ok(Encoded::from_parts(bytes, id, data.len() as u64, identity))
     }
 }
 
@@ -180,6 +212,15 @@ impl PackWriter {
 
     /// Append an encoded chunk; returns where it will be. A full pack starts storing.
     pub async fn add(&mut self, encoded: &Encoded) -> Result<ChunkLocation, RepoError> {
+        if encoded.identity() != &Identity::chunk(&self.stanza, &encoded.content_id) {
+            return Err(RepoError::Encode {
+                message: format!(
+                    "{} is not a chunk of stanza {}",
+                    encoded.identity(),
+                    self.stanza
+                ),
+            });
+        }
         let offset = self.buf.len() as u64;
         let bytes = encoded.bytes();
         let loc = ChunkLocation {
@@ -265,6 +306,21 @@ async fn store_pack(
 }
 
 impl Repository {
+    /// The chunk encoder of `stanza`.
+    pub fn chunk_codec(&self, stanza: &StanzaName) -> ChunkCodec {
+        ChunkCodec {
+            keys: self.shared_keys(),
+            level: self.compress_level(),
+            stanza: stanza.clone(),
+        }
+    }
+
+    /// Hash and encode one chunk (small inputs; a backup uses [`ChunkCodec`] on all cores).
+    pub fn encode_chunk(&self, stanza: &StanzaName, data: &[u8]) -> Result<Encoded, RepoError> {
+        let codec = self.chunk_codec(stanza);
+        codec.encode(data, codec.content_id(data))
+    }
+
     /// Read every pack index of the stanza.
     pub async fn chunk_index(&self, stanza: &StanzaName) -> Result<ChunkIndex, RepoError> {
         let listed = self
@@ -317,12 +373,15 @@ impl Repository {
                 message: "is missing".into(),
             });
         };
-        let plain = object::decode(self.keys(), ObjectKind::Chunk, &bytes)
-            .map_err(|e| RepoError::object(&key, e))?;
-        if self.keys().content_id(&plain) != *id {
-            return Err(RepoError::object(&key, crate::error::ObjectError::Hash));
-        }
-        Ok(plain)
+        // The identity binds the header's content id to `id`, and decoding checks the
+        // plaintext against it.
+        object::decode(
+            self.keys(),
+            ObjectKind::Chunk,
+            &Identity::chunk(stanza, id),
+            &bytes,
+        )
+        .map_err(|e| RepoError::object(&key, e))
     }
 }
 
@@ -339,10 +398,7 @@ mod tests {
         let mut stored = Vec::new();
         for i in 0..50u32 {
             let data: Vec<u8> = (0..1000u32).map(|j| (i * 7 + j % 13) as u8).collect();
-            let enc = repo
-                .encode(ObjectKind::Chunk, data.clone().into())
-                .await
-                .unwrap();
+            let enc = repo.encode_chunk(&stanza, &data).unwrap();
             let loc = w.add(&enc).await.unwrap();
             stored.push((enc.content_id, loc, data));
         }

@@ -1,32 +1,20 @@
-//! Opening a repository: storage, the plain-JSON `config` object with the key wrap, and
-//! typed access to encoded objects.
+//! Opening a repository: storage, the key files ([`crate::keyring`]), and typed access to
+//! encoded objects, each bound to the identity it is stored under.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn_config::{RepoConfig, RepoLocation};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, LocalBackend, PutOutcome, StoreBackend};
 use crate::error::{BackendError, RepoError};
+use crate::keyring::{self, KeyFileBody, REPO_FORMAT};
 use crate::keys::{ContentId, KdfParams, KekCache, KeySet, KeyStorage};
-use crate::layout::{self, ObjectKey};
+use crate::layout::{Identity, ObjectKey};
 use crate::object::{self, HEADER_LEN, ObjectHeader, ObjectKind};
-
-/// The repository format this cairn writes and understands.
-pub const REPO_FORMAT: u32 = 1;
-
-/// The `config` object at the repository root.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RepoConfigFile {
-    format: u32,
-    repo_id: String,
-    created: String,
-    #[serde(flatten)]
-    keys: KeyStorage,
-}
 
 /// Settings that are not in the repository itself.
 #[derive(Debug, Clone)]
@@ -48,27 +36,38 @@ impl Default for OpenOptions {
     }
 }
 
-/// An encoded object, ready to store.
+/// An encoded object, ready to store under the identity it was encoded for.
 #[derive(Debug, Clone)]
 pub struct Encoded {
     bytes: Bytes,
     pub content_id: ContentId,
     pub plaintext_len: u64,
+    identity: Identity,
 }
 
 impl Encoded {
-    /// Wrap bytes produced by [`crate::object::encode`].
-    pub fn from_parts(bytes: Vec<u8>, content_id: ContentId, plaintext_len: u64) -> Encoded {
+    pub(crate) fn from_parts(
+        bytes: Vec<u8>,
+        content_id: ContentId,
+        plaintext_len: u64,
+        identity: Identity,
+    ) -> Encoded {
         Encoded {
             bytes: Bytes::from(bytes),
             content_id,
             plaintext_len,
+            identity,
         }
     }
 
     /// The encoded bytes.
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
+    }
+
+    /// What the object was encoded as.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 }
 
@@ -79,6 +78,11 @@ pub struct Repository {
     keys: Arc<KeySet>,
     level: i32,
     repo_id: String,
+    key_seq: u64,
+    /// Older key file generations still present (a rekey that did not finish cleaning up).
+    older_key_seqs: Arc<Vec<u64>>,
+    /// What opening noticed and worked around (a damaged key file copy), for warnings.
+    warnings: Arc<Vec<String>>,
 }
 
 /// Build the storage a configuration names.
@@ -154,31 +158,24 @@ impl Repository {
         pass: Option<&str>,
         opts: &OpenOptions,
     ) -> Result<Repository, RepoError> {
-        let key = layout::repo_config();
-        let Some(bytes) = backend.get(&key).await? else {
-            return Err(RepoError::NoRepository {
-                location: backend.location(),
-            });
-        };
-        let file: RepoConfigFile =
-            serde_json::from_slice(&bytes).map_err(|e| RepoError::Malformed {
-                what: "repository config",
-                key: key.clone(),
-                message: e.to_string(),
-            })?;
-        if file.format > REPO_FORMAT {
-            return Err(RepoError::UnsupportedFormat {
-                found: file.format,
-                supported: REPO_FORMAT,
-            });
-        }
+        let loaded = keyring::load(&backend).await?;
         let cache = opts.kek_cache.as_ref().map(KekCache::new);
-        let keys = file.keys.open(pass, cache.as_ref())?;
+        let keys = loaded.body.keys.open(pass, cache.as_ref())?;
+        let warnings = loaded
+            .problems
+            .iter()
+            .map(|(key, why)| {
+                format!("key file {key} {why}; the other copy was used (run `cairn verify`)")
+            })
+            .collect();
         Ok(Repository {
             backend,
             keys: Arc::new(keys),
             level: opts.compress_level,
-            repo_id: file.repo_id,
+            repo_id: loaded.body.repo_id,
+            key_seq: loaded.body.seq,
+            older_key_seqs: Arc::new(loaded.older),
+            warnings: Arc::new(warnings),
         })
     }
 
@@ -194,18 +191,14 @@ impl Repository {
             other => return other.map(|r| (r, false)),
         }
         let (keys, _) = KeyStorage::create(pass, opts.kdf)?;
-        let file = RepoConfigFile {
+        let body = KeyFileBody {
             format: REPO_FORMAT,
             repo_id: hex::encode(rand::random::<[u8; 16]>()),
             created: now_rfc3339(),
+            seq: 1,
             keys,
         };
-        let json = serde_json::to_vec_pretty(&file).map_err(|e| RepoError::Encode {
-            message: e.to_string(),
-        })?;
-        let created = backend
-            .put_if_absent(&layout::repo_config(), Bytes::from(json))
-            .await?;
+        let created = keyring::store(&backend, &body).await?;
         // Whoever won a race to create it, open what is there now.
         let repo = Repository::open(backend, pass, opts).await?;
         Ok((repo, created == PutOutcome::Created))
@@ -242,17 +235,43 @@ impl Repository {
         &self.keys
     }
 
+    pub(crate) fn shared_keys(&self) -> Arc<KeySet> {
+        Arc::clone(&self.keys)
+    }
+
     pub fn repo_id(&self) -> &str {
         &self.repo_id
     }
 
-    /// Encode `plaintext` (compress, encrypt, content id). Large objects are encoded on the
-    /// blocking pool, so the caller can do other work (e.g. validate) meanwhile.
-    pub async fn encode(&self, kind: ObjectKind, plaintext: Bytes) -> Result<Encoded, RepoError> {
+    /// The generation of the key file in force.
+    pub fn key_generation(&self) -> u64 {
+        self.key_seq
+    }
+
+    /// Older key file generations still in the repository (a rekey that did not finish).
+    pub fn older_key_generations(&self) -> &[u64] {
+        &self.older_key_seqs
+    }
+
+    /// What opening worked around (e.g. a damaged key file copy): print these as warnings.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Encode `plaintext` (compress, encrypt, content id) as `identity`. Large objects are
+    /// encoded on the blocking pool, so the caller can do other work (e.g. validate)
+    /// meanwhile.
+    pub(crate) async fn encode_as(
+        &self,
+        kind: ObjectKind,
+        identity: Identity,
+        plaintext: Bytes,
+    ) -> Result<Encoded, RepoError> {
         let keys = self.keys.clone();
         let level = self.level;
         let len = plaintext.len() as u64;
-        let run = move || object::encode(&keys, kind, &plaintext, level);
+        let id = identity.clone();
+        let run = move || object::encode(&keys, kind, &id, &plaintext, level);
         let (bytes, content_id) = if len >= 1 << 20 {
             tokio::task::spawn_blocking(run)
                 .await
@@ -261,19 +280,24 @@ impl Repository {
             run()
         }
         .map_err(|message| RepoError::Encode { message })?;
-        Ok(Encoded {
-            bytes: Bytes::from(bytes),
-            content_id,
-            plaintext_len: len,
-        })
+        Ok(Encoded::from_parts(bytes, content_id, len, identity))
     }
 
-    /// Store an encoded object under `key` unless the key exists.
+    /// Store an encoded object under `key` unless the key exists. The key must be the one
+    /// the object was encoded for.
     pub async fn put_encoded(
         &self,
         key: &ObjectKey,
         encoded: &Encoded,
     ) -> Result<PutOutcome, RepoError> {
+        if encoded.identity != Identity::of(key) {
+            return Err(RepoError::Encode {
+                message: format!(
+                    "object encoded as {} cannot be stored under {key}",
+                    encoded.identity
+                ),
+            });
+        }
         Ok(self
             .backend
             .put_if_absent(key, encoded.bytes.clone())
@@ -281,14 +305,29 @@ impl Repository {
     }
 
     /// Encode and store `plaintext` under `key` unless the key exists.
-    pub async fn put(
+    pub(crate) async fn put(
         &self,
         key: &ObjectKey,
         kind: ObjectKind,
         plaintext: Bytes,
     ) -> Result<(PutOutcome, ContentId), RepoError> {
-        let encoded = self.encode(kind, plaintext).await?;
+        let encoded = self.encode_as(kind, Identity::of(key), plaintext).await?;
         Ok((self.put_encoded(key, &encoded).await?, encoded.content_id))
+    }
+
+    /// Store `plaintext` under `key` as the second copy of the object known as `identity`.
+    pub(crate) async fn put_copy(
+        &self,
+        key: &ObjectKey,
+        identity: Identity,
+        kind: ObjectKind,
+        plaintext: Bytes,
+    ) -> Result<PutOutcome, RepoError> {
+        let encoded = self.encode_as(kind, identity, plaintext).await?;
+        Ok(self
+            .backend
+            .put_if_absent(key, encoded.bytes.clone())
+            .await?)
     }
 
     /// Fetch and decode an object; `None` when it does not exist.
@@ -306,10 +345,21 @@ impl Repository {
         key: &ObjectKey,
         kind: ObjectKind,
     ) -> Result<Option<(Vec<u8>, ContentId)>, RepoError> {
+        self.get_as(key, &Identity::of(key), kind).await
+    }
+
+    /// Fetch the object stored under `key` and decode it as `identity` (a second copy
+    /// decodes as its main object).
+    pub(crate) async fn get_as(
+        &self,
+        key: &ObjectKey,
+        identity: &Identity,
+        kind: ObjectKind,
+    ) -> Result<Option<(Vec<u8>, ContentId)>, RepoError> {
         let Some(bytes) = self.backend.get(key).await? else {
             return Ok(None);
         };
-        object::decode_with_id(&self.keys, kind, &bytes)
+        object::decode_with_id(&self.keys, kind, identity, &bytes)
             .map(Some)
             .map_err(|e| RepoError::object(key, e))
     }

@@ -1,11 +1,12 @@
 //! Stanza info: which PostgreSQL cluster a stanza protects, one generation per major
-//! upgrade. Each change is a new object `stanza/NAME/info/SEQ` (never rewritten); the
-//! newest one is in force.
+//! upgrade. Each change is a new object `stanza/NAME/info/SEQ` (never rewritten) with a
+//! second copy `SEQ.copy` beside it; the newest generation is in force, read from whichever
+//! copy is whole.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::RepoError;
-use crate::layout::{self, DbId, StanzaName};
+use crate::layout::{self, DbId, Identity, ObjectKey, StanzaName};
 use crate::object::ObjectKind;
 use crate::repository::{Repository, now_rfc3339};
 
@@ -38,15 +39,24 @@ impl StanzaInfo {
         self.history.iter().rev()
     }
 
-    fn check(self, key: &crate::layout::ObjectKey) -> Result<StanzaInfo, RepoError> {
+    /// The generation that wrote backups or WAL of database id `db`.
+    pub fn generation(&self, db: DbId) -> Option<&DbGeneration> {
+        self.history.iter().find(|g| g.db_id == db)
+    }
+
+    /// Checked against the key it was read from: a copy of another stanza's or another
+    /// generation's info is refused.
+    fn check(&self, stanza: &StanzaName, seq: u64) -> Result<(), String> {
         if self.history.is_empty() {
-            return Err(RepoError::Malformed {
-                what: "stanza info",
-                key: key.clone(),
-                message: "no generation".into(),
-            });
+            return Err("it has no generation".into());
         }
-        Ok(self)
+        if &self.name != stanza || self.seq != seq {
+            return Err(format!(
+                "it is generation {} of stanza '{}'",
+                self.seq, self.name
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -67,19 +77,44 @@ impl Repository {
             .await?;
         let Some(seq) = listed
             .iter()
-            .filter_map(|l| layout::parse_seq(&l.key))
+            .filter_map(|l| layout::parse_copy_seq(&l.key).map(|(s, _)| s))
             .max()
         else {
             return Ok(None);
         };
-        let key = layout::stanza_info(stanza, seq);
-        match self
-            .get_json::<StanzaInfo>(&key, ObjectKind::StanzaInfo, "stanza info")
-            .await?
-        {
-            Some(info) => info.check(&key).map(Some),
-            None => Ok(None),
+        let main = layout::stanza_info(stanza, seq);
+        let identity = Identity::of(&main);
+        let mut problems = Vec::new();
+        for key in [main.clone(), layout::stanza_info_copy(stanza, seq)] {
+            match self.read_info(&key, &identity, stanza, seq).await {
+                Ok(Some(info)) => return Ok(Some(info)),
+                Ok(None) => problems.push(format!("{key} is missing")),
+                Err(why) => problems.push(format!("{key}: {why}")),
+            }
         }
+        Err(RepoError::StanzaInfoDamaged {
+            stanza: stanza.to_string(),
+            problems: problems.join("; "),
+        })
+    }
+
+    async fn read_info(
+        &self,
+        key: &ObjectKey,
+        identity: &Identity,
+        stanza: &StanzaName,
+        seq: u64,
+    ) -> Result<Option<StanzaInfo>, String> {
+        let plain = match self.get_as(key, identity, ObjectKind::StanzaInfo).await {
+            Ok(Some((plain, _))) => plain,
+            Ok(None) => return Ok(None),
+            Err(RepoError::Object { source, .. }) => return Err(source.to_string()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let info: StanzaInfo =
+            serde_json::from_slice(&plain).map_err(|e| format!("not stanza info: {e}"))?;
+        info.check(stanza, seq)?;
+        Ok(Some(info))
     }
 
     /// The stanza's info, or an error saying to create it.
@@ -146,15 +181,31 @@ impl Repository {
 
     async fn write_info(&self, info: &StanzaInfo) -> Result<(), RepoError> {
         let key = layout::stanza_info(&info.name, info.seq);
-        match self.put_json(&key, ObjectKind::StanzaInfo, info).await? {
-            crate::backend::PutOutcome::Created => Ok(()),
+        let json = bytes::Bytes::from(serde_json::to_vec(info).map_err(|e| RepoError::Encode {
+            message: e.to_string(),
+        })?);
+        match self
+            .put(&key, ObjectKind::StanzaInfo, json.clone())
+            .await?
+            .0
+        {
+            crate::backend::PutOutcome::Created => {}
             // Another process changed the stanza at the same moment; let the operator rerun.
-            crate::backend::PutOutcome::Exists => Err(RepoError::Malformed {
-                what: "stanza info",
-                key,
-                message: "was changed concurrently; run the command again".into(),
-            }),
+            crate::backend::PutOutcome::Exists => {
+                return Err(RepoError::Concurrent {
+                    what: "stanza info",
+                    key,
+                });
+            }
         }
+        self.put_copy(
+            &layout::stanza_info_copy(&info.name, info.seq),
+            Identity::of(&key),
+            ObjectKind::StanzaInfo,
+            json,
+        )
+        .await?;
+        Ok(())
     }
 
     /// Remove every object of the stanza. Returns how many were removed.
@@ -169,13 +220,10 @@ impl Repository {
             .partition(|l| l.key.starts_with(&layout::stanza_info_prefix(stanza)));
         let n = info.len() + rest.len();
         for l in rest.into_iter().chain(info) {
-            let key =
-                crate::layout::ObjectKey::new(l.key.clone()).map_err(|m| RepoError::Malformed {
-                    what: "listing",
-                    key: layout::repo_config(),
-                    message: m,
-                })?;
-            self.backend().delete(&key).await?;
+            // A listed name that is not a key cairn writes is not cairn's to delete.
+            if let Ok(key) = ObjectKey::new(l.key) {
+                self.backend().delete(&key).await?;
+            }
         }
         Ok(n)
     }

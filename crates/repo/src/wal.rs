@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::PutOutcome;
 use crate::error::RepoError;
 use crate::keys::ContentId;
-use crate::layout::{self, DbId, StanzaName};
+use crate::layout::{self, DbId, Identity, ObjectKey, StanzaName};
 use crate::object::ObjectKind;
 use crate::repository::{Encoded, Repository, now_rfc3339};
 use crate::stanza::StanzaInfo;
@@ -45,18 +45,38 @@ pub enum WalDetail {
 }
 
 /// What a push did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushOutcome {
     /// Stored now, durably.
     Stored,
     /// The same content was already stored (PostgreSQL retried after a crash): success.
     AlreadyStored,
+    /// A stored copy failed its check (`damage` says how) or had vanished, and was
+    /// replaced by this good one, now durable.
+    Repaired { damage: Option<String> },
 }
 
 impl Repository {
-    /// Store an archived file (encoded with [`Repository::encode`] as
-    /// [`ObjectKind::WalFile`]) and its summary. Never overwrites: a different file under
-    /// the same name is a [`RepoError::Conflict`] and the stored object is left as it was.
+    /// Encode an archived file (`bytes`, as PostgreSQL gave it) for the key it is stored
+    /// under. Large files are encoded on the blocking pool, so the caller can validate the
+    /// file meanwhile.
+    pub async fn encode_wal(
+        &self,
+        stanza: &StanzaName,
+        db_id: DbId,
+        name: &WalFileName,
+        bytes: bytes::Bytes,
+    ) -> Result<Encoded, RepoError> {
+        let key = layout::wal_file(stanza, db_id, name);
+        self.encode_as(ObjectKind::WalFile, Identity::of(&key), bytes)
+            .await
+    }
+
+    /// Store an archived file (encoded with [`Repository::encode_wal`]) and its summary.
+    /// Never overwrites a good copy: a different file under the same name is a
+    /// [`RepoError::Conflict`] and the stored object is left as it was. A stored copy that
+    /// fails its check is replaced by this one, which is made durable beside it first, so
+    /// the only good copy is never dropped before another is durable.
     pub async fn push_wal(
         &self,
         stanza: &StanzaName,
@@ -69,18 +89,22 @@ impl Repository {
         let content_id = encoded.content_id;
         let result = match self.put_encoded(&key, encoded).await? {
             PutOutcome::Created => PushOutcome::Stored,
-            PutOutcome::Exists => match self.stored_content_id(&key).await? {
-                Some(stored) if stored == content_id => PushOutcome::AlreadyStored,
-                stored => {
+            PutOutcome::Exists => match self.get_with_id(&key, ObjectKind::WalFile).await {
+                Ok(Some((_, stored))) if stored == content_id => PushOutcome::AlreadyStored,
+                Ok(Some((_, stored))) => {
                     return Err(RepoError::Conflict {
                         name: name.to_string(),
-                        stored: stored.map_or_else(
-                            || "unreadable".into(),
-                            |s| s.to_string()[..16].to_string(),
-                        ),
+                        stored: stored.to_string()[..16].to_string(),
                         new: content_id.to_string()[..16].to_string(),
                     });
                 }
+                // Deleted between the two calls (expire): store it again.
+                Ok(None) => self.replace_wal(stanza, db_id, name, encoded, None).await?,
+                Err(RepoError::Object { source, .. }) => {
+                    self.replace_wal(stanza, db_id, name, encoded, Some(source.to_string()))
+                        .await?
+                }
+                Err(e) => return Err(e),
             },
         };
         // The summary comes second: the catalog must never list a file that is not stored.
@@ -92,13 +116,45 @@ impl Repository {
             archived_at: now_rfc3339(),
             detail,
         };
-        self.put_json(
-            &layout::wal_summary(stanza, db_id, name),
-            ObjectKind::WalSummary,
-            &entry,
-        )
-        .await?;
+        self.announce_wal(stanza, entry).await?;
         Ok(result)
+    }
+
+    /// Replace a damaged (or vanished) stored copy: the good bytes go under a side key
+    /// first, durably, then the damaged object is deleted and the good one created in its
+    /// place. Killed in between, the side copy survives and PostgreSQL, which got no exit
+    /// 0, pushes the segment again.
+    async fn replace_wal(
+        &self,
+        stanza: &StanzaName,
+        db_id: DbId,
+        name: &WalFileName,
+        encoded: &Encoded,
+        damage: Option<String>,
+    ) -> Result<PushOutcome, RepoError> {
+        let key = &layout::wal_file(stanza, db_id, name);
+        let side = layout::wal_repair(stanza, db_id, name);
+        self.backend()
+            .put_if_absent(&side, encoded.bytes().clone())
+            .await?;
+        if damage.is_some() {
+            self.backend().delete(key).await?;
+        }
+        match self.put_encoded(key, encoded).await? {
+            PutOutcome::Created => {}
+            // Someone else stored it in between: it must now be this very file.
+            PutOutcome::Exists => match self.get_with_id(key, ObjectKind::WalFile).await? {
+                Some((_, id)) if id == encoded.content_id => {}
+                _ => {
+                    return Err(RepoError::Concurrent {
+                        what: "WAL file",
+                        key: key.clone(),
+                    });
+                }
+            },
+        }
+        self.backend().delete(&side).await?;
+        Ok(PushOutcome::Repaired { damage })
     }
 
     /// Fetch, authenticate and decode an archived file, looking in the current cluster
@@ -114,7 +170,9 @@ impl Repository {
             .map(|(bytes, _)| bytes))
     }
 
-    /// [`Repository::get_wal`] with the file's content id (checked while decoding).
+    /// [`Repository::get_wal`] with the file's content id (checked while decoding). A good
+    /// copy left beside a damaged one by a killed repair is served when the main key has
+    /// nothing.
     pub async fn get_wal_with_id(
         &self,
         info: &StanzaInfo,
@@ -126,6 +184,40 @@ impl Repository {
                 return Ok(Some(got));
             }
         }
+        for generation in info.newest_first() {
+            let prefix = layout::wal_repair_prefix(&info.name, generation.db_id);
+            let want = format!("{prefix}{name}.");
+            let key = layout::wal_file(&info.name, generation.db_id, name);
+            for l in self.backend().list(&prefix, None).await? {
+                let Some(side) = l
+                    .key
+                    .starts_with(&want)
+                    .then(|| ObjectKey::new(l.key.clone()).ok())
+                    .flatten()
+                else {
+                    continue;
+                };
+                if let Ok(Some(got)) = self
+                    .get_as(&side, &Identity::of(&key), ObjectKind::WalFile)
+                    .await
+                {
+                    return Ok(Some(got));
+                }
+            }
+        }
         Ok(None)
+    }
+
+    /// Whether the stanza's WAL catalog lists `name` (in any generation): a file the
+    /// catalog lists but the store does not deliver is lost, not "not archived".
+    pub async fn wal_listed(
+        &self,
+        info: &StanzaInfo,
+        name: &WalFileName,
+    ) -> Result<bool, RepoError> {
+        let catalog = self.wal_catalog(&info.name).await?;
+        let name = name.to_string();
+        Ok(catalog.entries().any(|e| e.name == name)
+            || catalog.damaged().iter().any(|d| d.name == name))
     }
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use cairn_pgformat::{Lsn, TimelineId};
 use cairn_repo::manifest::MANIFEST_FORMAT;
-use cairn_repo::object::ObjectKind;
 use cairn_repo::{
     Backend, BackupLabel, BackupManifest, BackupType, ChunkRef, DbId, FileKind, IncrementalMode,
     KdfParams, ManifestFile, OpenOptions, PackId, PackWriter, Repository, StanzaName, StoreBackend,
@@ -90,11 +89,7 @@ impl Fixture {
     pub async fn file(&mut self, path: &str, mode: u32, content: &[u8], chunk: usize) {
         let mut e = entry(path, FileKind::File, mode, content.len() as u64, None);
         for piece in content.chunks(chunk) {
-            let enc = self
-                .repo
-                .encode(ObjectKind::Chunk, bytes::Bytes::copy_from_slice(piece))
-                .await
-                .unwrap();
+            let enc = self.repo.encode_chunk(&self.stanza, piece).unwrap();
             let loc = self.writer.add(&enc).await.unwrap();
             let next = self.packs.len() as u32;
             let pack = *self.pack_index.entry(loc.pack.clone()).or_insert_with(|| {
