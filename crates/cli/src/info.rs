@@ -372,6 +372,7 @@ mod tests {
         };
         BackupDoc {
             label: "20260101-000000F".into(),
+            status: "ok",
             backup_type: "full".into(),
             parent: None,
             db_id: 1,
