@@ -282,7 +282,10 @@ fn print_text(doc: &InfoDoc) {
             println!("    backups: none");
         }
         for d in &s.damaged_backups {
-            println!("    {} backup {}: DAMAGED, cannot be restored", d.backup_type, d.label);
+            println!(
+                "    {} backup {}: DAMAGED, cannot be restored",
+                d.backup_type, d.label
+            );
             println!("        {}: {}", d.key, d.reason);
         }
         for b in &s.backups {

@@ -24,7 +24,11 @@ pub enum BackendError {
     #[error(
         "refusing to write into {root}: it belongs to user id {owner}, and this process runs as user id {writer}"
     )]
-    NotOwner { root: String, owner: u32, writer: u32 },
+    NotOwner {
+        root: String,
+        owner: u32,
+        writer: u32,
+    },
 }
 
 /// Why an object could not be decoded. Never retryable: the bytes are wrong.

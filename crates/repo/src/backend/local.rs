@@ -265,7 +265,9 @@ mod tests {
         let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o002));
         let b = LocalBackend::new(dir.path().join("repo"));
         let key = ObjectKey::new("stanza/main/wal/1/x").unwrap();
-        b.put_if_absent(&key, Bytes::from_static(b"one")).await.unwrap();
+        b.put_if_absent(&key, Bytes::from_static(b"one"))
+            .await
+            .unwrap();
         rustix::process::umask(old);
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir.path().join("repo/stanza/main/wal/1/x")), 0o600);
