@@ -82,9 +82,10 @@ echo "\$ cairn check"; cairn check
 echo "\$ cairn backup"; cairn backup
 TARGET=$(date -u +"%Y-%m-%d %H:%M:%S.%6N+00")   # after the backup, before the writes below
 echo "demo: writing data and switching WAL a few times"
+as_pg psql -X -q -h "$DEMO/run" -p "$PORT" -d postgres -c "CREATE TABLE demo(id serial, v text)"
 for i in 1 2 3; do
     as_pg psql -X -q -h "$DEMO/run" -p "$PORT" -d postgres -c \
-        "CREATE TABLE IF NOT EXISTS demo(id serial, v text); INSERT INTO demo(v) SELECT md5(g::text) FROM generate_series(1,20000) g; SELECT pg_switch_wal();" >/dev/null
+        "INSERT INTO demo(v) SELECT md5(g::text) FROM generate_series(1,20000) g; SELECT pg_switch_wal();" >/dev/null
 done
 as_pg psql -X -q -h "$DEMO/run" -p "$PORT" -d postgres -c "SELECT pg_create_restore_point('demo-point'); SELECT pg_switch_wal();" >/dev/null
 cairn check >/dev/null

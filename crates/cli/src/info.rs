@@ -230,6 +230,19 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// A backup's start or stop time as people read it: fractions of a second cut to
+/// microseconds, as PostgreSQL shows times (the manifest keeps nanoseconds).
+fn time_text(t: &str) -> String {
+    let Some(dot) = t.find('.') else {
+        return t.to_string();
+    };
+    let digits = t[dot + 1..].bytes().take_while(u8::is_ascii_digit).count();
+    if digits <= 6 {
+        return t.to_string();
+    }
+    format!("{}{}", &t[..dot + 7], &t[dot + 1 + digits..])
+}
+
 /// How a diff or incr found its changes, in words (nothing for a full).
 fn mode_words(mode: &str) -> Option<&'static str> {
     match mode {
@@ -300,7 +313,11 @@ fn print_text(doc: &InfoDoc) {
             println!("    {} backup {}{parent}{how}", b.backup_type, b.label);
             println!(
                 "        timeline {}, start {} at {}, stop {} at {}",
-                b.timeline, b.start.lsn, b.start.time, b.stop.lsn, b.stop.time
+                b.timeline,
+                b.start.lsn,
+                time_text(&b.start.time),
+                b.stop.lsn,
+                time_text(&b.stop.time)
             );
             println!(
                 "        database {}, received {}, {}",
@@ -313,6 +330,7 @@ fn print_text(doc: &InfoDoc) {
             println!("    WAL archive: empty");
         }
         for w in &s.recovery_windows {
+            // Window ends are shown exactly: they are meant to be copied into --target-time.
             let to =
                 w.to.as_deref()
                     .unwrap_or("(no commit after the backup yet)");
@@ -405,6 +423,23 @@ mod tests {
         assert_eq!(
             stored_words(&backup(3 << 20, 1 << 20)),
             "stored 3.0 MiB (1.0 MiB new, 2.0 MiB shared with earlier backups)"
+        );
+    }
+
+    #[test]
+    fn times_show_at_most_microseconds() {
+        assert_eq!(
+            time_text("2026-12-02T01:19:14.301344269Z"),
+            "2026-12-02T01:19:14.301344Z"
+        );
+        assert_eq!(
+            time_text("2026-12-02T01:19:17.964989Z"),
+            "2026-12-02T01:19:17.964989Z"
+        );
+        assert_eq!(time_text("2026-12-02T01:19:17Z"), "2026-12-02T01:19:17Z");
+        assert_eq!(
+            time_text("2026-12-02T01:19:14.3013442+01:00"),
+            "2026-12-02T01:19:14.301344+01:00"
         );
     }
 
