@@ -139,12 +139,14 @@ impl Classify for ReplicationError {
                 "is PostgreSQL running? check pg-host (a socket directory or host name) and pg-port in the stanza section"
                     .into(),
             ),
-            // PostgreSQL says "no encryption" when only hostssl lines match.
+            // A reject line matched a connection without TLS (e.g. `hostnossl ... reject`).
             ReplicationError::Server { code, message, .. }
-                if code == "28000" && message.contains("no encryption") =>
+                if code == "28000"
+                    && message.contains("rejects connection")
+                    && message.contains("no encryption") =>
             {
                 Some(
-                    "pg_hba.conf accepts this user only over TLS: set pg-sslmode = \"verify-full\" (or \"require\")"
+                    "pg_hba.conf rejects this connection without TLS: if it accepts the user over TLS (hostssl), set pg-sslmode = \"verify-full\" (or \"require\")"
                         .into(),
                 )
             }
@@ -272,6 +274,14 @@ mod tests {
             session: Session::Replication,
         };
         assert!(tls_only.hint().unwrap().contains("pg-sslmode"));
+        let no_line = ReplicationError::Server {
+            code: "28000".into(),
+            message: "no pg_hba.conf entry for replication connection from host \"127.0.0.1\", user \"u\", no encryption".into(),
+            detail: None,
+            server_hint: None,
+            session: Session::Replication,
+        };
+        assert!(no_line.hint().unwrap().contains("host replication"));
         let hba = sql("28000").hint().unwrap();
         assert!(!hba.contains("replication"), "{hba}");
         assert!(hba.contains("pg_hba.conf"), "{hba}");
