@@ -2,8 +2,11 @@
 //! change them only by adding.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::duration::parse_duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +38,24 @@ pub enum BackupType {
     Incr,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetArg {
+    Immediate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActionArg {
+    Pause,
+    Promote,
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchiveModeArg {
+    Preserve,
+    Off,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the stanza for the configured cluster (a no-op when it already exists).
@@ -50,9 +71,10 @@ pub enum Command {
     /// Check the configuration, the server (the checks backup makes), and that a WAL switch
     /// reaches the repository.
     Check {
-        /// Seconds to wait for the switched segment to be archived.
-        #[arg(long, default_value_t = 60)]
-        archive_timeout: u64,
+        /// How long to wait for the switched segment to be archived: seconds, or a
+        /// duration like 90s, 10m, 2h (at most 7d).
+        #[arg(long, value_name = "DUR", default_value = "60", value_parser = parse_duration)]
+        archive_timeout: Duration,
     },
     /// Archive one WAL file (same as cairn-archive-push).
     ArchivePush {
@@ -75,9 +97,10 @@ pub enum Command {
         /// full, diff or incr (default incr; a full when none exists).
         #[arg(long = "type", value_enum)]
         backup_type: Option<BackupType>,
-        /// Seconds to wait for the WAL that makes the backup consistent to be archived.
-        #[arg(long, default_value_t = 120)]
-        archive_timeout: u64,
+        /// How long to wait for the WAL that makes the backup consistent to be archived:
+        /// seconds, or a duration like 90s, 10m, 2h (at most 7d).
+        #[arg(long, value_name = "DUR", default_value = "120", value_parser = parse_duration)]
+        archive_timeout: Duration,
         /// Let the server's checkpoint spread out (CHECKPOINT 'spread') instead of 'fast'.
         #[arg(long)]
         spread: bool,
@@ -98,6 +121,12 @@ pub enum Command {
     },
     /// Verify every object of the repository.
     Verify,
+    /// Change the repository's passphrase: re-wraps the master key, rewrites no data.
+    Rekey {
+        /// File holding the new passphrase (one line). Or set CAIRN_NEW_CIPHER_PASS.
+        #[arg(long)]
+        new_pass_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -126,12 +155,12 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "NAME")]
     pub target_name: Option<String>,
     /// immediate: stop as soon as the backup is consistent.
-    #[arg(long, value_parser = ["immediate"])]
-    pub target: Option<String>,
+    #[arg(long, value_enum)]
+    pub target: Option<TargetArg>,
     /// What PostgreSQL does on reaching the target: pause (the default with a target; resume
     /// with SELECT pg_wal_replay_resume()), promote, or shutdown.
-    #[arg(long, value_parser = ["pause", "promote", "shutdown"])]
-    pub target_action: Option<String>,
+    #[arg(long, value_enum)]
+    pub target_action: Option<ActionArg>,
     /// Timeline to recover along: latest (default), current (the backup's) or a number.
     #[arg(long, value_name = "TIMELINE")]
     pub target_timeline: Option<String>,
@@ -141,6 +170,10 @@ pub struct RestoreArgs {
     /// Relocate a tablespace: OID=DIR (repeatable).
     #[arg(long, value_name = "OID=DIR")]
     pub tablespace_map: Vec<String>,
+    /// preserve: keep the backup's archive_mode and archive_command; off: write
+    /// archive_mode = off, so the restored copy does not archive into the repository.
+    #[arg(long, value_enum, default_value_t = ArchiveModeArg::Preserve)]
+    pub archive_mode: ArchiveModeArg,
     /// Print what would be done and write nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -225,6 +225,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn rekey_rewraps_removes_the_old_generation_and_rewrites_no_data() {
+        use crate::repository::{OpenOptions, Repository};
+        let b = backend();
+        let opts = OpenOptions {
+            kdf: FAST,
+            ..Default::default()
+        };
+        let (repo, _) = Repository::open_or_create(b.clone(), Some("old"), &opts)
+            .await
+            .unwrap();
+        let stanza = crate::StanzaName::new("main").unwrap();
+        repo.create_stanza(&stanza, 42, 15).await.unwrap();
+        let before: Vec<_> = b.list("stanza/", None).await.unwrap();
+        let done = repo.rekey("old", "new", FAST).await.unwrap();
+        assert_eq!((done.from, done.to, done.removed.clone()), (1, 2, vec![1]));
+        assert_eq!(b.list("stanza/", None).await.unwrap(), before);
+        assert!(matches!(
+            Repository::open(b.clone(), Some("old"), &opts).await,
+            Err(RepoError::WrongPassphrase)
+        ));
+        let again = Repository::open(b.clone(), Some("new"), &opts)
+            .await
+            .unwrap();
+        assert_eq!(
+            again
+                .require_stanza(&stanza)
+                .await
+                .unwrap()
+                .current()
+                .system_id,
+            42
+        );
+        assert_eq!(
+            b.list(layout::keyring_prefix(), None).await.unwrap().len(),
+            2,
+            "generation 2 and its copy only"
+        );
+        let (plain, _) = Repository::open_or_create(backend(), None, &opts)
+            .await
+            .unwrap();
+        assert!(matches!(
+            plain.rekey("x", "y", FAST).await,
+            Err(RepoError::NotEncrypted)
+        ));
+    }
+
+    #[tokio::test]
     async fn the_newest_generation_is_in_force_and_format_1_is_refused() {
         let b = backend();
         store(&b, &body(1)).await.unwrap();
