@@ -31,6 +31,14 @@ pub enum Output {
     Json,
 }
 
+/// Whether to show progress on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// A line redrawn on a terminal, a plain line every ten seconds otherwise.
+    Auto,
+    Never,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackupType {
     Full,
@@ -119,8 +127,18 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Verify every object of the repository.
-    Verify,
+    /// Read and authenticate every object the stanza's catalogs reference, check each
+    /// backup's WAL and each timeline for gaps, and say what any damage costs.
+    Verify {
+        /// Check only this backup (its manifest, chunks and WAL from start to stop).
+        #[arg(long)]
+        set: Option<String>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Progress on stderr.
+        #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+        progress: ProgressMode,
+    },
     /// Change the repository's passphrase: re-wraps the master key, rewrites no data.
     Rekey {
         /// File holding the new passphrase (one line). Or set CAIRN_NEW_CIPHER_PASS.

@@ -7,6 +7,7 @@ use cairn_config::Config;
 use cairn_exit::Failure;
 use cairn_planner::RecoveryWindow;
 use cairn_repo::{BackupManifest, StanzaName, TimelineArchive};
+use cairn_verify::{Status, VerifyRecord};
 use serde::Serialize;
 
 use crate::args::Output;
@@ -44,6 +45,8 @@ struct StanzaDoc {
     warnings: Vec<String>,
     archive: Vec<TimelineArchive>,
     recovery_windows: Vec<RecoveryWindow>,
+    /// The newest `cairn verify` run recorded, `None` before the first.
+    last_verify: Option<VerifyRecord>,
 }
 
 /// A backup that cannot be used: its label, type (from the label) and why.
@@ -181,6 +184,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
                 warnings: vec![],
                 archive: vec![],
                 recovery_windows: vec![],
+                last_verify: None,
             });
             continue;
         };
@@ -218,6 +222,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
             warnings,
             archive: catalog.timelines(),
             recovery_windows: cairn_planner::recoverable_windows(&backups, &catalog, current),
+            last_verify: cairn_verify::last_verify(&repo, &name).await?,
         });
     }
     match output {
@@ -264,6 +269,38 @@ fn stored_words(b: &BackupDoc) -> String {
             size(reused)
         ),
     }
+}
+
+fn last_verify_text(v: Option<&VerifyRecord>) -> String {
+    let Some(v) = v else {
+        return "never (run `cairn verify`)".into();
+    };
+    let scope = match &v.set {
+        Some(l) => format!("backup {l}"),
+        None => "whole stanza".into(),
+    };
+    let outcome = match v.status {
+        Status::Ok => "ok".to_string(),
+        Status::Damaged => "DAMAGED".to_string(),
+    };
+    let mut s = format!(
+        "{outcome} at {} ({scope}, {}, {}, {:.1}s)",
+        v.finished,
+        count(v.objects, "object", "objects"),
+        size(v.bytes),
+        v.duration_seconds
+    );
+    if v.status == Status::Damaged {
+        s.push_str(&format!(
+            ": {} damaged",
+            count(v.damaged, "object", "objects")
+        ));
+        if !v.unrestorable.is_empty() {
+            let labels: Vec<&str> = v.unrestorable.iter().map(|l| l.as_str()).collect();
+            s.push_str(&format!("; cannot restore {}", labels.join(", ")));
+        }
+    }
+    s
 }
 
 fn print_text(doc: &InfoDoc) {
@@ -326,6 +363,10 @@ fn print_text(doc: &InfoDoc) {
                 stored_words(b)
             );
         }
+        println!(
+            "    last verify: {}",
+            last_verify_text(s.last_verify.as_ref())
+        );
         if s.archive.is_empty() {
             println!("    WAL archive: empty");
         }

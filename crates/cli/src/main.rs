@@ -13,6 +13,7 @@ mod rekey;
 mod restore;
 mod restore_output;
 mod stanza;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -111,7 +112,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             archive_timeout,
             spread,
         } => backup::run(&cfg, stanza, backup_type, archive_timeout, spread).await,
-        Command::Expire { .. } | Command::Verify => Err(Failure::new(
+        Command::Verify {
+            set,
+            output,
+            progress,
+        } => verify::run(&cfg, stanza, set.as_deref(), output, progress).await,
+        Command::Expire { .. } => Err(Failure::new(
             ErrorKind::Unsupported,
             "this command is not implemented yet in this build of cairn",
         )

@@ -33,7 +33,7 @@ pub enum BackendError {
 }
 
 /// Why an object could not be decoded. Never retryable: the bytes are wrong.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ObjectError {
     #[error("not a cairn object (bad magic)")]
     BadMagic,

@@ -17,9 +17,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, PutOutcome};
-use crate::error::RepoError;
+use crate::check::{CopyCheck, Damage};
+use crate::error::{BackendError, RepoError};
 use crate::keys::KeyStorage;
 use crate::layout::{self, ObjectKey};
+use crate::repository::Repository;
 
 /// The repository format this cairn writes and understands.
 pub const REPO_FORMAT: u32 = 2;
@@ -163,6 +165,60 @@ pub(crate) async fn store(backend: &Backend, body: &KeyFileBody) -> Result<PutOu
         .put_if_absent(&layout::key_file(body.seq, true), bytes)
         .await?;
     Ok(PutOutcome::Created)
+}
+
+impl Repository {
+    /// Check both copies of every key file generation present: each must parse, pass its
+    /// check, say its own generation and belong to this repository. Older generations (a
+    /// rekey that did not finish its cleanup) are checked too, marked not in force.
+    pub async fn check_key_files(&self) -> Result<Vec<CopyCheck>, BackendError> {
+        let listed = self.backend().list(layout::keyring_prefix(), None).await?;
+        let mut seqs: Vec<u64> = listed
+            .iter()
+            .filter_map(|l| layout::parse_copy_seq(&l.key).map(|(s, _)| s))
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut out = Vec::new();
+        for seq in seqs {
+            for copy in [false, true] {
+                let key = layout::key_file(seq, copy);
+                let (bytes, damage) = match self.backend().get(&key).await? {
+                    None => (0, Some(Damage::Missing)),
+                    Some(b) => (b.len() as u64, self.key_file_damage(&b, seq)),
+                };
+                out.push(CopyCheck {
+                    key,
+                    generation: seq,
+                    copy,
+                    in_force: seq == self.key_generation(),
+                    bytes,
+                    damage,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn key_file_damage(&self, bytes: &[u8], seq: u64) -> Option<Damage> {
+        let body = match KeyFileBody::parse(bytes, seq) {
+            Ok(body) => body,
+            Err(why) => return Some(Damage::Content(why)),
+        };
+        if body.repo_id != self.repo_id() {
+            return Some(Damage::Content(format!(
+                "it is a key file of another repository ({})",
+                body.repo_id
+            )));
+        }
+        if body.format != REPO_FORMAT {
+            return Some(Damage::Content(format!(
+                "it says repository format {}",
+                body.format
+            )));
+        }
+        None
+    }
 }
 
 #[cfg(test)]
