@@ -133,6 +133,7 @@ pub enum Command {
         /// Check only this backup (its manifest, chunks and WAL from start to stop).
         #[arg(long)]
         set: Option<String>,
+        /// text for people, json for machines (schema: docs/verify-json.md).
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
         /// Progress on stderr.
