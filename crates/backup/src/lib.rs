@@ -20,8 +20,7 @@
 //! ```no_run
 //! # async fn demo<S: cairn_backup::BackupSource>(repo: &cairn_repo::Repository, info: &cairn_repo::StanzaInfo, src: &mut S) -> Result<(), cairn_backup::BackupError> {
 //! use cairn_backup::{BackupPlan, run};
-//! let existing = repo.backups(&info.name).await?;
-//! let plan = BackupPlan::choose(None, &existing, info.current().db_id, time::OffsetDateTime::now_utc());
+//! let plan = BackupPlan::prepare(repo, &info.name, None, info.current().db_id, time::OffsetDateTime::now_utc()).await?;
 //! let manifest = run(repo, info, &plan, src, &cairn_backup::RunOptions::default()).await?;
 //! println!("backup {} stored", manifest.label);
 //! # Ok(()) }
@@ -41,7 +40,7 @@ mod wal_wait;
 pub use chunker::CHUNK_SIZE;
 pub use error::BackupError;
 pub use lock::with_lock;
-pub use plan::BackupPlan;
+pub use plan::{BackupChoice, BackupPlan};
 pub use run::{RunOptions, run};
 pub use server::ServerSource;
 pub use session::{Session, StartNotice, Started};

@@ -71,18 +71,22 @@ async fn take(
     let sql = pg::connect(st).await?;
     pg::require_stanza_cluster(&sql, st, &info.name, info).await?;
     let estimate = size_estimate(&sql).await;
-    let existing = repo.backups(&info.name).await?;
     let requested = requested.map(|t| match t {
         ArgType::Full => BackupType::Full,
         ArgType::Diff => BackupType::Diff,
         ArgType::Incr => BackupType::Incr,
     });
-    let plan = BackupPlan::choose(
+    let plan = BackupPlan::prepare(
+        repo,
+        &info.name,
         requested,
-        &existing,
         info.current().db_id,
         time::OffsetDateTime::now_utc(),
-    );
+    )
+    .await?;
+    for p in &plan.passed_over {
+        eprintln!("cairn: WARNING: backup {p} cannot be used as a parent; passed over");
+    }
     if plan.promoted_to_full {
         eprintln!("cairn: no full backup of this cluster exists yet: taking a full backup");
     }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use cairn_config::Config;
 use cairn_exit::Failure;
 use cairn_planner::RecoveryWindow;
-use cairn_repo::{BackupManifest, StanzaName, TimelineArchive};
+use cairn_repo::{BackupSummary, StanzaName, TimelineArchive};
 use cairn_verify::{Status, VerifyRecord};
 use serde::Serialize;
 
@@ -96,6 +96,10 @@ struct BackupDoc {
     repo_size: u64,
     repo_reused: u64,
     files: usize,
+    /// Never expired while pinned (`cairn pin`).
+    pinned: bool,
+    /// `cairn backup --annotation KEY=VALUE`.
+    annotations: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,8 +109,7 @@ struct PointDoc {
 }
 
 impl BackupDoc {
-    fn from_manifest(m: &BackupManifest) -> BackupDoc {
-        let size = repo_size(m);
+    fn from_summary(m: &BackupSummary) -> BackupDoc {
         BackupDoc {
             label: m.label.to_string(),
             status: "ok",
@@ -129,23 +132,13 @@ impl BackupDoc {
             db_size: m.db_size,
             bytes_received: m.bytes_received,
             repo_added: m.repo_added,
-            repo_size: size,
-            repo_reused: size.saturating_sub(m.repo_added),
-            files: m.files.len(),
+            repo_size: m.repo_size,
+            repo_reused: m.repo_size.saturating_sub(m.repo_added),
+            files: m.files as usize,
+            pinned: m.pinned,
+            annotations: m.annotations.clone(),
         }
     }
-}
-
-/// The encoded bytes of the backup's distinct chunks: what it would add to an empty
-/// repository. Less what it did add, that is what it reused.
-fn repo_size(m: &BackupManifest) -> u64 {
-    let mut seen = std::collections::HashSet::new();
-    m.files
-        .iter()
-        .flat_map(|f| &f.chunks)
-        .filter(|c| seen.insert((c.pack, c.offset)))
-        .map(|c| u64::from(c.len))
-        .sum()
 }
 
 #[derive(Debug, Serialize)]
@@ -189,10 +182,11 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
             continue;
         };
         let catalog = repo.wal_catalog(&name).await?;
-        let listing = repo.backup_listing(&name).await?;
+        let listing = repo.backup_catalog(&name).await?;
         let backups = listing.usable;
         let current = info.current().db_id;
         let mut warnings: Vec<String> = repo.warnings().to_vec();
+        warnings.extend(listing.warnings.iter().cloned());
         warnings.extend(catalog.warnings().iter().cloned());
         warnings.extend(catalog.damaged().iter().map(|d| {
             format!(
@@ -213,7 +207,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
                     current: g.db_id == current,
                 })
                 .collect(),
-            backups: backups.iter().map(BackupDoc::from_manifest).collect(),
+            backups: backups.iter().map(BackupDoc::from_summary).collect(),
             damaged_backups: listing
                 .damaged
                 .iter()
@@ -347,7 +341,14 @@ fn print_text(doc: &InfoDoc) {
             let how = mode_words(&b.incremental_mode)
                 .map(|w| format!(" ({w})"))
                 .unwrap_or_default();
-            println!("    {} backup {}{parent}{how}", b.backup_type, b.label);
+            let pinned = if b.pinned { " (pinned)" } else { "" };
+            println!(
+                "    {} backup {}{parent}{how}{pinned}",
+                b.backup_type, b.label
+            );
+            for (k, v) in &b.annotations {
+                println!("        {k}: {v}");
+            }
             println!(
                 "        timeline {}, start {} at {}, stop {} at {}",
                 b.timeline,
@@ -448,6 +449,8 @@ mod tests {
             repo_size: size,
             repo_reused: size - added,
             files: 1,
+            pinned: false,
+            annotations: Default::default(),
         }
     }
 

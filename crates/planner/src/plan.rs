@@ -9,7 +9,7 @@ use cairn_pgformat::summary::SegmentSummary;
 use cairn_pgformat::{
     Lsn, PgTimestamp, SegmentName, TimelineId, WalFileName, WalSegmentSize, XLogSegNo,
 };
-use cairn_repo::{BackupLabel, BackupManifest, DbId, WalCatalog, WalDetail};
+use cairn_repo::{BackupLabel, BackupSummary, DbId, WalCatalog, WalDetail};
 use cairn_target::{RecoveryTarget as Target, TimelineTarget};
 
 use crate::error::PlanError;
@@ -116,7 +116,7 @@ impl<'a> Archive<'a> {
         t
     }
 
-    fn latest_timeline(&self, backups: &[&BackupManifest]) -> TimelineId {
+    fn latest_timeline(&self, backups: &[&BackupSummary]) -> TimelineId {
         let seen = self
             .segs
             .keys()
@@ -190,7 +190,7 @@ impl Refusal {
 }
 
 /// Why recovery along `hist` cannot start from `b` (None: it can).
-pub(crate) fn off_path(b: &BackupManifest, hist: &TimelineHistory) -> Option<String> {
+pub(crate) fn off_path(b: &BackupSummary, hist: &TimelineHistory) -> Option<String> {
     if !hist.contains(b.timeline) {
         return Some(format!(
             "its timeline {} is not an ancestor of timeline {}",
@@ -208,7 +208,7 @@ pub(crate) fn off_path(b: &BackupManifest, hist: &TimelineHistory) -> Option<Str
 
 /// Why a backup cannot serve the target (None: it can).
 fn unsuitable(
-    b: &BackupManifest,
+    b: &BackupSummary,
     hist: &TimelineHistory,
     target: &Target,
     archive: &Archive<'_>,
@@ -243,7 +243,7 @@ fn unsuitable(
 
 /// Timelines recovery can follow from at least one of `backups`, in order: what to
 /// suggest when the requested one cannot be reached.
-fn reachable_timelines(archive: &Archive<'_>, backups: &[&BackupManifest]) -> Vec<TimelineId> {
+fn reachable_timelines(archive: &Archive<'_>, backups: &[&BackupSummary]) -> Vec<TimelineId> {
     let mut tlis = archive.timelines();
     tlis.extend(backups.iter().map(|b| b.timeline.0));
     tlis.sort_unstable();
@@ -256,7 +256,7 @@ fn reachable_timelines(archive: &Archive<'_>, backups: &[&BackupManifest]) -> Ve
 }
 
 /// The smallest and largest xid that ended in the WAL from `b`'s stop segment on.
-fn xid_range(archive: &Archive<'_>, b: &BackupManifest) -> Option<(u32, u32)> {
+fn xid_range(archive: &Archive<'_>, b: &BackupSummary) -> Option<(u32, u32)> {
     let stop = b.stop_lsn.segment_number(archive.seg).0;
     let ended = archive.segs.iter().filter(|((_, n), _)| *n >= stop);
     let lo = ended.clone().filter_map(|(_, s)| s.min_xid).min()?;
@@ -285,7 +285,7 @@ fn find_restore_point(
 fn find_xid(
     archive: &Archive<'_>,
     hist: &TimelineHistory,
-    b: &BackupManifest,
+    b: &BackupSummary,
     xid: u32,
 ) -> Option<u64> {
     let stop = b.stop_lsn.segment_number(archive.seg).0;
@@ -304,16 +304,16 @@ fn find_xid(
 
 /// Plan a restore.
 pub fn plan(
-    backups: &[BackupManifest],
+    backups: &[BackupSummary],
     catalog: &WalCatalog,
     req: &PlanRequest,
 ) -> Result<Plan, PlanError> {
     let archive = Archive::new(catalog, req.db_id);
-    let mine: Vec<&BackupManifest> = backups.iter().filter(|b| b.db_id == req.db_id).collect();
+    let mine: Vec<&BackupSummary> = backups.iter().filter(|b| b.db_id == req.db_id).collect();
     if mine.is_empty() {
         return Err(PlanError::NoBackups);
     }
-    let candidates: Vec<&BackupManifest> =
+    let candidates: Vec<&BackupSummary> =
         match &req.set {
             Some(label) => vec![*mine.iter().find(|b| b.label == *label).ok_or_else(|| {
                 PlanError::NoSuchSet {
@@ -386,7 +386,7 @@ pub fn plan(
 
 fn no_backup_error(
     req: &PlanRequest,
-    candidates: &[&BackupManifest],
+    candidates: &[&BackupSummary],
     archive: &Archive<'_>,
     latest: TimelineId,
     refusals: Vec<Refusal>,
@@ -411,7 +411,7 @@ fn no_backup_error(
         };
     }
     // Candidates are newest first; these are on the requested timeline's path.
-    let on_path: Vec<&BackupManifest> = candidates
+    let on_path: Vec<&BackupSummary> = candidates
         .iter()
         .zip(&refusals)
         .filter(|(_, r)| matches!(r, Refusal::Target(_)))
@@ -452,7 +452,7 @@ fn no_backup_error(
 fn wal_for(
     archive: &Archive<'_>,
     hist: &TimelineHistory,
-    b: &BackupManifest,
+    b: &BackupSummary,
     target: &Target,
 ) -> Result<Vec<(TimelineId, u64)>, PlanError> {
     let seg = archive.seg;

@@ -5,9 +5,8 @@ use cairn_exit::Classify;
 use cairn_pgformat::builder::WalBuilder;
 use cairn_pgformat::{Lsn, PgTimestamp, TimelineId, WalSegmentSize, XLogSegNo, summarize_segment};
 use cairn_planner::{PlanError, PlanRequest, plan};
-use cairn_repo::manifest::MANIFEST_FORMAT;
 use cairn_repo::{
-    BackupLabel, BackupManifest, BackupType, ContentId, DbId, IncrementalMode, WalCatalog,
+    BackupLabel, BackupSummary, BackupType, ContentId, DbId, IncrementalMode, WalCatalog,
     WalDetail, WalEntry,
 };
 use cairn_target::{RecoveryTarget as Target, RestorePointName, TargetTime, TimelineTarget};
@@ -80,9 +79,8 @@ fn segments(wal: &WalBuilder, skip: &[u64]) -> Vec<(String, WalEntry)> {
         .collect()
 }
 
-fn backup(label: &str, tli: u32, start: u64, stop: u64, stop_secs: i64) -> BackupManifest {
-    BackupManifest {
-        format: MANIFEST_FORMAT,
+fn backup(label: &str, tli: u32, start: u64, stop: u64, stop_secs: i64) -> BackupSummary {
+    BackupSummary {
         label: BackupLabel::new(label).unwrap(),
         backup_type: BackupType::Full,
         parent: None,
@@ -95,21 +93,18 @@ fn backup(label: &str, tli: u32, start: u64, stop: u64, stop_secs: i64) -> Backu
         start_time: rfc(stop_secs - 1),
         stop_time: rfc(stop_secs),
         incremental_mode: IncrementalMode::Full,
-        packs: vec![],
-        files: vec![],
-        tablespaces: vec![],
-        backup_label: String::new(),
-        tablespace_map: None,
-        pg_manifest: None,
         db_size: 1000,
         bytes_received: 1000,
         repo_added: 1000,
+        repo_size: 1000,
+        files: 0,
         annotations: Default::default(),
+        pinned: false,
     }
 }
 
 /// B1 lies in segment 2 (consistent at T0+25 s), B2 in segment 6 (T0+65 s).
-fn backups() -> Vec<BackupManifest> {
+fn backups() -> Vec<BackupSummary> {
     vec![
         backup("20270101-000020F", 1, 2 * MIB + 0x100, 2 * MIB + 0x200, 25),
         backup("20270101-000060F", 1, 6 * MIB + 0x100, 6 * MIB + 0x200, 65),

@@ -213,10 +213,15 @@ impl<'a> Coverage<'a> {
             .map(|e| e.db_id)
             .chain(backups.usable.iter().map(|b| b.db_id))
             .collect();
+        let summaries: Vec<cairn_repo::BackupSummary> = backups
+            .usable
+            .iter()
+            .map(cairn_repo::BackupSummary::of)
+            .collect();
         let windows = dbs
             .into_iter()
             .flat_map(|db| {
-                recoverable_windows(&backups.usable, effective, db)
+                recoverable_windows(&summaries, effective, db)
                     .into_iter()
                     .map(move |w| (db, w))
             })
