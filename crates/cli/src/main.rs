@@ -8,6 +8,7 @@ mod duration;
 mod info;
 mod pg;
 mod progress;
+mod quantity;
 mod rekey;
 mod restore;
 mod restore_output;

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use cairn_basebackup::ReplicationError;
 use cairn_config::Config;
 use cairn_exit::{ErrorKind, Failure};
 use cairn_repo::{StanzaCreated, StanzaName};
@@ -13,12 +14,14 @@ pub fn stanza_name(cfg: &Config, stanza: Option<&str>) -> Result<StanzaName, Fai
     StanzaName::new(name).map_err(|m| Failure::new(ErrorKind::Config, m))
 }
 
-/// The cluster's identity: from the running server, or from pg_control when it is down.
+/// The cluster's identity: from the running server, or from pg_control when no server
+/// answers (a refused connection, e.g. a TLS or password failure, is an error).
 async fn identity(cfg: &Config, stanza: Option<&str>) -> Result<ClusterIdentity, Failure> {
     let (_, st) = cfg.stanza(stanza)?;
-    match pg::identity_from_server(st).await {
-        Ok(id) => Ok(id),
-        Err(f) if f.kind == ErrorKind::Postgres => {
+    match pg::connect_sql(st).await {
+        Ok(client) => pg::server_identity(&client, st).await,
+        Err(e @ ReplicationError::Connect { .. }) => {
+            let f = Failure::from_error(&e);
             let id = pg::identity_from_data_dir(&st.pg_data).map_err(|e| {
                 Failure::new(
                     e.kind,
@@ -36,7 +39,7 @@ async fn identity(cfg: &Config, stanza: Option<&str>) -> Result<ClusterIdentity,
             );
             Ok(id)
         }
-        Err(f) => Err(f),
+        Err(e) => Err(e.into()),
     }
 }
 
