@@ -107,10 +107,10 @@ async fn refuse_if_running(
     info: &cairn_repo::StanzaInfo,
 ) -> Result<(), Failure> {
     let ours = |system_id: u64| info.history.iter().any(|g| g.system_id == system_id);
-    let answered = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        pg::identity_from_server(st),
-    )
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let client = pg::connect(st).await?;
+        pg::server_identity(&client, st).await
+    })
     .await;
     let running = match answered {
         Ok(Ok(id)) if ours(id.system_id) => Some(format!(
