@@ -15,7 +15,11 @@ use cairn_target::TargetTime;
 use crate::args::{DrillArgs, Output};
 use crate::stanza::stanza_name;
 
-pub async fn run(cfg: &Config, stanza: Option<&str>, args: &DrillArgs) -> Result<ExitCode, Failure> {
+pub async fn run(
+    cfg: &Config,
+    stanza: Option<&str>,
+    args: &DrillArgs,
+) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     let (_, st) = cfg.stanza(Some(name.as_str()))?;
     let target = match (&args.target_time, args.random) {

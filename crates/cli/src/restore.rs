@@ -121,10 +121,10 @@ pub async fn run(
         eprintln!("cairn: WARNING: {w}");
     }
     let request = PlanRequest {
+        db_id: source.db_id_for(set.as_ref()),
         target,
         timeline,
         set,
-        db_id: source.db_id(),
     };
     let planned = source.plan(&repo, &request).await?;
     for w in &planned.warnings {
@@ -134,7 +134,10 @@ pub async fn run(
     let chosen = &chosen;
     let exe = std::env::current_exe().ok();
     let recovery = RecoverySettings {
-        restore_command: RestoreCommand::archive_get(exe.as_deref(), &cfg.source, &name),
+        restore_command: source.restore_command_for(
+            RestoreCommand::archive_get(exe.as_deref(), &cfg.source, &name),
+            chosen,
+        ),
         target: plan.target.clone(),
         action: action(args, &plan.target),
         timeline: Some(TimelineTarget::Id(plan.timeline)),

@@ -216,7 +216,9 @@ impl Run {
             action: (want == Want::Paused).then_some(TargetAction::Pause),
             timeline: Some(TimelineTarget::Id(plan.timeline)),
             archive_mode: ArchiveMode::Off,
-            ..RecoverySettings::new(opts.restore_command.clone())
+            ..RecoverySettings::new(
+                source.restore_command_for(opts.restore_command.clone(), &manifest),
+            )
         };
         let mut restore = RestoreOptions::new(scratch.data(), recovery);
         if !manifest.tablespaces.is_empty() {

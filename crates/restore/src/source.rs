@@ -4,10 +4,12 @@
 
 use cairn_planner::{Plan, PlanRequest, RecoveryWindow};
 use cairn_repo::{
-    BackupCatalog, BackupManifest, DbId, RepoError, Repository, StanzaInfo, StanzaName, WalCatalog,
+    BackupCatalog, BackupLabel, BackupManifest, DbId, RepoError, Repository, StanzaInfo,
+    StanzaName, WalCatalog,
 };
 
 use crate::error::RestoreError;
+use crate::restore_command::RestoreCommand;
 
 /// The stanza's identity, backup catalog and WAL catalog.
 #[derive(Debug)]
@@ -49,6 +51,27 @@ impl RestoreSource {
     /// The stanza's current cluster generation: what a restore restores.
     pub fn db_id(&self) -> DbId {
         self.info.current().db_id
+    }
+
+    /// The generation a restore of `set` plans in: a backup taken before a stanza-upgrade
+    /// restores with its own generation's WAL; otherwise the current one.
+    pub fn db_id_for(&self, set: Option<&BackupLabel>) -> DbId {
+        set.and_then(|l| self.backups.usable.iter().find(|b| &b.label == l))
+            .map_or(self.db_id(), |b| b.db_id)
+    }
+
+    /// `command` as the restored copy of `manifest` must run it: fetching from the
+    /// backup's own generation when that is not the current one.
+    pub fn restore_command_for(
+        &self,
+        command: RestoreCommand,
+        manifest: &BackupManifest,
+    ) -> RestoreCommand {
+        if manifest.db_id == self.db_id() {
+            command
+        } else {
+            command.for_generation(manifest.db_id)
+        }
     }
 
     /// The recoverable windows of the current generation.
