@@ -145,8 +145,14 @@ fn drill_pg15() {
     assert!(out.status.success(), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("drill of stanza main: succeeded"), "{text}");
-    assert!(text.contains("ended at the end of the archive and promoted"), "{text}");
-    assert!(text.contains(&format!("--sql returned 3 row(s): {sql}")), "{text}");
+    assert!(
+        text.contains("ended at the end of the archive and promoted"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("--sql returned 3 row(s): {sql}")),
+        "{text}"
+    );
     assert_cleaned_up(&dir);
     let d = &cairn.info_json()["stanzas"][0]["last_drill"];
     assert_eq!(d["status"], "succeeded", "{d:#}");
@@ -195,7 +201,9 @@ fn drill_pg15() {
     assert_eq!(out.status.code(), Some(DRILL_FAILED), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("cairn: ERROR: the --sql query returned no row: {empty}")),
+        err.contains(&format!(
+            "cairn: ERROR: the --sql query returned no row: {empty}"
+        )),
         "{err}"
     );
     assert_cleaned_up(&dir);

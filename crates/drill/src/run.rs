@@ -13,7 +13,6 @@ use cairn_restore::{
 };
 use cairn_target::{RecoveryTarget, TargetAction, TargetTime, TimelineTarget};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
@@ -530,8 +529,19 @@ async fn interrupted() -> &'static str {
     }
 }
 
+/// RFC 3339 UTC with microseconds, as `info` shows every other time.
 fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
 }
 
 /// `20261201T101500Z`: the scratch directory's suffix.
