@@ -5,11 +5,10 @@ use std::process::ExitCode;
 
 use cairn_config::Config;
 use cairn_drill::{
-    ConnectAs, DrillOptions, DrillRecord, DrillReport, DrillStatus, DrillTarget, RecoveryEnd,
-    ScratchDir, TargetKind,
+    DrillOptions, DrillRecord, DrillReport, DrillStatus, DrillTarget, RecoveryEnd, ScratchDir,
+    TargetKind,
 };
 use cairn_exit::Failure;
-use cairn_restore::RestoreCommand;
 use cairn_target::TargetTime;
 
 use crate::args::{DrillArgs, Output};
@@ -21,29 +20,18 @@ pub async fn run(
     args: &DrillArgs,
 ) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
-    let (_, st) = cfg.stanza(Some(name.as_str()))?;
     let target = match (&args.target_time, args.random) {
         (Some(t), _) => DrillTarget::Time(TargetTime::parse(t)?),
         (None, true) => DrillTarget::Random,
         (None, false) => DrillTarget::EndOfArchive,
     };
-    let exe = std::env::current_exe().ok();
-    let opts = DrillOptions {
-        target,
-        sql: args.sql.clone(),
-        keep: args.keep,
-        scratch: match &args.scratch {
-            Some(dir) => ScratchDir::At(dir.clone()),
-            None => ScratchDir::Under(cfg.archive.spool_path.clone()),
-        },
-        pg_bin: st.pg_bin.clone(),
-        restore_command: RestoreCommand::archive_get(exe.as_deref(), &cfg.source, &name),
-        connect: ConnectAs {
-            user: st.pg_user.clone(),
-            database: st.pg_database.clone(),
-        },
-        timeout: args.timeout,
-    };
+    let mut opts = DrillOptions::from_config(cfg, &name, target)?;
+    opts.sql = args.sql.clone();
+    opts.keep = args.keep;
+    if let Some(dir) = &args.scratch {
+        opts.scratch = ScratchDir::At(dir.clone());
+    }
+    opts.timeout = args.timeout;
     let repo = cairn_startup::open_repo(cfg).await?;
     let report = cairn_drill::drill(&repo, &name, &opts).await?;
     for w in &report.warnings {

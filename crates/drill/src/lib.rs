@@ -18,6 +18,8 @@
 //!   checks no later commit was replayed.
 //! - **Failures say why**: the WAL segment the archive could not deliver, the query that
 //!   returned nothing, or the end of the server's log ([`DrillError`]).
+//! - **Configured** by [`DrillOptions::from_config`] (`pg-bin`, `pg-user`, `pg-database`,
+//!   `spool-path`), which `cairn drill` and a scheduler both start from.
 //! - **Recorded** as a `drill` record ([`DrillRecord`], [`last_drill`]) for `info`, metrics
 //!   and the status page; the server is stopped and the scratch directory removed whatever
 //!   happened (also on SIGINT/SIGTERM), unless `keep` leaves it ([`KeptCopy`]).
@@ -62,7 +64,7 @@ pub use record::{
     DrillRecord, DrillStatus, ReachedPoint, RecoveryEnd, TargetKind, WindowRecord, last_drill,
     last_successful_drill,
 };
-pub use run::{DrillOptions, DrillReport, KeptCopy, drill};
+pub use run::{DEFAULT_TIMEOUT, DrillOptions, DrillReport, KeptCopy, drill};
 pub use scratch::ScratchDir;
 pub use server::ServerSettings;
 pub use session::ConnectAs;

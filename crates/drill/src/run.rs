@@ -44,6 +44,37 @@ pub struct DrillOptions {
     pub timeout: Duration,
 }
 
+impl DrillOptions {
+    /// The options a drill of `stanza` takes from the configuration: `pg-bin`, `pg-user`,
+    /// `pg-database`, a scratch directory under `spool-path`, and `cairn-archive-get` (beside
+    /// the running executable, else on `PATH`) reading this configuration file. No `--sql`,
+    /// no `--keep`, a one-hour recovery timeout. `cairn drill` and `cairn serve` both start here.
+    pub fn from_config(
+        cfg: &cairn_config::Config,
+        stanza: &StanzaName,
+        target: DrillTarget,
+    ) -> Result<DrillOptions, cairn_config::ConfigError> {
+        let (_, st) = cfg.stanza(Some(stanza.as_str()))?;
+        let exe = std::env::current_exe().ok();
+        Ok(DrillOptions {
+            target,
+            sql: None,
+            keep: false,
+            scratch: ScratchDir::Under(cfg.archive.spool_path.clone()),
+            pg_bin: st.pg_bin.clone(),
+            restore_command: RestoreCommand::archive_get(exe.as_deref(), &cfg.source, stanza),
+            connect: ConnectAs {
+                user: st.pg_user.clone(),
+                database: st.pg_database.clone(),
+            },
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+}
+
+/// How long recovery may take by default (`cairn drill --timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// A copy left in place by `--keep`: where it is and how to use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeptCopy {
