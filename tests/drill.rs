@@ -3,7 +3,7 @@
 //! - to the end of the archive it passes, runs `--sql`, records the outcome (`info` shows
 //!   it, text and JSON), leaves no PostgreSQL running, no scratch directory and no new
 //!   timeline in the repository; `--keep --scratch DIR` keeps the stopped copy;
-//! - `--sql` returning no row fails (exit 17) naming the query;
+//! - `--sql` returning no row fails (exit 19) naming the query;
 //! - `--random` pauses at a moment inside a recoverable window, and the last commit it
 //!   replayed lies inside that window;
 //! - with a WAL segment deleted from the repository it fails naming that segment.
@@ -22,7 +22,7 @@ use support::{
 
 const SEG: u64 = 1 << 20;
 /// `ErrorKind::DrillFailed`.
-const DRILL_FAILED: i32 = 17;
+const DRILL_FAILED: i32 = 19;
 
 /// A primary archiving into a fresh repository, with a full backup and WAL after it;
 /// `pg-bin` set to the cluster's binaries (the postgres user's PATH has none).
@@ -135,8 +135,29 @@ fn drill_pg15() {
     let dir = TestDir::new().unwrap();
     let (primary, cairn) = setup(15, &dir);
 
+    // PostgreSQL will not run as root, so neither does a drill (the tests run as root, and
+    // cairn as postgres, wherever they can).
+    if cairn_testkit::is_root() {
+        let out = std::process::Command::new(cairn.exe("cairn"))
+            .arg("drill")
+            .env("CAIRN_CONFIG", &cairn.config)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(13), "{}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("refuses to run as root") && err.contains("HINT: run it as the user"),
+            "{err}"
+        );
+        assert_eq!(scratch_left(&dir), Vec::<PathBuf>::new());
+    }
+
     let info = cairn.info_json();
-    assert_eq!(info["stanzas"][0]["last_drill"], Value::Null);
+    assert_eq!(
+        info["stanzas"][0]["last_drill"],
+        Value::Null,
+        "a refusal is not recorded"
+    );
     assert!(cairn.cairn_ok(&["info"]).contains("last drill: never"));
 
     // Healthy, to the end of the archive, with a query that finds the workload's rows.

@@ -1,5 +1,6 @@
 //! `cairn drill`: run cairn-drill for the stanza and say how it went. Exit 0 when the
-//! restored copy passed, else the failure's code (17 when the copy itself failed).
+//! restored copy passed, else the failure's code (19, drill-failed, when the copy itself
+//! did not pass).
 
 use std::process::ExitCode;
 

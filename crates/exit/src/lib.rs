@@ -60,7 +60,7 @@ pub enum ErrorKind {
     ArchiveTimeout = 16,
     /// `cairn drill`: the restored copy did not pass: recovery stopped short of its target
     /// or went past it, the server stopped on its own, or a query returned no row.
-    DrillFailed = 17,
+    DrillFailed = 19,
     /// A bug in cairn.
     Internal = 70,
     /// `archive-get` (not in standby mode): the archive has the requested file but cannot
