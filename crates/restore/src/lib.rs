@@ -2,7 +2,10 @@
 //! backup into a data directory (and its tablespace directories) and sets it up for
 //! PostgreSQL to recover: `backup_label`, recovery settings in `postgresql.auto.conf`,
 //! and `recovery.signal` or `standby.signal`. Which backup to restore, and which WAL it
-//! needs, is the planner's business (`cairn-planner`).
+//! needs, is the planner's business (`cairn-planner`); [`RestoreSource`] reads what the
+//! planner works on (stanza info, backup and WAL catalogs) once, plans, and fetches the
+//! chosen manifest, passing over one found damaged: `cairn restore` and `cairn drill`
+//! both plan through it.
 //!
 //! Safety comes first, because an operator runs this on a bad day:
 //!
