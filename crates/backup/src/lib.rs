@@ -8,7 +8,8 @@
 //! last: a backup without its manifest was never taken. When the stream is a PostgreSQL 17+
 //! `INCREMENTAL` one ([`RunOptions::incremental_mode`] is `WalSummaries`), each
 //! `INCREMENTAL.<file>` is rebuilt on the parent backup's chunks into the complete file, so
-//! every manifest stays complete on its own.
+//! every manifest stays complete on its own. A backup runs under the stanza's backup lock
+//! ([`with_lock`]): one at a time, and no manifest once the lock was lost.
 //!
 //! ```no_run
 //! # async fn demo<S: cairn_backup::BackupSource>(repo: &cairn_repo::Repository, info: &cairn_repo::StanzaInfo, src: &mut S) -> Result<(), cairn_backup::BackupError> {
@@ -23,6 +24,7 @@
 mod chunker;
 mod error;
 mod incremental;
+mod lock;
 mod plan;
 mod run;
 mod server;
@@ -30,6 +32,7 @@ mod source;
 
 pub use chunker::CHUNK_SIZE;
 pub use error::BackupError;
+pub use lock::with_lock;
 pub use plan::BackupPlan;
 pub use run::{RunOptions, run};
 pub use server::ServerSource;

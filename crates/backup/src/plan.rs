@@ -51,3 +51,72 @@ impl BackupPlan {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_pgformat::{Lsn, TimelineId};
+    use cairn_repo::IncrementalMode;
+    use cairn_repo::manifest::MANIFEST_FORMAT;
+
+    fn manifest(label: &str, backup_type: BackupType) -> BackupManifest {
+        BackupManifest {
+            format: MANIFEST_FORMAT,
+            label: BackupLabel::new(label).unwrap(),
+            backup_type,
+            parent: None,
+            db_id: DbId(1),
+            system_id: 1,
+            pg_major: 15,
+            timeline: TimelineId(1),
+            start_lsn: Lsn(0x100_0028),
+            stop_lsn: Lsn(0x100_0100),
+            start_time: format!("{}-01-01T00:00:00Z", &label[..4]),
+            stop_time: format!("{}-01-01T00:00:01Z", &label[..4]),
+            incremental_mode: IncrementalMode::Full,
+            packs: vec![],
+            files: vec![],
+            tablespaces: vec![],
+            backup_label: String::new(),
+            tablespace_map: None,
+            pg_manifest: None,
+            db_size: 0,
+            bytes_received: 0,
+            repo_added: 0,
+        }
+    }
+
+    const NOW: time::OffsetDateTime = time::macros::datetime!(2026-11-22 14:05:09 UTC);
+
+    #[test]
+    fn a_full_in_a_taken_second_moves_to_the_next_free_one() {
+        let mut existing = vec![];
+        let mut labels = vec![];
+        // Three fulls started within the same second get three labels, in order.
+        for _ in 0..3 {
+            let plan = BackupPlan::choose(Some(BackupType::Full), &existing, DbId(1), NOW);
+            labels.push(plan.label.to_string());
+            existing.push(manifest(plan.label.as_str(), BackupType::Full));
+        }
+        assert_eq!(
+            labels,
+            ["20261122-140509F", "20261122-140510F", "20261122-140511F"]
+        );
+    }
+
+    #[test]
+    fn an_incr_in_a_taken_second_moves_on_and_other_types_do_not_collide() {
+        let full = manifest("20261122-140500F", BackupType::Full);
+        let incr = manifest("20261122-140500F_20261122-140509I", BackupType::Incr);
+        let existing = vec![full, incr];
+        let plan = BackupPlan::choose(Some(BackupType::Incr), &existing, DbId(1), NOW);
+        assert_eq!(plan.label.as_str(), "20261122-140500F_20261122-140510I");
+        assert_eq!(
+            plan.parent.unwrap().label.as_str(),
+            "20261122-140500F_20261122-140509I"
+        );
+        // A diff in the same second has a label of its own already.
+        let plan = BackupPlan::choose(Some(BackupType::Diff), &existing, DbId(1), NOW);
+        assert_eq!(plan.label.as_str(), "20261122-140500F_20261122-140509D");
+    }
+}

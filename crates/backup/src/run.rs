@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use cairn_pgformat::{Lsn, SegmentName, TimelineId, WalFileName, WalSegmentSize};
+use cairn_repo::lock::LockWatch;
 use cairn_repo::{
     BackupManifest, FileKind, IncrementalMode, ManifestFile, PackWriter, Repository, StanzaInfo,
     TablespaceEntry, layout, manifest::MANIFEST_FORMAT,
@@ -26,6 +27,9 @@ pub struct RunOptions {
     pub incremental_mode: Option<IncrementalMode>,
     /// Pack size: what an interrupted backup can lose and has to send again.
     pub pack_target: usize,
+    /// The backup lock held for this backup ([`crate::with_lock`]): once it is lost the
+    /// backup stops, and it is confirmed against the repository before the manifest.
+    pub lock: Option<LockWatch>,
 }
 
 impl Default for RunOptions {
@@ -36,6 +40,7 @@ impl Default for RunOptions {
             progress_every: None,
             incremental_mode: None,
             pack_target: cairn_repo::pack::PACK_TARGET,
+            lock: None,
         }
     }
 }
@@ -81,6 +86,7 @@ pub async fn run<S: BackupSource>(
     };
 
     loop {
+        still_held(opts)?;
         let ev = match source.next_event().await {
             Ok(Some(ev)) => ev,
             Ok(None) => break,
@@ -297,8 +303,20 @@ pub async fn run<S: BackupSource>(
         repo_added: chunked.stored_bytes,
         annotations: Default::default(),
     };
+    // The commit point: only while the lock is certainly still ours.
+    if let Some(lock) = &opts.lock {
+        lock.ensure_held().await?;
+    }
     repo.put_manifest(&info.name, &manifest).await?;
     Ok(manifest)
+}
+
+/// Fails once the backup lock was lost (as the heartbeat last saw it).
+fn still_held(opts: &RunOptions) -> Result<(), BackupError> {
+    match &opts.lock {
+        Some(lock) => Ok(lock.check()?),
+        None => Ok(()),
+    }
 }
 
 /// The file whose data is arriving.
@@ -340,6 +358,7 @@ async fn wait_for_wal(
     let last = stop.segment_number(seg);
     let mut delay = Duration::from_millis(20);
     while segno <= last {
+        still_held(opts)?;
         let name = SegmentName::from_segno(tli, segno, seg);
         let key = layout::wal_file(&info.name, db, &WalFileName::Segment(name));
         if repo.stored_content_id(&key).await?.is_some() {

@@ -99,9 +99,39 @@ pub async fn run(
     spread: bool,
 ) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
-    let (_, st) = cfg.stanza(stanza)?;
     let repo = cairn_startup::open_repo(cfg).await?;
     let info = repo.require_stanza(&name).await?;
+    // Before PostgreSQL is contacted: a second backup of the stanza fails at once.
+    let warn = |w: &str| eprintln!("cairn: WARNING: {w}");
+    cairn_backup::with_lock(&repo, &name, &Default::default(), warn, async |lock| {
+        take(
+            cfg,
+            stanza,
+            &repo,
+            &info,
+            requested,
+            archive_timeout,
+            spread,
+            lock,
+        )
+        .await
+    })
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn take(
+    cfg: &Config,
+    stanza: Option<&str>,
+    repo: &cairn_repo::Repository,
+    info: &cairn_repo::StanzaInfo,
+    requested: Option<ArgType>,
+    archive_timeout: u64,
+    spread: bool,
+    lock: cairn_repo::LockWatch,
+) -> Result<ExitCode, Failure> {
+    let name = &info.name;
+    let (_, st) = cfg.stanza(stanza)?;
     let mut conn = ReplicationConnection::connect(&conn_params(st))
         .await
         .map_err(pg_failure)?;
@@ -123,7 +153,7 @@ pub async fn run(
         )
     })?;
     let estimate = size_estimate(st).await;
-    let existing = repo.backups(&name).await?;
+    let existing = repo.backups(name).await?;
     let requested = requested.map(|t| match t {
         ArgType::Full => BackupType::Full,
         ArgType::Diff => BackupType::Diff,
@@ -209,9 +239,10 @@ pub async fn run(
         wal_segment_size: seg,
         progress_every: None,
         incremental_mode,
+        lock: Some(lock),
         ..Default::default()
     };
-    let m = cairn_backup::run(&repo, &info, &plan, &mut source, &opts)
+    let m = cairn_backup::run(repo, info, &plan, &mut source, &opts)
         .await
         .map_err(|e| Failure::from_error(&e))?;
     println!(

@@ -1,6 +1,7 @@
 use cairn_exit::{Classify, ErrorKind};
 
 use crate::layout::ObjectKey;
+use crate::lock::{LockHolder, age};
 
 /// A failure of the storage underneath the repository. Always worth retrying later.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +128,13 @@ pub enum RepoError {
     },
     #[error("cannot encode object: {message}")]
     Encode { message: String },
+    /// Another process holds a lock this command needs.
+    #[error("{holder}")]
+    Locked { holder: Box<LockHolder> },
+    /// A lock held by this process was taken over or could not be kept: the work done
+    /// under it must not be committed.
+    #[error("{lock} was lost: {reason}")]
+    LockLost { lock: String, reason: String },
 }
 
 fn unsupported_format(found: u32, supported: u32) -> String {
@@ -171,6 +179,7 @@ impl Classify for RepoError {
             RepoError::Concurrent { .. } => ErrorKind::Locked,
             RepoError::Conflict { .. } => ErrorKind::Conflict,
             RepoError::Encode { .. } => ErrorKind::Internal,
+            RepoError::Locked { .. } | RepoError::LockLost { .. } => ErrorKind::Locked,
         }
     }
 
@@ -222,6 +231,16 @@ impl Classify for RepoError {
             RepoError::Conflict { .. } => Some(
                 "two clusters may be archiving into one stanza; compare the system identifiers \
                  in `cairn info`"
+                    .into(),
+            ),
+            RepoError::Locked { holder } => Some(format!(
+                "wait for it to finish. cairn takes a lock over only when its heartbeat is older \
+                 than {}, or at once when a cairn on the holder's host finds its process gone",
+                age(holder.stale_after)
+            )),
+            RepoError::LockLost { .. } => Some(
+                "nothing was committed after the loss; the next run reuses what this one stored. \
+                 If another cairn took the lock over, it printed a warning naming this process"
                     .into(),
             ),
             _ => None,

@@ -5,7 +5,8 @@
 //! 2. [`object`]: the encoding of every object (zstd, AES-256-GCM frames, content id);
 //! 3. [`keys`]: the master key, its Argon2id wrap and the derived keys;
 //! 4. typed files: [`stanza`] info, the [`wal`] archive and its [`catalog`], backup
-//!    chunks in [`pack`]s and backup [`manifest`]s.
+//!    chunks in [`pack`]s and backup [`manifest`]s;
+//! 5. [`lock`]s, for writers that must not overlap (one backup of a stanza at a time).
 //!
 //! It knows nothing of PostgreSQL connections; PostgreSQL byte formats come from
 //! `cairn-pgformat`.
@@ -27,6 +28,7 @@ pub mod journal;
 mod keyring;
 pub mod keys;
 pub mod layout;
+pub mod lock;
 pub mod manifest;
 pub mod object;
 pub mod pack;
@@ -41,6 +43,7 @@ pub use error::{BackendError, ObjectError, RepoError};
 pub use keyring::REPO_FORMAT;
 pub use keys::{ContentId, KdfParams, KeySet};
 pub use layout::{DbId, Identity, ObjectKey, StanzaName};
+pub use lock::{LockGuard, LockOptions, LockTarget, LockWatch, Takeover};
 pub use manifest::{
     BackupLabel, BackupListing, BackupManifest, BackupType, ChunkRef, DamagedBackup, FileKind,
     IncrementalMode, ManifestFile, TablespaceEntry,

@@ -91,6 +91,19 @@ impl LocalBackend {
         blocking(move || put_file(&root, &path, &data).map_err(io_err("write", k.as_str()))).await
     }
 
+    /// Overwrite (or create) `key`: for lock objects only, every other object is written once.
+    pub(crate) async fn put_overwrite(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+    ) -> Result<(), BackendError> {
+        let path = self.path(key);
+        let root = self.root.clone();
+        let k = key.clone();
+        blocking(move || replace_file(&root, &path, &data).map_err(io_err("write", k.as_str())))
+            .await
+    }
+
     pub async fn get(
         &self,
         key: &ObjectKey,
@@ -147,6 +160,33 @@ fn put_file(root: &Path, path: &Path, data: &[u8]) -> std::io::Result<PutOutcome
         return Ok(PutOutcome::Exists);
     }
     create_dirs_durably(root, parent)?;
+    let tmp = write_temp(parent, path, data)?;
+    let result = match fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(PutOutcome::Created),
+        Err(e) if e.kind() == IoKind::AlreadyExists => Ok(PutOutcome::Exists),
+        Err(e) => Err(e),
+    };
+    let _ = fs::remove_file(&tmp);
+    let outcome = result?;
+    fsync_dir(parent)?;
+    Ok(outcome)
+}
+
+/// Replace the object at `path` whole (lock heartbeats only): a reader sees the old or the
+/// new content, never a mix, and the new one is durable when this returns.
+fn replace_file(root: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let parent = path.parent().expect("object paths have a parent");
+    create_dirs_durably(root, parent)?;
+    let tmp = write_temp(parent, path, data)?;
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fsync_dir(parent)
+}
+
+/// `data` in a new fsynced temporary file beside `path` (skipped by listings).
+fn write_temp(parent: &Path, path: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
     let tmp = parent.join(format!(
         ".tmp.{}.{}.{:016x}",
         path.file_name()
@@ -155,7 +195,7 @@ fn put_file(root: &Path, path: &Path, data: &[u8]) -> std::io::Result<PutOutcome
         std::process::id(),
         rand::random::<u64>()
     ));
-    let result = (|| {
+    let written = (|| {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -164,18 +204,15 @@ fn put_file(root: &Path, path: &Path, data: &[u8]) -> std::io::Result<PutOutcome
         // The umask can only narrow the mode; make it exact.
         f.set_permissions(fs::Permissions::from_mode(0o600))?;
         f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        match fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(PutOutcome::Created),
-            Err(e) if e.kind() == IoKind::AlreadyExists => Ok(PutOutcome::Exists),
-            Err(e) => Err(e),
-        }
+        f.sync_all()
     })();
-    let _ = fs::remove_file(&tmp);
-    let outcome = result?;
-    fsync_dir(parent)?;
-    Ok(outcome)
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 /// `create_dir_all`, fsyncing each new directory's parent so the new entry survives a crash.
@@ -320,5 +357,26 @@ mod tests {
         b.delete(&key).await.unwrap();
         b.delete(&key).await.unwrap();
         assert!(b.list("a/").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn overwrite_replaces_whole_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let key = ObjectKey::new("lock/keys/00000001").unwrap();
+        b.put_overwrite(&key, Bytes::from_static(b"first, longer"))
+            .await
+            .unwrap();
+        b.put_overwrite(&key, Bytes::from_static(b"second"))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.get(&key, None).await.unwrap().unwrap(),
+            Bytes::from_static(b"second")
+        );
+        assert_eq!(
+            fs::read_dir(dir.path().join("lock/keys")).unwrap().count(),
+            1
+        );
     }
 }

@@ -51,6 +51,19 @@ impl Backend {
         }
     }
 
+    /// Replace `key` whole, or create it. Only lock objects are ever overwritten (their
+    /// heartbeat); everything else is written once by [`Backend::put_if_absent`].
+    pub(crate) async fn put_overwrite(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+    ) -> Result<(), BackendError> {
+        match self {
+            Backend::Local(b) => b.put_overwrite(key, data).await,
+            Backend::Store(b) => b.put_overwrite(key, data).await,
+        }
+    }
+
     /// The whole object, or `None` when it does not exist.
     pub async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, BackendError> {
         match self {

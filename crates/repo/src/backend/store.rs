@@ -91,6 +91,23 @@ impl StoreBackend {
         }
     }
 
+    /// Overwrite (or create) `key`: for lock objects only, every other object is written once.
+    pub(crate) async fn put_overwrite(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+    ) -> Result<(), BackendError> {
+        let opts = PutOptions {
+            mode: PutMode::Overwrite,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&self.path(key.as_str()), PutPayload::from_bytes(data), opts)
+            .await
+            .map(|_| ())
+            .map_err(Self::err("write", key.as_str()))
+    }
+
     pub async fn get(
         &self,
         key: &ObjectKey,
