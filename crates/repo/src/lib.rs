@@ -6,7 +6,9 @@
 //! 3. [`keys`]: the master key, its Argon2id wrap and the derived keys;
 //! 4. typed files: [`stanza`] info, the [`wal`] archive and its [`catalog`], backup
 //!    chunks in [`pack`]s and backup [`manifest`]s;
-//! 5. [`lock`]s, for writers that must not overlap (one backup of a stanza at a time).
+//! 5. [`lock`]s, for writers that must not overlap (one backup of a stanza at a time);
+//! 6. [`gc`]: condemned packs and what `expire` must finish, and manifest revisions
+//!    (a repack points kept manifests at the chunks' new packs).
 //!
 //! It knows nothing of PostgreSQL connections; PostgreSQL byte formats come from
 //! `cairn-pgformat`.
@@ -24,6 +26,7 @@ pub mod backend;
 mod backups;
 pub mod catalog;
 mod error;
+pub mod gc;
 pub mod journal;
 mod keyring;
 pub mod keys;
@@ -33,6 +36,7 @@ pub mod manifest;
 pub mod object;
 pub mod pack;
 mod repository;
+mod revision;
 pub mod stanza;
 pub mod wal;
 
@@ -40,6 +44,7 @@ pub use backend::{Backend, LocalBackend, PutOutcome, StoreBackend};
 pub use backups::{BackupCatalog, BackupEvent, BackupSummary};
 pub use catalog::{DamagedSummary, TimelineArchive, WalCatalog, WalEvent};
 pub use error::{BackendError, ObjectError, RepoError};
+pub use gc::{GcState, GcStateRead, PackListing, StoredChunk};
 pub use keyring::REPO_FORMAT;
 pub use keys::{ContentId, KdfParams, KeySet};
 pub use layout::{DbId, Identity, ObjectKey, StanzaName};
