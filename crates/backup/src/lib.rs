@@ -34,6 +34,6 @@ pub use chunker::CHUNK_SIZE;
 pub use error::BackupError;
 pub use lock::with_lock;
 pub use plan::BackupPlan;
-pub use run::{RunOptions, run};
+pub use run::{RunOptions, annotation, run};
 pub use server::ServerSource;
 pub use source::{BackupSource, EntryKind, SourceEvent};

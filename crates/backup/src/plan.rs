@@ -83,6 +83,7 @@ mod tests {
             db_size: 0,
             bytes_received: 0,
             repo_added: 0,
+            annotations: Default::default(),
         }
     }
 
