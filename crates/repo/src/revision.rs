@@ -166,7 +166,7 @@ impl Repository {
 
     /// Whether every pack `m` names is still stored.
     async fn packs_stored(&self, stanza: &StanzaName, m: &BackupManifest) -> bool {
-        let found: Vec<bool> = futures::stream::iter(&m.packs)
+        let found: Vec<bool> = futures::stream::iter(m.packs.clone())
             .map(|p| async move {
                 let key = layout::pack(stanza, p.as_str());
                 matches!(self.backend().get_range(&key, 0..1).await, Ok(Some(_)))
