@@ -92,6 +92,10 @@ struct BackupDoc {
     repo_size: u64,
     repo_reused: u64,
     files: usize,
+    /// `cairn pin`: expire keeps it whatever `[retention]` says.
+    pinned: bool,
+    /// `cairn backup --annotation KEY=VALUE`.
+    annotations: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -101,7 +105,7 @@ struct PointDoc {
 }
 
 impl BackupDoc {
-    fn from_manifest(m: &BackupManifest) -> BackupDoc {
+    fn from_manifest(m: &BackupManifest, pinned: bool) -> BackupDoc {
         let size = repo_size(m);
         BackupDoc {
             label: m.label.to_string(),
@@ -128,6 +132,8 @@ impl BackupDoc {
             repo_size: size,
             repo_reused: size.saturating_sub(m.repo_added),
             files: m.files.len(),
+            pinned,
+            annotations: m.annotations.clone(),
         }
     }
 }
@@ -186,6 +192,14 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
         let catalog = repo.wal_catalog(&name).await?;
         let listing = repo.backup_listing(&name).await?;
         let backups = listing.usable;
+        let pinned: std::collections::BTreeSet<cairn_repo::BackupLabel> = repo
+            .backup_catalog(&name)
+            .await?
+            .usable
+            .into_iter()
+            .filter(|b| b.pinned)
+            .map(|b| b.label)
+            .collect();
         let current = info.current().db_id;
         let mut warnings: Vec<String> = repo.warnings().to_vec();
         warnings.extend(catalog.warnings().iter().cloned());
@@ -208,7 +222,10 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
                     current: g.db_id == current,
                 })
                 .collect(),
-            backups: backups.iter().map(BackupDoc::from_manifest).collect(),
+            backups: backups
+                .iter()
+                .map(|m| BackupDoc::from_manifest(m, pinned.contains(&m.label)))
+                .collect(),
             damaged_backups: listing
                 .damaged
                 .iter()
@@ -274,7 +291,16 @@ fn print_text(doc: &InfoDoc) {
                 .as_deref()
                 .map(|p| format!(", parent {p}"))
                 .unwrap_or_default();
-            println!("    {} backup {}{parent}", b.backup_type, b.label);
+            let pin = if b.pinned { " (pinned)" } else { "" };
+            println!("    {} backup {}{parent}{pin}", b.backup_type, b.label);
+            if !b.annotations.is_empty() {
+                let notes: Vec<String> = b
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                println!("        annotations: {}", notes.join(", "));
+            }
             println!(
                 "        timeline {}, start {} at {}, stop {} at {}",
                 b.timeline, b.start.lsn, b.start.time, b.stop.lsn, b.stop.time

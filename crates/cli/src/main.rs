@@ -4,6 +4,7 @@
 mod args;
 mod backup;
 mod check;
+mod expire;
 mod info;
 mod pg;
 mod progress;
@@ -79,8 +80,16 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             backup_type,
             archive_timeout,
             spread,
-        } => backup::run(&cfg, stanza, backup_type, archive_timeout, spread).await,
-        Command::Expire { .. } | Command::Verify => Err(Failure::new(
+            pin,
+            annotations,
+        } => {
+            let extras = backup::Extras { pin, annotations };
+            backup::run(&cfg, stanza, backup_type, archive_timeout, spread, extras).await
+        }
+        Command::Pin { label } => expire::pin(&cfg, stanza, &label, true).await,
+        Command::Unpin { label } => expire::pin(&cfg, stanza, &label, false).await,
+        Command::Expire { dry_run, set } => expire::run(&cfg, stanza, dry_run, set.as_deref()).await,
+        Command::Verify => Err(Failure::new(
             ErrorKind::Unsupported,
             "this command is not implemented yet in this build of cairn",
         )
