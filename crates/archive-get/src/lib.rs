@@ -51,7 +51,7 @@ pub enum Mode {
 pub enum GetError {
     #[error("'{name}' is not a WAL file name")]
     BadName { name: String },
-    #[error("{name} is in the archive but cannot be delivered: {cause}")]
+    #[error("{name} could not be restored from the archive: {cause}")]
     Undeliverable {
         name: String,
         cause: String,
@@ -105,12 +105,20 @@ pub fn exit_failure(name: &str, mode: Mode, f: Failure) -> Failure {
     if f.kind == ErrorKind::Undeliverable || mode == Mode::Standby {
         return f;
     }
-    Failure::from_error(&GetError::Undeliverable {
+    let mut out = Failure::from_error(&GetError::Undeliverable {
         name: name.to_string(),
         cause: f.message,
         underlying: f.kind,
         mode,
-    })
+    });
+    // The underlying hint says what to fix (a passphrase, a configuration); ours says why
+    // recovery stopped.
+    if let Some(h) = f.hint {
+        out.hint = Some(format!(
+            "{h}; recovery stopped (exit 126) rather than end short of the archive"
+        ));
+    }
+    out
 }
 
 /// The failure for a file the archive has but cannot deliver.

@@ -1,26 +1,31 @@
 //! Which kind of backup to take, and on top of which parent.
 
-use cairn_repo::{BackupLabel, BackupManifest, BackupType, DbId};
+use cairn_repo::{
+    BackupLabel, BackupManifest, BackupSummary, BackupType, DbId, RepoError, Repository, StanzaName,
+};
 
+/// What to take: type, label and parent, chosen from the backup catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupPlan {
+pub struct BackupChoice {
     pub backup_type: BackupType,
     pub label: BackupLabel,
-    pub parent: Option<BackupManifest>,
+    pub parent: Option<BackupLabel>,
     /// Set when a diff/incr was asked for but no full exists, so a full is taken.
     pub promoted_to_full: bool,
 }
 
-impl BackupPlan {
-    /// `requested` (default incr) on top of the backups of generation `db`: a diff's parent
-    /// is the newest full, an incr's the newest backup; with no full there is a full.
+impl BackupChoice {
+    /// `requested` (default incr) on top of the usable backups of generation `db`: a diff's
+    /// parent is the newest full, an incr's the newest backup; with no full there is a
+    /// full. `taken` are labels in use (usable or not): a new label never repeats one.
     pub fn choose(
         requested: Option<BackupType>,
-        existing: &[BackupManifest],
+        usable: &[BackupSummary],
+        taken: &[BackupLabel],
         db: DbId,
         now: time::OffsetDateTime,
-    ) -> BackupPlan {
-        let mine: Vec<&BackupManifest> = existing.iter().filter(|m| m.db_id == db).collect();
+    ) -> BackupChoice {
+        let mine: Vec<&BackupSummary> = usable.iter().filter(|m| m.db_id == db).collect();
         let last_full = mine
             .iter()
             .rev()
@@ -30,24 +35,80 @@ impl BackupPlan {
         let (backup_type, parent, promoted) = match (wanted, last_full) {
             (BackupType::Full, _) => (BackupType::Full, None, false),
             (_, None) => (BackupType::Full, None, true),
-            (BackupType::Diff, Some(full)) => (BackupType::Diff, Some(full.clone()), false),
-            (BackupType::Incr, Some(_)) => {
-                (BackupType::Incr, mine.last().map(|m| (*m).clone()), false)
-            }
+            (BackupType::Diff, Some(full)) => (BackupType::Diff, Some(full.label.clone()), false),
+            (BackupType::Incr, Some(_)) => (
+                BackupType::Incr,
+                mine.last().map(|m| m.label.clone()),
+                false,
+            ),
         };
-        let full_label = parent.as_ref().map(|p| p.label.full_label());
+        let full_label = parent.as_ref().map(BackupLabel::full_label);
         let mut label = BackupLabel::generate(now, backup_type, full_label.as_ref());
         // Two backups in the same second: keep labels unique and ordered.
         let mut t = now;
-        while existing.iter().any(|m| m.label == label) {
+        while usable.iter().any(|m| m.label == label) || taken.contains(&label) {
             t += time::Duration::seconds(1);
             label = BackupLabel::generate(t, backup_type, full_label.as_ref());
         }
-        BackupPlan {
+        BackupChoice {
             backup_type,
             label,
             parent,
             promoted_to_full: promoted,
+        }
+    }
+}
+
+/// A backup about to be taken, with its parent's manifest read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupPlan {
+    pub backup_type: BackupType,
+    pub label: BackupLabel,
+    pub parent: Option<BackupManifest>,
+    /// Set when a diff/incr was asked for but no full exists, so a full is taken.
+    pub promoted_to_full: bool,
+    /// Parents passed over because their manifest is damaged (for the operator).
+    pub passed_over: Vec<String>,
+}
+
+impl BackupPlan {
+    /// Choose from the backup catalog and read the parent's manifest. A parent whose
+    /// manifest turns out damaged is passed over (and recorded as damaged by the read): a
+    /// damaged backup costs only itself, new backups still run.
+    pub async fn prepare(
+        repo: &Repository,
+        stanza: &StanzaName,
+        requested: Option<BackupType>,
+        db: DbId,
+        now: time::OffsetDateTime,
+    ) -> Result<BackupPlan, RepoError> {
+        let catalog = repo.backup_catalog(stanza).await?;
+        let mut taken: Vec<BackupLabel> = catalog.damaged.iter().map(|d| d.label.clone()).collect();
+        taken.extend(catalog.removed_leftovers.iter().cloned());
+        let mut usable = catalog.usable;
+        let mut passed_over = Vec::new();
+        loop {
+            let choice = BackupChoice::choose(requested, &usable, &taken, db, now);
+            let parent = match &choice.parent {
+                None => None,
+                Some(label) => match repo.manifest(stanza, label).await {
+                    Ok(m) => Some(m),
+                    Err(RepoError::BackupDamaged { reason, .. }) => {
+                        passed_over.push(format!("{label} ({reason})"));
+                        usable.retain(|b| &b.label != label);
+                        taken.push(label.clone());
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            return Ok(BackupPlan {
+                backup_type: choice.backup_type,
+                label: choice.label,
+                parent,
+                promoted_to_full: choice.promoted_to_full,
+                passed_over,
+            });
         }
     }
 }
@@ -59,8 +120,8 @@ mod tests {
     use cairn_repo::IncrementalMode;
     use cairn_repo::manifest::MANIFEST_FORMAT;
 
-    fn manifest(label: &str, backup_type: BackupType) -> BackupManifest {
-        BackupManifest {
+    fn manifest(label: &str, backup_type: BackupType) -> BackupSummary {
+        BackupSummary::of(&BackupManifest {
             format: MANIFEST_FORMAT,
             label: BackupLabel::new(label).unwrap(),
             backup_type,
@@ -84,7 +145,7 @@ mod tests {
             bytes_received: 0,
             repo_added: 0,
             annotations: Default::default(),
-        }
+        })
     }
 
     const NOW: time::OffsetDateTime = time::macros::datetime!(2026-11-22 14:05:09 UTC);
@@ -95,7 +156,7 @@ mod tests {
         let mut labels = vec![];
         // Three fulls started within the same second get three labels, in order.
         for _ in 0..3 {
-            let plan = BackupPlan::choose(Some(BackupType::Full), &existing, DbId(1), NOW);
+            let plan = BackupChoice::choose(Some(BackupType::Full), &existing, &[], DbId(1), NOW);
             labels.push(plan.label.to_string());
             existing.push(manifest(plan.label.as_str(), BackupType::Full));
         }
@@ -110,14 +171,14 @@ mod tests {
         let full = manifest("20261122-140500F", BackupType::Full);
         let incr = manifest("20261122-140500F_20261122-140509I", BackupType::Incr);
         let existing = vec![full, incr];
-        let plan = BackupPlan::choose(Some(BackupType::Incr), &existing, DbId(1), NOW);
+        let plan = BackupChoice::choose(Some(BackupType::Incr), &existing, &[], DbId(1), NOW);
         assert_eq!(plan.label.as_str(), "20261122-140500F_20261122-140510I");
         assert_eq!(
-            plan.parent.unwrap().label.as_str(),
+            plan.parent.unwrap().as_str(),
             "20261122-140500F_20261122-140509I"
         );
         // A diff in the same second has a label of its own already.
-        let plan = BackupPlan::choose(Some(BackupType::Diff), &existing, DbId(1), NOW);
+        let plan = BackupChoice::choose(Some(BackupType::Diff), &existing, &[], DbId(1), NOW);
         assert_eq!(plan.label.as_str(), "20261122-140500F_20261122-140509D");
     }
 }

@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use cairn_pgformat::{Lsn, SegmentName, TimelineId, WalFileName, WalSegmentSize};
+use cairn_pgformat::{Lsn, TimelineId, WalSegmentSize};
 use cairn_repo::lock::LockWatch;
 use cairn_repo::{
-    BackupEvent, BackupManifest, FileKind, IncrementalMode, ManifestFile, PackWriter, Repository, StanzaInfo,
-    TablespaceEntry, layout, manifest::MANIFEST_FORMAT,
+    BackupEvent, BackupManifest, FileKind, IncrementalMode, ManifestFile, PackWriter, Repository,
+    StanzaInfo, TablespaceEntry, manifest::MANIFEST_FORMAT,
 };
 
 use crate::chunker::Chunker;
@@ -15,6 +15,7 @@ use crate::error::BackupError;
 use crate::incremental::{ParentFiles, Reconstruction, Sink, complete_backup_label};
 use crate::plan::BackupPlan;
 use crate::source::{BackupSource, EntryKind, SourceEvent};
+use crate::wal_wait::{segments_between, wait_for_wal};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -284,7 +285,10 @@ pub async fn run<S: BackupSource>(
             chunked.reused_chunks
         );
     }
-    wait_for_wal(repo, info, timeline, start_lsn, stop_lsn, opts).await?;
+    // Without the WAL from start to stop the backup never becomes consistent.
+    let needed = segments_between(timeline, start_lsn, stop_lsn, opts.wal_segment_size);
+    still_held(opts)?;
+    wait_for_wal(repo, stanza, generation.db_id, needed, opts.archive_timeout).await?;
     let manifest = BackupManifest {
         format: MANIFEST_FORMAT,
         label: plan.label.clone(),
@@ -361,44 +365,6 @@ fn now() -> String {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
-
-/// Wait until every segment from the one holding `start` to the one holding `stop` is
-/// archived: without them the backup cannot reach consistency.
-async fn wait_for_wal(
-    repo: &Repository,
-    info: &StanzaInfo,
-    tli: TimelineId,
-    start: Lsn,
-    stop: Lsn,
-    opts: &RunOptions,
-) -> Result<(), BackupError> {
-    let seg = opts.wal_segment_size;
-    let db = info.current().db_id;
-    let deadline = Instant::now() + opts.archive_timeout;
-    let mut segno = start.segment_number(seg);
-    let last = stop.segment_number(seg);
-    let mut delay = Duration::from_millis(20);
-    while segno <= last {
-        still_held(opts)?;
-        let name = SegmentName::from_segno(tli, segno, seg);
-        let key = layout::wal_file(&info.name, db, &WalFileName::Segment(name));
-        if repo.stored_content_id(&key).await?.is_some() {
-            segno = segno.next();
-            delay = Duration::from_millis(20);
-            continue;
-        }
-        if Instant::now() >= deadline {
-            return Err(BackupError::WalNotArchived {
-                segment: name.to_string(),
-                waited: opts.archive_timeout,
-            });
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(500));
-    }
-    Ok(())
-}
-
 /// Longest annotation key and value.
 const ANNOTATION_KEY_MAX: usize = 64;
 const ANNOTATION_VALUE_MAX: usize = 1024;

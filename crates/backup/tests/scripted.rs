@@ -133,7 +133,9 @@ async fn full_then_incr_stores_only_changed_chunks() {
     archive_segment_1(&repo, &info).await;
     let rel = relation(1);
     let now = time::OffsetDateTime::now_utc();
-    let plan = BackupPlan::choose(None, &[], info.current().db_id, now);
+    let plan = BackupPlan::prepare(&repo, &info.name, None, info.current().db_id, now)
+        .await
+        .unwrap();
     assert_eq!(plan.backup_type, BackupType::Full);
     assert!(plan.promoted_to_full);
     let mut src = Script {
@@ -172,8 +174,15 @@ async fn full_then_incr_stores_only_changed_chunks() {
     // One 8 KiB page changes: the incr stores about one chunk.
     let mut rel2 = rel.clone();
     rel2[3 << 20..(3 << 20) + 8192].fill(7);
-    let existing = repo.backups(&info.name).await.unwrap();
-    let plan = BackupPlan::choose(Some(BackupType::Incr), &existing, info.current().db_id, now);
+    let plan = BackupPlan::prepare(
+        &repo,
+        &info.name,
+        Some(BackupType::Incr),
+        info.current().db_id,
+        now,
+    )
+    .await
+    .unwrap();
     assert_eq!(plan.backup_type, BackupType::Incr);
     assert_eq!(plan.parent.as_ref().unwrap().label, full.label);
     assert_ne!(plan.label, full.label);
@@ -197,12 +206,15 @@ async fn an_interrupted_backup_is_not_listed_and_its_chunks_are_reused() {
     let (repo, info) = setup().await;
     archive_segment_1(&repo, &info).await;
     let rel = relation(2);
-    let plan = BackupPlan::choose(
+    let plan = BackupPlan::prepare(
+        &repo,
+        &info.name,
         Some(BackupType::Full),
-        &[],
         info.current().db_id,
         time::OffsetDateTime::now_utc(),
-    );
+    )
+    .await
+    .unwrap();
     let events = backup_events(&rel);
     let cut = events.len() - 3; // in the middle of the relation file's data
     let mut src = Script {
@@ -233,12 +245,15 @@ async fn an_interrupted_backup_is_not_listed_and_its_chunks_are_reused() {
 #[tokio::test]
 async fn a_backup_waits_for_its_wal_and_gives_up_clearly() {
     let (repo, info) = setup().await;
-    let plan = BackupPlan::choose(
+    let plan = BackupPlan::prepare(
+        &repo,
+        &info.name,
         None,
-        &[],
         info.current().db_id,
         time::OffsetDateTime::now_utc(),
-    );
+    )
+    .await
+    .unwrap();
     let mut src = Script {
         events: backup_events(b"small").into_iter(),
         fail_after: None,
@@ -250,7 +265,7 @@ async fn a_backup_waits_for_its_wal_and_gives_up_clearly() {
     };
     let err = run(&repo, &info, &plan, &mut src, &o).await.unwrap_err();
     assert!(
-        matches!(err, BackupError::WalNotArchived { ref segment, .. } if segment == "000000010000000000000001"),
+        matches!(err, BackupError::WalNotArchived { ref segment, .. } if segment.to_string() == "000000010000000000000001"),
         "{err}"
     );
     assert!(repo.backups(&info.name).await.unwrap().is_empty());
@@ -264,12 +279,15 @@ async fn a_chunk_repeated_across_batches_in_flight_is_stored_once() {
     // each of which sees the chunk as new.
     let one = &relation(3)[..cairn_backup::CHUNK_SIZE];
     let rel: Vec<u8> = one.repeat(48);
-    let plan = BackupPlan::choose(
+    let plan = BackupPlan::prepare(
+        &repo,
+        &info.name,
         Some(BackupType::Full),
-        &[],
         info.current().db_id,
         time::OffsetDateTime::now_utc(),
-    );
+    )
+    .await
+    .unwrap();
     let mut src = Script {
         events: backup_events(&rel).into_iter(),
         fail_after: None,
@@ -322,12 +340,15 @@ async fn a_backup_that_lost_its_lock_writes_no_manifest() {
     let contender = contender.expect("the contender takes the lock over");
     assert_eq!(guard.watch().lost(), None, "the heartbeat has not run yet");
 
-    let plan = BackupPlan::choose(
+    let plan = BackupPlan::prepare(
+        &repo,
+        &info.name,
         None,
-        &[],
         info.current().db_id,
         time::OffsetDateTime::now_utc(),
-    );
+    )
+    .await
+    .unwrap();
     let mut src = Script {
         events: backup_events(&relation(3)).into_iter(),
         fail_after: None,

@@ -33,7 +33,7 @@ pub enum BackendError {
 }
 
 /// Why an object could not be decoded. Never retryable: the bytes are wrong.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ObjectError {
     #[error("not a cairn object (bad magic)")]
     BadMagic,
@@ -91,6 +91,8 @@ pub enum RepoError {
     NoRepository { location: String },
     #[error("{}", unsupported_format(*found, *supported))]
     UnsupportedFormat { found: u32, supported: u32 },
+    #[error("the repository is not encrypted: it has no passphrase to change")]
+    NotEncrypted,
     #[error("stanza has no backup {label}")]
     NoBackup { label: String },
     #[error("backup {label} cannot be used: {key} {reason}")]
@@ -171,6 +173,7 @@ impl Classify for RepoError {
             | RepoError::PassphraseUnexpected => ErrorKind::WrongPassphrase,
             RepoError::NoRepository { .. } | RepoError::NoStanza { .. } => ErrorKind::Stanza,
             RepoError::NoBackup { .. } => ErrorKind::Usage,
+            RepoError::NotEncrypted => ErrorKind::Refused,
             RepoError::StanzaMismatch { .. } => ErrorKind::Stanza,
             RepoError::UnsupportedFormat { .. } => ErrorKind::Unsupported,
             RepoError::KeyFilesDamaged { .. }
@@ -219,6 +222,11 @@ impl Classify for RepoError {
                     .into(),
             ),
             RepoError::NoBackup { .. } => Some("`cairn info` lists the stanza's backups".into()),
+            RepoError::NotEncrypted => Some(
+                "an unencrypted repository cannot be encrypted in place: create a new one with \
+                 repo.cipher-pass set and take a full backup into it"
+                    .into(),
+            ),
             RepoError::BackupDamaged { label, .. } => Some(format!(
                 "other backups are unaffected: restore another with --set, or run `cairn verify \
                  --set {label}` for details; `cairn expire --set {label}` removes it"

@@ -301,11 +301,6 @@ pub fn parse_manifest_revision(file: &str) -> Option<u64> {
     seq.parse().ok().filter(|r| *r > 0)
 }
 
-/// Where a stanza's packs live (`pack/XX/PACKID`).
-pub fn pack_prefix(stanza: &StanzaName) -> String {
-    format!("{}/pack/", stanza_root(stanza))
-}
-
 /// Generation `seq` of the stanza's garbage-collection state (see `crate::gc`).
 pub fn gc_state(stanza: &StanzaName, seq: u64) -> ObjectKey {
     ObjectKey::built(format!("{}{seq:08}", gc_prefix(stanza)))
@@ -328,6 +323,31 @@ pub fn lock_prefix(target: &LockTarget) -> String {
 /// One generation of a lock, created only if absent.
 pub fn lock(target: &LockTarget, seq: u64) -> ObjectKey {
     ObjectKey::built(format!("{}{seq:08}", lock_prefix(target)))
+}
+
+/// Where a stanza's records of one kind live (`verify`, `drill`, ...): see [`crate::record`].
+pub fn record_prefix(stanza: &StanzaName, kind: &str) -> String {
+    format!("{}/record/{kind}/", stanza_root(stanza))
+}
+
+/// Every record of a stanza, of any kind.
+pub fn records_prefix(stanza: &StanzaName) -> String {
+    format!("{}/record/", stanza_root(stanza))
+}
+
+/// One record: `stanza/S/record/KIND/STAMP-RAND`, written once.
+pub fn record(stanza: &StanzaName, kind: &str, name: &str) -> ObjectKey {
+    ObjectKey::built(format!("{}{name}", record_prefix(stanza, kind)))
+}
+
+/// Where packs live (`stanza/S/pack/XX/PACKID`).
+pub fn pack_prefix(stanza: &StanzaName) -> String {
+    format!("{}/pack/", stanza_root(stanza))
+}
+
+/// Where good copies wait during a WAL repair, in every cluster generation.
+pub fn wal_repair_root(stanza: &StanzaName) -> String {
+    format!("{}/wal-repair/", stanza_root(stanza))
 }
 
 /// The sequence number at the end of a generation key (`.../00000003` -> 3).

@@ -5,9 +5,10 @@
 //! 2. [`object`]: the encoding of every object (zstd, AES-256-GCM frames, content id);
 //! 3. [`keys`]: the master key, its Argon2id wrap and the derived keys;
 //! 4. typed files: [`stanza`] info, the [`wal`] archive and its [`catalog`], backup
-//!    chunks in [`pack`]s and backup [`manifest`]s;
+//!    chunks in [`pack`]s and backup [`manifest`]s, and [`record`]s of what was done;
 //! 5. [`lock`]s, for writers that must not overlap (one backup of a stanza at a time);
-//! 6. [`gc`]: condemned packs and what `expire` must finish, and manifest revisions
+//! 6. [`check`]: what `cairn verify` needs to tell exactly what is wrong with an object;
+//! 7. [`gc`]: condemned packs and what `expire` must finish, and manifest revisions
 //!    (a repack points kept manifests at the chunks' new packs).
 //!
 //! It knows nothing of PostgreSQL connections; PostgreSQL byte formats come from
@@ -25,6 +26,7 @@
 pub mod backend;
 mod backups;
 pub mod catalog;
+pub mod check;
 mod error;
 pub mod gc;
 pub mod journal;
@@ -35,16 +37,19 @@ pub mod lock;
 pub mod manifest;
 pub mod object;
 pub mod pack;
+pub mod record;
 mod repository;
 mod revision;
 pub mod stanza;
 pub mod wal;
 
-pub use backend::{Backend, LocalBackend, PutOutcome, StoreBackend};
+pub use backend::{Backend, ListedAt, LocalBackend, PutOutcome, StoreBackend, TempLeftover};
 pub use backups::{BackupCatalog, BackupEvent, BackupSummary};
 pub use catalog::{DamagedSummary, TimelineArchive, WalCatalog, WalEvent};
+pub use check::{CopyCheck, Damage, Decoded, ObjectCheck};
 pub use error::{BackendError, ObjectError, RepoError};
 pub use gc::{GcState, GcStateRead, PackListing, StoredChunk};
+pub use journal::{DamagedEntry, JournalCheck, JournalName};
 pub use keyring::REPO_FORMAT;
 pub use keys::{ContentId, KdfParams, KeySet};
 pub use layout::{DbId, Identity, ObjectKey, StanzaName};
@@ -53,7 +58,12 @@ pub use manifest::{
     BackupLabel, BackupListing, BackupManifest, BackupType, ChunkRef, DamagedBackup, FileKind,
     IncrementalMode, ManifestFile, TablespaceEntry,
 };
-pub use pack::{ChunkCodec, ChunkIndex, ChunkLocation, PackId, PackWriter};
-pub use repository::{Encoded, OpenOptions, Repository};
+pub use object::ObjectKind;
+pub use pack::{
+    ChunkCodec, ChunkIndex, ChunkLocation, IndexedChunk, PackId, PackIndexCheck, PackInventory,
+    PackWriter,
+};
+pub use record::{Record, RecordKind};
+pub use repository::{Encoded, OpenOptions, Rekeyed, Repository};
 pub use stanza::{DbGeneration, StanzaCreated, StanzaInfo};
 pub use wal::{PushOutcome, WalDetail, WalEntry};

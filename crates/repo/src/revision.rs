@@ -18,7 +18,7 @@ use futures::StreamExt;
 
 use crate::backend::PutOutcome;
 use crate::error::RepoError;
-use crate::layout::{self, StanzaName};
+use crate::layout::{self, ObjectKey, StanzaName};
 use crate::manifest::{BackupLabel, BackupManifest, ChunkRef, DamagedBackup};
 use crate::object::ObjectKind;
 use crate::pack::{ChunkLocation, PackId};
@@ -89,6 +89,21 @@ impl Repository {
             .collect();
         revs.sort_unstable();
         Ok(revs)
+    }
+
+    /// The key of a backup's newest manifest revision (revision 0's when none is stored).
+    pub async fn manifest_key(
+        &self,
+        stanza: &StanzaName,
+        label: &BackupLabel,
+    ) -> Result<ObjectKey, RepoError> {
+        let rev = self
+            .manifest_revisions(stanza, label)
+            .await?
+            .last()
+            .copied()
+            .unwrap_or(0);
+        Ok(layout::backup_manifest_revision(stanza, label.as_str(), rev))
     }
 
     /// Store `m` as the next revision of its backup's manifest (a repack moved its chunks)
