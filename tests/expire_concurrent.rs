@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cairn_testkit::{PgCluster, S3Server, TestDir, run_as_postgres, wait_until};
-use expire_support::{Store, add_config, backup, labels, restored_checksum};
+use expire_support::{Store, add_config, backup, labels, restored_checksum, verify_clean};
 use support::{describe, small_wal_cluster, table_checksum, workload};
 
 fn packs(store: Store<'_>, cairn: &support::Cairn) -> Vec<String> {
@@ -126,6 +126,7 @@ fn concurrent(store: Store<'_>) {
     .unwrap();
     assert_eq!(labels(&cairn), vec![f3.clone()]);
     assert_eq!(restored_checksum(&dir, &pg, &cairn, &f3, &[]), sum);
+    eprintln!("{}", verify_clean(&cairn, "after the concurrent runs"));
     pg.stop().unwrap();
 }
 

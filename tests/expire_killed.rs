@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cairn_testkit::{PgCluster, S3Server, TestDir, run_as_postgres, wait_until};
-use expire_support::{Store, add_config, backup, labels, restored_checksum};
+use expire_support::{Store, add_config, backup, labels, restored_checksum, verify_clean};
 use support::{Cairn, describe, small_wal_cluster, start_archiving, table_checksum};
 
 /// New data in `t`: every chunk of the table changes (a new file of fresh random rows).
@@ -134,6 +134,7 @@ fn sweep(store: Store<'_>) {
                 "{l} after a kill at {step}:{n}"
             );
         }
+        verify_clean(&cairn, &format!("after a kill at {step}:{n}"));
         // The rerun takes the dead run's lock over and finishes the job.
         let rerun = cairn.run("cairn", &["expire"]);
         assert!(rerun.status.success(), "{}", describe(&rerun));
@@ -150,7 +151,11 @@ fn sweep(store: Store<'_>) {
             sums[&label],
             "{label} after the rerun of {step}:{n}"
         );
-        eprintln!("killed at {step}:{n}: every listed backup restored; the rerun finished");
+        verify_clean(&cairn, &format!("after the rerun of {step}:{n}"));
+        eprintln!(
+            "killed at {step}:{n}: every listed backup restored and verify was clean; the rerun \
+             finished and verify was clean again"
+        );
     }
     pg.stop().unwrap();
 }

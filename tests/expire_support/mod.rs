@@ -190,3 +190,19 @@ pub fn archive(cairn: &Cairn) -> Vec<serde_json::Value> {
         .unwrap()
         .clone()
 }
+
+/// `cairn verify`: it must find nothing damaged (warnings are allowed). Returns its output.
+pub fn verify_clean(cairn: &Cairn, when: &str) -> String {
+    let out = cairn.run("cairn", &["verify", "--progress", "never"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "verify {when}: {}",
+        support::describe(&out)
+    );
+    text
+}
