@@ -5,9 +5,9 @@
 //! even after the grace; archiving resumes while expire runs again; the backup finishes and
 //! restores, and the next expire takes its packs back.
 
-mod support;
 #[path = "expire_support/mod.rs"]
 mod expire_support;
+mod support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -39,8 +39,11 @@ fn concurrent(store: Store<'_>) {
         cairn.archive_command()
     );
     pg.set_conf("archive_mode", "on").unwrap();
-    pg.set_conf("archive_command", &format!("'{}'", command.replace('\'', "''")))
-        .unwrap();
+    pg.set_conf(
+        "archive_command",
+        &format!("'{}'", command.replace('\'', "''")),
+    )
+    .unwrap();
     pg.start().unwrap();
     cairn.cairn_ok(&["stanza-create"]);
     workload(&pg, 3);
@@ -105,7 +108,11 @@ fn concurrent(store: Store<'_>) {
         w.join().unwrap()
     });
     let done = running.wait_with_output().unwrap();
-    assert!(done.status.success(), "the backup failed: {}", describe(&done));
+    assert!(
+        done.status.success(),
+        "the backup failed: {}",
+        describe(&done)
+    );
     support::wait_archived(&pg, &writer);
     let f3 = labels(&cairn).last().unwrap().clone();
     assert_ne!(f3, f2);
@@ -116,7 +123,10 @@ fn concurrent(store: Store<'_>) {
     let out = cairn.cairn_ok(&["expire"]);
     eprintln!("expire after the backup:\n{out}");
     assert!(out.contains(&format!("removing full backup {f2}")), "{out}");
-    assert!(out.contains("condemned packs are referenced again and stay"), "{out}");
+    assert!(
+        out.contains("condemned packs are referenced again and stay"),
+        "{out}"
+    );
     wait_until("garbage to be collected", Duration::from_secs(60), || {
         let out = cairn.cairn_ok(&["expire"]);
         Ok::<_, String>(

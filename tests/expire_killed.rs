@@ -6,9 +6,9 @@
 //! checksum; the rerun takes the dead run's lock over, finishes the job, and the backup
 //! left restores again.
 
-mod support;
 #[path = "expire_support/mod.rs"]
 mod expire_support;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
@@ -58,9 +58,9 @@ fn reached(step: &str, before: &Objects, now: &Objects, dropped: &str) -> bool {
             k.starts_with("stanza/main/journal/backups/log/") && k.ends_with(&format!("-{dropped}"))
         }),
         "backup-removed" => !now.contains(&format!("stanza/main/backup/{dropped}/manifest")),
-        "wal-recorded" => new(&|k| {
-            k.starts_with("stanza/main/journal/wal/log/") && k.contains("-expired-")
-        }),
+        "wal-recorded" => {
+            new(&|k| k.starts_with("stanza/main/journal/wal/log/") && k.contains("-expired-"))
+        }
         "wal-deleted" => gone("stanza/main/wal/") + gone("stanza/main/journal/wal/log/") >= 3,
         "gc-recorded" => max_gc(now) >= max_gc(before) + 2,
         "pack-deleted" => gone("stanza/main/pack-index/") >= 1,
@@ -143,7 +143,9 @@ fn sweep(store: Store<'_>) {
         assert_eq!(labels(&cairn), vec![label.clone()], "after {step}:{n}");
         let left = keys(store, &cairn);
         assert!(
-            !left.iter().any(|k| k.starts_with(&format!("stanza/main/backup/{dropped}/"))),
+            !left
+                .iter()
+                .any(|k| k.starts_with(&format!("stanza/main/backup/{dropped}/"))),
             "{dropped} is left after the rerun"
         );
         assert_eq!(

@@ -4,9 +4,9 @@
 //! exactly, `--set` of a full leaving its incr restorable); a short recovery window keeping
 //! exactly what it needs; pins, annotations, a tier and `auto` end to end.
 
-mod support;
 #[path = "expire_support/mod.rs"]
 mod expire_support;
+mod support;
 
 use std::time::Duration;
 
@@ -88,7 +88,11 @@ fn count_retention(store: Store<'_>) {
         );
     }
     assert!(dry.contains("files of WAL of db 1 timeline 1"), "{dry}");
-    assert_eq!(store.objects(&cairn), before, "the dry run changed the repository");
+    assert_eq!(
+        store.objects(&cairn),
+        before,
+        "the dry run changed the repository"
+    );
 
     // The real run.
     let out = cairn.cairn_ok(&["expire"]);
@@ -113,12 +117,16 @@ fn count_retention(store: Store<'_>) {
     );
 
     // The repository shrinks once the condemned packs' grace has passed.
-    let shrunk = wait_until("condemned packs to be deleted", Duration::from_secs(60), || {
-        let out = cairn.run("cairn", &["expire"]);
-        assert!(out.status.success(), "{}", describe(&out));
-        let now = store.bytes(&cairn);
-        Ok::<_, String>((now < bytes_before).then_some(now))
-    })
+    let shrunk = wait_until(
+        "condemned packs to be deleted",
+        Duration::from_secs(60),
+        || {
+            let out = cairn.run("cairn", &["expire"]);
+            assert!(out.status.success(), "{}", describe(&out));
+            let now = store.bytes(&cairn);
+            Ok::<_, String>((now < bytes_before).then_some(now))
+        },
+    )
     .unwrap();
     eprintln!(
         "repository: {bytes_before} bytes before expire, {shrunk} after ({} freed)",
@@ -210,7 +218,9 @@ fn pg15_a_short_recovery_window_keeps_exactly_what_it_needs() {
     // of it (the window has whole seconds): let 4 s pass after b2 stopped.
     let b2_stop = rfc3339(backup_doc(&cairn, &b2)["stop"]["time"].as_str().unwrap());
     wait_until("4 s after b2 stopped", Duration::from_secs(30), || {
-        Ok::<_, String>((time::OffsetDateTime::now_utc() >= b2_stop + Duration::from_secs(4)).then_some(()))
+        Ok::<_, String>(
+            (time::OffsetDateTime::now_utc() >= b2_stop + Duration::from_secs(4)).then_some(()),
+        )
     })
     .unwrap();
     let (b3, _) = backup(&cairn, &["--type", "incr"]);
@@ -300,7 +310,9 @@ fn pg15_pins_annotations_a_tier_and_auto_expire() {
     let (f3, out) = backup(&cairn, &["--type", "full"]);
     eprintln!("backup with auto expire:\n{out}");
     assert!(
-        out.contains(&format!("removing full backup {f2}: no retention rule keeps it")),
+        out.contains(&format!(
+            "removing full backup {f2}: no retention rule keeps it"
+        )),
         "{out}"
     );
     assert!(
@@ -320,8 +332,14 @@ fn pg15_pins_annotations_a_tier_and_auto_expire() {
         serde_json::json!({})
     );
     let text = cairn.cairn_ok(&["info"]);
-    assert!(text.contains(&format!("full backup {f1} (pinned)")), "{text}");
-    assert!(text.contains("        note: before the migration"), "{text}");
+    assert!(
+        text.contains(&format!("full backup {f1} (pinned)")),
+        "{text}"
+    );
+    assert!(
+        text.contains("        note: before the migration"),
+        "{text}"
+    );
     assert!(text.contains("        ticket: OPS-1"), "{text}");
 
     // The pinned backup still restores: its own WAL was kept.
@@ -332,7 +350,10 @@ fn pg15_pins_annotations_a_tier_and_auto_expire() {
     assert_eq!(refused.status.code(), Some(13), "{}", describe(&refused));
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains(&format!("backup {f1} is pinned")), "{err}");
-    assert!(err.contains(&format!("HINT: run `cairn unpin {f1}`")), "{err}");
+    assert!(
+        err.contains(&format!("HINT: run `cairn unpin {f1}`")),
+        "{err}"
+    );
     assert_eq!(labels(&cairn).len(), 2);
 
     // Unpinned, the tier decides: it goes.

@@ -3,9 +3,9 @@
 //! repository holds little more than one full copy plus the changes. The numbers are
 //! printed (run with `--nocapture`) and bounded.
 
-mod support;
 #[path = "expire_support/mod.rs"]
 mod expire_support;
+mod support;
 
 use cairn_testkit::TestDir;
 use expire_support::{Store, backup};
@@ -66,7 +66,10 @@ fn pg15_what_36_monthly_fulls_cost() {
         100.0 * packs as f64 / (36.0 * one_copy as f64),
         mib(added_total),
     );
-    assert_eq!(packs, added_total, "the packs hold exactly what the backups added");
+    assert_eq!(
+        packs, added_total,
+        "the packs hold exactly what the backups added"
+    );
     assert!(
         packs < 3 * one_copy,
         "36 fulls take {packs} bytes of packs, one takes {one_copy}"

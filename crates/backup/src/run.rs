@@ -405,7 +405,13 @@ mod tests {
             ("ticket".into(), "OPS-1 = before the migration".into())
         );
         assert_eq!(annotation("k=").unwrap(), ("k".into(), String::new()));
-        for bad in ["novalue", "=x", "a b=c", "k=line\nbreak", &format!("{}=x", "k".repeat(65))] {
+        for bad in [
+            "novalue",
+            "=x",
+            "a b=c",
+            "k=line\nbreak",
+            &format!("{}=x", "k".repeat(65)),
+        ] {
             assert!(annotation(&bad).is_err(), "{bad:?}");
         }
         assert!(annotation(&format!("k={}", "v".repeat(1025))).is_err());

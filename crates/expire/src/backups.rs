@@ -113,8 +113,11 @@ pub fn decide(
                 });
             }
             Some(_) => {
-                let rest: Vec<BackupFacts> =
-                    facts.iter().filter(|f| &f.label != label).cloned().collect();
+                let rest: Vec<BackupFacts> = facts
+                    .iter()
+                    .filter(|f| &f.label != label)
+                    .cloned()
+                    .collect();
                 (keep_all(&rest, now)?, Some(label.clone()))
             }
             // Already being removed: finishing that is all `--set` can do.

@@ -31,9 +31,7 @@ impl Classify for ExpireError {
         match self {
             ExpireError::Repo(e) => e.hint(),
             ExpireError::Rules(_) => Some("see [retention] in docs/configuration.md".into()),
-            ExpireError::NoSuchSet { .. } => {
-                Some("`cairn info` lists the stanza's backups".into())
-            }
+            ExpireError::NoSuchSet { .. } => Some("`cairn info` lists the stanza's backups".into()),
             ExpireError::Pinned { label } => Some(format!(
                 "run `cairn unpin {label}` first if it really should go"
             )),

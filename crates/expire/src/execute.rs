@@ -158,7 +158,10 @@ pub async fn execute(
     // 2. WAL.
     for tl in &plan.wal.timelines {
         for batch in tl.cut.chunks(opts.batch.max(1)) {
-            let below = batch.last().and_then(|f| f.end).expect("cut files have an end");
+            let below = batch
+                .last()
+                .and_then(|f| f.end)
+                .expect("cut files have an end");
             let event = WalEvent::Expired {
                 db_id: tl.db_id,
                 timeline: tl.timeline.0,
@@ -250,7 +253,10 @@ async fn repack(run: &mut Run<'_>, report: &mut ExpireReport) -> Result<(), Expi
     let mut copied: Vec<&crate::gc::Repack> = Vec::new();
     for r in &run.plan.gc.repack {
         run.held().await?;
-        match repo.copy_chunks(stanza, &r.pack, &r.live, &mut writer).await {
+        match repo
+            .copy_chunks(stanza, &r.pack, &r.live, &mut writer)
+            .await
+        {
             Ok(moved) => {
                 for (offset, loc) in moved {
                     moves.insert((r.pack.clone(), offset), loc);

@@ -186,9 +186,7 @@ pub fn plan(input: &GcInput<'_>) -> GcPlan {
         });
         let Some(at) = condemned else {
             out.condemn.push((pack.clone(), size(pack)));
-            out.state
-                .condemned
-                .insert(pack.clone(), rfc3339(input.now));
+            out.state.condemned.insert(pack.clone(), rfc3339(input.now));
             continue;
         };
         out.state
@@ -369,7 +367,10 @@ mod tests {
         let p = c.plan(None);
         assert_eq!(p.repack.len(), 1);
         let r = &p.repack[0];
-        assert_eq!((r.pack.clone(), r.size, r.live_bytes()), (pack(1), 1000, 401));
+        assert_eq!(
+            (r.pack.clone(), r.size, r.live_bytes()),
+            (pack(1), 1000, 401)
+        );
         assert_eq!(
             r.backups,
             vec![label("20261201-100000F"), label("20261202-100000F")]
@@ -388,7 +389,9 @@ mod tests {
 
     #[test]
     fn without_knowing_what_is_live_nothing_is_done() {
-        let c = Case::new().stored(1, 10).condemned(1, NOW - time::Duration::days(9));
+        let c = Case::new()
+            .stored(1, 10)
+            .condemned(1, NOW - time::Duration::days(9));
         let p = plan(&GcInput {
             listing: &c.listing,
             state: &c.state,

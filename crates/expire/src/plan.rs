@@ -161,7 +161,10 @@ async fn running_backup(
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     Ok(Some(RunningBackup {
         started,
-        holder: format!("`cairn {}` on {} (pid {})", r.command, r.owner.host, r.owner.pid),
+        holder: format!(
+            "`cairn {}` on {} (pid {})",
+            r.command, r.owner.host, r.owner.pid
+        ),
     }))
 }
 
@@ -297,10 +300,7 @@ mod tests {
             Some((Step::WalDeleted, 3))
         );
         for s in Step::ALL {
-            assert_eq!(
-                Step::parse_pause(&format!("{}:1", s.name())),
-                Some((s, 1))
-            );
+            assert_eq!(Step::parse_pause(&format!("{}:1", s.name())), Some((s, 1)));
         }
         for bad in ["wal-deleted", "wal-deleted:0", "nothing:1", "wal-deleted:x"] {
             assert_eq!(Step::parse_pause(bad), None, "{bad}");

@@ -138,7 +138,10 @@ impl ExpirePlan {
                         .map_or("?", |r| r.holder.as_str())
                 ),
             };
-            out.push(format!("condemned pack {pack} ({}) stays: {why}", mib(*size)));
+            out.push(format!(
+                "condemned pack {pack} ({}) stays: {why}",
+                mib(*size)
+            ));
         }
         for r in &gc.repack {
             out.push(format!(

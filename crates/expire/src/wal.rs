@@ -134,9 +134,7 @@ pub fn plan(stanza: &StanzaName, wal: &WalCatalog, retention: &RetentionPlan) ->
     }
     let timelines = by_tl
         .into_iter()
-        .map(|((db, tli), entries)| {
-            timeline(stanza, wal, &wal_plan, &seg_sizes, db, tli, &entries)
-        })
+        .map(|((db, tli), entries)| timeline(stanza, wal, &wal_plan, &seg_sizes, db, tli, &entries))
         .collect();
     WalDrops {
         timelines,

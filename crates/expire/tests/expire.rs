@@ -14,15 +14,39 @@ use common::{Fx, full, grace0, label, lsn, segs};
 async fn three_chains() -> Fx {
     let mut fx = Fx::new().await;
     fx.push_segments(1, 1, 30).await;
-    fx.backup("20261201-010000F", None, 1, 2, 3, &[1, 2, 3]).await;
-    fx.backup("20261201-010000F_20261201-020000I", Some("20261201-010000F"), 1, 5, 6, &[1, 2, 4])
+    fx.backup("20261201-010000F", None, 1, 2, 3, &[1, 2, 3])
         .await;
-    fx.backup("20261202-010000F", None, 1, 10, 11, &[1, 5, 6]).await;
-    fx.backup("20261202-010000F_20261202-020000I", Some("20261202-010000F"), 1, 13, 14, &[1, 5, 7])
+    fx.backup(
+        "20261201-010000F_20261201-020000I",
+        Some("20261201-010000F"),
+        1,
+        5,
+        6,
+        &[1, 2, 4],
+    )
+    .await;
+    fx.backup("20261202-010000F", None, 1, 10, 11, &[1, 5, 6])
         .await;
-    fx.backup("20261203-010000F", None, 1, 20, 21, &[1, 8, 9]).await;
-    fx.backup("20261203-010000F_20261203-020000I", Some("20261203-010000F"), 1, 23, 24, &[1, 8, 10])
+    fx.backup(
+        "20261202-010000F_20261202-020000I",
+        Some("20261202-010000F"),
+        1,
+        13,
+        14,
+        &[1, 5, 7],
+    )
+    .await;
+    fx.backup("20261203-010000F", None, 1, 20, 21, &[1, 8, 9])
         .await;
+    fx.backup(
+        "20261203-010000F_20261203-020000I",
+        Some("20261203-010000F"),
+        1,
+        23,
+        24,
+        &[1, 8, 10],
+    )
+    .await;
     for n in [2, 10, 20] {
         fx.push_backup_history(1, n).await;
     }
@@ -53,8 +77,15 @@ async fn count_retention_keeps_two_chains_and_the_wal_from_the_older_ones_start(
             "{text}"
         );
     }
-    assert!(text.contains("would remove 10 files of WAL of db 1 timeline 1"), "{text}");
-    assert_eq!(fx.everything().await, before, "the dry run changed the repository");
+    assert!(
+        text.contains("would remove 10 files of WAL of db 1 timeline 1"),
+        "{text}"
+    );
+    assert_eq!(
+        fx.everything().await,
+        before,
+        "the dry run changed the repository"
+    );
 
     let out = fx.expire(&full(2), &ExpireOptions::default()).await;
     let report = out.report.unwrap();
@@ -98,7 +129,10 @@ async fn count_retention_keeps_two_chains_and_the_wal_from_the_older_ones_start(
 
     // The first chain's own chunks (seeds 2, 3, 4) were in packs no kept backup uses.
     assert!(report.packs_condemned >= 1);
-    assert_eq!(report.packs_deleted, 0, "nothing is deleted in the run that condemns");
+    assert_eq!(
+        report.packs_deleted, 0,
+        "nothing is deleted in the run that condemns"
+    );
     // A second run within the grace deletes nothing; with the grace passed it does.
     let again = fx.expire(&full(2), &ExpireOptions::default()).await;
     let again = again.report.unwrap();
@@ -200,7 +234,10 @@ async fn a_pinned_backup_and_a_tier_keep_their_ranges_and_no_cut_hides_them() {
     let out = fx.expire(&rules, &ExpireOptions::default()).await;
     assert_eq!(fx.labels().await, ["20261201-010000F", "20261203-010000F"]);
     let text = out.plan.lines(false).join("\n");
-    assert!(text.contains("keep full backup 20261201-010000F (pinned): pinned"), "{text}");
+    assert!(
+        text.contains("keep full backup 20261201-010000F (pinned): pinned"),
+        "{text}"
+    );
     // The pinned backup keeps its start-to-stop WAL (segments 2 and 3); the newest keeps
     // everything from its start (segment 20) on; the rest goes.
     let mut want = segs(1, 2, 3);
@@ -208,7 +245,11 @@ async fn a_pinned_backup_and_a_tier_keep_their_ranges_and_no_cut_hides_them() {
     assert_eq!(fx.wal_names().await, want);
     assert_eq!(fx.wal_objects().await, want);
     let tl = &out.plan.wal.timelines[0];
-    assert_eq!(tl.cut.len(), 1, "only segment 1 lies below every kept segment");
+    assert_eq!(
+        tl.cut.len(),
+        1,
+        "only segment 1 lies below every kept segment"
+    );
     assert_eq!(tl.forget.len(), 16);
     // A late copy of a kept segment still shows (no cut covers it); a reread agrees.
     fx.repush(1, 2).await;
@@ -335,7 +376,11 @@ async fn a_condemned_pack_referenced_again_is_uncondemned() {
     let old = fx.repo.chunk_index(&fx.stanza).await.unwrap();
     let id = fx.repo.chunk_codec(&fx.stanza).content_id(&common::data(1));
     let loc = old.get(&id).unwrap();
-    let mut m = fx.repo.manifest(&fx.stanza, &label("20261202-010000F")).await.unwrap();
+    let mut m = fx
+        .repo
+        .manifest(&fx.stanza, &label("20261202-010000F"))
+        .await
+        .unwrap();
     m.label = label("20261203-010000F");
     m.start_time = "2026-12-03T01:00:00Z".into();
     m.stop_time = m.start_time.clone();
@@ -351,7 +396,15 @@ async fn a_condemned_pack_referenced_again_is_uncondemned() {
     let out = fx.expire(&full(2), &grace0()).await;
     assert_eq!(out.plan.gc.uncondemn, vec![loc.pack.clone()]);
     assert_eq!(out.report.unwrap().packs_deleted, 0);
-    assert!(fx.repo.gc_state(&fx.stanza).await.unwrap().state.condemned.is_empty());
+    assert!(
+        fx.repo
+            .gc_state(&fx.stanza)
+            .await
+            .unwrap()
+            .state
+            .condemned
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -359,7 +412,8 @@ async fn a_mostly_garbage_pack_is_repacked_and_the_kept_backup_reads_from_the_ne
     let mut fx = Fx::new().await;
     fx.push_segments(1, 1, 12).await;
     // One pack holding seeds 1..=8; the kept backup reuses only seed 1 of it.
-    fx.backup("20261201-010000F", None, 1, 2, 3, &[1, 2, 3, 4, 5, 6, 7, 8]).await;
+    fx.backup("20261201-010000F", None, 1, 2, 3, &[1, 2, 3, 4, 5, 6, 7, 8])
+        .await;
     let kept = fx.backup("20261202-010000F", None, 1, 5, 6, &[1, 9]).await;
     let old_pack = kept.location(&kept.files[0].chunks[0]).unwrap().pack;
     let out = fx.expire(&full(1), &grace0()).await;

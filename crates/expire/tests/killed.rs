@@ -17,12 +17,28 @@ async fn scenario() -> Fx {
     let mut fx = Fx::new().await;
     fx.push_segments(1, 1, 16).await;
     fx.backup("20261130-010000F", None, 1, 1, 1, &[20]).await;
-    fx.backup("20261201-010000F", None, 1, 2, 3, &[1, 2, 3, 4, 5, 6, 7, 8]).await;
-    fx.backup("20261201-010000F_20261201-020000I", Some("20261201-010000F"), 1, 4, 5, &[1, 2, 9])
+    fx.backup("20261201-010000F", None, 1, 2, 3, &[1, 2, 3, 4, 5, 6, 7, 8])
         .await;
-    fx.backup("20261202-010000F", None, 1, 10, 11, &[1, 10]).await;
-    fx.backup("20261202-010000F_20261202-020000I", Some("20261202-010000F"), 1, 12, 13, &[1, 10, 11])
+    fx.backup(
+        "20261201-010000F_20261201-020000I",
+        Some("20261201-010000F"),
+        1,
+        4,
+        5,
+        &[1, 2, 9],
+    )
+    .await;
+    fx.backup("20261202-010000F", None, 1, 10, 11, &[1, 10])
         .await;
+    fx.backup(
+        "20261202-010000F_20261202-020000I",
+        Some("20261202-010000F"),
+        1,
+        12,
+        13,
+        &[1, 10, 11],
+    )
+    .await;
     let first = ExpireOptions {
         set: Some(label("20261130-010000F")),
         ..grace0()
@@ -68,7 +84,10 @@ async fn maintenance_free(fx: &Fx) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let target = LockTarget::Maintenance(fx.stanza.clone());
     while fx.repo.lock_holder(&target).await.unwrap().is_some() {
-        assert!(Instant::now() < deadline, "the killed run's lock was never given back");
+        assert!(
+            Instant::now() < deadline,
+            "the killed run's lock was never given back"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -86,7 +105,10 @@ async fn a_run_killed_at_any_step_leaves_every_backup_whole_and_a_rerun_finishes
     settle(&reference).await;
     reference.assert_consistent().await;
     let want = end_state(&reference).await;
-    assert_eq!(want.0, ["20261202-010000F", "20261202-010000F_20261202-020000I"]);
+    assert_eq!(
+        want.0,
+        ["20261202-010000F", "20261202-010000F_20261202-020000I"]
+    );
     assert_eq!(want.1, want.2, "catalog and stored WAL agree");
     assert_eq!(want.3, 0, "nothing is left condemned");
 

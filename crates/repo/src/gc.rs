@@ -245,16 +245,13 @@ impl Repository {
                 .iter()
                 .map(|c| {
                     let end = c.offset + u64::from(c.len);
-                    let slice = bytes2
-                        .get(c.offset as usize..end as usize)
-                        .ok_or_else(|| RepoError::Malformed {
+                    let slice = bytes2.get(c.offset as usize..end as usize).ok_or_else(|| {
+                        RepoError::Malformed {
                             what: "pack",
                             key: key2.clone(),
-                            message: format!(
-                                "is {} bytes, a chunk ends at {end}",
-                                bytes2.len()
-                            ),
-                        })?;
+                            message: format!("is {} bytes, a chunk ends at {end}", bytes2.len()),
+                        }
+                    })?;
                     let identity = Identity::chunk(&stanza2, &c.id);
                     object::decode(&keys, ObjectKind::Chunk, &identity, slice)
                         .map_err(|e| RepoError::object(&key2, e))?;
@@ -293,7 +290,9 @@ mod tests {
     }
 
     fn data(i: u32) -> Vec<u8> {
-        (0..3000u32).map(|j| (i.wrapping_mul(31) ^ j) as u8).collect()
+        (0..3000u32)
+            .map(|j| (i.wrapping_mul(31) ^ j) as u8)
+            .collect()
     }
 
     #[tokio::test]
@@ -311,7 +310,11 @@ mod tests {
         assert_eq!(read.seq, 6);
         assert!(read.newest_readable);
         assert_eq!(read.state.condemned[&pack], "gen 6");
-        let left = repo.backend().list(&layout::gc_prefix(&s), None).await.unwrap();
+        let left = repo
+            .backend()
+            .list(&layout::gc_prefix(&s), None)
+            .await
+            .unwrap();
         assert_eq!(left.len(), 4, "the newest and three before it");
         assert!(matches!(
             repo.write_gc_state(&s, 6, &GcState::default()).await,
@@ -331,7 +334,9 @@ mod tests {
         assert_eq!(read.warnings.len(), 1);
         // ... and a backup then reuses nothing.
         let mut w = PackWriter::with_target(repo.clone(), s.clone(), 1 << 20);
-        w.add(&repo.encode_chunk(&s, &data(1)).unwrap()).await.unwrap();
+        w.add(&repo.encode_chunk(&s, &data(1)).unwrap())
+            .await
+            .unwrap();
         w.flush().await.unwrap();
         assert_eq!(repo.chunk_index(&s).await.unwrap().len(), 1);
         assert!(repo.backup_chunk_index(&s).await.unwrap().is_empty());
@@ -394,7 +399,10 @@ mod tests {
             assert_eq!(*offset, c.offset);
             assert_ne!(new.pack, old);
             let i = if c.id == stored[1].0 { 1 } else { 3 };
-            assert_eq!(repo.read_chunk(&s, &c.id, new).await.unwrap(), data(i as u32));
+            assert_eq!(
+                repo.read_chunk(&s, &c.id, new).await.unwrap(),
+                data(i as u32)
+            );
         }
         // The new pack's index lists only the copied chunks.
         let index = repo.chunk_index(&s).await.unwrap();
@@ -404,7 +412,10 @@ mod tests {
         let mut bytes = repo.backend().get(&key).await.unwrap().unwrap().to_vec();
         bytes[live[0].offset as usize + 200] ^= 1;
         repo.backend().delete(&key).await.unwrap();
-        repo.backend().put_if_absent(&key, bytes.into()).await.unwrap();
+        repo.backend()
+            .put_if_absent(&key, bytes.into())
+            .await
+            .unwrap();
         let mut nw = PackWriter::with_target(repo.clone(), s.clone(), 1 << 20);
         assert!(matches!(
             repo.copy_chunks(&s, &old, &live, &mut nw).await,

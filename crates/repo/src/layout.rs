@@ -394,10 +394,7 @@ mod tests {
     fn manifest_revisions() {
         let s = StanzaName::new("main").unwrap();
         let l = "20261201-100000F";
-        assert_eq!(
-            backup_manifest_revision(&s, l, 0),
-            backup_manifest(&s, l)
-        );
+        assert_eq!(backup_manifest_revision(&s, l, 0), backup_manifest(&s, l));
         let r3 = backup_manifest_revision(&s, l, 3);
         assert_eq!(
             r3.as_str(),
@@ -406,7 +403,12 @@ mod tests {
         assert!(r3.as_str().starts_with(&backup_dir_prefix(&s, l)));
         assert_eq!(parse_manifest_revision(r3.file_name()), Some(3));
         assert_eq!(parse_manifest_revision("manifest"), Some(0));
-        for bad in ["manifest.3", "manifest.00000000", "manifest.0000000x", "other"] {
+        for bad in [
+            "manifest.3",
+            "manifest.00000000",
+            "manifest.0000000x",
+            "other",
+        ] {
             assert_eq!(parse_manifest_revision(bad), None, "{bad}");
         }
         assert_eq!(gc_state(&s, 7).as_str(), "stanza/main/gc/00000007");

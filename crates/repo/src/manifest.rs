@@ -289,9 +289,10 @@ impl Repository {
             else {
                 continue;
             };
-            if let (Ok(label), Some(rev)) =
-                (BackupLabel::new(label), layout::parse_manifest_revision(file))
-            {
+            if let (Ok(label), Some(rev)) = (
+                BackupLabel::new(label),
+                layout::parse_manifest_revision(file),
+            ) {
                 revisions.entry(label).or_default().push(rev);
             }
         }
@@ -300,8 +301,7 @@ impl Repository {
                 let info = info.as_ref();
                 async move {
                     revs.sort_unstable();
-                    self.read_newest_manifest(stanza, info, &label, &revs)
-                        .await
+                    self.read_newest_manifest(stanza, info, &label, &revs).await
                 }
             })
             .buffer_unordered(16)

@@ -32,7 +32,10 @@ impl BackupManifest {
     /// This manifest with every chunk found in `moves` (keyed by old pack and offset)
     /// pointing at its new location; `None` when no chunk moved. Packs no chunk uses any
     /// more leave the pack list; new ones are appended.
-    pub fn relocated(&self, moves: &HashMap<(PackId, u64), ChunkLocation>) -> Option<BackupManifest> {
+    pub fn relocated(
+        &self,
+        moves: &HashMap<(PackId, u64), ChunkLocation>,
+    ) -> Option<BackupManifest> {
         let mut out = self.clone();
         let mut moved = false;
         let mut packs: Vec<PackId> = Vec::new();
@@ -103,7 +106,11 @@ impl Repository {
             .last()
             .copied()
             .unwrap_or(0);
-        Ok(layout::backup_manifest_revision(stanza, label.as_str(), rev))
+        Ok(layout::backup_manifest_revision(
+            stanza,
+            label.as_str(),
+            rev,
+        ))
     }
 
     /// Store `m` as the next revision of its backup's manifest (a repack moved its chunks)
@@ -308,7 +315,10 @@ mod tests {
         let (a, b) = (pack(0xa), pack(0xb));
         for p in [&a, &b] {
             repo.backend()
-                .put_if_absent(&layout::pack(&s, p.as_str()), bytes::Bytes::from_static(b"x"))
+                .put_if_absent(
+                    &layout::pack(&s, p.as_str()),
+                    bytes::Bytes::from_static(b"x"),
+                )
                 .await
                 .unwrap();
         }
@@ -355,8 +365,16 @@ mod tests {
         repo.backend().delete(&k1).await.unwrap();
         repo.backend().put_if_absent(&k1, good).await.unwrap();
         assert_eq!(repo.revise_manifest(&s, &m1).await.unwrap(), 2);
-        assert_eq!(repo.manifest_revisions(&s, &m0.label).await.unwrap(), [1, 2]);
+        assert_eq!(
+            repo.manifest_revisions(&s, &m0.label).await.unwrap(),
+            [1, 2]
+        );
         assert_eq!(repo.delete_manifests(&s, &m0.label).await.unwrap(), 2);
-        assert!(repo.manifest_revisions(&s, &m0.label).await.unwrap().is_empty());
+        assert!(
+            repo.manifest_revisions(&s, &m0.label)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

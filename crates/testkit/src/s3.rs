@@ -248,7 +248,11 @@ impl S3Server {
 
     /// Every key in the bucket that starts with `prefix`, in S3's (lexicographic) order.
     pub fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
-        Ok(self.list_objects(prefix)?.into_iter().map(|(k, _)| k).collect())
+        Ok(self
+            .list_objects(prefix)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
     }
 
     /// Every object in the bucket under `prefix` with its size, in S3's order.
@@ -271,7 +275,10 @@ impl S3Server {
             let body = self.expect("GET", &target, r, &[200])?.text();
             // Each <Contents> holds one <Key> and one <Size>.
             for item in xml_values(&body, "Contents") {
-                let key = xml_values(&item, "Key").into_iter().next().unwrap_or_default();
+                let key = xml_values(&item, "Key")
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
                 let size = xml_values(&item, "Size")
                     .first()
                     .and_then(|s| s.parse().ok())

@@ -73,9 +73,13 @@ impl Fx {
             let bytes = wal.segment(i);
             let summary = cairn_pgformat::summarize_segment(&bytes).unwrap();
             let name = WalFileName::Segment(wal.segment_name(i));
-            self.push(name, bytes, WalDetail::Segment {
-                summary: Box::new(summary),
-            })
+            self.push(
+                name,
+                bytes,
+                WalDetail::Segment {
+                    summary: Box::new(summary),
+                },
+            )
             .await;
         }
     }
@@ -91,9 +95,13 @@ impl Fx {
             .unwrap()
             .expect("stored");
         let summary = cairn_pgformat::summarize_segment(&bytes).unwrap();
-        self.push(name, bytes, WalDetail::Segment {
-            summary: Box::new(summary),
-        })
+        self.push(
+            name,
+            bytes,
+            WalDetail::Segment {
+                summary: Box::new(summary),
+            },
+        )
         .await;
     }
 
@@ -113,8 +121,12 @@ impl Fx {
         let start = Lsn(lsn(n).0 + 0x28);
         let name = WalFileName::backup_history(TimelineId(tli), start, seg());
         let text = format!("START WAL LOCATION: {start}\n");
-        self.push(name, text.clone().into_bytes(), WalDetail::BackupHistory { text })
-            .await;
+        self.push(
+            name,
+            text.clone().into_bytes(),
+            WalDetail::BackupHistory { text },
+        )
+        .await;
     }
 
     async fn push(&self, name: WalFileName, bytes: Vec<u8>, detail: WalDetail) {
@@ -310,12 +322,20 @@ impl Fx {
         }
         let listing = repo.pack_listing(s).await.unwrap();
         for p in &listing.indexes {
-            assert!(listing.packs.contains_key(p), "index of {p} without its pack");
+            assert!(
+                listing.packs.contains_key(p),
+                "index of {p} without its pack"
+            );
         }
     }
 
     pub async fn stored_packs(&self) -> usize {
-        self.repo.pack_listing(&self.stanza).await.unwrap().packs.len()
+        self.repo
+            .pack_listing(&self.stanza)
+            .await
+            .unwrap()
+            .packs
+            .len()
     }
 
     pub fn key(&self, s: &str) -> ObjectKey {
