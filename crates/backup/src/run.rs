@@ -412,7 +412,7 @@ mod tests {
             "k=line\nbreak",
             &format!("{}=x", "k".repeat(65)),
         ] {
-            assert!(annotation(&bad).is_err(), "{bad:?}");
+            assert!(annotation(bad).is_err(), "{bad:?}");
         }
         assert!(annotation(&format!("k={}", "v".repeat(1025))).is_err());
     }
