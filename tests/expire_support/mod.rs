@@ -108,9 +108,11 @@ pub fn backup(cairn: &Cairn, args: &[&str]) -> (String, String) {
     let label = out
         .lines()
         .find_map(|l| {
-            l.strip_prefix("backup ")
-                .filter(|r| r.contains(" complete"))
-                .and_then(|r| r.split_whitespace().next())
+            // "full backup LABEL[ on top of ...] complete: ..."
+            let (_, rest) = l.split_once(" backup ")?;
+            rest.contains(" complete")
+                .then(|| rest.split_whitespace().next())
+                .flatten()
         })
         .unwrap_or_else(|| panic!("no label in: {out}"))
         .to_string();
