@@ -19,12 +19,17 @@ use expire_support::{Store, add_config, backup, labels, restored_checksum, verif
 use support::{Cairn, describe, small_wal_cluster, start_archiving, table_checksum};
 
 /// New data in `t`: every chunk of the table changes (a new file of fresh random rows).
-fn rewrite(pg: &PgCluster) {
-    pg.psql(
+/// A small table `keep_ROUND` that never changes again lands in the same pack as `t`'s
+/// rows, so once the next round drops this round's backup, that pack is mostly garbage
+/// with a little still live: every round has a pack to repack, whatever else the server
+/// happened to change.
+fn rewrite(pg: &PgCluster, round: usize) {
+    pg.psql(&format!(
         "CREATE TABLE IF NOT EXISTS t (id bigserial PRIMARY KEY, v text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp()); \
          TRUNCATE t; \
-         INSERT INTO t (v) SELECT md5(random()::text) || md5(random()::text) FROM generate_series(1, 60000)",
-    )
+         INSERT INTO t (v) SELECT md5(random()::text) || md5(random()::text) FROM generate_series(1, 60000); \
+         CREATE TABLE keep_{round} AS SELECT md5(random()::text) AS v FROM generate_series(1, 2000)"
+    ))
     .unwrap();
     let last = pg.psql("SELECT pg_walfile_name(pg_switch_wal())").unwrap();
     support::wait_archived(pg, &last);
@@ -78,7 +83,7 @@ fn sweep(store: Store<'_>) {
     start_archiving(&mut pg, &cairn);
     cairn.cairn_ok(&["stanza-create"]);
     let mut sums: BTreeMap<String, String> = BTreeMap::new();
-    rewrite(&pg);
+    rewrite(&pg, 0);
     let (first, _) = backup(&cairn, &["--type", "full"]);
     sums.insert(first, table_checksum(&pg));
 
@@ -93,9 +98,9 @@ fn sweep(store: Store<'_>) {
         ("pack-deleted", 1),
         ("manifest-revised", 1),
     ];
-    for (step, n) in points {
+    for (round, (step, n)) in points.into_iter().enumerate() {
         let dropped = labels(&cairn).pop().unwrap();
-        rewrite(&pg);
+        rewrite(&pg, round + 1);
         let (label, _) = backup(&cairn, &["--type", "full"]);
         sums.insert(label.clone(), table_checksum(&pg));
 

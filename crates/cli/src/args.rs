@@ -123,9 +123,15 @@ pub enum Command {
         annotations: Vec<String>,
     },
     /// Keep a backup whatever [retention] says, until `cairn unpin`.
-    Pin { label: String },
+    Pin {
+        /// The backup to pin, by label (as `cairn info` lists it).
+        label: String,
+    },
     /// Let [retention] decide about a pinned backup again.
-    Unpin { label: String },
+    Unpin {
+        /// The backup to unpin, by label.
+        label: String,
+    },
     /// Restore a backup and configure recovery.
     Restore(RestoreArgs),
     /// Show stanzas, backups and the WAL archive.
@@ -140,7 +146,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Remove exactly this backup (of any type) instead of applying [retention].
-        #[arg(long)]
+        #[arg(long, value_name = "LABEL")]
         set: Option<String>,
     },
     /// Read and authenticate every object the stanza's catalogs reference, check each
