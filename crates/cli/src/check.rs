@@ -62,7 +62,7 @@ pub async fn run(
         Ok(()) => {
             println!(
                 "check passed: stanza '{name}', repository {}, WAL segment {segment} archived",
-                repo.backend().location()
+                repo.location()
             );
             Ok(ExitCode::SUCCESS)
         }

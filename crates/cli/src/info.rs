@@ -161,7 +161,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
     let mut doc = InfoDoc {
         format: INFO_FORMAT,
         repository: RepoDoc {
-            location: repo.backend().location(),
+            location: repo.location(),
             repo_id: repo.repo_id().to_string(),
             encrypted: repo.keys().encrypts(),
         },

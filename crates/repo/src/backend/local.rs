@@ -80,7 +80,7 @@ impl LocalBackend {
         self.root.join(key.as_str())
     }
 
-    pub async fn put_if_absent(
+    pub(crate) async fn put_if_absent(
         &self,
         key: &ObjectKey,
         data: Bytes,
@@ -106,7 +106,7 @@ impl LocalBackend {
             .await
     }
 
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         key: &ObjectKey,
         range: Option<Range<u64>>,
@@ -116,7 +116,7 @@ impl LocalBackend {
         blocking(move || read_file(&path, range).map_err(io_err("read", k.as_str()))).await
     }
 
-    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
         Ok(self
             .list_modified(prefix)
             .await?
@@ -128,7 +128,7 @@ impl LocalBackend {
             .collect())
     }
 
-    pub async fn list_modified(&self, prefix: &str) -> Result<Vec<ListedAt>, BackendError> {
+    pub(crate) async fn list_modified(&self, prefix: &str) -> Result<Vec<ListedAt>, BackendError> {
         let root = self.root.clone();
         let prefix = prefix.to_string();
         blocking(move || {
@@ -142,7 +142,7 @@ impl LocalBackend {
     }
 
     /// Remove `.tmp.*` files (see [`put_file`]) last written more than `older_than` ago.
-    pub async fn remove_stale_temps(
+    pub(crate) async fn remove_stale_temps(
         &self,
         older_than: Duration,
     ) -> Result<Vec<TempLeftover>, BackendError> {
@@ -156,7 +156,7 @@ impl LocalBackend {
         .await
     }
 
-    pub async fn delete(&self, key: &ObjectKey) -> Result<(), BackendError> {
+    pub(crate) async fn delete(&self, key: &ObjectKey) -> Result<(), BackendError> {
         self.check_writer()?;
         let path = self.path(key);
         let k = key.clone();
