@@ -1,6 +1,8 @@
 //! `cairn-archive-get`: what PostgreSQL's `restore_command` runs for every WAL file
-//! recovery needs. One GET, authenticate, decompress, write to a temporary file beside the
-//! destination and rename it into place, so PostgreSQL never sees a partial file.
+//! recovery needs. One GET, then the object is authenticated and decompressed straight into
+//! a temporary file beside the destination (no buffer of the segment's size), checked
+//! against its name by its first page, and renamed into place, so PostgreSQL never sees a
+//! partial file.
 //!
 //! With `[archive] async = true` the next segments are fetched ahead into the spool by a
 //! background worker ([`prefetch`]), and a call finds its segment there.
@@ -21,14 +23,16 @@
 
 pub mod delivery;
 pub mod prefetch;
+mod staged;
 
 use std::path::{Path, PathBuf};
 
 use cairn_exit::{Classify, ErrorKind, Failure};
 use cairn_pgformat::{WalFileName, WalSegmentSize};
-use cairn_repo::{Repository, StanzaInfo, StanzaName};
+use cairn_repo::{DeliverError, Repository, StanzaInfo, StanzaName};
 
 use crate::prefetch::Prefetch;
+use crate::staged::StagedFile;
 
 /// What `archive-get` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,18 +127,27 @@ fn undeliverable(name: &WalFileName, mode: Mode, f: Failure) -> Failure {
     })
 }
 
-/// Fetch and check `wal`: `Ok(None)` only when the archive does not have it.
-async fn fetch_checked(
+/// Fetch `wal`, decoding it straight into a file beside `dest`, check it against its name
+/// and rename it into place. `Ok(None)` only when the archive does not have it; otherwise
+/// the size written.
+async fn deliver(
     repo: &Repository,
     info: &StanzaInfo,
     wal: &WalFileName,
+    dest: &Path,
     mode: Mode,
-) -> Result<Option<Vec<u8>>, Failure> {
-    let got = match repo.get_wal(info, wal).await {
-        Ok(got) => got,
-        Err(e) => return Err(undeliverable(wal, mode, Failure::from_error(&e))),
+) -> Result<Option<u64>, Failure> {
+    let write_error = |source| GetError::Write {
+        path: dest.to_path_buf(),
+        source,
     };
-    let Some(bytes) = got else {
+    let staged = StagedFile::beside(dest).map_err(write_error)?;
+    let got = match repo.get_wal_into(info, wal, staged.file()).await {
+        Ok(got) => got,
+        Err(DeliverError::Sink(e)) => return Err(write_error(e).into()),
+        Err(DeliverError::Repo(e)) => return Err(undeliverable(wal, mode, Failure::from_error(&e))),
+    };
+    let Some((len, _)) = got else {
         // Not under its key: it is "not in the archive" only if the catalog agrees.
         return match repo.wal_listed(info, wal).await {
             Ok(false) => Ok(None),
@@ -149,7 +162,10 @@ async fn fetch_checked(
             Err(e) => Err(undeliverable(wal, mode, Failure::from_error(&e))),
         };
     };
-    delivery::check_delivered(wal, &bytes, info).map_err(|why| {
+    let head = staged
+        .head(delivery::head_len(wal, len))
+        .map_err(write_error)?;
+    delivery::check_delivered(wal, &head, len, info).map_err(|why| {
         undeliverable(
             wal,
             mode,
@@ -159,7 +175,8 @@ async fn fetch_checked(
             ),
         )
     })?;
-    Ok(Some(bytes))
+    staged.finish(dest).map_err(write_error)?;
+    Ok(Some(len))
 }
 
 /// Fetch `name` with an opened repository and write it at `dest`.
@@ -173,11 +190,10 @@ pub async fn get_with(
     let wal: WalFileName = name.parse().map_err(|_| GetError::BadName {
         name: name.to_string(),
     })?;
-    let Some(bytes) = fetch_checked(repo, info, &wal, mode).await? else {
-        return Ok(GetOutcome::NotInArchive);
-    };
-    write_atomically(dest, &bytes)?;
-    Ok(GetOutcome::Written)
+    Ok(match deliver(repo, info, &wal, dest, mode).await? {
+        Some(_) => GetOutcome::Written,
+        None => GetOutcome::NotInArchive,
+    })
 }
 
 /// Like [`get_with`], but a segment comes from the prefetch spool when the worker has it,
@@ -209,11 +225,10 @@ pub async fn get_prefetching(
         Some(size) => size,
         None => {
             let wal = WalFileName::Segment(segment);
-            let Some(bytes) = fetch_checked(repo, info, &wal, mode).await? else {
+            let Some(size) = deliver(repo, info, &wal, dest, mode).await? else {
                 return Ok(GetOutcome::NotInArchive);
             };
-            write_atomically(dest, &bytes)?;
-            bytes.len() as u64
+            size
         }
     };
     // A segment's size is the cluster's wal_segment_size.

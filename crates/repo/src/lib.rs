@@ -21,6 +21,7 @@
 
 pub mod backend;
 pub mod catalog;
+mod content_tree;
 mod error;
 pub mod journal;
 mod keyring;
@@ -48,4 +49,5 @@ pub use repository::{
     Encoded, OpenOptions, Repository, backend_for, open_configured, open_or_create_configured,
 };
 pub use stanza::{DbGeneration, StanzaCreated, StanzaInfo};
-pub use wal::{PushOutcome, WalDetail, WalEntry};
+pub use object::{PlaintextSink, StreamError};
+pub use wal::{DeliverError, PushOutcome, WalDetail, WalEntry};
