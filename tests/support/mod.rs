@@ -27,6 +27,18 @@ pub enum RepoSpec<'a> {
         access_key: &'a str,
         secret_key: &'a str,
     },
+    /// Azure Blob Storage (Azurite): `endpoint` includes the account path.
+    Azure {
+        endpoint: &'a str,
+        container: &'a str,
+        account: &'a str,
+        access_key: &'a str,
+    },
+    /// Google Cloud Storage (an emulator that checks no credentials).
+    Gcs {
+        endpoint: &'a str,
+        bucket: &'a str,
+    },
 }
 
 impl Cairn {
@@ -45,8 +57,21 @@ impl Cairn {
                 "url = \"s3://{bucket}/cairn-test\"\n\n[repo.s3]\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\n\
                  access-key-id = \"{access_key}\"\nsecret-access-key = \"{secret_key}\"\nallow-http = true"
             ),
+            RepoSpec::Azure {
+                endpoint,
+                container,
+                account,
+                access_key,
+            } => format!(
+                "url = \"az://{container}/cairn-test\"\n\n[repo.azure]\nendpoint = \"{endpoint}\"\n\
+                 account = \"{account}\"\naccess-key = \"{access_key}\"\nallow-http = true"
+            ),
+            RepoSpec::Gcs { endpoint, bucket } => format!(
+                "url = \"gs://{bucket}/cairn-test\"\n\n[repo.gcs]\nendpoint = \"{endpoint}\"\n\
+                 anonymous = true\nallow-http = true"
+            ),
         };
-        // The [repo.s3] table must come last in [repo]; cipher-pass goes first.
+        // A [repo.*] table must come last in [repo]; cipher-pass goes first.
         let text = format!(
             "[archive]\nspool-path = \"{}\"\n\n[stanza.main]\npg-data = \"{}\"\npg-host = \"{}\"\npg-port = {}\n\n\
              [repo]\ncipher-pass = \"{PASSPHRASE}\"\n{repo_section}\n",

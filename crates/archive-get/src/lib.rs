@@ -258,7 +258,7 @@ pub async fn get(
 ) -> Result<GetOutcome, Failure> {
     let (sname, _) = cfg.stanza(stanza)?;
     let stanza = StanzaName::new(sname).map_err(|m| Failure::new(ErrorKind::Config, m))?;
-    let repo = cairn_repo::open_configured(cfg).await?;
+    let repo = cairn_startup::open_repo(cfg).await?;
     let info = repo.require_stanza(&stanza).await?;
     if cfg.archive.async_ {
         let pf = prefetch_spool(cfg, &repo, &info);
@@ -293,7 +293,7 @@ pub async fn prefetch_worker(
 ) -> Result<(), Failure> {
     let (sname, _) = cfg.stanza(stanza)?;
     let stanza = StanzaName::new(sname).map_err(|m| Failure::new(ErrorKind::Config, m))?;
-    let repo = cairn_repo::open_configured(cfg).await?;
+    let repo = cairn_startup::open_repo(cfg).await?;
     let info = repo.require_stanza(&stanza).await?;
     let pf = prefetch_spool(cfg, &repo, &info);
     prefetch::run_worker(repo, info, pf, cfg.archive.process_max).await

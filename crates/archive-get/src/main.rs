@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cairn_archive_get::GetOutcome;
-use cairn_exit::{ErrorKind, Failure};
+use cairn_exit::ErrorKind;
+use cairn_startup::Runtime;
 use clap::Parser;
 
 /// Fetch one WAL file from the cairn repository. Exit 0: written; 1: not in the archive.
@@ -33,50 +34,40 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     // The worker fetches several segments at once; a call handles one.
-    let built = if args.prefetch_worker {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
+    let runtime = if args.prefetch_worker {
+        Runtime::MultiThread { workers: None }
     } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    };
-    let runtime = match built {
-        Ok(r) => r,
-        Err(e) => {
-            return Failure::new(ErrorKind::Internal, format!("cannot start runtime: {e}"))
-                .exit("cairn-archive-get");
-        }
+        Runtime::CurrentThread
     };
     let mode = if args.standby {
         cairn_archive_get::Mode::Standby
     } else {
         cairn_archive_get::Mode::Recovery
     };
-    let result = runtime.block_on(async {
-        let env = cairn_config::Env::from_process();
-        let cfg = cairn_config::Config::load(args.config.as_deref(), &env)?;
-        if args.prefetch_worker {
-            return cairn_archive_get::prefetch_worker(&cfg, args.stanza.as_deref())
-                .await
-                .map(|()| GetOutcome::Written);
-        }
-        cairn_archive_get::get(
-            &cfg,
-            args.stanza.as_deref(),
-            &args.wal_name,
-            &args.dest,
-            mode,
-        )
-        .await
-    });
-    match result {
-        Ok(GetOutcome::Written) => ExitCode::SUCCESS,
-        Ok(GetOutcome::NotInArchive) => ExitCode::from(ErrorKind::NotInArchive.code()),
-        Err(f) if args.prefetch_worker => f.exit("cairn-archive-get"),
-        Err(f) => {
-            cairn_archive_get::exit_failure(&args.wal_name, mode, f).exit("cairn-archive-get")
-        }
-    }
+    let worker = args.prefetch_worker;
+    let name = args.wal_name.clone();
+    cairn_startup::main_with(
+        "cairn-archive-get",
+        runtime,
+        || async {
+            let cfg = cairn_startup::load_config(args.config.as_deref())?;
+            let stanza = args.stanza.as_deref();
+            if args.prefetch_worker {
+                cairn_archive_get::prefetch_worker(&cfg, stanza).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            match cairn_archive_get::get(&cfg, stanza, &args.wal_name, &args.dest, mode).await? {
+                GetOutcome::Written => Ok(ExitCode::SUCCESS),
+                GetOutcome::NotInArchive => Ok(ExitCode::from(ErrorKind::NotInArchive.code())),
+            }
+        },
+        // In recovery, any failure but "not in the archive" must stop PostgreSQL.
+        |f| {
+            if worker {
+                f
+            } else {
+                cairn_archive_get::exit_failure(&name, mode, f)
+            }
+        },
+    )
 }

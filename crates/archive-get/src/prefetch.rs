@@ -165,7 +165,7 @@ impl Prefetch {
         config: Option<&Path>,
         stanza: &str,
     ) -> Result<(), Failure> {
-        fs::create_dir_all(&self.dir).map_err(|e| self.io("create", e))?;
+        cairn_spool::create_private_dir(&self.dir).map_err(|e| self.io("create", e))?;
         cairn_spool::write_whole(
             &self.want_path(),
             format!("{served} {}\n", seg_size.bytes()).as_bytes(),
@@ -276,7 +276,7 @@ pub async fn run_worker(
     pf: Prefetch,
     process_max: usize,
 ) -> Result<(), Failure> {
-    fs::create_dir_all(&pf.dir).map_err(|e| pf.io("create", e))?;
+    cairn_spool::create_private_dir(&pf.dir).map_err(|e| pf.io("create", e))?;
     let Some(_lock) = WorkerLock::acquire(&pf.lock_path()).map_err(|e| pf.io("open lock", e))?
     else {
         return Ok(());

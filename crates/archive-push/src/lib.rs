@@ -119,7 +119,7 @@ pub async fn push(
         spool.await_segment(path, config, name)?;
         return Ok(PushOutcome::Stored);
     }
-    let repo = cairn_repo::open_configured(cfg).await?;
+    let repo = cairn_startup::open_repo(cfg).await?;
     let info = repo.require_stanza(&stanza_name).await?;
     push_with(&repo, &info, path).await
 }
@@ -132,7 +132,7 @@ pub async fn async_worker(
 ) -> Result<(), Failure> {
     let (name, _) = cfg.stanza(stanza)?;
     let stanza_name = StanzaName::new(name).map_err(|m| Failure::new(ErrorKind::Config, m))?;
-    let repo = cairn_repo::open_configured(cfg).await?;
+    let repo = cairn_startup::open_repo(cfg).await?;
     let info = repo.require_stanza(&stanza_name).await?;
     let spool = spool::Spool::new(&cfg.archive.spool_path, &stanza_name);
     spool::run_worker(

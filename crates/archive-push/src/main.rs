@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cairn_exit::{ErrorKind, Failure};
+use cairn_repo::PushOutcome;
+use cairn_startup::Runtime;
 use clap::Parser;
 
 /// Archive one WAL file into the cairn repository. Exit 0 means it is durably stored.
@@ -25,28 +26,16 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            return Failure::new(ErrorKind::Internal, format!("cannot start runtime: {e}"))
-                .exit("cairn-archive-push");
-        }
-    };
-    let result = runtime.block_on(async {
-        let env = cairn_config::Env::from_process();
-        let cfg = cairn_config::Config::load(args.config.as_deref(), &env)?;
+    cairn_startup::main("cairn-archive-push", Runtime::CurrentThread, || async {
+        let cfg = cairn_startup::load_config(args.config.as_deref())?;
+        let stanza = args.stanza.as_deref();
         if args.async_worker {
-            return cairn_archive_push::async_worker(&cfg, args.stanza.as_deref(), &args.wal_path)
-                .await
-                .map(|()| cairn_repo::PushOutcome::Stored);
+            cairn_archive_push::async_worker(&cfg, stanza, &args.wal_path).await?;
+            return Ok(ExitCode::SUCCESS);
         }
-        cairn_archive_push::push(&cfg, args.stanza.as_deref(), &args.wal_path).await
-    });
-    match result {
-        Ok(cairn_repo::PushOutcome::Repaired { damage }) => {
+        if let PushOutcome::Repaired { damage } =
+            cairn_archive_push::push(&cfg, stanza, &args.wal_path).await?
+        {
             eprintln!(
                 "cairn-archive-push: WARNING: the stored copy of {} {}; replaced by this good copy",
                 args.wal_path.display(),
@@ -55,9 +44,7 @@ fn main() -> ExitCode {
                     |d| format!("was damaged ({d})")
                 )
             );
-            ExitCode::SUCCESS
         }
-        Ok(_) => ExitCode::SUCCESS,
-        Err(f) => f.exit("cairn-archive-push"),
-    }
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -54,7 +54,7 @@ impl Spool {
         config: Option<&Path>,
         stanza: &str,
     ) -> Result<(), Failure> {
-        fs::create_dir_all(&self.dir).map_err(|e| self.io("create", e))?;
+        cairn_spool::create_private_dir(&self.dir).map_err(|e| self.io("create", e))?;
         let name = wal_path
             .file_name()
             .and_then(|n| n.to_str())
@@ -148,7 +148,7 @@ pub async fn run_worker(
     pg_wal: PathBuf,
     process_max: usize,
 ) -> Result<(), Failure> {
-    fs::create_dir_all(&spool.dir).map_err(|e| spool.io("create", e))?;
+    cairn_spool::create_private_dir(&spool.dir).map_err(|e| spool.io("create", e))?;
     let Some(_lock) =
         WorkerLock::acquire(&spool.lock_path()).map_err(|e| spool.io("open lock", e))?
     else {

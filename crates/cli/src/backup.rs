@@ -100,7 +100,7 @@ pub async fn run(
 ) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     let (_, st) = cfg.stanza(stanza)?;
-    let repo = cairn_repo::open_configured(cfg).await?;
+    let repo = cairn_startup::open_repo(cfg).await?;
     let info = repo.require_stanza(&name).await?;
     let mut conn = ReplicationConnection::connect(&conn_params(st))
         .await

@@ -34,14 +34,50 @@ struct StanzaDoc {
     status: &'static str,
     db: Vec<DbDoc>,
     backups: Vec<BackupDoc>,
+    /// Backups whose manifest cannot be used, also listed in `backups` with
+    /// `"status": "damaged"`; kept apart here so the usable list keeps its full shape.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    damaged_backups: Vec<DamagedDoc>,
+    /// What reading the repository worked around (a damaged snapshot or key file copy).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
     archive: Vec<TimelineArchive>,
     recovery_windows: Vec<RecoveryWindow>,
+}
+
+/// A backup that cannot be used: its label, type (from the label) and why.
+#[derive(Debug, Serialize)]
+struct DamagedDoc {
+    label: String,
+    #[serde(rename = "type")]
+    backup_type: &'static str,
+    status: &'static str,
+    reason: String,
+    key: String,
+}
+
+impl DamagedDoc {
+    fn from_damaged(d: &cairn_repo::DamagedBackup) -> DamagedDoc {
+        DamagedDoc {
+            label: d.label.to_string(),
+            backup_type: match d.label.as_str().as_bytes().last() {
+                Some(b'D') => "diff",
+                Some(b'I') => "incr",
+                _ => "full",
+            },
+            status: "damaged",
+            reason: d.reason.clone(),
+            key: d.key.to_string(),
+        }
+    }
 }
 
 /// One backup, as `info` shows it (docs/info-json.md).
 #[derive(Debug, Serialize)]
 struct BackupDoc {
     label: String,
+    /// `ok`; damaged backups are in `damaged_backups`.
+    status: &'static str,
     #[serde(rename = "type")]
     backup_type: String,
     parent: Option<String>,
@@ -69,6 +105,7 @@ impl BackupDoc {
         let size = repo_size(m);
         BackupDoc {
             label: m.label.to_string(),
+            status: "ok",
             backup_type: m.backup_type.to_string(),
             parent: m.parent.as_ref().map(|p| p.to_string()),
             db_id: m.db_id.0,
@@ -116,7 +153,7 @@ struct DbDoc {
 }
 
 pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<ExitCode, Failure> {
-    let repo = cairn_repo::open_configured(cfg).await?;
+    let repo = cairn_startup::open_repo(cfg).await?;
     let names: Vec<String> = match stanza {
         Some(s) => vec![cfg.stanza(Some(s))?.0.to_string()],
         None => cfg.stanzas.keys().cloned().collect(),
@@ -139,14 +176,25 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
                 status: "missing",
                 db: vec![],
                 backups: vec![],
+                damaged_backups: vec![],
+                warnings: vec![],
                 archive: vec![],
                 recovery_windows: vec![],
             });
             continue;
         };
         let catalog = repo.wal_catalog(&name).await?;
-        let backups = repo.backups(&name).await?;
+        let listing = repo.backup_listing(&name).await?;
+        let backups = listing.usable;
         let current = info.current().db_id;
+        let mut warnings: Vec<String> = repo.warnings().to_vec();
+        warnings.extend(catalog.warnings().iter().cloned());
+        warnings.extend(catalog.damaged().iter().map(|d| {
+            format!(
+                "the summary of {} ({}) cannot be read: {}",
+                d.name, d.log_key, d.reason
+            )
+        }));
         doc.stanzas.push(StanzaDoc {
             name: n,
             status: "ok",
@@ -161,6 +209,12 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
                 })
                 .collect(),
             backups: backups.iter().map(BackupDoc::from_manifest).collect(),
+            damaged_backups: listing
+                .damaged
+                .iter()
+                .map(DamagedDoc::from_damaged)
+                .collect(),
+            warnings,
             archive: catalog.timelines(),
             recovery_windows: cairn_planner::recoverable_windows(&backups, &catalog, current),
         });
@@ -201,8 +255,15 @@ fn print_text(doc: &InfoDoc) {
                 d.db_id, d.pg_version, d.system_id
             );
         }
-        if s.backups.is_empty() {
+        for w in &s.warnings {
+            println!("    WARNING: {w}");
+        }
+        if s.backups.is_empty() && s.damaged_backups.is_empty() {
             println!("    backups: none");
+        }
+        for d in &s.damaged_backups {
+            println!("    {} backup {}: DAMAGED, cannot be restored", d.backup_type, d.label);
+            println!("        {}: {}", d.key, d.reason);
         }
         for b in &s.backups {
             let parent = b

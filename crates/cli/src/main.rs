@@ -19,17 +19,6 @@ use args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            return Failure::new(ErrorKind::Internal, format!("cannot start runtime: {e}"))
-                .exit("cairn");
-        }
-    };
     // archive-get in recovery: any failure but "not in the archive" must stop PostgreSQL.
     let get = match &cli.command {
         Command::ArchiveGet {
@@ -37,23 +26,26 @@ fn main() -> ExitCode {
         } => Some((wal_name.clone(), *standby)),
         _ => None,
     };
-    match (runtime.block_on(run(cli)), get) {
-        (Ok(code), _) => code,
-        (Err(f), Some((name, standby))) => {
-            let mode = if standby {
-                cairn_archive_get::Mode::Standby
-            } else {
-                cairn_archive_get::Mode::Recovery
-            };
-            cairn_archive_get::exit_failure(&name, mode, f).exit("cairn")
-        }
-        (Err(f), None) => f.exit("cairn"),
-    }
+    cairn_startup::main_with(
+        "cairn",
+        cairn_startup::Runtime::MultiThread { workers: Some(2) },
+        || run(cli),
+        |f| match get {
+            Some((name, standby)) => {
+                let mode = if standby {
+                    cairn_archive_get::Mode::Standby
+                } else {
+                    cairn_archive_get::Mode::Recovery
+                };
+                cairn_archive_get::exit_failure(&name, mode, f)
+            }
+            None => f,
+        },
+    )
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    let env = cairn_config::Env::from_process();
-    let cfg = cairn_config::Config::load(cli.config.as_deref(), &env)?;
+    let cfg = cairn_startup::load_config(cli.config.as_deref())?;
     let stanza = cli.stanza.as_deref();
     match cli.command {
         Command::StanzaCreate => stanza::create(&cfg, stanza).await,

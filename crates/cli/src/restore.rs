@@ -111,7 +111,7 @@ pub async fn run(
         .unwrap_or("latest")
         .parse()?;
     let tablespace_map = parse_tablespace_map(&args.tablespace_map)?;
-    let repo = cairn_repo::open_configured(cfg).await?;
+    let repo = cairn_startup::open_repo(cfg).await?;
     let info = repo.require_stanza(&name).await?;
     let backups = repo.backups(&name).await?;
     let catalog = repo.wal_catalog(&name).await?;

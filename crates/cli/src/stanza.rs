@@ -43,17 +43,25 @@ async fn identity(cfg: &Config, stanza: Option<&str>) -> Result<ClusterIdentity,
 pub async fn create(cfg: &Config, stanza: Option<&str>) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     let id = identity(cfg, stanza).await?;
-    let (repo, created_repo) = cairn_repo::open_or_create_configured(cfg).await?;
+    let (repo, created_repo) = cairn_startup::open_or_create_repo(cfg).await?;
     if created_repo {
-        let enc = if repo.keys().encrypts() {
-            "encrypted"
+        if repo.keys().encrypts() {
+            println!(
+                "created repository at {} (encrypted)",
+                repo.backend().location()
+            );
         } else {
-            "not encrypted"
-        };
-        println!(
-            "created repository at {} ({enc})",
-            repo.backend().location()
-        );
+            println!(
+                "created repository at {} (NOT encrypted)",
+                repo.backend().location()
+            );
+            println!(
+                "WARNING: without repo.cipher-pass, anyone who can read the repository can read \
+                 every backup and WAL file, and its key is stored in the clear: checks detect \
+                 accidental damage (a bad disk, a misplaced file), not deliberate tampering by \
+                 someone who can write to it"
+            );
+        }
     }
     match repo.create_stanza(&name, id.system_id, id.pg_major).await? {
         StanzaCreated::Created => {
@@ -72,7 +80,7 @@ pub async fn create(cfg: &Config, stanza: Option<&str>) -> Result<ExitCode, Fail
 pub async fn upgrade(cfg: &Config, stanza: Option<&str>) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     let id = identity(cfg, stanza).await?;
-    let repo = cairn_repo::open_configured(cfg).await?;
+    let repo = cairn_startup::open_repo(cfg).await?;
     if repo
         .upgrade_stanza(&name, id.system_id, id.pg_major)
         .await?
@@ -96,7 +104,7 @@ pub async fn delete(cfg: &Config, stanza: Option<&str>, force: bool) -> Result<E
         )
         .with_hint("add --force if that is what you want"));
     }
-    let repo = cairn_repo::open_configured(cfg).await?;
+    let repo = cairn_startup::open_repo(cfg).await?;
     repo.require_stanza(&name).await?;
     let n = repo.delete_stanza(&name).await?;
     println!("deleted stanza '{name}' ({n} objects)");

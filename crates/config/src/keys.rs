@@ -174,6 +174,27 @@ pub const KEYS: &[KeyDoc] = &[
         "zstd compression level of stored objects."
     ),
     key!(
+        "repo",
+        "io-timeout",
+        ValueKind::Duration,
+        Some("60s"),
+        "Object stores: how long one request may take, from connecting to the last byte. Not for a local `path`."
+    ),
+    key!(
+        "repo",
+        "retry-max",
+        ValueKind::Integer { min: 0, max: 100 },
+        Some("10"),
+        "Object stores: retries of a failed request (server error, refused connection, timeout of a read), with backoff; 0 turns them off. Reads and writes alike."
+    ),
+    key!(
+        "repo",
+        "retry-timeout",
+        ValueKind::Duration,
+        Some("3m"),
+        "Object stores: no retry starts later than this after a request's first attempt."
+    ),
+    key!(
         "repo.s3",
         "endpoint",
         ValueKind::Text,
@@ -201,6 +222,83 @@ pub const KEYS: &[KeyDoc] = &[
         ValueKind::Bool,
         Some("false"),
         "Allow a plain-HTTP endpoint (test servers on loopback)."
+    ),
+    key!(
+        "repo.gcs",
+        "service-account-path",
+        ValueKind::AbsolutePath,
+        None,
+        "GCS: a service-account key file (JSON). Or `GOOGLE_APPLICATION_CREDENTIALS`; without any credentials `gs://` is refused."
+    ),
+    key!(
+        "repo.gcs",
+        "use-metadata-server",
+        ValueKind::Bool,
+        Some("false"),
+        "GCS: take credentials from the GCE/GKE instance metadata server."
+    ),
+    key!(
+        "repo.gcs",
+        "endpoint",
+        ValueKind::Text,
+        None,
+        "GCS: another endpoint than Google's (an emulator)."
+    ),
+    key!(
+        "repo.gcs",
+        "anonymous",
+        ValueKind::Bool,
+        Some("false"),
+        "GCS: send unsigned requests (emulators that check no credentials)."
+    ),
+    key!(
+        "repo.gcs",
+        "allow-http",
+        ValueKind::Bool,
+        Some("false"),
+        "GCS: allow a plain-HTTP endpoint."
+    ),
+    key!(
+        "repo.azure",
+        "account",
+        ValueKind::Text,
+        None,
+        "Azure: the storage account (or `AZURE_STORAGE_ACCOUNT_NAME`, or the `abfs://` URL's host)."
+    ),
+    key!(
+        "repo.azure",
+        "access-key",
+        ValueKind::Secret,
+        None,
+        "Azure: the account's shared key. Or `AZURE_STORAGE_*` credentials, or `use-managed-identity`."
+    ),
+    key!(
+        "repo.azure",
+        "endpoint",
+        ValueKind::Text,
+        None,
+        "Azure: another endpoint than `https://ACCOUNT.blob.core.windows.net`, e.g. `http://127.0.0.1:10000/devstoreaccount1`."
+    ),
+    key!(
+        "repo.azure",
+        "use-emulator",
+        ValueKind::Bool,
+        Some("false"),
+        "Azure: Azurite, with its development account and key on `http://127.0.0.1:10000` unless `endpoint` says otherwise."
+    ),
+    key!(
+        "repo.azure",
+        "use-managed-identity",
+        ValueKind::Bool,
+        Some("false"),
+        "Azure: take credentials from the host's managed identity."
+    ),
+    key!(
+        "repo.azure",
+        "allow-http",
+        ValueKind::Bool,
+        Some("false"),
+        "Azure: allow a plain-HTTP endpoint."
     ),
     key!(
         "archive",

@@ -37,6 +37,7 @@ mod error;
 mod keys;
 mod load;
 mod model;
+mod store;
 mod value;
 mod warning;
 
@@ -49,6 +50,7 @@ pub use model::{
     ArchiveConfig, ByteSize, Config, HealthConfig, LogConfig, LogFormat, LogLevel, RepoConfig,
     RepoLocation, RetentionConfig, S3Config, ScheduleConfig, Secret, ServeConfig, StanzaConfig,
 };
+pub use store::{AzureConfig, GcsConfig, StoreIo};
 pub use warning::ConfigWarning;
 
 /// The configuration file used when neither `--config` nor `CAIRN_CONFIG` names one.

@@ -6,6 +6,7 @@ use crate::document::{self, Origins};
 use crate::env::{Env, apply_overrides};
 use crate::error::ConfigError;
 use crate::model::{Config, RawConfig, RepoConfig, RepoLocation, Secret, StanzaConfig};
+use crate::store::StoreIo;
 use crate::warning::{self, ConfigWarning};
 
 impl Config {
@@ -69,6 +70,7 @@ impl Config {
 
     fn check(raw: RawConfig, path: &Path, at: &Origins) -> Result<Config, ConfigError> {
         let invalid = |key: &str, message: &str| at.invalid(path, key, message);
+        let io = StoreIo::from_raw(&raw.repo);
         let location = match (raw.repo.path, raw.repo.url) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -119,6 +121,9 @@ impl Config {
                 cipher_pass,
                 compress_level: raw.repo.compress_level.unwrap_or(3),
                 s3: raw.repo.s3,
+                gcs: raw.repo.gcs,
+                azure: raw.repo.azure,
+                io,
             },
             archive: raw.archive,
             retention: raw.retention,

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::cron::CronSchedule;
 use crate::duration::HumanDuration;
+use crate::store::{AzureConfig, GcsConfig, StoreIo};
 use crate::warning::ConfigWarning;
 
 /// A secret string (passphrase, password, key) that never shows in `Debug` output.
@@ -63,6 +64,10 @@ pub struct RepoConfig {
     pub cipher_pass: Option<Secret>,
     pub compress_level: i32,
     pub s3: S3Config,
+    pub gcs: GcsConfig,
+    pub azure: AzureConfig,
+    /// Request timeout and retries of every object store (not of a local `path`).
+    pub io: StoreIo,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -340,6 +345,13 @@ pub(crate) struct RawRepo {
     pub cipher_pass: Option<Secret>,
     pub cipher_pass_file: Option<PathBuf>,
     pub compress_level: Option<i32>,
+    pub io_timeout: Option<HumanDuration>,
+    pub retry_max: Option<u32>,
+    pub retry_timeout: Option<HumanDuration>,
     #[serde(default)]
     pub s3: S3Config,
+    #[serde(default)]
+    pub gcs: GcsConfig,
+    #[serde(default)]
+    pub azure: AzureConfig,
 }

@@ -81,6 +81,22 @@ fn shown(c: &Config, k: &KeyDoc) -> Option<String> {
             .as_ref()
             .map(|s| s.expose().into()),
         ("repo.s3", "allow-http") => Some(c.repo.s3.allow_http.to_string()),
+        ("repo", "io-timeout") => Some(c.repo.io.io_timeout.as_secs().to_string()),
+        ("repo", "retry-max") => Some(c.repo.io.retry_max.to_string()),
+        ("repo", "retry-timeout") => Some(c.repo.io.retry_timeout.as_secs().to_string()),
+        ("repo.gcs", "service-account-path") => p(&c.repo.gcs.service_account_path),
+        ("repo.gcs", "use-metadata-server") => Some(c.repo.gcs.use_metadata_server.to_string()),
+        ("repo.gcs", "endpoint") => c.repo.gcs.endpoint.clone(),
+        ("repo.gcs", "anonymous") => Some(c.repo.gcs.anonymous.to_string()),
+        ("repo.gcs", "allow-http") => Some(c.repo.gcs.allow_http.to_string()),
+        ("repo.azure", "account") => c.repo.azure.account.clone(),
+        ("repo.azure", "access-key") => c.repo.azure.access_key.as_ref().map(|s| s.expose().into()),
+        ("repo.azure", "endpoint") => c.repo.azure.endpoint.clone(),
+        ("repo.azure", "use-emulator") => Some(c.repo.azure.use_emulator.to_string()),
+        ("repo.azure", "use-managed-identity") => {
+            Some(c.repo.azure.use_managed_identity.to_string())
+        }
+        ("repo.azure", "allow-http") => Some(c.repo.azure.allow_http.to_string()),
         ("archive", "async") => Some(c.archive.async_.to_string()),
         ("archive", "spool-path") => Some(c.archive.spool_path.display().to_string()),
         ("archive", "process-max") => Some(c.archive.process_max.to_string()),

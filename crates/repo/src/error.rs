@@ -21,6 +21,10 @@ pub enum BackendError {
     },
     #[error("cannot open object store {url}: {message}")]
     Setup { url: String, message: String },
+    #[error(
+        "refusing to write into {root}: it belongs to user id {owner}, and this process runs as user id {writer}"
+    )]
+    NotOwner { root: String, owner: u32, writer: u32 },
 }
 
 /// Why an object could not be decoded. Never retryable: the bytes are wrong.
@@ -141,6 +145,7 @@ impl RepoError {
 impl Classify for RepoError {
     fn kind(&self) -> ErrorKind {
         match self {
+            RepoError::Backend(BackendError::NotOwner { .. }) => ErrorKind::Refused,
             RepoError::Backend(_) => ErrorKind::RepoUnavailable,
             RepoError::Object {
                 source: ObjectError::Version { .. },
@@ -183,6 +188,11 @@ impl Classify for RepoError {
             RepoError::Object { .. } | RepoError::Malformed { .. } => {
                 Some("run `cairn verify` to find every damaged object".into())
             }
+            RepoError::Backend(BackendError::NotOwner { .. }) => Some(
+                "run cairn as the repository's owner, e.g. `runuser -u postgres -- cairn ...` \
+                 (objects written by another user could not be read or removed by it)"
+                    .into(),
+            ),
             RepoError::Backend(_) => Some(
                 "check that the repository is reachable and writable; retrying may help".into(),
             ),

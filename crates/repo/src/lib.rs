@@ -45,9 +45,7 @@ pub use manifest::{
     IncrementalMode, ManifestFile, TablespaceEntry,
 };
 pub use pack::{ChunkCodec, ChunkIndex, ChunkLocation, PackId, PackWriter};
-pub use repository::{
-    Encoded, OpenOptions, Repository, backend_for, open_configured, open_or_create_configured,
-};
+pub use repository::{Encoded, OpenOptions, Repository};
 pub use stanza::{DbGeneration, StanzaCreated, StanzaInfo};
 pub use object::{PlaintextSink, StreamError};
 pub use wal::{DeliverError, PushOutcome, WalDetail, WalEntry};

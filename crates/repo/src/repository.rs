@@ -5,12 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cairn_config::{RepoConfig, RepoLocation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{Backend, LocalBackend, PutOutcome, StoreBackend};
-use crate::error::{BackendError, RepoError};
+use crate::backend::{Backend, PutOutcome, StoreBackend};
+use crate::error::RepoError;
 use crate::keyring::{self, KeyFileBody, REPO_FORMAT};
 use crate::keys::{ContentId, KdfParams, KekCache, KeySet, KeyStorage};
 use crate::layout::{Identity, ObjectKey};
@@ -83,72 +82,6 @@ pub struct Repository {
     older_key_seqs: Arc<Vec<u64>>,
     /// What opening noticed and worked around (a damaged key file copy), for warnings.
     warnings: Arc<Vec<String>>,
-}
-
-/// Build the storage a configuration names.
-pub fn backend_for(cfg: &RepoConfig) -> Result<Backend, BackendError> {
-    match &cfg.location {
-        RepoLocation::Path(p) => Ok(Backend::Local(Arc::new(LocalBackend::new(p)))),
-        RepoLocation::Url(url) => store_backend(url, cfg),
-    }
-}
-
-fn store_backend(url: &str, cfg: &RepoConfig) -> Result<Backend, BackendError> {
-    let setup = |message: String| BackendError::Setup {
-        url: url.to_string(),
-        message,
-    };
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| setup("not a URL".into()))?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if scheme == "file" {
-        return Ok(Backend::Local(Arc::new(LocalBackend::new(format!(
-            "/{}",
-            rest.trim_start_matches('/')
-        )))));
-    }
-    if bucket.is_empty() {
-        return Err(setup("the URL names no bucket or container".into()));
-    }
-    let store: Arc<dyn object_store::ObjectStore> = match scheme {
-        "s3" => {
-            let s3 = &cfg.s3;
-            let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if let Some(e) = &s3.endpoint {
-                b = b.with_endpoint(e);
-            }
-            if let Some(r) = &s3.region {
-                b = b.with_region(r);
-            }
-            if let Some(k) = &s3.access_key_id {
-                b = b.with_access_key_id(k);
-            }
-            if let Some(k) = &s3.secret_access_key {
-                b = b.with_secret_access_key(k.expose());
-            }
-            if s3.allow_http {
-                b = b.with_allow_http(true);
-            }
-            Arc::new(b.build().map_err(|e| setup(e.to_string()))?)
-        }
-        "gs" => Arc::new(
-            object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                .with_bucket_name(bucket)
-                .build()
-                .map_err(|e| setup(e.to_string()))?,
-        ),
-        "az" | "azure" | "abfs" => Arc::new(
-            object_store::azure::MicrosoftAzureBuilder::from_env()
-                .with_container_name(bucket)
-                .build()
-                .map_err(|e| setup(e.to_string()))?,
-        ),
-        other => return Err(setup(format!("unsupported scheme {other}://"))),
-    };
-    Ok(Backend::Store(Arc::new(StoreBackend::new(
-        store, prefix, url,
-    ))))
 }
 
 impl Repository {
@@ -408,34 +341,4 @@ pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-/// Open the repository a configuration names, caching derived keys under the spool path.
-pub async fn open_configured(cfg: &cairn_config::Config) -> Result<Repository, RepoError> {
-    Repository::open(
-        backend_for(&cfg.repo)?,
-        cfg.repo.cipher_pass.as_ref().map(|p| p.expose()),
-        &options_for(cfg),
-    )
-    .await
-}
-
-/// The same, creating the repository when it does not exist yet.
-pub async fn open_or_create_configured(
-    cfg: &cairn_config::Config,
-) -> Result<(Repository, bool), RepoError> {
-    Repository::open_or_create(
-        backend_for(&cfg.repo)?,
-        cfg.repo.cipher_pass.as_ref().map(|p| p.expose()),
-        &options_for(cfg),
-    )
-    .await
-}
-
-fn options_for(cfg: &cairn_config::Config) -> OpenOptions {
-    OpenOptions {
-        compress_level: cfg.repo.compress_level,
-        kek_cache: Some(cfg.archive.spool_path.join("keys")),
-        kdf: KdfParams::DEFAULT,
-    }
 }

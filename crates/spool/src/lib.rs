@@ -22,6 +22,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -38,7 +39,22 @@ fn open_lock(path: &Path) -> io::Result<File> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(path)
+}
+
+/// Create `dir` and its missing parents as private directories (0700, whatever the
+/// umask): the spool holds WAL and cached keys.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 impl WorkerLock {
@@ -100,7 +116,11 @@ pub fn write_whole(dest: &Path, bytes: &[u8]) -> io::Result<()> {
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
-        let mut f = File::options().write(true).create_new(true).open(&tmp)?;
+        let mut f = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         drop(f);
         std::fs::rename(&tmp, dest)
@@ -114,6 +134,21 @@ pub fn write_whole(dest: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spool_files_and_dirs_are_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY-free: umask is process-wide; this test only widens what others may read.
+        let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        let spool = dir.path().join("a/b/spool");
+        create_private_dir(&spool).unwrap();
+        write_whole(&spool.join("f"), b"x").unwrap();
+        rustix::process::umask(old);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&spool), 0o700);
+        assert_eq!(mode(&spool.join("f")), 0o600);
+    }
 
     #[test]
     fn one_holder_at_a_time_and_free_once_dropped() {

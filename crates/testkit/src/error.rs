@@ -95,8 +95,8 @@ pub enum Error {
         last_error: String,
     },
 
-    /// An HTTP request to the S3 server failed at the transport level or got an unexpected status.
-    #[error("S3 request {method} {target} failed: {reason}")]
+    /// An HTTP request to a storage server failed at the transport level or got an unexpected status.
+    #[error("HTTP request {method} {target} failed: {reason}")]
     Http {
         method: String,
         target: String,

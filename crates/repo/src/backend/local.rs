@@ -1,11 +1,18 @@
 //! A repository in a local directory, with PostgreSQL-grade durability: every object is
 //! written to a temporary file, fsynced, linked under its final name only if that name is
 //! free (`link` fails with EEXIST otherwise), and the directory is fsynced.
+//!
+//! Files are created 0600 and directories 0700 whatever the umask: a repository (an
+//! unencrypted one's key file above all) is nobody else's to read. Writes are refused when
+//! the repository's root belongs to another user (typically root running a command in the
+//! postgres user's repository), so no object ends up unwritable for its owner.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 
 use bytes::Bytes;
 
@@ -16,6 +23,15 @@ use crate::layout::ObjectKey;
 #[derive(Debug)]
 pub struct LocalBackend {
     root: PathBuf,
+    /// Whether this process may write here (checked once, on the first write).
+    writer: std::sync::OnceLock<Result<(), OwnerMismatch>>,
+}
+
+/// The repository's root belongs to another user than the one writing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerMismatch {
+    pub owner: u32,
+    pub writer: u32,
 }
 
 fn io_err<'a>(op: &'static str, key: &'a str) -> impl FnOnce(std::io::Error) -> BackendError + 'a {
@@ -28,7 +44,31 @@ fn io_err<'a>(op: &'static str, key: &'a str) -> impl FnOnce(std::io::Error) -> 
 
 impl LocalBackend {
     pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
-        LocalBackend { root: root.into() }
+        LocalBackend {
+            root: root.into(),
+            writer: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Refuse to write into a repository whose root another user owns. A root that does
+    /// not exist yet is created by this user.
+    fn check_writer(&self) -> Result<(), BackendError> {
+        let checked = self.writer.get_or_init(|| {
+            use std::os::unix::fs::MetadataExt;
+            let me = rustix::process::geteuid().as_raw();
+            match fs::metadata(&self.root) {
+                Ok(m) if m.uid() != me => Err(OwnerMismatch {
+                    owner: m.uid(),
+                    writer: me,
+                }),
+                _ => Ok(()),
+            }
+        });
+        checked.clone().map_err(|m| BackendError::NotOwner {
+            root: self.root.display().to_string(),
+            owner: m.owner,
+            writer: m.writer,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -44,6 +84,7 @@ impl LocalBackend {
         key: &ObjectKey,
         data: Bytes,
     ) -> Result<PutOutcome, BackendError> {
+        self.check_writer()?;
         let path = self.path(key);
         let root = self.root.clone();
         let k = key.clone();
@@ -74,6 +115,7 @@ impl LocalBackend {
     }
 
     pub async fn delete(&self, key: &ObjectKey) -> Result<(), BackendError> {
+        self.check_writer()?;
         let path = self.path(key);
         let k = key.clone();
         blocking(move || match fs::remove_file(&path) {
@@ -114,7 +156,13 @@ fn put_file(root: &Path, path: &Path, data: &[u8]) -> std::io::Result<PutOutcome
         rand::random::<u64>()
     ));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        // The umask can only narrow the mode; make it exact.
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);
@@ -140,8 +188,9 @@ fn create_dirs_durably(root: &Path, dir: &Path) -> std::io::Result<()> {
     {
         create_dirs_durably(root, parent)?;
     }
-    match fs::create_dir(dir) {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
             if let Some(parent) = dir.parent() {
                 fsync_dir(parent)?;
             }
@@ -209,6 +258,21 @@ fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<Listed>) -> std::io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn objects_and_directories_are_private_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o002));
+        let b = LocalBackend::new(dir.path().join("repo"));
+        let key = ObjectKey::new("stanza/main/wal/1/x").unwrap();
+        b.put_if_absent(&key, Bytes::from_static(b"one")).await.unwrap();
+        rustix::process::umask(old);
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("repo/stanza/main/wal/1/x")), 0o600);
+        for d in ["repo", "repo/stanza", "repo/stanza/main/wal/1"] {
+            assert_eq!(mode(&dir.path().join(d)), 0o700, "{d}");
+        }
+    }
 
     #[tokio::test]
     async fn create_if_absent_never_overwrites() {
