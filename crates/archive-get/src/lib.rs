@@ -109,16 +109,16 @@ pub fn exit_failure(name: &str, mode: Mode, f: Failure) -> Failure {
     if f.kind == ErrorKind::Undeliverable || mode == Mode::Standby {
         return f;
     }
-    Failure::from_error(&GetError::Undeliverable {
-        name: name.to_string(),
-        cause: f.message,
-        underlying: f.kind,
-        mode,
-    })
+    named(name, mode, f)
 }
 
 /// The failure for a file the archive has but cannot deliver.
 fn undeliverable(name: &WalFileName, mode: Mode, f: Failure) -> Failure {
+    named(&name.to_string(), mode, f)
+}
+
+/// `f` as a failure to deliver `name`: exit 126 in recovery, `f`'s own code on a standby.
+fn named(name: &str, mode: Mode, f: Failure) -> Failure {
     Failure::from_error(&GetError::Undeliverable {
         name: name.to_string(),
         cause: f.message,
@@ -258,8 +258,13 @@ pub async fn get(
 ) -> Result<GetOutcome, Failure> {
     let (sname, _) = cfg.stanza(stanza)?;
     let stanza = StanzaName::new(sname).map_err(|m| Failure::new(ErrorKind::Config, m))?;
-    let repo = cairn_startup::open_repo(cfg).await?;
-    let info = repo.require_stanza(&stanza).await?;
+    // A store that does not answer fails here: the message names the file either way.
+    let opened = async {
+        let repo = cairn_startup::open_repo(cfg).await?;
+        let info = repo.require_stanza(&stanza).await?;
+        Ok::<_, Failure>((repo, info))
+    };
+    let (repo, info) = opened.await.map_err(|f| named(name, mode, f))?;
     if cfg.archive.async_ {
         let pf = prefetch_spool(cfg, &repo, &info);
         return get_prefetching(

@@ -7,6 +7,8 @@ use cairn_pgformat::summary::SegmentSummary;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::PutOutcome;
+use crate::catalog::WalEvent;
+use crate::journal::JournalName;
 use crate::error::RepoError;
 use crate::keys::ContentId;
 use crate::layout::{self, DbId, Identity, ObjectKey, StanzaName};
@@ -112,7 +114,24 @@ impl Repository {
     ) -> Result<PushOutcome, RepoError> {
         let key = layout::wal_file(stanza, db_id, name);
         let content_id = encoded.content_id;
-        let result = match self.put_encoded(&key, encoded).await? {
+        let entry = WalEntry {
+            name: name.to_string(),
+            db_id,
+            content_id,
+            size: encoded.plaintext_len,
+            archived_at: now_rfc3339(),
+            detail,
+        };
+        // The file and its catalog entry are written and synced side by side; the entry
+        // becomes visible only once the file is stored: the catalog must never list a file
+        // that is not.
+        let tag = entry.name.clone();
+        let event = WalEvent::Archived { entry };
+        let (file, announced) = tokio::try_join!(
+            self.stage_encoded(&key, encoded),
+            self.journal_stage(stanza, JournalName::Wal, &tag, &event),
+        )?;
+        let result = match self.backend().commit(file).await? {
             PutOutcome::Created => PushOutcome::Stored,
             PutOutcome::Exists => match self.get_with_id(&key, ObjectKind::WalFile).await {
                 Ok(Some((_, stored))) if stored == content_id => PushOutcome::AlreadyStored,
@@ -132,16 +151,7 @@ impl Repository {
                 Err(e) => return Err(e),
             },
         };
-        // The summary comes second: the catalog must never list a file that is not stored.
-        let entry = WalEntry {
-            name: name.to_string(),
-            db_id,
-            content_id,
-            size: encoded.plaintext_len,
-            archived_at: now_rfc3339(),
-            detail,
-        };
-        self.announce_wal(stanza, entry).await?;
+        self.journal_commit(announced).await?;
         Ok(result)
     }
 
