@@ -122,7 +122,7 @@ fn pg15_recovery_with_the_store_hung_stops_and_a_standby_waits_for_it() {
             let promoted = pg.psql("SELECT pg_is_in_recovery()").is_ok_and(|r| r == "f");
             assert!(!promoted, "came up promoted:\n{}", pg.log_tail(40));
             let log = std::fs::read_to_string(pg.log_path()).unwrap_or_default();
-            let gave_up = log.contains("aborting startup due to startup process failure");
+            let gave_up = log.contains("due to startup process failure");
             Ok::<_, cairn_testkit::Error>((gave_up && !pg.is_running()).then_some(()))
         },
     )
@@ -168,7 +168,10 @@ fn pg15_recovery_with_the_store_hung_stops_and_a_standby_waits_for_it() {
     )
     .unwrap();
     let log = std::fs::read_to_string(standby.log_path()).unwrap();
-    assert!(!log.contains("FATAL"), "{log}");
+    assert!(
+        !log.contains("could not restore file") && !log.contains("startup process"),
+        "{log}"
+    );
     assert!(standby.is_running());
     assert!(standby.is_in_recovery().unwrap());
     let replayed = |pg: &PgCluster| {
