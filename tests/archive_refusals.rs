@@ -13,6 +13,7 @@ const INVALID: i32 = 8;
 const STANZA: i32 = 9;
 const CORRUPT: i32 = 6;
 const WRONG_PASS: i32 = 5;
+const UNDELIVERABLE: i32 = 126;
 const REFUSED: i32 = 13;
 
 fn stderr(out: &std::process::Output) -> String {
@@ -122,21 +123,39 @@ fn pg15_archive_refusals() {
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(!missing.exists());
 
-    // A wrong passphrase is reported as such.
+    // A wrong passphrase is reported as such. In recovery it stops PostgreSQL (126: the
+    // archive may have the file); a standby keeps the kind's own code and retries.
+    let wrong = [("CAIRN_REPO_CIPHER_PASS", "not the passphrase")];
     let out = cairn.run_env(
         "cairn-archive-get",
         &[&seg, missing.to_str().unwrap()],
-        &[("CAIRN_REPO_CIPHER_PASS", "not the passphrase")],
+        &wrong,
+    );
+    assert_eq!(out.status.code(), Some(UNDELIVERABLE), "{}", describe(&out));
+    assert!(stderr(&out).contains("passphrase"), "{}", describe(&out));
+    assert!(
+        !stderr(&out).contains("not the passphrase"),
+        "{}",
+        describe(&out)
+    );
+    let out = cairn.run_env(
+        "cairn-archive-get",
+        &["--standby", &seg, missing.to_str().unwrap()],
+        &wrong,
     );
     assert_eq!(out.status.code(), Some(WRONG_PASS), "{}", describe(&out));
-    assert!(stderr(&out).contains("passphrase"), "{}", describe(&out));
     assert!(!missing.exists());
 
     // A flipped byte in a stored object: archive-get fails clearly and writes nothing.
     flip_byte(&stored_path, stored_before.len() / 2);
     let out = cairn.run("cairn-archive-get", &[&seg, missing.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(CORRUPT), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(UNDELIVERABLE), "{}", describe(&out));
     assert!(stderr(&out).contains("damaged"), "{}", describe(&out));
+    let out = cairn.run(
+        "cairn-archive-get",
+        &["--standby", &seg, missing.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(CORRUPT), "{}", describe(&out));
     assert!(!missing.exists());
     assert_eq!(
         std::fs::read_dir(&out_dir).unwrap().count(),
@@ -176,7 +195,13 @@ fn pg15_archive_refusals() {
     assert!(!stored_path.exists());
     let info = cairn.info_json();
     assert_eq!(info["stanzas"][0]["status"], "missing", "{info:#}");
+    // Recovery cannot tell "not archived" from a stanza that is gone: it stops (126).
     let out = cairn.run("cairn-archive-get", &[&seg, missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(UNDELIVERABLE), "{}", describe(&out));
+    let out = cairn.run(
+        "cairn-archive-get",
+        &["--standby", &seg, missing.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(STANZA), "{}", describe(&out));
 }
 

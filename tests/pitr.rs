@@ -437,8 +437,8 @@ fn standby(dir: &TestDir, primary: &PgCluster, cairn: &Cairn) {
     pg.stop().unwrap();
 }
 
-/// A segment lost from the repository (its object and summary; the catalog snapshots are a
-/// cache of the summaries): a target past it from the full is refused naming the last commit
+/// A segment lost from the repository (its object and its journal entry, which holds its
+/// summary; the journal's snapshots are a cache of the entries): a target past it from the full is refused naming the last commit
 /// before it, and `info` shows the full's window ending at the gap and the incr's after it.
 fn wal_gap(
     dir: &TestDir,
@@ -453,10 +453,10 @@ fn wal_gap(
     remove_named(&cairn.repo_dir, seg_161, &mut removed);
     assert!(
         removed.iter().any(|p| p.contains("/wal/"))
-            && removed.iter().any(|p| p.contains("/walsum/")),
+            && removed.iter().any(|p| p.contains("/journal/wal/log/")),
         "{removed:?}"
     );
-    let _ = std::fs::remove_dir_all(cairn.repo_dir.join("stanza/main/catalog/wal"));
+    let _ = std::fs::remove_dir_all(cairn.repo_dir.join("stanza/main/journal/wal/snap"));
 
     let t170 = between(&all, 170);
     let (error, hint) = refused(cairn, dir, &["--target-time", &t170], 12);
@@ -504,7 +504,11 @@ fn remove_named(root: &std::path::Path, name: &str, removed: &mut Vec<String>) {
         let p = e.unwrap().path();
         if p.is_dir() {
             remove_named(&p, name, removed);
-        } else if p.file_name().is_some_and(|n| n == name) {
+        } else if p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n == name || n.ends_with(&format!("-{name}")))
+        {
             std::fs::remove_file(&p).unwrap();
             removed.push(p.display().to_string());
         }

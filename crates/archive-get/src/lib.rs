@@ -55,7 +55,7 @@ pub enum Mode {
 pub enum GetError {
     #[error("'{name}' is not a WAL file name")]
     BadName { name: String },
-    #[error("{name} is in the archive but cannot be delivered: {cause}")]
+    #[error("{name} could not be restored from the archive: {cause}")]
     Undeliverable {
         name: String,
         cause: String,
@@ -119,12 +119,23 @@ fn undeliverable(name: &WalFileName, mode: Mode, f: Failure) -> Failure {
 
 /// `f` as a failure to deliver `name`: exit 126 in recovery, `f`'s own code on a standby.
 fn named(name: &str, mode: Mode, f: Failure) -> Failure {
-    Failure::from_error(&GetError::Undeliverable {
+    let mut out = Failure::from_error(&GetError::Undeliverable {
         name: name.to_string(),
         cause: f.message,
         underlying: f.kind,
         mode,
-    })
+    });
+    // The underlying hint says what to fix (a passphrase, a configuration); ours says why
+    // recovery stopped.
+    if let Some(h) = f.hint {
+        out.hint = Some(match mode {
+            Mode::Recovery => {
+                format!("{h}; recovery stopped (exit 126) rather than end short of the archive")
+            }
+            Mode::Standby => h,
+        });
+    }
+    out
 }
 
 /// Fetch `wal`, decoding it straight into a file beside `dest`, check it against its name

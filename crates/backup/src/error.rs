@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use cairn_exit::{Classify, ErrorKind};
+use cairn_pgformat::SegmentName;
 use cairn_repo::RepoError;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +26,13 @@ pub enum BackupError {
     #[error(
         "WAL segment {segment} (needed to make the backup consistent) was not archived within {waited:?}"
     )]
-    WalNotArchived { segment: String, waited: Duration },
+    WalNotArchived {
+        segment: SegmentName,
+        waited: Duration,
+    },
+    /// The server reports a setting cairn cannot use.
+    #[error("unexpected {name} '{value}' reported by the server")]
+    UnexpectedSetting { name: &'static str, value: String },
     /// PostgreSQL 17+ sent a file as `INCREMENTAL.` that the parent backup does not have.
     #[error(
         "the server sent {path} as changed blocks only, but parent backup {parent} has no such file"
@@ -45,7 +52,7 @@ impl Classify for BackupError {
         match self {
             BackupError::Repo(e) => e.kind(),
             BackupError::Source { kind, .. } => *kind,
-            BackupError::Protocol(_) => ErrorKind::Postgres,
+            BackupError::Protocol(_) | BackupError::UnexpectedSetting { .. } => ErrorKind::Postgres,
             BackupError::WrongSystem { .. } => ErrorKind::Stanza,
             BackupError::WalNotArchived { .. } => ErrorKind::ArchiveTimeout,
             BackupError::NotInParent { .. } | BackupError::Incremental { .. } => {
@@ -65,7 +72,9 @@ impl Classify for BackupError {
             BackupError::NotInParent { .. } => Some(
                 "the parent's PostgreSQL backup_manifest does not match its cairn manifest; take a full backup (cairn backup --type full)".into(),
             ),
-            BackupError::Protocol(_) | BackupError::Incremental { .. } => None,
+            BackupError::Protocol(_)
+            | BackupError::UnexpectedSetting { .. }
+            | BackupError::Incremental { .. } => None,
         }
     }
 }

@@ -2,10 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use cairn_pgformat::{Lsn, SegmentName, TimelineId, WalFileName, WalSegmentSize};
+use cairn_pgformat::{Lsn, TimelineId, WalSegmentSize};
+use cairn_repo::lock::LockWatch;
 use cairn_repo::{
     BackupManifest, FileKind, IncrementalMode, ManifestFile, PackWriter, Repository, StanzaInfo,
-    TablespaceEntry, layout, manifest::MANIFEST_FORMAT,
+    TablespaceEntry, manifest::MANIFEST_FORMAT,
 };
 
 use crate::chunker::Chunker;
@@ -13,6 +14,7 @@ use crate::error::BackupError;
 use crate::incremental::{ParentFiles, Reconstruction, Sink, complete_backup_label};
 use crate::plan::BackupPlan;
 use crate::source::{BackupSource, EntryKind, SourceEvent};
+use crate::wal_wait::{segments_between, wait_for_wal};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -26,6 +28,9 @@ pub struct RunOptions {
     pub incremental_mode: Option<IncrementalMode>,
     /// Pack size: what an interrupted backup can lose and has to send again.
     pub pack_target: usize,
+    /// The backup lock held for this backup ([`crate::with_lock`]): once it is lost the
+    /// backup stops, and it is confirmed against the repository before the manifest.
+    pub lock: Option<LockWatch>,
 }
 
 impl Default for RunOptions {
@@ -36,6 +41,7 @@ impl Default for RunOptions {
             progress_every: None,
             incremental_mode: None,
             pack_target: cairn_repo::pack::PACK_TARGET,
+            lock: None,
         }
     }
 }
@@ -81,6 +87,7 @@ pub async fn run<S: BackupSource>(
     };
 
     loop {
+        still_held(opts)?;
         let ev = match source.next_event().await {
             Ok(Some(ev)) => ev,
             Ok(None) => break,
@@ -267,7 +274,10 @@ pub async fn run<S: BackupSource>(
             chunked.reused_chunks
         );
     }
-    wait_for_wal(repo, info, timeline, start_lsn, stop_lsn, opts).await?;
+    // Without the WAL from start to stop the backup never becomes consistent.
+    let needed = segments_between(timeline, start_lsn, stop_lsn, opts.wal_segment_size);
+    still_held(opts)?;
+    wait_for_wal(repo, stanza, generation.db_id, needed, opts.archive_timeout).await?;
     let manifest = BackupManifest {
         format: MANIFEST_FORMAT,
         label: plan.label.clone(),
@@ -295,9 +305,22 @@ pub async fn run<S: BackupSource>(
             .then(|| String::from_utf8_lossy(&pg_manifest).into_owned()),
         bytes_received: received,
         repo_added: chunked.stored_bytes,
+        annotations: Default::default(),
     };
+    // The commit point: only while the lock is certainly still ours.
+    if let Some(lock) = &opts.lock {
+        lock.ensure_held().await?;
+    }
     repo.put_manifest(&info.name, &manifest).await?;
     Ok(manifest)
+}
+
+/// Fails once the backup lock was lost (as the heartbeat last saw it).
+fn still_held(opts: &RunOptions) -> Result<(), BackupError> {
+    match &opts.lock {
+        Some(lock) => Ok(lock.check()?),
+        None => Ok(()),
+    }
 }
 
 /// The file whose data is arriving.
@@ -320,40 +343,4 @@ fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-/// Wait until every segment from the one holding `start` to the one holding `stop` is
-/// archived: without them the backup cannot reach consistency.
-async fn wait_for_wal(
-    repo: &Repository,
-    info: &StanzaInfo,
-    tli: TimelineId,
-    start: Lsn,
-    stop: Lsn,
-    opts: &RunOptions,
-) -> Result<(), BackupError> {
-    let seg = opts.wal_segment_size;
-    let db = info.current().db_id;
-    let deadline = Instant::now() + opts.archive_timeout;
-    let mut segno = start.segment_number(seg);
-    let last = stop.segment_number(seg);
-    let mut delay = Duration::from_millis(20);
-    while segno <= last {
-        let name = SegmentName::from_segno(tli, segno, seg);
-        let key = layout::wal_file(&info.name, db, &WalFileName::Segment(name));
-        if repo.stored_content_id(&key).await?.is_some() {
-            segno = segno.next();
-            delay = Duration::from_millis(20);
-            continue;
-        }
-        if Instant::now() >= deadline {
-            return Err(BackupError::WalNotArchived {
-                segment: name.to_string(),
-                waited: opts.archive_timeout,
-            });
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(500));
-    }
-    Ok(())
 }

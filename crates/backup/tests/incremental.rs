@@ -127,12 +127,15 @@ async fn setup() -> (Repository, StanzaInfo) {
 }
 
 async fn full(repo: &Repository, info: &StanzaInfo) -> BackupManifest {
-    let plan = BackupPlan::choose(
+    let plan = BackupPlan::prepare(
+        repo,
+        &info.name,
         Some(BackupType::Full),
-        &[],
         info.current().db_id,
         time::OffsetDateTime::now_utc(),
-    );
+    )
+    .await
+    .unwrap();
     let mut src = stream(
         FULL_LABEL,
         vec![
@@ -149,12 +152,15 @@ async fn incremental(
     files: Vec<(&str, Vec<u8>)>,
 ) -> Result<BackupManifest, BackupError> {
     let existing = repo.backups(&info.name).await.unwrap();
-    let plan = BackupPlan::choose(
+    let plan = BackupPlan::prepare(
+        repo,
+        &info.name,
         Some(BackupType::Incr),
-        &existing,
         info.current().db_id,
         time::OffsetDateTime::now_utc() + time::Duration::seconds(existing.len() as i64),
-    );
+    )
+    .await
+    .unwrap();
     let mut src = stream(INCR_LABEL, files);
     run(
         repo,
@@ -366,13 +372,15 @@ async fn a_file_the_parent_lacks_is_refused_and_nothing_is_listed() {
 async fn without_wal_summaries_an_incremental_name_is_an_ordinary_file() {
     let (repo, info) = setup().await;
     full(&repo, &info).await;
-    let existing = repo.backups(&info.name).await.unwrap();
-    let plan = BackupPlan::choose(
+    let plan = BackupPlan::prepare(
+        &repo,
+        &info.name,
         Some(BackupType::Incr),
-        &existing,
         info.current().db_id,
         time::OffsetDateTime::now_utc() + time::Duration::seconds(5),
-    );
+    )
+    .await
+    .unwrap();
     let mut src = stream(FULL_LABEL, vec![("base/5/INCREMENTAL.x", b"data".to_vec())]);
     let m = run(&repo, &info, &plan, &mut src, &opts(None))
         .await

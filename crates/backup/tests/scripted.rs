@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn_backup::{
-    BackupError, BackupPlan, BackupSource, EntryKind, RunOptions, SourceEvent, run,
+    BackupError, BackupPlan, BackupSource, EntryKind, RunOptions, SourceEvent, run, with_lock,
 };
+use cairn_exit::Classify;
 use cairn_pgformat::{Lsn, SegmentName, TimelineId, WalFileName, WalSegmentSize, XLogSegNo};
-use cairn_repo::{BackupType, Repository, StanzaInfo, StanzaName};
+use cairn_repo::lock::{LockOptions, LockTarget};
+use cairn_repo::{BackupType, RepoError, Repository, StanzaInfo, StanzaName};
 
 struct Script {
     events: std::vec::IntoIter<SourceEvent>,
@@ -131,7 +133,9 @@ async fn full_then_incr_stores_only_changed_chunks() {
     archive_segment_1(&repo, &info).await;
     let rel = relation(1);
     let now = time::OffsetDateTime::now_utc();
-    let plan = BackupPlan::choose(None, &[], info.current().db_id, now);
+    let plan = BackupPlan::prepare(&repo, &info.name, None, info.current().db_id, now)
+        .await
+        .unwrap();
     assert_eq!(plan.backup_type, BackupType::Full);
     assert!(plan.promoted_to_full);
     let mut src = Script {
@@ -170,8 +174,15 @@ async fn full_then_incr_stores_only_changed_chunks() {
     // One 8 KiB page changes: the incr stores about one chunk.
     let mut rel2 = rel.clone();
     rel2[3 << 20..(3 << 20) + 8192].fill(7);
-    let existing = repo.backups(&info.name).await.unwrap();
-    let plan = BackupPlan::choose(Some(BackupType::Incr), &existing, info.current().db_id, now);
+    let plan = BackupPlan::prepare(
+        &repo,
+        &info.name,
+        Some(BackupType::Incr),
+        info.current().db_id,
+        now,
+    )
+    .await
+    .unwrap();
     assert_eq!(plan.backup_type, BackupType::Incr);
     assert_eq!(plan.parent.as_ref().unwrap().label, full.label);
     assert_ne!(plan.label, full.label);
@@ -195,12 +206,15 @@ async fn an_interrupted_backup_is_not_listed_and_its_chunks_are_reused() {
     let (repo, info) = setup().await;
     archive_segment_1(&repo, &info).await;
     let rel = relation(2);
-    let plan = BackupPlan::choose(
+    let plan = BackupPlan::prepare(
+        &repo,
+        &info.name,
         Some(BackupType::Full),
-        &[],
         info.current().db_id,
         time::OffsetDateTime::now_utc(),
-    );
+    )
+    .await
+    .unwrap();
     let events = backup_events(&rel);
     let cut = events.len() - 3; // in the middle of the relation file's data
     let mut src = Script {
@@ -231,12 +245,15 @@ async fn an_interrupted_backup_is_not_listed_and_its_chunks_are_reused() {
 #[tokio::test]
 async fn a_backup_waits_for_its_wal_and_gives_up_clearly() {
     let (repo, info) = setup().await;
-    let plan = BackupPlan::choose(
+    let plan = BackupPlan::prepare(
+        &repo,
+        &info.name,
         None,
-        &[],
         info.current().db_id,
         time::OffsetDateTime::now_utc(),
-    );
+    )
+    .await
+    .unwrap();
     let mut src = Script {
         events: backup_events(b"small").into_iter(),
         fail_after: None,
@@ -248,7 +265,7 @@ async fn a_backup_waits_for_its_wal_and_gives_up_clearly() {
     };
     let err = run(&repo, &info, &plan, &mut src, &o).await.unwrap_err();
     assert!(
-        matches!(err, BackupError::WalNotArchived { ref segment, .. } if segment == "000000010000000000000001"),
+        matches!(err, BackupError::WalNotArchived { ref segment, .. } if segment.to_string() == "000000010000000000000001"),
         "{err}"
     );
     assert!(repo.backups(&info.name).await.unwrap().is_empty());
@@ -262,12 +279,15 @@ async fn a_chunk_repeated_across_batches_in_flight_is_stored_once() {
     // each of which sees the chunk as new.
     let one = &relation(3)[..cairn_backup::CHUNK_SIZE];
     let rel: Vec<u8> = one.repeat(48);
-    let plan = BackupPlan::choose(
+    let plan = BackupPlan::prepare(
+        &repo,
+        &info.name,
         Some(BackupType::Full),
-        &[],
         info.current().db_id,
         time::OffsetDateTime::now_utc(),
-    );
+    )
+    .await
+    .unwrap();
     let mut src = Script {
         events: backup_events(&rel).into_iter(),
         fail_after: None,
@@ -291,4 +311,102 @@ async fn a_chunk_repeated_across_batches_in_flight_is_stored_once() {
         .await
         .unwrap();
     assert_eq!(back, one);
+}
+
+/// A backup whose lock was taken over meanwhile (the heartbeat has not noticed yet) checks
+/// again before its commit point, and writes no manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_that_lost_its_lock_writes_no_manifest() {
+    let (repo, info) = setup().await;
+    archive_segment_1(&repo, &info).await;
+    let target = LockTarget::Backup(info.name.clone());
+    let guard = repo
+        .lock(target.clone(), "backup", &LockOptions::default())
+        .await
+        .unwrap();
+    // A contender for which any heartbeat is stale takes the lock over.
+    let eager = LockOptions {
+        heartbeat: Duration::from_secs(30),
+        stale_after: Duration::ZERO,
+    };
+    let mut contender = None;
+    for _ in 0..1000 {
+        if let Ok(g) = repo.lock(target.clone(), "backup", &eager).await {
+            contender = Some(g);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let contender = contender.expect("the contender takes the lock over");
+    assert_eq!(guard.watch().lost(), None, "the heartbeat has not run yet");
+
+    let plan = BackupPlan::prepare(
+        &repo,
+        &info.name,
+        None,
+        info.current().db_id,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    let mut src = Script {
+        events: backup_events(&relation(3)).into_iter(),
+        fail_after: None,
+        sent: 0,
+    };
+    let opts = RunOptions {
+        lock: Some(guard.watch()),
+        ..opts()
+    };
+    let err = run(&repo, &info, &plan, &mut src, &opts).await.unwrap_err();
+    assert!(
+        matches!(err, BackupError::Repo(RepoError::LockLost { .. })),
+        "{err}"
+    );
+    assert_eq!(err.kind().code(), 11);
+    assert!(err.to_string().contains("taken over"), "{err}");
+    assert!(repo.backups(&info.name).await.unwrap().is_empty());
+    guard.release().await.unwrap();
+    contender.release().await.unwrap();
+}
+
+/// `with_lock`: a second backup of the stanza fails at once without starting its work,
+/// and the lock is given back when the work fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_backup_is_refused_and_the_lock_is_released_on_failure() {
+    let (repo, info) = setup().await;
+    let stanza = info.name.clone();
+    let opts = LockOptions::default();
+    let first: Result<(), BackupError> = with_lock(
+        &repo,
+        &stanza,
+        &opts,
+        |w| panic!("{w}"),
+        async |watch| {
+            assert_eq!(watch.lost(), None);
+            let second: Result<(), BackupError> = with_lock(
+                &repo,
+                &stanza,
+                &opts,
+                |w| panic!("{w}"),
+                async |_| panic!("the second backup's work must not start"),
+            )
+            .await;
+            let err = second.unwrap_err();
+            assert_eq!(err.kind().code(), 11);
+            assert!(
+                err.to_string()
+                    .contains(&format!("pid {}", std::process::id())),
+                "{err}"
+            );
+            Err(BackupError::Protocol("the server went away".into()))
+        },
+    )
+    .await;
+    assert!(matches!(first, Err(BackupError::Protocol(_))));
+    assert_eq!(
+        repo.lock_holder(&LockTarget::Backup(stanza)).await.unwrap(),
+        None,
+        "released after the failure"
+    );
 }

@@ -1,8 +1,11 @@
 //! The command line, exactly as DESIGN.md section 2 fixes it.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::duration::parse_duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,11 +30,37 @@ pub enum Output {
     Json,
 }
 
+/// Whether to show progress on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// A line redrawn on a terminal, a plain line every ten seconds otherwise.
+    Auto,
+    Never,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackupType {
     Full,
     Diff,
     Incr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetArg {
+    Immediate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActionArg {
+    Pause,
+    Promote,
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchiveModeArg {
+    Preserve,
+    Off,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,9 +77,10 @@ pub enum Command {
     },
     /// Check configuration, the connection, and that a WAL switch arrives in the repository.
     Check {
-        /// Seconds to wait for the switched segment to be archived.
-        #[arg(long, default_value_t = 60)]
-        archive_timeout: u64,
+        /// How long to wait for the switched segment to be archived: seconds, or a
+        /// duration like 90s, 10m, 2h (at most 7d).
+        #[arg(long, value_name = "DUR", default_value = "60", value_parser = parse_duration)]
+        archive_timeout: Duration,
     },
     /// Archive one WAL file (same as cairn-archive-push).
     ArchivePush { wal_path: PathBuf },
@@ -70,9 +100,10 @@ pub enum Command {
         /// full, diff or incr (default incr; a full when none exists).
         #[arg(long = "type", value_enum)]
         backup_type: Option<BackupType>,
-        /// Seconds to wait for the WAL that makes the backup consistent to be archived.
-        #[arg(long, default_value_t = 120)]
-        archive_timeout: u64,
+        /// How long to wait for the WAL that makes the backup consistent to be archived:
+        /// seconds, or a duration like 90s, 10m, 2h (at most 7d).
+        #[arg(long, value_name = "DUR", default_value = "120", value_parser = parse_duration)]
+        archive_timeout: Duration,
         /// Let the server's checkpoint spread out (CHECKPOINT 'spread') instead of 'fast'.
         #[arg(long)]
         spread: bool,
@@ -89,8 +120,24 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Verify every object of the repository.
-    Verify,
+    /// Read and authenticate every object the stanza's catalogs reference, check each
+    /// backup's WAL and each timeline for gaps, and say what any damage costs.
+    Verify {
+        /// Check only this backup (its manifest, chunks and WAL from start to stop).
+        #[arg(long)]
+        set: Option<String>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Progress on stderr.
+        #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+        progress: ProgressMode,
+    },
+    /// Change the repository's passphrase: re-wraps the master key, rewrites no data.
+    Rekey {
+        /// File holding the new passphrase (one line). Or set CAIRN_NEW_CIPHER_PASS.
+        #[arg(long)]
+        new_pass_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,11 +160,11 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub target_name: Option<String>,
     /// `immediate`: stop as soon as the backup is consistent.
-    #[arg(long)]
-    pub target: Option<String>,
+    #[arg(long, value_enum)]
+    pub target: Option<TargetArg>,
     /// pause (PostgreSQL's default), promote or shutdown.
-    #[arg(long, value_parser = ["pause", "promote", "shutdown"])]
-    pub target_action: Option<String>,
+    #[arg(long, value_enum)]
+    pub target_action: Option<ActionArg>,
     /// latest, current or a timeline number.
     #[arg(long)]
     pub target_timeline: Option<String>,
@@ -127,6 +174,10 @@ pub struct RestoreArgs {
     /// Relocate a tablespace: OID=DIR (repeatable).
     #[arg(long)]
     pub tablespace_map: Vec<String>,
+    /// preserve: keep the backup's archive_mode and archive_command; off: write
+    /// archive_mode = off, so the restored copy does not archive into the repository.
+    #[arg(long, value_enum, default_value_t = ArchiveModeArg::Preserve)]
+    pub archive_mode: ArchiveModeArg,
     /// Print what would be done and write nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -2,11 +2,12 @@
 //! running cluster, archiving is configured, and a real WAL switch arrives in the archive.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use cairn_backup::BackupError;
 use cairn_config::Config;
 use cairn_exit::{ErrorKind, Failure};
-use cairn_pgformat::WalFileName;
+use cairn_pgformat::SegmentName;
 
 use crate::pg;
 use crate::stanza::stanza_name;
@@ -14,7 +15,7 @@ use crate::stanza::stanza_name;
 pub async fn run(
     cfg: &Config,
     stanza: Option<&str>,
-    timeout_secs: u64,
+    timeout: Duration,
 ) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     let (_, st) = cfg.stanza(stanza)?;
@@ -59,35 +60,27 @@ pub async fn run(
         .await
         .map_err(|e| pg::sql_failure("cannot switch WAL", &e))?;
     let segment: String = row.get(0);
-    let wal: WalFileName = segment.parse().map_err(|_| {
+    let wal: SegmentName = segment.parse().map_err(|_| {
         Failure::new(
             ErrorKind::Postgres,
             format!("server returned an odd WAL file name '{segment}'"),
         )
     })?;
-    let key = cairn_repo::layout::wal_file(&name, cur.db_id, &wal);
-    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
-    let mut delay = Duration::from_millis(50);
-    loop {
-        if repo.stored_content_id(&key).await?.is_some() {
+    match cairn_backup::wait_for_wal(&repo, &name, cur.db_id, [wal], timeout).await {
+        Ok(()) => {
             println!(
                 "check passed: stanza '{name}', repository {}, WAL segment {segment} archived",
                 repo.backend().location()
             );
-            return Ok(ExitCode::SUCCESS);
+            Ok(ExitCode::SUCCESS)
         }
-        if Instant::now() >= deadline {
-            return Err(Failure::new(
-                ErrorKind::ArchiveTimeout,
-                format!(
-                    "WAL segment {segment} did not arrive in the repository within {timeout_secs}s"
-                ),
-            )
-            .with_hint(
-                "look for archive_command errors in the PostgreSQL log and in pg_stat_archiver",
-            ));
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(1));
+        Err(BackupError::WalNotArchived { segment, waited }) => Err(Failure::new(
+            ErrorKind::ArchiveTimeout,
+            format!("WAL segment {segment} did not arrive in the repository within {waited:?}"),
+        )
+        .with_hint(
+            "look for archive_command errors in the PostgreSQL log and in pg_stat_archiver",
+        )),
+        Err(e) => Err(e.into()),
     }
 }

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use cairn_config::Config;
 use cairn_exit::Failure;
 use cairn_planner::RecoveryWindow;
-use cairn_repo::{BackupManifest, StanzaName, TimelineArchive};
+use cairn_repo::{BackupSummary, StanzaName, TimelineArchive};
+use cairn_verify::{Status, VerifyRecord};
 use serde::Serialize;
 
 use crate::args::Output;
@@ -43,6 +44,8 @@ struct StanzaDoc {
     warnings: Vec<String>,
     archive: Vec<TimelineArchive>,
     recovery_windows: Vec<RecoveryWindow>,
+    /// The newest `cairn verify` run recorded, `None` before the first.
+    last_verify: Option<VerifyRecord>,
 }
 
 /// A backup that cannot be used: its label, type (from the label) and why.
@@ -92,6 +95,10 @@ struct BackupDoc {
     repo_size: u64,
     repo_reused: u64,
     files: usize,
+    /// Never expired while pinned (`cairn pin`).
+    pinned: bool,
+    /// `cairn backup --annotation KEY=VALUE`.
+    annotations: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -101,8 +108,7 @@ struct PointDoc {
 }
 
 impl BackupDoc {
-    fn from_manifest(m: &BackupManifest) -> BackupDoc {
-        let size = repo_size(m);
+    fn from_summary(m: &BackupSummary) -> BackupDoc {
         BackupDoc {
             label: m.label.to_string(),
             status: "ok",
@@ -125,23 +131,13 @@ impl BackupDoc {
             db_size: m.db_size,
             bytes_received: m.bytes_received,
             repo_added: m.repo_added,
-            repo_size: size,
-            repo_reused: size.saturating_sub(m.repo_added),
-            files: m.files.len(),
+            repo_size: m.repo_size,
+            repo_reused: m.repo_size.saturating_sub(m.repo_added),
+            files: m.files as usize,
+            pinned: m.pinned,
+            annotations: m.annotations.clone(),
         }
     }
-}
-
-/// The encoded bytes of the backup's distinct chunks: what it would add to an empty
-/// repository. Less what it did add, that is what it reused.
-fn repo_size(m: &BackupManifest) -> u64 {
-    let mut seen = std::collections::HashSet::new();
-    m.files
-        .iter()
-        .flat_map(|f| &f.chunks)
-        .filter(|c| seen.insert((c.pack, c.offset)))
-        .map(|c| u64::from(c.len))
-        .sum()
 }
 
 #[derive(Debug, Serialize)]
@@ -180,14 +176,16 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
                 warnings: vec![],
                 archive: vec![],
                 recovery_windows: vec![],
+                last_verify: None,
             });
             continue;
         };
         let catalog = repo.wal_catalog(&name).await?;
-        let listing = repo.backup_listing(&name).await?;
+        let listing = repo.backup_catalog(&name).await?;
         let backups = listing.usable;
         let current = info.current().db_id;
         let mut warnings: Vec<String> = repo.warnings().to_vec();
+        warnings.extend(listing.warnings.iter().cloned());
         warnings.extend(catalog.warnings().iter().cloned());
         warnings.extend(catalog.damaged().iter().map(|d| {
             format!(
@@ -208,7 +206,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
                     current: g.db_id == current,
                 })
                 .collect(),
-            backups: backups.iter().map(BackupDoc::from_manifest).collect(),
+            backups: backups.iter().map(BackupDoc::from_summary).collect(),
             damaged_backups: listing
                 .damaged
                 .iter()
@@ -217,6 +215,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
             warnings,
             archive: catalog.timelines(),
             recovery_windows: cairn_planner::recoverable_windows(&backups, &catalog, current),
+            last_verify: cairn_verify::last_verify(&repo, &name).await?,
         });
     }
     match output {
@@ -227,6 +226,35 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
         Output::Text => print_text(&doc),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn last_verify_text(v: Option<&VerifyRecord>) -> String {
+    let Some(v) = v else {
+        return "never (run `cairn verify`)".into();
+    };
+    let scope = match &v.set {
+        Some(l) => format!("backup {l}"),
+        None => "whole stanza".into(),
+    };
+    let outcome = match v.status {
+        Status::Ok => "ok".to_string(),
+        Status::Damaged => "DAMAGED".to_string(),
+    };
+    let mut s = format!(
+        "{outcome} at {} ({scope}, {} objects, {}, {:.1}s)",
+        v.finished,
+        v.objects,
+        mib(v.bytes),
+        v.duration_seconds
+    );
+    if v.status == Status::Damaged {
+        s.push_str(&format!(": {} damaged object(s)", v.damaged));
+        if !v.unrestorable.is_empty() {
+            let labels: Vec<&str> = v.unrestorable.iter().map(|l| l.as_str()).collect();
+            s.push_str(&format!("; cannot restore {}", labels.join(", ")));
+        }
+    }
+    s
 }
 
 fn mib(bytes: u64) -> String {
@@ -262,7 +290,10 @@ fn print_text(doc: &InfoDoc) {
             println!("    backups: none");
         }
         for d in &s.damaged_backups {
-            println!("    {} backup {}: DAMAGED, cannot be restored", d.backup_type, d.label);
+            println!(
+                "    {} backup {}: DAMAGED, cannot be restored",
+                d.backup_type, d.label
+            );
             println!("        {}: {}", d.key, d.reason);
         }
         for b in &s.backups {
@@ -271,7 +302,11 @@ fn print_text(doc: &InfoDoc) {
                 .as_deref()
                 .map(|p| format!(", parent {p}"))
                 .unwrap_or_default();
-            println!("    {} backup {}{parent}", b.backup_type, b.label);
+            let pinned = if b.pinned { " (pinned)" } else { "" };
+            println!("    {} backup {}{parent}{pinned}", b.backup_type, b.label);
+            for (k, v) in &b.annotations {
+                println!("        {k}: {v}");
+            }
             println!(
                 "        timeline {}, start {} at {}, stop {} at {}",
                 b.timeline, b.start.lsn, b.start.time, b.stop.lsn, b.stop.time
@@ -285,6 +320,10 @@ fn print_text(doc: &InfoDoc) {
                 b.incremental_mode
             );
         }
+        println!(
+            "    last verify: {}",
+            last_verify_text(s.last_verify.as_ref())
+        );
         if s.archive.is_empty() {
             println!("    wal archive: empty");
         }

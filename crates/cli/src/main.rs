@@ -4,11 +4,15 @@
 mod args;
 mod backup;
 mod check;
+mod duration;
 mod info;
 mod pg;
 mod progress;
+mod rekey;
 mod restore;
+mod restore_output;
 mod stanza;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -18,7 +22,10 @@ use clap::Parser;
 use args::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     // archive-get in recovery: any failure but "not in the archive" must stop PostgreSQL.
     let get = match &cli.command {
         Command::ArchiveGet {
@@ -42,6 +49,29 @@ fn main() -> ExitCode {
             None => f,
         },
     )
+}
+
+/// Help and version go out as clap writes them; a malformed command line is one
+/// `cairn: ERROR:` line and a hint, exit 2, like every other refusal.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as Clap;
+    if matches!(
+        e.kind(),
+        Clap::DisplayHelp | Clap::DisplayVersion | Clap::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        // Help asked for exits 0; help shown for a missing subcommand exits 2.
+        return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+    }
+    let text = e.to_string();
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid command line");
+    let message = first.strip_prefix("error: ").unwrap_or(first).trim();
+    Failure::new(ErrorKind::Usage, message)
+        .with_hint("see `cairn --help` and `cairn COMMAND --help`")
+        .exit("cairn")
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
@@ -74,13 +104,19 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Info { output } => info::run(&cfg, stanza, output).await,
+        Command::Rekey { new_pass_file } => rekey::run(&cfg, new_pass_file.as_deref()).await,
         Command::Restore(args) => restore::run(&cfg, stanza, &args).await,
         Command::Backup {
             backup_type,
             archive_timeout,
             spread,
         } => backup::run(&cfg, stanza, backup_type, archive_timeout, spread).await,
-        Command::Expire { .. } | Command::Verify => Err(Failure::new(
+        Command::Verify {
+            set,
+            output,
+            progress,
+        } => verify::run(&cfg, stanza, set.as_deref(), output, progress).await,
+        Command::Expire { .. } => Err(Failure::new(
             ErrorKind::Unsupported,
             "this command is not implemented yet in this build of cairn",
         )

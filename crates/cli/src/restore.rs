@@ -2,46 +2,20 @@
 //! anything, then restore the chosen backup (cairn-restore) and configure recovery.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cairn_config::Config;
+use cairn_config::{Config, Env};
 use cairn_exit::{ErrorKind, Failure};
 use cairn_pgformat::Lsn;
-use cairn_planner::{Plan, PlanRequest, Target, TargetTime, TimelineTarget, parse_target_time};
-use cairn_restore::{RecoverySettings, RestoreOptions};
+use cairn_planner::PlanRequest;
+use cairn_repo::BackupLabel;
+use cairn_restore::{ArchiveMode, RecoverySettings, RestoreCommand, RestoreOptions};
+use cairn_target::{RecoveryTarget, RestorePointName, TargetAction, TargetTime, TimelineTarget};
 
-use crate::args::{Output, RestoreArgs};
+use crate::args::{ActionArg, ArchiveModeArg, RestoreArgs, TargetArg};
+use crate::restore_output;
 use crate::stanza::stanza_name;
-
-/// `restore_command` that runs this installation's `cairn-archive-get` with this
-/// configuration and stanza, whatever the server's environment.
-pub fn restore_command(cfg: &Config, stanza: &str) -> String {
-    let exe_dir = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf));
-    let get = exe_dir
-        .map(|d| d.join("cairn-archive-get"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("cairn-archive-get"));
-    let config = std::path::absolute(&cfg.source).unwrap_or_else(|_| cfg.source.clone());
-    format!(
-        "{} --config {} --stanza {stanza} %f \"%p\"",
-        sh_quote(&get.to_string_lossy()),
-        sh_quote(&config.to_string_lossy())
-    )
-}
-
-/// Quote for the shell PostgreSQL runs restore_command with, only when needed.
-fn sh_quote(s: &str) -> String {
-    if s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,".contains(&b))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
 
 fn parse_tablespace_map(items: &[String]) -> Result<BTreeMap<u32, PathBuf>, Failure> {
     let mut map = BTreeMap::new();
@@ -61,41 +35,65 @@ fn parse_tablespace_map(items: &[String]) -> Result<BTreeMap<u32, PathBuf>, Fail
     Ok(map)
 }
 
-/// The one target the operator gave (at most one), as the planner takes it.
-fn target(args: &RestoreArgs) -> Result<Target, Failure> {
+/// The one target the operator gave (at most one), typed.
+fn target(args: &RestoreArgs) -> Result<RecoveryTarget, Failure> {
     let usage = |m: String| Failure::new(ErrorKind::Usage, m);
     let mut given = Vec::new();
     if let Some(t) = &args.target_time {
-        given.push(Target::Time(parse_target_time(t)?));
+        given.push(RecoveryTarget::Time(TargetTime::parse(t)?));
     }
     if let Some(l) = &args.target_lsn {
         let lsn: Lsn = l
             .parse()
             .map_err(|_| usage(format!("--target-lsn '{l}' is not an LSN like 0/16B3748")))?;
-        given.push(Target::Lsn(lsn));
+        given.push(RecoveryTarget::Lsn(lsn));
     }
     if let Some(x) = &args.target_xid {
         let xid: u32 = x
             .parse()
             .map_err(|_| usage(format!("--target-xid '{x}' is not a transaction id")))?;
-        given.push(Target::Xid(xid));
+        given.push(RecoveryTarget::Xid(xid));
     }
     if let Some(n) = &args.target_name {
-        given.push(Target::Name(n.clone()));
+        given.push(RecoveryTarget::Name(RestorePointName::new(n)?));
     }
-    match args.target.as_deref() {
-        Some("immediate") => given.push(Target::Immediate),
-        Some(other) => {
-            return Err(usage(format!("--target '{other}' is not known"))
-                .with_hint("--target takes 'immediate'"));
-        }
-        None => {}
+    if let Some(TargetArg::Immediate) = args.target {
+        given.push(RecoveryTarget::Immediate);
     }
     match given.len() {
-        0 => Ok(Target::EndOfArchive),
+        0 => Ok(RecoveryTarget::EndOfArchive),
         1 => Ok(given.remove(0)),
         _ => Err(usage("give at most one recovery target".into())),
     }
+}
+
+/// `pause` is written out even though it is PostgreSQL's default, so the plan shows what
+/// recovery does at a target.
+fn action(args: &RestoreArgs, target: &RecoveryTarget) -> Option<TargetAction> {
+    match args.target_action {
+        Some(ActionArg::Pause) => Some(TargetAction::Pause),
+        Some(ActionArg::Promote) => Some(TargetAction::Promote),
+        Some(ActionArg::Shutdown) => Some(TargetAction::Shutdown),
+        None => (*target != RecoveryTarget::EndOfArchive).then_some(TargetAction::Pause),
+    }
+}
+
+/// The passphrase variables: PostgreSQL runs restore_command with its own environment.
+const PASS_VARS: [&str; 2] = ["CAIRN_REPO_CIPHER_PASS", "CAIRN_REPO_CIPHER_PASS_FILE"];
+
+/// Whether the repository passphrase comes only from this shell's environment, not from
+/// the configuration file the generated restore_command names.
+fn passphrase_only_in_env(cfg: &Config) -> Option<&'static str> {
+    let var = PASS_VARS
+        .into_iter()
+        .find(|v| std::env::var_os(v).is_some())?;
+    cfg.repo.cipher_pass.as_ref()?;
+    let without = std::env::vars()
+        .filter(|(k, _)| k.starts_with("CAIRN_") || k.starts_with("AWS_"))
+        .filter(|(k, _)| !PASS_VARS.contains(&k.as_str()))
+        .fold(Env::empty(), |env, (k, v)| env.with(&k, &v));
+    let file_only = Config::load(Some(&cfg.source), &without).ok()?;
+    file_only.repo.cipher_pass.is_none().then_some(var)
 }
 
 pub async fn run(
@@ -105,160 +103,94 @@ pub async fn run(
 ) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     let target = target(args)?;
-    let timeline: TimelineTarget = args
-        .target_timeline
-        .as_deref()
-        .unwrap_or("latest")
-        .parse()?;
+    let timeline: TimelineTarget = match &args.target_timeline {
+        Some(t) => t.parse()?,
+        None => TimelineTarget::Latest,
+    };
+    let set = match &args.set {
+        Some(s) => Some(BackupLabel::new(s).map_err(|m| {
+            Failure::new(ErrorKind::Usage, format!("--set: {m}"))
+                .with_hint("backup labels look like 20261122-140500F or 20261122-140500F_20261123-020000I (see cairn info)")
+        })?),
+        None => None,
+    };
     let tablespace_map = parse_tablespace_map(&args.tablespace_map)?;
     let repo = cairn_startup::open_repo(cfg).await?;
     let info = repo.require_stanza(&name).await?;
-    let backups = repo.backups(&name).await?;
+    let backups = repo.backup_catalog(&name).await?;
+    for w in backups.warnings.iter().chain(repo.warnings()) {
+        eprintln!("cairn: WARNING: {w}");
+    }
+    if let Some(d) = set
+        .as_ref()
+        .and_then(|l| backups.damaged.iter().find(|d| &d.label == l))
+    {
+        return Err(cairn_repo::RepoError::BackupDamaged {
+            label: d.label.to_string(),
+            key: d.key.clone(),
+            reason: d.reason.clone(),
+        }
+        .into());
+    }
+    let mut usable = backups.usable;
     let catalog = repo.wal_catalog(&name).await?;
     let request = PlanRequest {
         target,
         timeline,
-        set: args.set.clone(),
+        set,
         db_id: info.current().db_id,
     };
-    let plan = cairn_planner::plan(&backups, &catalog, &request)?;
-    let target_time = match &request.target {
-        Target::Time(t) => Some(*t),
-        _ => None,
+    // A manifest found damaged only now costs only its backup: plan again without it,
+    // unless the operator asked for that very backup.
+    let (plan, chosen) = loop {
+        let plan = cairn_planner::plan(&usable, &catalog, &request)?;
+        match repo.manifest(&name, &plan.backup).await {
+            Ok(m) => break (plan, m),
+            Err(cairn_repo::RepoError::BackupDamaged { reason, .. }) if request.set.is_none() => {
+                eprintln!(
+                    "cairn: WARNING: backup {} cannot be used ({reason}); planning without it",
+                    plan.backup
+                );
+                usable.retain(|b| b.label != plan.backup);
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
-    // Written out even when it is PostgreSQL's default, so the plan shows what recovery does.
-    let target_action = args
-        .target_action
-        .clone()
-        .or_else(|| (request.target != Target::EndOfArchive).then(|| "pause".to_string()));
-    let chosen = backups
-        .iter()
-        .find(|b| b.label.as_str() == plan.backup)
-        .expect("the plan names a listed backup");
+    let chosen = &chosen;
+    let exe = std::env::current_exe().ok();
     let recovery = RecoverySettings {
-        restore_command: restore_command(cfg, name.as_str()),
-        targets: plan
-            .settings
-            .iter()
-            .filter(|(k, _)| k != "recovery_target_timeline")
-            .cloned()
-            .collect(),
-        target_action,
-        target_timeline: plan
-            .settings
-            .iter()
-            .find(|(k, _)| k == "recovery_target_timeline")
-            .map(|(_, v)| v.clone()),
+        restore_command: RestoreCommand::archive_get(exe.as_deref(), &cfg.source, &name),
+        target: plan.target.clone(),
+        action: action(args, &plan.target),
+        timeline: Some(TimelineTarget::Id(plan.timeline)),
         standby: args.standby,
+        archive_mode: match args.archive_mode {
+            ArchiveModeArg::Preserve => ArchiveMode::Preserve,
+            ArchiveModeArg::Off => ArchiveMode::Off,
+        },
     };
-    if args.dry_run {
-        print_plan(&plan, &recovery, target_time, args);
-        return Ok(ExitCode::SUCCESS);
-    }
     // RestoreOptions::new sizes concurrency to the machine's cores.
     let mut opts = RestoreOptions::new(args.pg_data.clone(), recovery);
     opts.tablespace_map = tablespace_map;
     opts.delta = args.delta;
+    if let Some(var) = passphrase_only_in_env(cfg) {
+        eprintln!(
+            "cairn: WARNING: the repository passphrase comes only from {var} in this environment; \
+             the restore_command written for PostgreSQL reads {} and will not have it, so recovery would fail",
+            cfg.source.display()
+        );
+        eprintln!(
+            "HINT: put cipher-pass or cipher-pass-file into {} (readable by the user PostgreSQL runs as), or set {var} in the server's environment",
+            cfg.source.display()
+        );
+    }
+    if args.dry_run {
+        // Every check the real run makes before it writes.
+        cairn_restore::check_restore(chosen, &opts)?;
+        restore_output::print_plan(&plan, &opts.recovery, args);
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = cairn_restore::restore_backup(&repo, &name, chosen, &opts).await?;
-    println!(
-        "restored backup {} into {}: {} files, {} directories, {:.1} MiB written from {} chunks",
-        chosen.label,
-        report.pg_data.display(),
-        report.files,
-        report.directories,
-        report.bytes_written as f64 / 1048576.0,
-        report.chunks
-    );
-    for (oid, dir) in &report.tablespaces {
-        println!("tablespace {oid} -> {}", dir.display());
-    }
-    for w in &report.warnings {
-        eprintln!("cairn: WARNING: {w}");
-    }
-    println!(
-        "recovery target: {}; start PostgreSQL on {} to recover",
-        plan.target,
-        args.pg_data.display()
-    );
+    restore_output::print_report(&plan, &opts.recovery, &report);
     Ok(ExitCode::SUCCESS)
-}
-
-/// A target time as RFC 3339, in UTC and in the offset the operator wrote.
-#[derive(serde::Serialize)]
-struct TimeDoc {
-    utc: String,
-    given: String,
-}
-
-impl TimeDoc {
-    fn of(t: &TargetTime) -> TimeDoc {
-        let rfc = |at: time::OffsetDateTime| {
-            at.format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default()
-        };
-        TimeDoc {
-            utc: rfc(t.at.to_offset(time::UtcOffset::UTC)),
-            given: rfc(t.at),
-        }
-    }
-}
-
-fn print_plan(
-    plan: &Plan,
-    recovery: &RecoverySettings,
-    target_time: Option<TargetTime>,
-    args: &RestoreArgs,
-) {
-    if args.output == Output::Json {
-        #[derive(serde::Serialize)]
-        struct DryRun<'a> {
-            plan: &'a Plan,
-            target_time: Option<TimeDoc>,
-            pg_data: String,
-            restore_command: &'a str,
-            target_action: Option<&'a str>,
-            signal: &'static str,
-        }
-        let doc = DryRun {
-            plan,
-            target_time: target_time.as_ref().map(TimeDoc::of),
-            pg_data: args.pg_data.display().to_string(),
-            restore_command: &recovery.restore_command,
-            target_action: recovery.target_action.as_deref(),
-            signal: recovery.signal_file(),
-        };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).expect("plan serializes")
-        );
-        return;
-    }
-    println!("restore plan (dry run: nothing is written)");
-    println!("  backup:  {} ({})", plan.backup, plan.why);
-    println!("  target:  {} on timeline {}", plan.target, plan.timeline);
-    for r in &plan.wal {
-        println!(
-            "  WAL:     timeline {}: {} .. {} ({} segments)",
-            r.timeline, r.first, r.last, r.segments
-        );
-    }
-    println!(
-        "  write:   {:.1} MiB into {}",
-        plan.bytes_to_write as f64 / 1048576.0,
-        args.pg_data.display()
-    );
-    println!("  recovery settings (postgresql.auto.conf):");
-    println!("    restore_command = '{}'", recovery.restore_command);
-    for (k, v) in &plan.settings {
-        println!("    {k} = '{v}'");
-    }
-    if let Some(a) = &recovery.target_action {
-        println!("    recovery_target_action = '{a}'");
-    }
-    let then = match (&recovery.target_action, recovery.standby) {
-        (_, true) => "PostgreSQL starts as a standby and keeps replaying the archive".to_string(),
-        (Some(a), false) => format!("PostgreSQL recovers to the target, then: {a}"),
-        (None, false) => "PostgreSQL replays all archived WAL, then ends recovery".to_string(),
-    };
-    println!("  signal:  {} ({then})", recovery.signal_file());
 }

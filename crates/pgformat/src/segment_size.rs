@@ -37,6 +37,28 @@ impl WalSegmentSize {
         }
     }
 
+    /// Parse the setting as `SHOW wal_segment_size` prints it: `16MB`, `1GB`, or a number
+    /// with PostgreSQL's other memory units (`kB`, `TB`, 1024-based) or none (bytes).
+    pub fn from_setting(text: &str) -> Result<Self, SegmentSizeError> {
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let shift = match unit.trim() {
+            "" | "B" => 0,
+            "kB" => 10,
+            "MB" => 20,
+            "GB" => 30,
+            "TB" => 40,
+            _ => return Err(SegmentSizeError { bytes: 0 }),
+        };
+        let bytes = num
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(1 << shift))
+            .ok_or(SegmentSizeError { bytes: 0 })?;
+        WalSegmentSize::new(u32::try_from(bytes).map_err(|_| SegmentSizeError { bytes })?)
+    }
+
     /// Size in bytes.
     pub fn bytes(self) -> u32 {
         self.0
@@ -95,6 +117,29 @@ mod tests {
         }
         for bad in [0, 1, 512 * 1024, 3 * 1024 * 1024, (1 << 31), u32::MAX] {
             assert!(WalSegmentSize::new(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn settings_as_show_prints_them() {
+        assert_eq!(
+            WalSegmentSize::from_setting("16MB").unwrap().bytes(),
+            16 << 20
+        );
+        assert_eq!(
+            WalSegmentSize::from_setting("1GB").unwrap().bytes(),
+            1 << 30
+        );
+        assert_eq!(
+            WalSegmentSize::from_setting("1024kB").unwrap().bytes(),
+            1 << 20
+        );
+        assert_eq!(
+            WalSegmentSize::from_setting("2097152").unwrap().bytes(),
+            2 << 20
+        );
+        for bad in ["3MB", "MB", "16XB", "", "4TB", "99999999999999999999MB"] {
+            assert!(WalSegmentSize::from_setting(bad).is_err(), "{bad}");
         }
     }
 

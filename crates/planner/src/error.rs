@@ -1,36 +1,37 @@
 use cairn_exit::{Classify, ErrorKind};
+use cairn_pgformat::TimelineId;
+use cairn_repo::BackupLabel;
+use cairn_target::RestorePointName;
 
 /// Why a restore cannot be planned. Each says what can be reached instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error("the time '{given}' has no UTC offset, so it is ambiguous")]
-    TimeWithoutOffset { given: String },
-    #[error("invalid {what} '{given}': {why}")]
-    BadTarget {
-        what: &'static str,
-        given: String,
-        why: String,
-    },
     #[error("the stanza has no backup to restore")]
     NoBackups,
     #[error("backup set {label} does not exist")]
-    NoSuchSet { label: String, known: Vec<String> },
+    NoSuchSet {
+        label: BackupLabel,
+        known: Vec<BackupLabel>,
+    },
     #[error("the target is before the earliest backup's consistency point ({earliest})")]
     BeforeEarliestBackup { earliest: String },
-    #[error("{}", not_descendant(*.timeline, .backup.as_deref()))]
+    #[error("{}", not_descendant(*.timeline, .backup.as_ref()))]
     TimelineNotDescendant {
-        timeline: u32,
+        timeline: TimelineId,
         /// The `--set` backup, when one was forced.
-        backup: Option<String>,
+        backup: Option<BackupLabel>,
         /// Timelines that a backup (the forced one, or any) can reach, oldest first.
-        reachable: Vec<u32>,
+        reachable: Vec<TimelineId>,
     },
     #[error("the target time {target} is after the last archived commit ({last_commit})")]
     AfterLastCommit { target: String, last_commit: String },
     #[error("the target LSN {target} is beyond the end of the archived WAL ({end})")]
     AfterArchiveEnd { target: String, end: String },
     #[error("no archived WAL contains the restore point '{name}'")]
-    UnknownRestorePoint { name: String, known: Vec<String> },
+    UnknownRestorePoint {
+        name: RestorePointName,
+        known: Vec<String>,
+    },
     #[error("no archived WAL after a backup contains a commit of transaction {xid}")]
     UnknownXid {
         xid: u32,
@@ -44,25 +45,18 @@ pub enum PlanError {
         reachable: Option<String>,
     },
     #[error("the chosen backup set {label} cannot reach the target: {why}")]
-    SetCannotReach { label: String, why: String },
+    SetCannotReach { label: BackupLabel, why: String },
 }
 
 impl Classify for PlanError {
     fn kind(&self) -> ErrorKind {
-        match self {
-            PlanError::TimeWithoutOffset { .. } | PlanError::BadTarget { .. } => ErrorKind::Usage,
-            _ => ErrorKind::Unreachable,
-        }
+        ErrorKind::Unreachable
     }
 
     fn hint(&self) -> Option<String> {
         Some(match self {
-            PlanError::TimeWithoutOffset { given } => {
-                format!("write the offset explicitly, e.g. '{given}+00' for UTC")
-            }
-            PlanError::BadTarget { .. } => return None,
             PlanError::NoBackups => "run `cairn backup` first".into(),
-            PlanError::NoSuchSet { known, .. } => format!("existing sets: {}", known.join(", ")),
+            PlanError::NoSuchSet { known, .. } => format!("existing sets: {}", list(known)),
             PlanError::BeforeEarliestBackup { earliest } => {
                 format!("the earliest reachable point is {earliest}")
             }
@@ -114,7 +108,7 @@ impl Classify for PlanError {
     }
 }
 
-fn not_descendant(timeline: u32, backup: Option<&str>) -> String {
+fn not_descendant(timeline: TimelineId, backup: Option<&BackupLabel>) -> String {
     match backup {
         Some(b) => format!(
             "timeline {timeline} does not descend from backup {b} (not from its timeline, or it branched off before the backup ended)"
@@ -129,9 +123,10 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn list(tlis: &[u32]) -> String {
-    tlis.iter()
-        .map(u32::to_string)
+fn list<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(T::to_string)
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -1,22 +1,29 @@
 //! `cairn-planner`: the restore planner. Pure code: backups + WAL catalog + a target in,
-//! a [`Plan`] (which backup and why, which WAL per timeline, which recovery settings) or a
-//! one-line refusal with the nearest reachable alternative out. It runs before anything is
-//! written, so an unreachable target costs the operator seconds, not a restore.
+//! a [`Plan`] (which backup and why, which WAL per timeline, where recovery stops and on
+//! which timeline) or a one-line refusal with the nearest reachable alternative out. It
+//! runs before anything is written, so an unreachable target costs the operator seconds,
+//! not a restore. Targets are `cairn-target`'s types; `cairn-restore` turns the plan's
+//! target and timeline into PostgreSQL settings.
 //!
 //! ```
-//! use cairn_planner::{Target, parse_target_time};
-//! let t = parse_target_time("2026-11-22 14:05:00+01").unwrap();
-//! assert_eq!(t.to_pg_setting(), "2026-11-22 13:05:00.000000+00");
-//! assert!(parse_target_time("2026-11-22 14:05:00").is_err()); // no offset: refused
-//! let _ = Target::Time(t);
+//! use cairn_planner::{PlanError, PlanRequest, plan};
+//! use cairn_repo::{DbId, WalCatalog};
+//! use cairn_target::{RecoveryTarget, TimelineTarget};
+//! let request = PlanRequest {
+//!     target: RecoveryTarget::Time("2026-11-22 14:05:00+01".parse().unwrap()),
+//!     timeline: TimelineTarget::Latest,
+//!     set: None,
+//!     db_id: DbId(1),
+//! };
+//! // No backups: refused, with a hint to take one.
+//! let refused = plan(&[], &WalCatalog::from_entries(vec![]), &request);
+//! assert!(matches!(refused, Err(PlanError::NoBackups)));
 //! ```
 
 mod error;
 mod plan;
-mod target;
 mod window;
 
 pub use error::PlanError;
 pub use plan::{Plan, PlanRequest, WalRange, plan};
-pub use target::{Target, TargetTime, TimelineTarget, parse_target_time};
 pub use window::{RecoveryWindow, recoverable_windows};

@@ -9,11 +9,10 @@ use cairn_pgformat::summary::SegmentSummary;
 use cairn_pgformat::{
     Lsn, PgTimestamp, SegmentName, TimelineId, WalFileName, WalSegmentSize, XLogSegNo,
 };
-use cairn_repo::{BackupManifest, DbId, WalCatalog, WalDetail};
-use serde::Serialize;
+use cairn_repo::{BackupLabel, BackupSummary, DbId, WalCatalog, WalDetail};
+use cairn_target::{RecoveryTarget as Target, TimelineTarget};
 
 use crate::error::PlanError;
-use crate::target::{Target, TimelineTarget};
 
 /// What the operator asked for.
 #[derive(Debug, Clone)]
@@ -21,31 +20,49 @@ pub struct PlanRequest {
     pub target: Target,
     pub timeline: TimelineTarget,
     /// Force this backup set.
-    pub set: Option<String>,
+    pub set: Option<BackupLabel>,
     /// The stanza's current cluster generation.
     pub db_id: DbId,
 }
 
 /// A run of WAL segments on one timeline that recovery will read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalRange {
-    pub timeline: u32,
-    pub first: String,
-    pub last: String,
+    pub timeline: TimelineId,
+    pub first: SegmentName,
+    pub last: SegmentName,
     pub segments: u64,
 }
 
-/// The plan: printed by `--dry-run`, carried out by the executor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The plan: printed by `--dry-run`, carried out by the executor. The recovery settings
+/// follow from it: `target` as the `recovery_target*` setting, `timeline` as
+/// `recovery_target_timeline` (cairn-restore writes them).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    pub backup: String,
+    pub backup: BackupLabel,
     pub why: String,
-    pub target: String,
-    pub timeline: u32,
+    /// Where recovery stops (as requested: the planner checked it can be reached).
+    pub target: Target,
+    /// The backup's consistency point, where an `Immediate` target stops.
+    pub consistent_at: Lsn,
+    /// The timeline recovery follows, resolved from the request.
+    pub timeline: TimelineId,
     pub wal: Vec<WalRange>,
     pub bytes_to_write: u64,
-    /// recovery_target_* and recovery_target_timeline, in the order to write them.
-    pub settings: Vec<(String, String)>,
+}
+
+impl Plan {
+    /// Where recovery stops, in words: `time 2026-11-22T13:05:00Z`, `LSN 0/3000060`,
+    /// `consistency of backup 20261122-130500F (0/2000100)`.
+    pub fn target_description(&self) -> String {
+        match &self.target {
+            Target::Immediate => format!(
+                "consistency of backup {} ({})",
+                self.backup, self.consistent_at
+            ),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// The archive as the planner sees it: segment summaries by (timeline, segment number).
@@ -99,7 +116,7 @@ impl<'a> Archive<'a> {
         t
     }
 
-    fn latest_timeline(&self, backups: &[&BackupManifest]) -> TimelineId {
+    fn latest_timeline(&self, backups: &[&BackupSummary]) -> TimelineId {
         let seen = self
             .segs
             .keys()
@@ -143,8 +160,12 @@ impl<'a> Archive<'a> {
             .any(|(t, n)| *n > segno && hist.contains(TimelineId(*t)))
     }
 
+    pub(crate) fn segment(&self, tli: TimelineId, segno: u64) -> SegmentName {
+        SegmentName::from_segno(tli, XLogSegNo(segno), self.seg)
+    }
+
     pub(crate) fn name(&self, tli: TimelineId, segno: u64) -> String {
-        SegmentName::from_segno(tli, XLogSegNo(segno), self.seg).to_string()
+        self.segment(tli, segno).to_string()
     }
 }
 
@@ -169,7 +190,7 @@ impl Refusal {
 }
 
 /// Why recovery along `hist` cannot start from `b` (None: it can).
-pub(crate) fn off_path(b: &BackupManifest, hist: &TimelineHistory) -> Option<String> {
+pub(crate) fn off_path(b: &BackupSummary, hist: &TimelineHistory) -> Option<String> {
     if !hist.contains(b.timeline) {
         return Some(format!(
             "its timeline {} is not an ancestor of timeline {}",
@@ -187,7 +208,7 @@ pub(crate) fn off_path(b: &BackupManifest, hist: &TimelineHistory) -> Option<Str
 
 /// Why a backup cannot serve the target (None: it can).
 fn unsuitable(
-    b: &BackupManifest,
+    b: &BackupSummary,
     hist: &TimelineHistory,
     target: &Target,
     archive: &Archive<'_>,
@@ -205,7 +226,7 @@ fn unsuitable(
         },
         Target::Lsn(l) => (b.stop_lsn > *l)
             .then(|| format!("it became consistent at {}, after the target", b.stop_lsn)),
-        Target::Name(n) => match find_restore_point(archive, hist, b.stop_lsn, n) {
+        Target::Name(n) => match find_restore_point(archive, hist, b.stop_lsn, n.as_str()) {
             Some(_) => None,
             None => Some(format!(
                 "no restore point '{n}' follows its consistency point"
@@ -222,7 +243,7 @@ fn unsuitable(
 
 /// Timelines recovery can follow from at least one of `backups`, in order: what to
 /// suggest when the requested one cannot be reached.
-fn reachable_timelines(archive: &Archive<'_>, backups: &[&BackupManifest]) -> Vec<u32> {
+fn reachable_timelines(archive: &Archive<'_>, backups: &[&BackupSummary]) -> Vec<TimelineId> {
     let mut tlis = archive.timelines();
     tlis.extend(backups.iter().map(|b| b.timeline.0));
     tlis.sort_unstable();
@@ -231,11 +252,11 @@ fn reachable_timelines(archive: &Archive<'_>, backups: &[&BackupManifest]) -> Ve
         let hist = archive.history(TimelineId(*t));
         backups.iter().any(|b| off_path(b, &hist).is_none())
     });
-    tlis
+    tlis.into_iter().map(TimelineId).collect()
 }
 
 /// The smallest and largest xid that ended in the WAL from `b`'s stop segment on.
-fn xid_range(archive: &Archive<'_>, b: &BackupManifest) -> Option<(u32, u32)> {
+fn xid_range(archive: &Archive<'_>, b: &BackupSummary) -> Option<(u32, u32)> {
     let stop = b.stop_lsn.segment_number(archive.seg).0;
     let ended = archive.segs.iter().filter(|((_, n), _)| *n >= stop);
     let lo = ended.clone().filter_map(|(_, s)| s.min_xid).min()?;
@@ -264,7 +285,7 @@ fn find_restore_point(
 fn find_xid(
     archive: &Archive<'_>,
     hist: &TimelineHistory,
-    b: &BackupManifest,
+    b: &BackupSummary,
     xid: u32,
 ) -> Option<u64> {
     let stop = b.stop_lsn.segment_number(archive.seg).0;
@@ -283,27 +304,25 @@ fn find_xid(
 
 /// Plan a restore.
 pub fn plan(
-    backups: &[BackupManifest],
+    backups: &[BackupSummary],
     catalog: &WalCatalog,
     req: &PlanRequest,
 ) -> Result<Plan, PlanError> {
     let archive = Archive::new(catalog, req.db_id);
-    let mine: Vec<&BackupManifest> = backups.iter().filter(|b| b.db_id == req.db_id).collect();
+    let mine: Vec<&BackupSummary> = backups.iter().filter(|b| b.db_id == req.db_id).collect();
     if mine.is_empty() {
         return Err(PlanError::NoBackups);
     }
-    let candidates: Vec<&BackupManifest> = match &req.set {
-        Some(label) => vec![
-            *mine
-                .iter()
-                .find(|b| b.label.as_str() == label)
-                .ok_or_else(|| PlanError::NoSuchSet {
+    let candidates: Vec<&BackupSummary> =
+        match &req.set {
+            Some(label) => vec![*mine.iter().find(|b| b.label == *label).ok_or_else(|| {
+                PlanError::NoSuchSet {
                     label: label.clone(),
-                    known: mine.iter().map(|b| b.label.to_string()).collect(),
-                })?,
-        ],
-        None => mine.iter().rev().copied().collect(),
-    };
+                    known: mine.iter().map(|b| b.label.clone()).collect(),
+                }
+            })?],
+            None => mine.iter().rev().copied().collect(),
+        };
     let latest = archive.latest_timeline(&mine);
     let mut refusals = Vec::new();
     let mut chosen = None;
@@ -353,22 +372,21 @@ pub fn plan(
             }
         ),
     };
-    let (segments, target_desc, mut settings) = wal_for(&archive, &hist, b, &req.target)?;
-    settings.push(("recovery_target_timeline".into(), hist.tli.0.to_string()));
+    let segments = wal_for(&archive, &hist, b, &req.target)?;
     Ok(Plan {
-        backup: b.label.to_string(),
+        backup: b.label.clone(),
         why,
-        target: target_desc,
-        timeline: hist.tli.0,
+        target: req.target.clone(),
+        consistent_at: b.stop_lsn,
+        timeline: hist.tli,
         wal: ranges(&archive, &segments),
         bytes_to_write: b.db_size,
-        settings,
     })
 }
 
 fn no_backup_error(
     req: &PlanRequest,
-    candidates: &[&BackupManifest],
+    candidates: &[&BackupSummary],
     archive: &Archive<'_>,
     latest: TimelineId,
     refusals: Vec<Refusal>,
@@ -382,7 +400,7 @@ fn no_backup_error(
     if let Some(label) = &req.set {
         return match refusals.into_iter().next() {
             Some(Refusal::Timeline(_)) => PlanError::TimelineNotDescendant {
-                timeline: requested.0,
+                timeline: requested,
                 backup: Some(label.clone()),
                 reachable: reachable_timelines(archive, candidates),
             },
@@ -393,7 +411,7 @@ fn no_backup_error(
         };
     }
     // Candidates are newest first; these are on the requested timeline's path.
-    let on_path: Vec<&BackupManifest> = candidates
+    let on_path: Vec<&BackupSummary> = candidates
         .iter()
         .zip(&refusals)
         .filter(|(_, r)| matches!(r, Refusal::Target(_)))
@@ -401,7 +419,7 @@ fn no_backup_error(
         .collect();
     let Some(earliest) = on_path.last() else {
         return PlanError::TimelineNotDescendant {
-            timeline: requested.0,
+            timeline: requested,
             backup: None,
             reachable: reachable_timelines(archive, candidates),
         };
@@ -430,15 +448,13 @@ fn no_backup_error(
     }
 }
 
-type Walked = (Vec<(TimelineId, u64)>, String, Vec<(String, String)>);
-
 /// The segments from the backup's start to where recovery stops, refusing gaps.
 fn wal_for(
     archive: &Archive<'_>,
     hist: &TimelineHistory,
-    b: &BackupManifest,
+    b: &BackupSummary,
     target: &Target,
-) -> Result<Walked, PlanError> {
+) -> Result<Vec<(TimelineId, u64)>, PlanError> {
     let seg = archive.seg;
     let stop_seg = b.stop_lsn.segment_number(seg).0;
     let mut out = Vec::new();
@@ -448,9 +464,8 @@ fn wal_for(
     let fixed_end: Option<u64> = match target {
         Target::Immediate => Some(stop_seg),
         Target::Lsn(l) => Some(l.segment_number(seg).0),
-        Target::Name(n) => {
-            find_restore_point(archive, hist, b.stop_lsn, n).map(|l| l.segment_number(seg).0)
-        }
+        Target::Name(n) => find_restore_point(archive, hist, b.stop_lsn, n.as_str())
+            .map(|l| l.segment_number(seg).0),
         Target::Xid(x) => find_xid(archive, hist, b, *x),
         Target::Time(_) | Target::EndOfArchive => None,
     };
@@ -465,7 +480,7 @@ fn wal_for(
             }
             // The end of the archive.
             return match target {
-                Target::EndOfArchive => Ok((out, "the end of the archived WAL".into(), vec![])),
+                Target::EndOfArchive => Ok(out),
                 Target::Time(t) => Err(PlanError::AfterLastCommit {
                     target: t.to_string(),
                     last_commit: reachable.unwrap_or_else(|| "none after the backup".into()),
@@ -485,16 +500,8 @@ fn wal_for(
         if let Some(t) = s.last_commit_time {
             last_commit = Some(last_commit.map_or(t, |c: PgTimestamp| c.max(t)));
         }
-        match (target, fixed_end) {
-            (Target::Time(t), _)
-                if n >= stop_seg && s.last_commit_time.is_some_and(|c| c > t.pg()) =>
-            {
-                return Ok((
-                    out,
-                    format!("time {t}"),
-                    vec![("recovery_target_time".into(), t.to_pg_setting())],
-                ));
-            }
+        let reached = match (target, fixed_end) {
+            (Target::Time(t), _) => n >= stop_seg && s.last_commit_time.is_some_and(|c| c > t.pg()),
             (Target::Lsn(l), Some(end)) if n >= end => {
                 if *l > s.end_of_wal && !archive.any_after(hist, n) {
                     return Err(PlanError::AfterArchiveEnd {
@@ -502,34 +509,13 @@ fn wal_for(
                         end: s.end_of_wal.to_string(),
                     });
                 }
-                return Ok((
-                    out,
-                    format!("LSN {l}"),
-                    vec![("recovery_target_lsn".into(), l.to_string())],
-                ));
+                true
             }
-            (Target::Immediate, Some(end)) if n >= end => {
-                return Ok((
-                    out,
-                    format!("consistency of backup {} ({})", b.label, b.stop_lsn),
-                    vec![("recovery_target".into(), "immediate".into())],
-                ));
-            }
-            (Target::Name(name), Some(end)) if n >= end => {
-                return Ok((
-                    out,
-                    format!("restore point '{name}'"),
-                    vec![("recovery_target_name".into(), name.clone())],
-                ));
-            }
-            (Target::Xid(x), Some(end)) if n >= end => {
-                return Ok((
-                    out,
-                    format!("transaction {x}"),
-                    vec![("recovery_target_xid".into(), x.to_string())],
-                ));
-            }
-            _ => {}
+            (Target::Immediate | Target::Name(_) | Target::Xid(_), Some(end)) => n >= end,
+            _ => false,
+        };
+        if reached {
+            return Ok(out);
         }
     }
     unreachable!("walk is endless; every target ends it")
@@ -541,13 +527,13 @@ fn ranges(archive: &Archive<'_>, segs: &[(TimelineId, u64)]) -> Vec<WalRange> {
     for &(t, n) in segs {
         match (out.last_mut(), prev) {
             (Some(r), Some((pt, pn))) if pt == t && pn + 1 == n => {
-                r.last = archive.name(t, n);
+                r.last = archive.segment(t, n);
                 r.segments += 1;
             }
             _ => out.push(WalRange {
-                timeline: t.0,
-                first: archive.name(t, n),
-                last: archive.name(t, n),
+                timeline: t,
+                first: archive.segment(t, n),
+                last: archive.segment(t, n),
                 segments: 1,
             }),
         }

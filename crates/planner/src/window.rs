@@ -4,7 +4,7 @@
 
 use cairn_pgformat::history::TimelineHistory;
 use cairn_pgformat::{PgTimestamp, TimelineId};
-use cairn_repo::{BackupManifest, DbId, WalCatalog};
+use cairn_repo::{BackupSummary, DbId, WalCatalog};
 use serde::Serialize;
 
 use crate::plan::{Archive, off_path};
@@ -26,12 +26,12 @@ pub struct RecoveryWindow {
 /// backup whose WAL is complete, and after a gap, another from the earliest backup that
 /// starts after the missing segment.
 pub fn recoverable_windows(
-    backups: &[BackupManifest],
+    backups: &[BackupSummary],
     catalog: &WalCatalog,
     db: DbId,
 ) -> Vec<RecoveryWindow> {
     let archive = Archive::new(catalog, db);
-    let mut mine: Vec<&BackupManifest> = backups.iter().filter(|b| b.db_id == db).collect();
+    let mut mine: Vec<&BackupSummary> = backups.iter().filter(|b| b.db_id == db).collect();
     mine.sort_by_key(|b| b.start_lsn);
     let mut tlis: Vec<u32> = archive.timelines();
     tlis.extend(mine.iter().map(|b| b.timeline.0));
@@ -40,7 +40,7 @@ pub fn recoverable_windows(
     let mut out = Vec::new();
     for t in tlis {
         let hist = archive.history(TimelineId(t));
-        let usable: Vec<&BackupManifest> = mine
+        let usable: Vec<&BackupSummary> = mine
             .iter()
             .copied()
             .filter(|b| off_path(b, &hist).is_none())
@@ -73,7 +73,7 @@ enum Walk {
     Window(RecoveryWindow, Option<u64>),
 }
 
-fn window_from(archive: &Archive<'_>, hist: &TimelineHistory, b: &BackupManifest) -> Walk {
+fn window_from(archive: &Archive<'_>, hist: &TimelineHistory, b: &BackupSummary) -> Walk {
     let stop_seg = b.stop_lsn.segment_number(archive.seg).0;
     let mut last: Option<PgTimestamp> = None;
     let mut gap = None;

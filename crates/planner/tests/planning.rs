@@ -4,12 +4,12 @@
 use cairn_exit::Classify;
 use cairn_pgformat::builder::WalBuilder;
 use cairn_pgformat::{Lsn, PgTimestamp, TimelineId, WalSegmentSize, XLogSegNo, summarize_segment};
-use cairn_planner::{PlanError, PlanRequest, Target, TimelineTarget, parse_target_time, plan};
-use cairn_repo::manifest::MANIFEST_FORMAT;
+use cairn_planner::{PlanError, PlanRequest, plan};
 use cairn_repo::{
-    BackupLabel, BackupManifest, BackupType, ContentId, DbId, IncrementalMode, WalCatalog,
+    BackupLabel, BackupSummary, BackupType, ContentId, DbId, IncrementalMode, WalCatalog,
     WalDetail, WalEntry,
 };
+use cairn_target::{RecoveryTarget as Target, RestorePointName, TargetTime, TimelineTarget};
 
 const T0: i64 = 852_076_800; // 2027-01-01T00:00:00Z as Unix seconds
 const MIB: u64 = 1 << 20;
@@ -27,7 +27,7 @@ fn rfc(secs: i64) -> String {
 }
 
 fn target_time(secs: i64) -> Target {
-    Target::Time(parse_target_time(&rfc(secs)).unwrap())
+    Target::Time(TargetTime::parse(&rfc(secs)).unwrap())
 }
 
 fn seg_size() -> WalSegmentSize {
@@ -79,9 +79,8 @@ fn segments(wal: &WalBuilder, skip: &[u64]) -> Vec<(String, WalEntry)> {
         .collect()
 }
 
-fn backup(label: &str, tli: u32, start: u64, stop: u64, stop_secs: i64) -> BackupManifest {
-    BackupManifest {
-        format: MANIFEST_FORMAT,
+fn backup(label: &str, tli: u32, start: u64, stop: u64, stop_secs: i64) -> BackupSummary {
+    BackupSummary {
         label: BackupLabel::new(label).unwrap(),
         backup_type: BackupType::Full,
         parent: None,
@@ -94,20 +93,18 @@ fn backup(label: &str, tli: u32, start: u64, stop: u64, stop_secs: i64) -> Backu
         start_time: rfc(stop_secs - 1),
         stop_time: rfc(stop_secs),
         incremental_mode: IncrementalMode::Full,
-        packs: vec![],
-        files: vec![],
-        tablespaces: vec![],
-        backup_label: String::new(),
-        tablespace_map: None,
-        pg_manifest: None,
         db_size: 1000,
         bytes_received: 1000,
         repo_added: 1000,
+        repo_size: 1000,
+        files: 0,
+        annotations: Default::default(),
+        pinned: false,
     }
 }
 
 /// B1 lies in segment 2 (consistent at T0+25 s), B2 in segment 6 (T0+65 s).
-fn backups() -> Vec<BackupManifest> {
+fn backups() -> Vec<BackupSummary> {
     vec![
         backup("20270101-000020F", 1, 2 * MIB + 0x100, 2 * MIB + 0x200, 25),
         backup("20270101-000060F", 1, 6 * MIB + 0x100, 6 * MIB + 0x200, 65),
@@ -128,40 +125,37 @@ fn wal_names(p: &cairn_planner::Plan) -> Vec<(u32, String, String)> {
         .iter()
         .map(|r| {
             (
-                r.timeline,
-                r.first[16..].to_string(),
-                r.last[16..].to_string(),
+                r.timeline.0,
+                r.first.to_string()[16..].to_string(),
+                r.last.to_string()[16..].to_string(),
             )
         })
         .collect()
+}
+
+fn label(s: &str) -> BackupLabel {
+    BackupLabel::new(s).unwrap()
+}
+
+fn name(s: &str) -> Target {
+    Target::Name(RestorePointName::new(s).unwrap())
 }
 
 #[test]
 fn time_targets_pick_the_newest_backup_before_them_and_stop_at_the_next_commit() {
     let cat = WalCatalog::from_entries(segments(&timeline1(), &[]));
     let p = plan(&backups(), &cat, &req(target_time(45))).unwrap();
-    assert_eq!(p.backup, "20270101-000020F");
+    assert_eq!(p.backup, label("20270101-000020F"));
     assert_eq!(
         wal_names(&p),
         vec![(1, "00000002".into(), "00000005".into())]
     );
-    assert_eq!(
-        p.settings[0],
-        (
-            "recovery_target_time".into(),
-            format!(
-                "{}.000000+00",
-                rfc(45).replace('T', " ").trim_end_matches('Z')
-            )
-        )
-    );
-    assert_eq!(
-        p.settings[1],
-        ("recovery_target_timeline".into(), "1".into())
-    );
+    assert_eq!(p.target, target_time(45));
+    assert_eq!(p.target_description(), format!("time {}", rfc(45)));
+    assert_eq!(p.timeline, TimelineId(1));
 
     let p = plan(&backups(), &cat, &req(target_time(75))).unwrap();
-    assert_eq!(p.backup, "20270101-000060F");
+    assert_eq!(p.backup, label("20270101-000060F"));
     assert_eq!(
         wal_names(&p),
         vec![(1, "00000006".into(), "00000008".into())]
@@ -193,7 +187,7 @@ fn refusals_say_what_is_reachable() {
         }
         other => panic!("{other:?}"),
     }
-    match plan(&backups(), &cat, &req(Target::Name("nope".into()))) {
+    match plan(&backups(), &cat, &req(name("nope"))) {
         Err(e @ PlanError::UnknownRestorePoint { .. }) => {
             let PlanError::UnknownRestorePoint { known, .. } = &e else {
                 unreachable!()
@@ -226,7 +220,7 @@ fn refusals_say_what_is_reachable() {
         other => panic!("{other:?}"),
     }
     let mut r = req(target_time(45));
-    r.set = Some("20270101-000060F".into());
+    r.set = Some(label("20270101-000060F"));
     match plan(&backups(), &cat, &r) {
         Err(e @ PlanError::SetCannotReach { .. }) => {
             assert!(e.to_string().contains("not before the target"), "{e}");
@@ -267,7 +261,7 @@ fn a_gap_is_refused_with_the_last_reachable_time() {
         plan(&backups(), &cat, &req(target_time(75)))
             .unwrap()
             .backup,
-        "20270101-000060F"
+        label("20270101-000060F")
     );
 }
 
@@ -282,7 +276,7 @@ fn lsn_name_xid_immediate_and_end_of_archive() {
             vec![(1, "00000006".into(), "00000007".into())]
         )
     );
-    let p = plan(&backups(), &cat, &req(Target::Name("rp-a".into()))).unwrap();
+    let p = plan(&backups(), &cat, &req(name("rp-a"))).unwrap();
     assert_eq!(
         (p.backup.as_str(), wal_names(&p)),
         (
@@ -290,10 +284,7 @@ fn lsn_name_xid_immediate_and_end_of_archive() {
             vec![(1, "00000002".into(), "00000005".into())]
         )
     );
-    assert_eq!(
-        p.settings[0],
-        ("recovery_target_name".into(), "rp-a".into())
-    );
+    assert_eq!(p.target_description(), "restore point 'rp-a'");
     let p = plan(&backups(), &cat, &req(Target::Xid(104))).unwrap();
     assert_eq!(
         (p.backup.as_str(), wal_names(&p)),
@@ -309,6 +300,10 @@ fn lsn_name_xid_immediate_and_end_of_archive() {
             "20270101-000060F",
             vec![(1, "00000006".into(), "00000006".into())]
         )
+    );
+    assert_eq!(
+        p.target_description(),
+        "consistency of backup 20270101-000060F (0/600200)"
     );
     let p = plan(&backups(), &cat, &req(Target::EndOfArchive)).unwrap();
     assert_eq!(
@@ -344,7 +339,8 @@ fn timelines_are_followed_through_their_history() {
     let cat = two_timelines();
     let p = plan(&backups(), &cat, &req(target_time(55))).unwrap();
     assert_eq!(
-        p.backup, "20270101-000020F",
+        p.backup,
+        label("20270101-000020F"),
         "B2 ends after timeline 1 branched off"
     );
     assert!(
@@ -353,7 +349,7 @@ fn timelines_are_followed_through_their_history() {
         "{}",
         p.why
     );
-    assert_eq!(p.timeline, 2);
+    assert_eq!(p.timeline, TimelineId(2));
     assert_eq!(
         wal_names(&p),
         vec![
@@ -365,14 +361,10 @@ fn timelines_are_followed_through_their_history() {
     let mut r = req(target_time(55));
     r.timeline = TimelineTarget::Id(TimelineId(1));
     let p = plan(&backups(), &cat, &r).unwrap();
-    assert_eq!(p.timeline, 1);
+    assert_eq!(p.timeline, TimelineId(1));
     assert_eq!(
         wal_names(&p),
         vec![(1, "00000002".into(), "00000006".into())]
-    );
-    assert_eq!(
-        p.settings[1],
-        ("recovery_target_timeline".into(), "1".into())
     );
 }
 
@@ -382,16 +374,16 @@ fn a_timeline_that_does_not_descend_from_the_backup_is_refused_naming_one_that_d
     let b2 = "20270101-000060F";
     // B2 ended on timeline 1 after timeline 2 branched off: forced, it cannot go there.
     let mut r = req(target_time(75));
-    r.set = Some(b2.into());
+    r.set = Some(label(b2));
     r.timeline = TimelineTarget::Id(TimelineId(2));
     match plan(&backups(), &cat, &r) {
         Err(e @ PlanError::TimelineNotDescendant { .. }) => {
             assert_eq!(
                 e,
                 PlanError::TimelineNotDescendant {
-                    timeline: 2,
-                    backup: Some(b2.into()),
-                    reachable: vec![1],
+                    timeline: TimelineId(2),
+                    backup: Some(label(b2)),
+                    reachable: vec![TimelineId(1)],
                 }
             );
             assert!(e.to_string().contains(b2), "{e}");
@@ -407,7 +399,7 @@ fn a_timeline_that_does_not_descend_from_the_backup_is_refused_naming_one_that_d
     match plan(&only_b2, &cat, &req(Target::EndOfArchive)) {
         Err(e @ PlanError::TimelineNotDescendant { backup: None, .. }) => {
             assert!(
-                matches!(&e, PlanError::TimelineNotDescendant { timeline: 2, reachable, .. } if *reachable == vec![1])
+                matches!(&e, PlanError::TimelineNotDescendant { timeline: TimelineId(2), reachable, .. } if *reachable == vec![TimelineId(1)])
             );
             assert!(hint(&e).ends_with("--target-timeline 1"), "{}", hint(&e));
         }

@@ -1,6 +1,7 @@
 use cairn_exit::{Classify, ErrorKind};
 
 use crate::layout::ObjectKey;
+use crate::lock::{LockHolder, age};
 
 /// A failure of the storage underneath the repository. Always worth retrying later.
 #[derive(Debug, thiserror::Error)]
@@ -24,11 +25,15 @@ pub enum BackendError {
     #[error(
         "refusing to write into {root}: it belongs to user id {owner}, and this process runs as user id {writer}"
     )]
-    NotOwner { root: String, owner: u32, writer: u32 },
+    NotOwner {
+        root: String,
+        owner: u32,
+        writer: u32,
+    },
 }
 
 /// Why an object could not be decoded. Never retryable: the bytes are wrong.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ObjectError {
     #[error("not a cairn object (bad magic)")]
     BadMagic,
@@ -86,6 +91,10 @@ pub enum RepoError {
     NoRepository { location: String },
     #[error("{}", unsupported_format(*found, *supported))]
     UnsupportedFormat { found: u32, supported: u32 },
+    #[error("the repository is not encrypted: it has no passphrase to change")]
+    NotEncrypted,
+    #[error("stanza has no backup {label}")]
+    NoBackup { label: String },
     #[error("backup {label} cannot be used: {key} {reason}")]
     BackupDamaged {
         label: String,
@@ -121,6 +130,13 @@ pub enum RepoError {
     },
     #[error("cannot encode object: {message}")]
     Encode { message: String },
+    /// Another process holds a lock this command needs.
+    #[error("{holder}")]
+    Locked { holder: Box<LockHolder> },
+    /// A lock held by this process was taken over or could not be kept: the work done
+    /// under it must not be committed.
+    #[error("{lock} was lost: {reason}")]
+    LockLost { lock: String, reason: String },
 }
 
 fn unsupported_format(found: u32, supported: u32) -> String {
@@ -156,6 +172,8 @@ impl Classify for RepoError {
             | RepoError::PassphraseRequired
             | RepoError::PassphraseUnexpected => ErrorKind::WrongPassphrase,
             RepoError::NoRepository { .. } | RepoError::NoStanza { .. } => ErrorKind::Stanza,
+            RepoError::NoBackup { .. } => ErrorKind::Usage,
+            RepoError::NotEncrypted => ErrorKind::Refused,
             RepoError::StanzaMismatch { .. } => ErrorKind::Stanza,
             RepoError::UnsupportedFormat { .. } => ErrorKind::Unsupported,
             RepoError::KeyFilesDamaged { .. }
@@ -164,6 +182,7 @@ impl Classify for RepoError {
             RepoError::Concurrent { .. } => ErrorKind::Locked,
             RepoError::Conflict { .. } => ErrorKind::Conflict,
             RepoError::Encode { .. } => ErrorKind::Internal,
+            RepoError::Locked { .. } | RepoError::LockLost { .. } => ErrorKind::Locked,
         }
     }
 
@@ -202,6 +221,16 @@ impl Classify for RepoError {
                  (an older cairn build can still restore from it)"
                     .into(),
             ),
+            RepoError::NoBackup { .. } => Some("`cairn info` lists the stanza's backups".into()),
+            RepoError::NotEncrypted => Some(
+                "an unencrypted repository cannot be encrypted in place: create a new one with \
+                 repo.cipher-pass set and take a full backup into it"
+                    .into(),
+            ),
+            RepoError::BackupDamaged { label, .. } => Some(format!(
+                "other backups are unaffected: restore another with --set, or run `cairn verify \
+                 --set {label}` for details; `cairn expire --set {label}` removes it"
+            )),
             RepoError::KeyFilesDamaged { .. } => Some(
                 "both copies of the key file are damaged; restore keyring/ from a copy of the \
                  repository or from your own backup of it (without it no object can be read)"
@@ -210,6 +239,16 @@ impl Classify for RepoError {
             RepoError::Conflict { .. } => Some(
                 "two clusters may be archiving into one stanza; compare the system identifiers \
                  in `cairn info`"
+                    .into(),
+            ),
+            RepoError::Locked { holder } => Some(format!(
+                "wait for it to finish. cairn takes a lock over only when its heartbeat is older \
+                 than {}, or at once when a cairn on the holder's host finds its process gone",
+                age(holder.stale_after)
+            )),
+            RepoError::LockLost { .. } => Some(
+                "nothing was committed after the loss; the next run reuses what this one stored. \
+                 If another cairn took the lock over, it printed a warning naming this process"
                     .into(),
             ),
             _ => None,

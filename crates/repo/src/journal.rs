@@ -33,7 +33,8 @@ use serde::{Deserialize, Serialize};
 use bytes::Bytes;
 
 use crate::backend::Staged;
-use crate::error::RepoError;
+use crate::check::Damage;
+use crate::error::{BackendError, RepoError};
 use crate::layout::{self, Identity, ObjectKey, StanzaName};
 use crate::object::ObjectKind;
 use crate::repository::Repository;
@@ -122,7 +123,7 @@ pub struct Folded<S> {
 type Fetched<E> = (ObjectKey, Result<Option<E>, RepoError>);
 
 /// The time part of a log key: `20261201T101500.123456Z`.
-fn stamp(t: time::OffsetDateTime) -> String {
+pub(crate) fn stamp(t: time::OffsetDateTime) -> String {
     format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}.{:06}Z",
         t.year(),
@@ -388,6 +389,102 @@ impl Repository {
                 .await;
         }
         Ok(())
+    }
+}
+
+/// A journal log entry that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedEntry {
+    pub key: ObjectKey,
+    /// What its key says it is about (a WAL file name, a backup label, ...).
+    pub tag: String,
+    pub damage: Damage,
+}
+
+/// A journal read object by object: every snapshot and every log entry.
+#[derive(Debug, Clone, Default)]
+pub struct JournalCheck {
+    /// Each snapshot, oldest first, with its damage if any.
+    pub snapshots: Vec<(ObjectKey, u64, Option<Damage>)>,
+    /// Log entries read, and their bytes.
+    pub entries: u64,
+    pub entry_bytes: u64,
+    pub damaged_entries: Vec<DamagedEntry>,
+}
+
+impl Repository {
+    /// Read every snapshot and every log entry of a journal, each decoded and parsed as
+    /// the state `S` and the entry `E` it must hold; `checked` is told the bytes of each
+    /// object read.
+    pub async fn check_journal<S: DeserializeOwned, E: DeserializeOwned>(
+        &self,
+        stanza: &StanzaName,
+        journal: JournalName,
+        checked: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<JournalCheck, BackendError> {
+        let mut out = JournalCheck::default();
+        let snap_prefix = layout::journal_snap_prefix(stanza, journal.as_str());
+        let mut seqs: Vec<u64> = self
+            .backend()
+            .list(&snap_prefix, None)
+            .await?
+            .iter()
+            .filter_map(|l| layout::parse_seq(&l.key))
+            .collect();
+        seqs.sort_unstable();
+        for seq in seqs {
+            let key = layout::journal_snap(stanza, journal.as_str(), seq);
+            let c = self
+                .check_object(&key, journal.snapshot_kind(), &Identity::of(&key))
+                .await?;
+            checked(c.bytes);
+            let damage = match c.result {
+                Err(d) => Some(d),
+                Ok(d) => match serde_json::from_slice::<Snapshot<S>>(&d.plaintext) {
+                    Err(e) => Some(Damage::Content(format!("not a journal snapshot: {e}"))),
+                    Ok(s) if s.seq != seq => {
+                        Some(Damage::Content(format!("it says it is snapshot {}", s.seq)))
+                    }
+                    Ok(_) => None,
+                },
+            };
+            out.snapshots.push((key, c.bytes, damage));
+        }
+        let keys: Vec<ObjectKey> = self
+            .backend()
+            .list(&layout::journal_log_prefix(stanza, journal.as_str()), None)
+            .await?
+            .into_iter()
+            .filter_map(|l| ObjectKey::new(l.key).ok())
+            .collect();
+        let mut results = futures::stream::iter(keys)
+            .map(|key| async move {
+                self.check_object(&key, journal.entry_kind(), &Identity::of(&key))
+                    .await
+            })
+            .buffer_unordered(16);
+        while let Some(c) = results.next().await {
+            let c = c?;
+            checked(c.bytes);
+            out.entries += 1;
+            out.entry_bytes += c.bytes;
+            let damage = match c.result {
+                // Deleted between listing and reading (expire): not damage.
+                Err(Damage::Missing) => continue,
+                Err(d) => d,
+                Ok(d) => match serde_json::from_slice::<E>(&d.plaintext) {
+                    Ok(_) => continue,
+                    Err(e) => Damage::Content(format!("not a journal entry: {e}")),
+                },
+            };
+            out.damaged_entries.push(DamagedEntry {
+                tag: log_key_tag(c.key.as_str()).to_string(),
+                key: c.key,
+                damage,
+            });
+        }
+        out.damaged_entries.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
     }
 }
 

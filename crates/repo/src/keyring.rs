@@ -17,9 +17,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, PutOutcome};
-use crate::error::RepoError;
+use crate::check::{CopyCheck, Damage};
+use crate::error::{BackendError, RepoError};
 use crate::keys::KeyStorage;
 use crate::layout::{self, ObjectKey};
+use crate::repository::Repository;
 
 /// The repository format this cairn writes and understands.
 pub const REPO_FORMAT: u32 = 2;
@@ -165,6 +167,60 @@ pub(crate) async fn store(backend: &Backend, body: &KeyFileBody) -> Result<PutOu
     Ok(PutOutcome::Created)
 }
 
+impl Repository {
+    /// Check both copies of every key file generation present: each must parse, pass its
+    /// check, say its own generation and belong to this repository. Older generations (a
+    /// rekey that did not finish its cleanup) are checked too, marked not in force.
+    pub async fn check_key_files(&self) -> Result<Vec<CopyCheck>, BackendError> {
+        let listed = self.backend().list(layout::keyring_prefix(), None).await?;
+        let mut seqs: Vec<u64> = listed
+            .iter()
+            .filter_map(|l| layout::parse_copy_seq(&l.key).map(|(s, _)| s))
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut out = Vec::new();
+        for seq in seqs {
+            for copy in [false, true] {
+                let key = layout::key_file(seq, copy);
+                let (bytes, damage) = match self.backend().get(&key).await? {
+                    None => (0, Some(Damage::Missing)),
+                    Some(b) => (b.len() as u64, self.key_file_damage(&b, seq)),
+                };
+                out.push(CopyCheck {
+                    key,
+                    generation: seq,
+                    copy,
+                    in_force: seq == self.key_generation(),
+                    bytes,
+                    damage,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn key_file_damage(&self, bytes: &[u8], seq: u64) -> Option<Damage> {
+        let body = match KeyFileBody::parse(bytes, seq) {
+            Ok(body) => body,
+            Err(why) => return Some(Damage::Content(why)),
+        };
+        if body.repo_id != self.repo_id() {
+            return Some(Damage::Content(format!(
+                "it is a key file of another repository ({})",
+                body.repo_id
+            )));
+        }
+        if body.format != REPO_FORMAT {
+            return Some(Damage::Content(format!(
+                "it says repository format {}",
+                body.format
+            )));
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +277,53 @@ mod tests {
         assert!(matches!(
             load(&b).await,
             Err(RepoError::KeyFilesDamaged { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn rekey_rewraps_removes_the_old_generation_and_rewrites_no_data() {
+        use crate::repository::{OpenOptions, Repository};
+        let b = backend();
+        let opts = OpenOptions {
+            kdf: FAST,
+            ..Default::default()
+        };
+        let (repo, _) = Repository::open_or_create(b.clone(), Some("old"), &opts)
+            .await
+            .unwrap();
+        let stanza = crate::StanzaName::new("main").unwrap();
+        repo.create_stanza(&stanza, 42, 15).await.unwrap();
+        let before: Vec<_> = b.list("stanza/", None).await.unwrap();
+        let done = repo.rekey("old", "new", FAST).await.unwrap();
+        assert_eq!((done.from, done.to, done.removed.clone()), (1, 2, vec![1]));
+        assert_eq!(b.list("stanza/", None).await.unwrap(), before);
+        assert!(matches!(
+            Repository::open(b.clone(), Some("old"), &opts).await,
+            Err(RepoError::WrongPassphrase)
+        ));
+        let again = Repository::open(b.clone(), Some("new"), &opts)
+            .await
+            .unwrap();
+        assert_eq!(
+            again
+                .require_stanza(&stanza)
+                .await
+                .unwrap()
+                .current()
+                .system_id,
+            42
+        );
+        assert_eq!(
+            b.list(layout::keyring_prefix(), None).await.unwrap().len(),
+            2,
+            "generation 2 and its copy only"
+        );
+        let (plain, _) = Repository::open_or_create(backend(), None, &opts)
+            .await
+            .unwrap();
+        assert!(matches!(
+            plain.rekey("x", "y", FAST).await,
+            Err(RepoError::NotEncrypted)
         ));
     }
 

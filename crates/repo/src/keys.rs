@@ -188,7 +188,26 @@ fn derive_kek(pass: &str, salt: &[u8], kdf: KdfParams) -> Result<[u8; 32], RepoE
 impl KeyStorage {
     /// Create a new random master key, wrapped under `pass` if given.
     pub fn create(pass: Option<&str>, kdf: KdfParams) -> Result<(KeyStorage, KeySet), RepoError> {
-        let master: [u8; 32] = rand::random();
+        KeyStorage::wrap(rand::random(), pass, kdf)
+    }
+
+    /// The same master key wrapped under `new_pass` (fresh salt and nonce), for `rekey`:
+    /// `old_pass` must open this storage. No data object changes.
+    pub fn rewrap(
+        &self,
+        old_pass: &str,
+        new_pass: &str,
+        kdf: KdfParams,
+    ) -> Result<KeyStorage, RepoError> {
+        let master = self.master(Some(old_pass), None)?;
+        KeyStorage::wrap(master, Some(new_pass), kdf).map(|(st, _)| st)
+    }
+
+    fn wrap(
+        master: [u8; 32],
+        pass: Option<&str>,
+        kdf: KdfParams,
+    ) -> Result<(KeyStorage, KeySet), RepoError> {
         match pass {
             None => Ok((
                 KeyStorage::None {
@@ -222,6 +241,17 @@ impl KeyStorage {
     /// Open the master key. `cache` is a directory where the derived key-encryption key may
     /// be kept (mode 0600) so that per-segment commands skip the deliberately slow Argon2id.
     pub fn open(&self, pass: Option<&str>, cache: Option<&KekCache>) -> Result<KeySet, RepoError> {
+        let encrypt = matches!(self, KeyStorage::Aes256Gcm { .. });
+        self.master(pass, cache)
+            .map(|m| KeySet::from_master(&m, encrypt))
+    }
+
+    /// Whether the master key is wrapped under a passphrase.
+    pub fn is_encrypted(&self) -> bool {
+        matches!(self, KeyStorage::Aes256Gcm { .. })
+    }
+
+    fn master(&self, pass: Option<&str>, cache: Option<&KekCache>) -> Result<[u8; 32], RepoError> {
         let malformed = |m: &str| RepoError::KeyFilesDamaged {
             problems: format!("the key file in force is malformed ({m})"),
         };
@@ -230,8 +260,7 @@ impl KeyStorage {
                 if pass.is_some() {
                     return Err(RepoError::PassphraseUnexpected);
                 }
-                let m = b64_32(master_key).ok_or_else(|| malformed("bad master key"))?;
-                Ok(KeySet::from_master(&m, false))
+                b64_32(master_key).ok_or_else(|| malformed("bad master key"))
             }
             KeyStorage::Aes256Gcm {
                 kdf,
@@ -261,14 +290,14 @@ impl KeyStorage {
                     .and_then(|c| c.load(&salt, pass))
                     .and_then(|kek| unwrap(&kek))
                 {
-                    return Ok(KeySet::from_master(&m, true));
+                    return Ok(m);
                 }
                 let kek = derive_kek(pass, &salt, *kdf)?;
                 let m = unwrap(&kek).ok_or(RepoError::WrongPassphrase)?;
                 if let Some(cache) = cache {
                     cache.store(&salt, pass, &kek);
                 }
-                Ok(KeySet::from_master(&m, true))
+                Ok(m)
             }
         }
     }
@@ -356,6 +385,24 @@ mod tests {
         assert!(matches!(
             st.open(None, None),
             Err(RepoError::PassphraseRequired)
+        ));
+    }
+
+    #[test]
+    fn rewrap_keeps_the_master_key_under_a_new_passphrase() {
+        let (st, ks) = KeyStorage::create(Some("old"), FAST).unwrap();
+        let new = st.rewrap("old", "new", FAST).unwrap();
+        assert_eq!(
+            new.open(Some("new"), None).unwrap().content_id(b"x"),
+            ks.content_id(b"x")
+        );
+        assert!(matches!(
+            new.open(Some("old"), None),
+            Err(RepoError::WrongPassphrase)
+        ));
+        assert!(matches!(
+            st.rewrap("wrong", "new", FAST),
+            Err(RepoError::WrongPassphrase)
         ));
     }
 

@@ -6,6 +6,7 @@ use cairn_pgformat::WalFileName;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::ContentId;
+use crate::lock::LockTarget;
 
 /// A key in the repository: `/`-separated components of `[A-Za-z0-9._-]`, none of them
 /// empty, `.` or `..`, so a key can never name something outside the repository root.
@@ -269,6 +270,46 @@ pub fn backup_prefix(stanza: &StanzaName) -> String {
     format!("{}/backup/", stanza_root(stanza))
 }
 
+/// Where the objects of one lock live: `stanza/<S>/lock/backup/`, `stanza/<S>/lock/maintenance/`
+/// or, repository-wide, `lock/keys/`. The holder is the highest sequence number.
+pub fn lock_prefix(target: &LockTarget) -> String {
+    match target {
+        LockTarget::Backup(s) => format!("{}/lock/backup/", stanza_root(s)),
+        LockTarget::Maintenance(s) => format!("{}/lock/maintenance/", stanza_root(s)),
+        LockTarget::Keys => "lock/keys/".into(),
+    }
+}
+
+/// One generation of a lock, created only if absent.
+pub fn lock(target: &LockTarget, seq: u64) -> ObjectKey {
+    ObjectKey::built(format!("{}{seq:08}", lock_prefix(target)))
+}
+
+/// Where a stanza's records of one kind live (`verify`, `drill`, ...): see [`crate::record`].
+pub fn record_prefix(stanza: &StanzaName, kind: &str) -> String {
+    format!("{}/record/{kind}/", stanza_root(stanza))
+}
+
+/// Every record of a stanza, of any kind.
+pub fn records_prefix(stanza: &StanzaName) -> String {
+    format!("{}/record/", stanza_root(stanza))
+}
+
+/// One record: `stanza/S/record/KIND/STAMP-RAND`, written once.
+pub fn record(stanza: &StanzaName, kind: &str, name: &str) -> ObjectKey {
+    ObjectKey::built(format!("{}{name}", record_prefix(stanza, kind)))
+}
+
+/// Where packs live (`stanza/S/pack/XX/PACKID`).
+pub fn pack_prefix(stanza: &StanzaName) -> String {
+    format!("{}/pack/", stanza_root(stanza))
+}
+
+/// Where good copies wait during a WAL repair, in every cluster generation.
+pub fn wal_repair_root(stanza: &StanzaName) -> String {
+    format!("{}/wal-repair/", stanza_root(stanza))
+}
+
 /// The sequence number at the end of a generation key (`.../00000003` -> 3).
 pub fn parse_seq(key: &str) -> Option<u64> {
     key.rsplit('/').next()?.parse().ok()
@@ -307,5 +348,23 @@ mod tests {
         );
         assert_eq!(parse_copy_seq(key_file(3, true).as_str()), Some((3, true)));
         assert_eq!(parse_copy_seq("keyring/3.copy"), None);
+    }
+
+    #[test]
+    fn lock_keys() {
+        let s = StanzaName::new("main").unwrap();
+        let backup = lock(&LockTarget::Backup(s.clone()), 7);
+        assert_eq!(backup.as_str(), "stanza/main/lock/backup/00000007");
+        assert!(
+            backup
+                .as_str()
+                .starts_with(&lock_prefix(&LockTarget::Backup(s.clone())))
+        );
+        assert_eq!(
+            lock(&LockTarget::Maintenance(s), 1).as_str(),
+            "stanza/main/lock/maintenance/00000001"
+        );
+        assert_eq!(lock(&LockTarget::Keys, 2).as_str(), "lock/keys/00000002");
+        assert_eq!(parse_seq(backup.as_str()), Some(7));
     }
 }

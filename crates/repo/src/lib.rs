@@ -5,7 +5,9 @@
 //! 2. [`object`]: the encoding of every object (zstd, AES-256-GCM frames, content id);
 //! 3. [`keys`]: the master key, its Argon2id wrap and the derived keys;
 //! 4. typed files: [`stanza`] info, the [`wal`] archive and its [`catalog`], backup
-//!    chunks in [`pack`]s and backup [`manifest`]s.
+//!    chunks in [`pack`]s and backup [`manifest`]s, and [`record`]s of what was done;
+//! 5. [`lock`]s, for writers that must not overlap (one backup of a stanza at a time);
+//! 6. [`check`]: what `cairn verify` needs to tell exactly what is wrong with an object.
 //!
 //! It knows nothing of PostgreSQL connections; PostgreSQL byte formats come from
 //! `cairn-pgformat`.
@@ -20,32 +22,44 @@
 //! ```
 
 pub mod backend;
+mod backups;
 pub mod catalog;
+pub mod check;
 mod content_tree;
 mod error;
 pub mod journal;
 mod keyring;
 pub mod keys;
 pub mod layout;
+pub mod lock;
 pub mod manifest;
 pub mod object;
 pub mod pack;
+pub mod record;
 mod repository;
 pub mod stanza;
 pub mod wal;
 
-pub use backend::{Backend, LocalBackend, PutOutcome, StoreBackend};
+pub use backend::{Backend, ListedAt, LocalBackend, PutOutcome, StoreBackend, TempLeftover};
+pub use backups::{BackupCatalog, BackupEvent, BackupSummary};
 pub use catalog::{DamagedSummary, TimelineArchive, WalCatalog, WalEvent};
+pub use check::{CopyCheck, Damage, Decoded, ObjectCheck};
 pub use error::{BackendError, ObjectError, RepoError};
+pub use journal::{DamagedEntry, JournalCheck, JournalName};
 pub use keyring::REPO_FORMAT;
 pub use keys::{ContentId, KdfParams, KeySet};
 pub use layout::{DbId, Identity, ObjectKey, StanzaName};
+pub use lock::{LockGuard, LockOptions, LockTarget, LockWatch, Takeover};
 pub use manifest::{
     BackupLabel, BackupListing, BackupManifest, BackupType, ChunkRef, DamagedBackup, FileKind,
     IncrementalMode, ManifestFile, TablespaceEntry,
 };
-pub use pack::{ChunkCodec, ChunkIndex, ChunkLocation, PackId, PackWriter};
-pub use repository::{Encoded, OpenOptions, Repository};
+pub use object::{ObjectKind, PlaintextSink, StreamError};
+pub use pack::{
+    ChunkCodec, ChunkIndex, ChunkLocation, IndexedChunk, PackId, PackIndexCheck, PackInventory,
+    PackWriter,
+};
+pub use record::{Record, RecordKind};
+pub use repository::{Encoded, OpenOptions, Rekeyed, Repository};
 pub use stanza::{DbGeneration, StanzaCreated, StanzaInfo};
-pub use object::{PlaintextSink, StreamError};
 pub use wal::{DeliverError, PushOutcome, WalDetail, WalEntry};

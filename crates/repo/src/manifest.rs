@@ -212,6 +212,9 @@ pub struct BackupManifest {
     pub bytes_received: u64,
     /// Bytes this backup added to the repository (new chunks only).
     pub repo_added: u64,
+    /// The operator's notes (`cairn backup --annotation KEY=VALUE`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl BackupManifest {
@@ -250,12 +253,17 @@ impl Repository {
     ) -> Result<(), RepoError> {
         let key = layout::backup_manifest(stanza, m.label.as_str());
         match self.put_json(&key, ObjectKind::BackupManifest, m).await? {
-            PutOutcome::Created => Ok(()),
-            PutOutcome::Exists => Err(RepoError::Concurrent {
-                what: "backup manifest",
-                key,
-            }),
+            PutOutcome::Created => {}
+            PutOutcome::Exists => {
+                return Err(RepoError::Concurrent {
+                    what: "backup manifest",
+                    key,
+                });
+            }
         }
+        // The manifest is the commit point; a catalog that misses this entry (killed right
+        // here) finds the manifest by listing the backup directory.
+        self.announce_backup(stanza, m).await
     }
 
     /// The usable backups of the stanza, oldest first. A damaged manifest costs only its
@@ -308,13 +316,29 @@ impl Repository {
         label: &BackupLabel,
     ) -> Result<BackupManifest, RepoError> {
         let info = self.stanza_info(stanza).await?;
-        self.read_manifest(stanza, info.as_ref(), label.clone())
+        match self
+            .read_manifest(stanza, info.as_ref(), label.clone())
             .await
-            .map_err(|d| RepoError::BackupDamaged {
-                label: d.label.to_string(),
-                key: d.key,
-                reason: d.reason,
-            })
+        {
+            Ok(m) => Ok(m),
+            Err(d) => {
+                // Recorded so `info` shows it without reading every manifest; best effort.
+                let _ = self
+                    .record_backup_event(
+                        stanza,
+                        &crate::backups::BackupEvent::Damaged {
+                            label: d.label.clone(),
+                            reason: d.reason.clone(),
+                        },
+                    )
+                    .await;
+                Err(RepoError::BackupDamaged {
+                    label: d.label.to_string(),
+                    key: d.key,
+                    reason: d.reason,
+                })
+            }
+        }
     }
 
     async fn read_manifest(

@@ -4,7 +4,7 @@
 //! index object listing its chunks; the union of the indexes tells a later backup which
 //! chunks are already stored, including those of a backup that was interrupted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -13,7 +13,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use crate::error::RepoError;
+use crate::check::Damage;
+use crate::error::{BackendError, ObjectError, RepoError};
 use crate::keys::{ContentId, KeySet};
 use crate::layout::{self, Identity, ObjectKey, StanzaName};
 use crate::object::{self, ObjectKind};
@@ -72,6 +73,18 @@ impl ChunkCodec {
     /// The content id of a chunk, hashed on the calling thread.
     pub fn content_id(&self, data: &[u8]) -> ContentId {
         self.keys.content_id_single(data)
+    }
+
+    /// Decode an encoded chunk (`bytes`, as read from its pack) on the calling thread and
+    /// check it is chunk `id` of this stanza: authenticated, whole, and hashing to `id`.
+    pub fn check(&self, id: &ContentId, bytes: &[u8]) -> Result<(), ObjectError> {
+        object::decode(
+            &self.keys,
+            ObjectKind::Chunk,
+            &Identity::chunk(&self.stanza, id),
+            bytes,
+        )
+        .map(drop)
     }
 
     /// Encode a chunk whose content id is `id`, on the calling thread.
@@ -303,6 +316,150 @@ async fn store_pack(
     )
     .await?;
     Ok(())
+}
+
+/// One chunk as a pack index lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexedChunk {
+    pub id: ContentId,
+    pub offset: u64,
+    pub len: u32,
+    pub size: u32,
+}
+
+/// One pack index, read and checked against the pack it names.
+#[derive(Debug, Clone)]
+pub struct PackIndexCheck {
+    pub key: ObjectKey,
+    /// The pack the index's key names.
+    pub pack: PackId,
+    pub bytes: u64,
+    /// The chunks it lists, when it can be read at all (`None`: it does not decode or
+    /// parse, and [`Repository::chunk_index`] fails on it).
+    pub listed: Option<Vec<IndexedChunk>>,
+    /// What is wrong with it: unreadable, or listing entries that are not in its pack
+    /// (beyond the pack's end, overlapping, another pack's, or a missing pack).
+    pub damage: Option<Damage>,
+}
+
+/// A stanza's packs (with their sizes) and its pack indexes, each checked.
+#[derive(Debug, Clone, Default)]
+pub struct PackInventory {
+    pub packs: BTreeMap<PackId, u64>,
+    pub indexes: Vec<PackIndexCheck>,
+    /// Names under `pack/` and `pack-index/` that are not cairn's.
+    pub strays: Vec<String>,
+}
+
+/// Whether an index's entries fit the pack (`size` bytes, `None`: missing) without overlap.
+fn index_agrees(mut chunks: Vec<(u64, u64)>, size: Option<u64>) -> Result<(), String> {
+    let Some(size) = size else {
+        return Err("the pack it indexes is missing".into());
+    };
+    chunks.sort_unstable();
+    let mut end = 0;
+    for (offset, len) in chunks {
+        if offset < end {
+            return Err(format!("entries overlap at offset {offset}"));
+        }
+        end = offset + len;
+        if end > size {
+            return Err(format!(
+                "an entry ends at {end}, beyond the pack's end ({size} bytes)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Repository {
+    /// List the stanza's packs and read every pack index (`only`: those of these packs),
+    /// checking each against the key it is stored under and the pack it names.
+    pub async fn pack_inventory(
+        &self,
+        stanza: &StanzaName,
+        only: Option<&BTreeSet<PackId>>,
+    ) -> Result<PackInventory, BackendError> {
+        let mut inv = PackInventory::default();
+        for l in self
+            .backend()
+            .list(&layout::pack_prefix(stanza), None)
+            .await?
+        {
+            match PackId::try_from(l.key.rsplit('/').next().unwrap_or("").to_string()) {
+                Ok(p)
+                    if ObjectKey::new(l.key.clone()).ok()
+                        == Some(layout::pack(stanza, p.as_str())) =>
+                {
+                    inv.packs.insert(p, l.size);
+                }
+                _ => inv.strays.push(l.key),
+            }
+        }
+        let index_prefix = layout::pack_index_prefix(stanza);
+        let mut keys = Vec::new();
+        for l in self.backend().list(&index_prefix, None).await? {
+            let name = l.key.strip_prefix(&index_prefix).unwrap_or("").to_string();
+            match PackId::try_from(name) {
+                Ok(p) if only.is_none_or(|o| o.contains(&p)) => {
+                    keys.push((layout::pack_index(stanza, p.as_str()), p))
+                }
+                Ok(_) => {}
+                Err(_) => inv.strays.push(l.key),
+            }
+        }
+        let packs = &inv.packs;
+        let checks: Vec<PackIndexCheck> = futures::stream::iter(keys)
+            .map(|(key, pack)| async move {
+                let c = self
+                    .check_object(&key, ObjectKind::PackIndex, &Identity::of(&key))
+                    .await?;
+                let parsed = c.result.and_then(|d| {
+                    serde_json::from_slice::<PackIndex>(&d.plaintext)
+                        .map_err(|e| Damage::Content(format!("not a pack index: {e}")))
+                });
+                let (listed, damage) = match parsed {
+                    Err(d) => (None, Some(d)),
+                    Ok(pi) => {
+                        let damage = if pi.pack != pack {
+                            Some(Damage::Content(format!(
+                                "it is the index of pack {}",
+                                pi.pack
+                            )))
+                        } else {
+                            let spans = pi.chunks.iter().map(|c| (c.1, u64::from(c.2))).collect();
+                            index_agrees(spans, packs.get(&pack).copied())
+                                .err()
+                                .map(Damage::Content)
+                        };
+                        let listed = pi
+                            .chunks
+                            .into_iter()
+                            .map(|(id, offset, len, size)| IndexedChunk {
+                                id,
+                                offset,
+                                len,
+                                size,
+                            })
+                            .collect();
+                        (Some(listed), damage)
+                    }
+                };
+                Ok::<_, BackendError>(PackIndexCheck {
+                    key,
+                    pack,
+                    bytes: c.bytes,
+                    listed,
+                    damage,
+                })
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+        inv.indexes = checks;
+        inv.indexes.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(inv)
+    }
 }
 
 impl Repository {

@@ -70,6 +70,15 @@ impl Encoded {
     }
 }
 
+/// What `rekey` did: the key file generation it replaced and wrote, and the generations
+/// it removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rekeyed {
+    pub from: u64,
+    pub to: u64,
+    pub removed: Vec<u64>,
+}
+
 /// An open repository: storage plus keys.
 #[derive(Debug, Clone)]
 pub struct Repository {
@@ -135,6 +144,52 @@ impl Repository {
         // Whoever won a race to create it, open what is there now.
         let repo = Repository::open(backend, pass, opts).await?;
         Ok((repo, created == PutOutcome::Created))
+    }
+
+    /// Change the passphrase: the master key is wrapped under `new_pass` in the next key
+    /// file generation (both copies), then older generations are removed. No data object
+    /// is rewritten. Killed midway, exactly one passphrase opens the repository: the old one
+    /// until the new generation's first copy is durable, the new one from then on.
+    pub async fn rekey(
+        &self,
+        old_pass: &str,
+        new_pass: &str,
+        kdf: KdfParams,
+    ) -> Result<Rekeyed, RepoError> {
+        let loaded = keyring::load(&self.backend).await?;
+        if !loaded.body.keys.is_encrypted() {
+            return Err(RepoError::NotEncrypted);
+        }
+        let keys = loaded.body.keys.rewrap(old_pass, new_pass, kdf)?;
+        let from = loaded.body.seq;
+        let body = KeyFileBody {
+            seq: from + 1,
+            created: now_rfc3339(),
+            keys,
+            ..loaded.body
+        };
+        if keyring::store(&self.backend, &body).await? == PutOutcome::Exists {
+            return Err(RepoError::Concurrent {
+                what: "key file",
+                key: crate::layout::key_file(body.seq, false),
+            });
+        }
+        let mut removed: Vec<u64> = loaded.older;
+        removed.push(from);
+        for &seq in &removed {
+            // The copy first: a half-removed generation never looks whole.
+            self.backend
+                .delete(&crate::layout::key_file(seq, true))
+                .await?;
+            self.backend
+                .delete(&crate::layout::key_file(seq, false))
+                .await?;
+        }
+        Ok(Rekeyed {
+            from,
+            to: body.seq,
+            removed,
+        })
     }
 
     /// A new encrypted repository in memory with a cheap key derivation: for unit tests of

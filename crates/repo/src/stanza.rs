@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::RepoError;
+use crate::check::{CopyCheck, Damage};
+use crate::error::{BackendError, RepoError};
 use crate::layout::{self, DbId, Identity, ObjectKey, StanzaName};
 use crate::object::ObjectKind;
 use crate::repository::{Repository, now_rfc3339};
@@ -46,7 +47,7 @@ impl StanzaInfo {
 
     /// Checked against the key it was read from: a copy of another stanza's or another
     /// generation's info is refused.
-    fn check(&self, stanza: &StanzaName, seq: u64) -> Result<(), String> {
+    pub(crate) fn check(&self, stanza: &StanzaName, seq: u64) -> Result<(), String> {
         if self.history.is_empty() {
             return Err("it has no generation".into());
         }
@@ -115,6 +116,54 @@ impl Repository {
             serde_json::from_slice(&plain).map_err(|e| format!("not stanza info: {e}"))?;
         info.check(stanza, seq)?;
         Ok(Some(info))
+    }
+
+    /// Check both copies of every generation of the stanza's info: each must decode under
+    /// its main key's identity, parse, and say it is that generation of this stanza.
+    pub async fn check_stanza_info(
+        &self,
+        stanza: &StanzaName,
+    ) -> Result<Vec<CopyCheck>, BackendError> {
+        let listed = self
+            .backend()
+            .list(&layout::stanza_info_prefix(stanza), None)
+            .await?;
+        let mut seqs: Vec<u64> = listed
+            .iter()
+            .filter_map(|l| layout::parse_copy_seq(&l.key).map(|(s, _)| s))
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let newest = seqs.last().copied();
+        let mut out = Vec::new();
+        for seq in seqs {
+            let main = layout::stanza_info(stanza, seq);
+            let identity = Identity::of(&main);
+            for (key, copy) in [
+                (main.clone(), false),
+                (layout::stanza_info_copy(stanza, seq), true),
+            ] {
+                let checked = self
+                    .check_object(&key, ObjectKind::StanzaInfo, &identity)
+                    .await?;
+                let damage = match checked.result {
+                    Err(d) => Some(d),
+                    Ok(decoded) => match serde_json::from_slice::<StanzaInfo>(&decoded.plaintext) {
+                        Err(e) => Some(Damage::Content(format!("not stanza info: {e}"))),
+                        Ok(info) => info.check(stanza, seq).err().map(Damage::Content),
+                    },
+                };
+                out.push(CopyCheck {
+                    key,
+                    generation: seq,
+                    copy,
+                    in_force: Some(seq) == newest,
+                    bytes: checked.bytes,
+                    damage,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// The stanza's info, or an error saying to create it.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use cairn_repo::{BackupManifest, FileKind, IncrementalMode, Repository, StanzaName};
 use futures::{StreamExt, TryStreamExt};
 
+use crate::archiving::Archiving;
 use crate::delta;
 use crate::destination::Destination;
 use crate::error::RestoreError;
@@ -34,10 +35,7 @@ pub async fn restore_backup(
     manifest: &BackupManifest,
     opts: &RestoreOptions,
 ) -> Result<RestoreReport, RestoreError> {
-    let layout = Layout::of(manifest)?;
-    check_content(manifest, &layout)?;
-    opts.recovery.validate()?;
-    let dest = Destination::check(manifest, opts)?;
+    let (layout, dest) = checked(manifest, opts)?;
 
     // Nothing has been written up to here.
     let pg_data = dest.pg_data.path.clone();
@@ -66,6 +64,24 @@ pub async fn restore_backup(
     write(repo, stanza, manifest, opts, &layout, &dest)
         .await
         .map_err(incomplete)
+}
+
+/// Every check [`restore_backup`] makes before it writes, and nothing else: the manifest's
+/// paths and content, the recovery settings, the data directory and each tablespace
+/// directory. `--dry-run` runs this, so it refuses exactly what the real run refuses.
+pub fn check_restore(manifest: &BackupManifest, opts: &RestoreOptions) -> Result<(), RestoreError> {
+    checked(manifest, opts).map(|_| ())
+}
+
+fn checked<'m>(
+    manifest: &'m BackupManifest,
+    opts: &RestoreOptions,
+) -> Result<(Layout<'m>, Destination), RestoreError> {
+    let layout = Layout::of(manifest)?;
+    check_content(manifest, &layout)?;
+    opts.recovery.validate()?;
+    let dest = Destination::check(manifest, opts)?;
+    Ok((layout, dest))
 }
 
 fn is_real_dir(path: &Path) -> bool {
@@ -161,13 +177,15 @@ async fn write(
     };
     let content = opts
         .recovery
-        .auto_conf(existing.as_deref(), manifest.label.as_str())?;
+        .auto_conf(existing.as_deref(), &manifest.label)?;
     let pending = pg_data.join(AUTO_CONF_PENDING);
     tree::write_new_file(&pending, &content)?;
     tree::set_mode(&pending, auto_conf.map_or(0o600, |f| f.mode))?;
     tree::rename_durable(&pending, &pg_data.join(AUTO_CONF))?;
+    let conf = restored_conf(manifest, pg_data)?;
+    let archiving = Archiving::of(opts.recovery.archive_mode, conf.as_deref(), &content);
     let mut warnings = cleaned.warnings;
-    warnings.extend(conflicts(manifest, pg_data)?);
+    warnings.extend(conflicts(conf.as_deref()));
     let signal = opts.recovery.signal_file();
     tree::write_new_file(&pg_data.join(signal), b"")?;
     tree::fsync_dir(pg_data)?;
@@ -179,7 +197,7 @@ async fn write(
     tree::fsync_dir(pg_data)?;
 
     Ok(RestoreReport {
-        label: manifest.label.to_string(),
+        label: manifest.label.clone(),
         pg_data: pg_data.clone(),
         files: layout.files.len() as u64,
         directories: layout.dirs.len() as u64,
@@ -196,6 +214,7 @@ async fn write(
         skipped: layout.skipped.clone(),
         warnings,
         signal_file: signal,
+        archiving,
     })
 }
 
@@ -262,22 +281,32 @@ fn pg_data_mode(manifest: &BackupManifest) -> u32 {
     if group { 0o750 } else { 0o700 }
 }
 
-/// Settings in the restored `postgresql.conf` that may fight the recovery settings.
-fn conflicts(manifest: &BackupManifest, pg_data: &Path) -> Result<Vec<String>, RestoreError> {
-    let mut out = Vec::new();
+/// The restored `postgresql.conf`, when the backup has one.
+fn restored_conf(
+    manifest: &BackupManifest,
+    pg_data: &Path,
+) -> Result<Option<Vec<u8>>, RestoreError> {
     let has_conf = manifest
         .files
         .iter()
         .any(|f| f.path == "postgresql.conf" && f.kind == FileKind::File);
-    if has_conf {
-        let conf: PathBuf = pg_data.join("postgresql.conf");
-        for name in recovery::conflicting_settings(&tree::read_file(&conf)?) {
-            out.push(format!(
+    if !has_conf {
+        return Ok(None);
+    }
+    let conf: PathBuf = pg_data.join("postgresql.conf");
+    tree::read_file(&conf).map(Some)
+}
+
+/// Settings in the restored `postgresql.conf` that may fight the recovery settings.
+fn conflicts(conf: Option<&[u8]>) -> Vec<String> {
+    recovery::conflicting_settings(conf.unwrap_or_default())
+        .into_iter()
+        .map(|name| {
+            format!(
                 "postgresql.conf sets {name}; postgresql.auto.conf overrides it, but if it \
                  names a different kind of recovery target PostgreSQL refuses to start \
                  (\"multiple recovery targets\"): comment it out"
-            ));
-        }
-    }
-    Ok(out)
+            )
+        })
+        .collect()
 }

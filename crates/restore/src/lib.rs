@@ -27,24 +27,32 @@
 //! lacks is removed, and only chunks whose content id differs from what is on disk are
 //! fetched and written.
 //!
+//! The recovery settings are typed ([`RecoverySettings`]: a `cairn-target` target, action
+//! and timeline, a [`RestoreCommand`], an [`ArchiveMode`]); this crate renders and quotes
+//! them. [`check_restore`] runs every check without writing, for `--dry-run`.
+//!
 //! ```no_run
 //! # async fn demo(repo: &cairn_repo::Repository, stanza: &cairn_repo::StanzaName)
 //! #     -> Result<(), Box<dyn std::error::Error>> {
-//! use cairn_restore::{RecoverySettings, RestoreOptions, restore_backup};
+//! use cairn_restore::{ArchiveMode, RecoverySettings, RestoreCommand, RestoreOptions, restore_backup};
+//! use cairn_target::{RecoveryTarget, TargetAction};
 //! let manifest = repo.backups(stanza).await?.pop().expect("a backup");
+//! let command = RestoreCommand::archive_get(None, "/etc/cairn/cairn.toml".as_ref(), stanza);
 //! let recovery = RecoverySettings {
-//!     restore_command: "cairn-archive-get %f \"%p\"".into(),
-//!     targets: vec![("recovery_target".into(), "immediate".into())],
-//!     target_action: Some("promote".into()),
-//!     ..Default::default()
+//!     target: RecoveryTarget::Immediate,
+//!     action: Some(TargetAction::Promote),
+//!     archive_mode: ArchiveMode::Off,
+//!     ..RecoverySettings::new(command)
 //! };
 //! let mut opts = RestoreOptions::new("/var/lib/postgresql/15/restored", recovery);
 //! opts.tablespace_map.insert(16384, "/srv/restored-ts".into());
+//! cairn_restore::check_restore(&manifest, &opts)?; // what --dry-run does
 //! let report = restore_backup(repo, stanza, &manifest, &opts).await?;
 //! println!("{} files, {} bytes", report.files, report.bytes_written);
 //! # Ok(()) }
 //! ```
 
+mod archiving;
 mod delta;
 mod destination;
 mod error;
@@ -54,12 +62,15 @@ mod layout;
 mod options;
 mod recovery;
 mod report;
+mod restore_command;
 mod tree;
 
+pub use archiving::{ArchiveMode, Archiving};
 pub use error::{PathProblem, RestoreError, TablespaceProblem};
-pub use executor::restore_backup;
+pub use executor::{check_restore, restore_backup};
 pub use file::READ_AHEAD;
 pub use layout::{INCOMPLETE_MARKER, NOT_RESTORED, check_manifest_paths};
 pub use options::RestoreOptions;
 pub use recovery::{MARKER as AUTO_CONF_MARKER, RecoverySettings, quote as quote_setting};
 pub use report::RestoreReport;
+pub use restore_command::RestoreCommand;

@@ -1,10 +1,14 @@
 use std::path::PathBuf;
 
+use cairn_repo::BackupLabel;
+
+use crate::archiving::Archiving;
+
 /// What a finished restore wrote.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreReport {
     /// The backup restored.
-    pub label: String,
+    pub label: BackupLabel,
     /// The data directory, resolved.
     pub pg_data: PathBuf,
     /// Regular files written from the backup (not counting `backup_label`, the signal
@@ -30,4 +34,6 @@ pub struct RestoreReport {
     pub warnings: Vec<String>,
     /// `recovery.signal` or `standby.signal`.
     pub signal_file: &'static str,
+    /// Whether the restored cluster will archive WAL, and how.
+    pub archiving: Archiving,
 }

@@ -130,10 +130,9 @@ async fn postgres_recovers_a_restored_backup_with_a_relocated_tablespace() {
     let restore_command = format!("cp '{}'/%f \"%p\"", archive.display());
     let mut opts = RestoreOptions::new(
         &restored,
-        RecoverySettings {
-            restore_command: restore_command.clone(),
-            ..Default::default()
-        },
+        RecoverySettings::new(cairn_restore::RestoreCommand::Custom(
+            restore_command.clone(),
+        )),
     );
     opts.tablespace_map.insert(oid, ts_new.clone());
     let report = restore_backup(&repo, &stanza, &manifest, &opts)

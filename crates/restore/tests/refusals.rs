@@ -324,15 +324,12 @@ async fn tablespace_targets() {
 #[tokio::test]
 async fn bad_settings_and_inconsistent_manifests() {
     let scene = Scene::new();
+    // A second recovery target cannot be expressed (one RecoveryTarget); a command that
+    // would inject a line into postgresql.auto.conf is refused.
     let mut o = opts(&scene);
-    o.recovery
-        .targets
-        .push(("recovery_target_lsn".into(), "0/3000100".into()));
-    let err = refused(&scene, minimal(|_| {}).await, &o, ErrorKind::InvalidInput).await;
-    assert!(matches!(err, RestoreError::BadSetting { .. }), "{err}");
-
-    let mut o = opts(&scene);
-    o.recovery.restore_command = "cairn-archive-get %f %p\nshared_preload_libraries = 'x'".into();
+    o.recovery.restore_command = cairn_restore::RestoreCommand::Custom(
+        "cairn-archive-get %f %p\nshared_preload_libraries = 'x'".into(),
+    );
     let err = refused(&scene, minimal(|_| {}).await, &o, ErrorKind::InvalidInput).await;
     assert!(matches!(err, RestoreError::BadSetting { .. }), "{err}");
 

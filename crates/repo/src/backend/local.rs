@@ -11,12 +11,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 
 use bytes::Bytes;
 
-use super::{Listed, PutOutcome};
+use super::{Listed, ListedAt, PutOutcome, TempLeftover};
 use crate::error::BackendError;
 use crate::layout::ObjectKey;
 
@@ -117,6 +118,20 @@ impl LocalBackend {
         blocking(move || commit_file(&tmp, &path).map_err(io_err("write", k.as_str()))).await
     }
 
+    /// Overwrite (or create) `key`: for lock objects only, every other object is written once.
+    pub(crate) async fn put_overwrite(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+    ) -> Result<(), BackendError> {
+        self.check_writer()?;
+        let path = self.path(key);
+        let root = self.root.clone();
+        let k = key.clone();
+        blocking(move || replace_file(&root, &path, &data).map_err(io_err("write", k.as_str())))
+            .await
+    }
+
     pub async fn get(
         &self,
         key: &ObjectKey,
@@ -128,6 +143,18 @@ impl LocalBackend {
     }
 
     pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        Ok(self
+            .list_modified(prefix)
+            .await?
+            .into_iter()
+            .map(|l| Listed {
+                key: l.key,
+                size: l.size,
+            })
+            .collect())
+    }
+
+    pub async fn list_modified(&self, prefix: &str) -> Result<Vec<ListedAt>, BackendError> {
         let root = self.root.clone();
         let prefix = prefix.to_string();
         blocking(move || {
@@ -135,6 +162,21 @@ impl LocalBackend {
             // The prefix is a directory path ending in '/'.
             let dir = root.join(prefix.trim_end_matches('/'));
             walk(&dir, prefix.trim_end_matches('/'), &mut out).map_err(io_err("list", &prefix))?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Remove `.tmp.*` files (see [`put_file`]) last written more than `older_than` ago.
+    pub async fn remove_stale_temps(
+        &self,
+        older_than: Duration,
+    ) -> Result<Vec<TempLeftover>, BackendError> {
+        let root = self.root.clone();
+        blocking(move || {
+            let mut out = Vec::new();
+            remove_temps(&root, "", older_than, &mut out)
+                .map_err(io_err("remove temporary files in", ""))?;
             Ok(out)
         })
         .await
@@ -192,16 +234,47 @@ fn put_file(root: &Path, path: &Path, data: &[u8]) -> std::io::Result<PutOutcome
     }
 }
 
-/// Write `data` to a new temporary file beside `path` and sync it; `None` when `path`
-/// exists already.
+/// Write `data` to a new synced temporary file beside `path`; `None` when `path` exists.
 fn stage_file(root: &Path, path: &Path, data: &[u8]) -> std::io::Result<Option<PathBuf>> {
     let parent = path.parent().expect("object paths have a parent");
     if path.exists() {
         return Ok(None);
     }
     create_dirs_durably(root, parent)?;
+    write_temp(parent, path, data).map(Some)
+}
+
+/// Link a staged file under `path` unless it exists, remove the temporary name, and sync
+/// the directory.
+fn commit_file(tmp: &Path, path: &Path) -> std::io::Result<PutOutcome> {
+    let linked = match fs::hard_link(tmp, path) {
+        Ok(()) => Ok(PutOutcome::Created),
+        Err(e) if e.kind() == IoKind::AlreadyExists => Ok(PutOutcome::Exists),
+        Err(e) => Err(e),
+    };
+    let _ = fs::remove_file(tmp);
+    let outcome = linked?;
+    fsync_dir(path.parent().expect("object paths have a parent"))?;
+    Ok(outcome)
+}
+
+/// Replace the object at `path` whole (lock heartbeats only): a reader sees the old or the
+/// new content, never a mix, and the new one is durable when this returns.
+fn replace_file(root: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let parent = path.parent().expect("object paths have a parent");
+    create_dirs_durably(root, parent)?;
+    let tmp = write_temp(parent, path, data)?;
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fsync_dir(parent)
+}
+
+/// `data` in a new fsynced temporary file beside `path` (skipped by listings).
+fn write_temp(parent: &Path, path: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
     let tmp = parent.join(format!(
-        ".tmp.{}.{}.{:016x}",
+        "{TEMP_PREFIX}{}.{}.{:016x}",
         path.file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("object"),
@@ -220,26 +293,12 @@ fn stage_file(root: &Path, path: &Path, data: &[u8]) -> std::io::Result<Option<P
         f.sync_all()
     })();
     match written {
-        Ok(()) => Ok(Some(tmp)),
+        Ok(()) => Ok(tmp),
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             Err(e)
         }
     }
-}
-
-/// Link a staged file under `path` unless it exists, remove the temporary name, and sync
-/// the directory.
-fn commit_file(tmp: &Path, path: &Path) -> std::io::Result<PutOutcome> {
-    let linked = match fs::hard_link(tmp, path) {
-        Ok(()) => Ok(PutOutcome::Created),
-        Err(e) if e.kind() == IoKind::AlreadyExists => Ok(PutOutcome::Exists),
-        Err(e) => Err(e),
-    };
-    let _ = fs::remove_file(tmp);
-    let outcome = linked?;
-    fsync_dir(path.parent().expect("object paths have a parent"))?;
-    Ok(outcome)
 }
 
 /// `create_dir_all`, fsyncing each new directory's parent so the new entry survives a crash.
@@ -292,7 +351,7 @@ fn read_file(path: &Path, range: Option<Range<u64>>) -> std::io::Result<Option<B
     Ok(Some(Bytes::from(buf)))
 }
 
-fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<Listed>) -> std::io::Result<()> {
+fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<ListedAt>) -> std::io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == IoKind::NotFound => return Ok(()),
@@ -302,7 +361,7 @@ fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<Listed>) -> std::io::Result<
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.starts_with(".tmp.") {
+        if name.starts_with(TEMP_PREFIX) {
             continue;
         }
         let key = format!("{key_prefix}/{name}");
@@ -310,11 +369,72 @@ fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<Listed>) -> std::io::Result<
         if ft.is_dir() {
             walk(&entry.path(), &key, out)?;
         } else if ft.is_file() {
-            out.push(Listed {
+            let meta = entry.metadata()?;
+            out.push(ListedAt {
                 key,
-                size: entry.metadata()?.len(),
+                size: meta.len(),
+                modified: meta.modified()?,
             });
         }
+    }
+    Ok(())
+}
+
+/// What every temporary file's name starts with.
+const TEMP_PREFIX: &str = ".tmp.";
+
+/// Walk `dir` (never following links) and remove stale temporary files, fsyncing each
+/// directory something was removed from.
+fn remove_temps(
+    dir: &Path,
+    rel: &str,
+    older_than: Duration,
+    out: &mut Vec<TempLeftover>,
+) -> std::io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == IoKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let now = SystemTime::now();
+    let mut removed_here = false;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            remove_temps(&entry.path(), &path, older_than, out)?;
+            continue;
+        }
+        if !ft.is_file() || !name.starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let meta = entry.metadata()?;
+        // A clock set back makes a file look new: it waits for the next run.
+        let age = now.duration_since(meta.modified()?).unwrap_or_default();
+        if age <= older_than {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == IoKind::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+        removed_here = true;
+        out.push(TempLeftover {
+            path,
+            size: meta.len(),
+            age,
+        });
+    }
+    if removed_here {
+        fsync_dir(dir)?;
     }
     Ok(())
 }
@@ -329,7 +449,9 @@ mod tests {
         let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o002));
         let b = LocalBackend::new(dir.path().join("repo"));
         let key = ObjectKey::new("stanza/main/wal/1/x").unwrap();
-        b.put_if_absent(&key, Bytes::from_static(b"one")).await.unwrap();
+        b.put_if_absent(&key, Bytes::from_static(b"one"))
+            .await
+            .unwrap();
         rustix::process::umask(old);
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir.path().join("repo/stanza/main/wal/1/x")), 0o600);
@@ -382,5 +504,78 @@ mod tests {
         b.delete(&key).await.unwrap();
         b.delete(&key).await.unwrap();
         assert!(b.list("a/").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn overwrite_replaces_whole_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let key = ObjectKey::new("lock/keys/00000001").unwrap();
+        b.put_overwrite(&key, Bytes::from_static(b"first, longer"))
+            .await
+            .unwrap();
+        b.put_overwrite(&key, Bytes::from_static(b"second"))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.get(&key, None).await.unwrap().unwrap(),
+            Bytes::from_static(b"second")
+        );
+        assert_eq!(
+            fs::read_dir(dir.path().join("lock/keys")).unwrap().count(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn stale_temporary_files_are_removed_and_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let key = ObjectKey::new("stanza/main/pack/ab/abcd").unwrap();
+        b.put_if_absent(&key, Bytes::from_static(b"pack"))
+            .await
+            .unwrap();
+        let sub = dir.path().join("stanza/main/pack/ab");
+        let stale = sub.join(".tmp.abcd.4242.00000000000000ff");
+        let fresh = sub.join(".tmp.abcd.4243.00000000000000fe");
+        fs::write(&stale, vec![0u8; 1000]).unwrap();
+        fs::write(&fresh, b"x").unwrap();
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+        File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        // An old file that is not a temporary file is never touched.
+        let other = sub.join("tmp.not-ours");
+        fs::write(&other, b"y").unwrap();
+        File::options()
+            .write(true)
+            .open(&other)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        let removed = b
+            .remove_stale_temps(Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!(removed.len(), 1, "{removed:?}");
+        assert_eq!(
+            removed[0].path,
+            "stanza/main/pack/ab/.tmp.abcd.4242.00000000000000ff"
+        );
+        assert_eq!(removed[0].size, 1000);
+        assert!(removed[0].age >= Duration::from_secs(7000));
+        assert!(!stale.exists() && fresh.exists() && other.exists());
+        assert!(b.get(&key, None).await.unwrap().is_some());
+        // Listings show when each object was written.
+        let listed = b.list_modified("stanza/").await.unwrap();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert!(
+            listed
+                .iter()
+                .any(|l| l.key.ends_with("tmp.not-ours") && l.modified == two_hours_ago)
+        );
     }
 }

@@ -6,6 +6,7 @@ mod store;
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
@@ -40,6 +41,24 @@ pub struct Staged(StagedInner);
 enum StagedInner {
     Local(StagedFile),
     Store { key: ObjectKey, data: Bytes },
+}
+
+/// One entry of a listing, with the time it was last written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedAt {
+    pub key: String,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+/// A temporary file a killed writer left behind (local repositories only), as removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TempLeftover {
+    /// Its path relative to the repository root.
+    pub path: String,
+    pub size: u64,
+    /// How long ago it was last written.
+    pub age: Duration,
 }
 
 /// A repository's storage.
@@ -84,6 +103,19 @@ impl Backend {
         }
     }
 
+    /// Replace `key` whole, or create it. Only lock objects are ever overwritten (their
+    /// heartbeat); everything else is written once by [`Backend::put_if_absent`].
+    pub(crate) async fn put_overwrite(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+    ) -> Result<(), BackendError> {
+        match self {
+            Backend::Local(b) => b.put_overwrite(key, data).await,
+            Backend::Store(b) => b.put_overwrite(key, data).await,
+        }
+    }
+
     /// The whole object, or `None` when it does not exist.
     pub async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, BackendError> {
         match self {
@@ -119,6 +151,29 @@ impl Backend {
             out.retain(|l| l.key.as_str() > after);
         }
         Ok(out)
+    }
+
+    /// [`Backend::list`] with each object's last-modified time (sorted by key).
+    pub async fn list_modified(&self, prefix: &str) -> Result<Vec<ListedAt>, BackendError> {
+        let mut out = match self {
+            Backend::Local(b) => b.list_modified(prefix).await?,
+            Backend::Store(b) => b.list_modified(prefix).await?,
+        };
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Remove the temporary files of writers killed mid-write that were last written more
+    /// than `older_than` ago, anywhere in the repository; returns what was removed. Object
+    /// stores have none: a PUT is atomic and leaves nothing behind when it fails.
+    pub async fn remove_stale_temps(
+        &self,
+        older_than: Duration,
+    ) -> Result<Vec<TempLeftover>, BackendError> {
+        match self {
+            Backend::Local(b) => b.remove_stale_temps(older_than).await,
+            Backend::Store(_) => Ok(Vec::new()),
+        }
     }
 
     /// Remove an object; removing one that is not there is not an error.

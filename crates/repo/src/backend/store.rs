@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
-use super::{Listed, PutOutcome};
+use super::{Listed, ListedAt, PutOutcome};
 use crate::error::BackendError;
 use crate::layout::ObjectKey;
 
@@ -91,6 +91,23 @@ impl StoreBackend {
         }
     }
 
+    /// Overwrite (or create) `key`: for lock objects only, every other object is written once.
+    pub(crate) async fn put_overwrite(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+    ) -> Result<(), BackendError> {
+        let opts = PutOptions {
+            mode: PutMode::Overwrite,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&self.path(key.as_str()), PutPayload::from_bytes(data), opts)
+            .await
+            .map(|_| ())
+            .map_err(Self::err("write", key.as_str()))
+    }
+
     pub async fn get(
         &self,
         key: &ObjectKey,
@@ -134,6 +151,32 @@ impl StoreBackend {
                     .strip_prefix(self.prefix.as_str())?
                     .to_string();
                 Some(Listed { key, size: m.size })
+            })
+            .collect())
+    }
+
+    pub async fn list_modified(&self, prefix: &str) -> Result<Vec<ListedAt>, BackendError> {
+        let p = self.path(prefix.trim_end_matches('/'));
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&p))
+            .try_collect()
+            .await
+            .map_err(Self::err("list", prefix))?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let key = m
+                    .location
+                    .as_ref()
+                    .strip_prefix(self.prefix.as_str())?
+                    .to_string();
+                let millis = u64::try_from(m.last_modified.timestamp_millis()).unwrap_or(0);
+                Some(ListedAt {
+                    key,
+                    size: m.size,
+                    modified: std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis),
+                })
             })
             .collect())
     }

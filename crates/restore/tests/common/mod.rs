@@ -138,6 +138,7 @@ impl Fixture {
             pg_manifest: None,
             bytes_received: 0,
             repo_added: 0,
+            annotations: Default::default(),
         };
         (self.repo, self.stanza, m)
     }
@@ -178,11 +179,11 @@ pub async fn minimal(extra: impl FnOnce(&mut Fixture)) -> Backup {
 
 pub fn recovery() -> RecoverySettings {
     RecoverySettings {
-        restore_command: "cairn-archive-get %f \"%p\"".into(),
-        targets: vec![("recovery_target".into(), "immediate".into())],
-        target_action: Some("promote".into()),
-        target_timeline: None,
-        standby: false,
+        target: cairn_target::RecoveryTarget::Immediate,
+        action: Some(cairn_target::TargetAction::Promote),
+        ..RecoverySettings::new(cairn_restore::RestoreCommand::Custom(
+            "cairn-archive-get %f \"%p\"".into(),
+        ))
     }
 }
 
