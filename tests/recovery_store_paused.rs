@@ -139,7 +139,7 @@ fn pg15_recovery_with_the_store_hung_stops_and_a_standby_waits_for_it() {
     );
     let errors = cairn_errors(&log, &held);
     assert!(
-        errors.iter().any(|l| l.contains("cannot be delivered")),
+        errors.iter().any(|l| l.contains("could not be restored") && l.contains("timed out")),
         "{log}"
     );
     assert!(!data.join("pg_wal/00000002.history").exists());
