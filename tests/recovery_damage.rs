@@ -29,9 +29,7 @@ fn wal_object(cairn: &Cairn, name: &str) -> PathBuf {
 
 /// Every WAL segment object of timeline `tli` in the repository.
 fn timeline_objects(cairn: &Cairn, tli: u32) -> Vec<String> {
-    let dir = cairn
-        .repo_dir
-        .join(format!("stanza/main/wal/1/{tli:08X}"));
+    let dir = cairn.repo_dir.join(format!("stanza/main/wal/1/{tli:08X}"));
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
@@ -77,7 +75,13 @@ fn catalogued_segments(cairn: &Cairn) -> u64 {
 /// Restore backup `label` with no target, start it archiving into the same repository, and
 /// wait until the postmaster gives up. It must never be seen out of recovery, and must not
 /// have made a new timeline. Returns the server log.
-fn recover_expecting_stop(dir: &TestDir, primary: &PgCluster, cairn: &Cairn, label: &str, tag: &str) -> String {
+fn recover_expecting_stop(
+    dir: &TestDir,
+    primary: &PgCluster,
+    cairn: &Cairn,
+    label: &str,
+    tag: &str,
+) -> String {
     let data = dir.path().join(format!("stop-{tag}"));
     support::restore(cairn, &data, &["--set", label]);
     let mut pg = PgCluster::from_existing_data_dir(primary.install(), dir, &data).unwrap();
@@ -94,8 +98,14 @@ fn recover_expecting_stop(dir: &TestDir, primary: &PgCluster, cairn: &Cairn, lab
         Duration::from_secs(120),
         || {
             // In recovery, or not accepting connections yet: both fine. Out of it: never.
-            let promoted = pg.psql("SELECT pg_is_in_recovery()").is_ok_and(|r| r == "f");
-            assert!(!promoted, "the restored cluster came up promoted:\n{}", pg.log_tail(40));
+            let promoted = pg
+                .psql("SELECT pg_is_in_recovery()")
+                .is_ok_and(|r| r == "f");
+            assert!(
+                !promoted,
+                "the restored cluster came up promoted:\n{}",
+                pg.log_tail(40)
+            );
             let log = std::fs::read_to_string(pg.log_path()).unwrap_or_default();
             let gave_up = log.contains("due to startup process failure");
             Ok::<_, cairn_testkit::Error>((gave_up && !pg.is_running()).then_some(()))
@@ -119,7 +129,9 @@ fn assert_stopped_at(log: &str, before: &str, bad: &str, cause: &str) {
         "recovery did not get as far as {before}:\n{log}"
     );
     assert!(
-        log.contains(&format!("FATAL:  could not restore file \"{bad}\" from archive")),
+        log.contains(&format!(
+            "FATAL:  could not restore file \"{bad}\" from archive"
+        )),
         "no FATAL for {bad}:\n{log}"
     );
     let line = log
@@ -188,18 +200,30 @@ fn pg15_recovery_stops_at_damage_and_a_re_push_repairs_it() {
     let out = cairn.run("cairn-archive-push", &[saved.to_str().unwrap()]);
     assert!(out.status.success(), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("was damaged") && err.contains("replaced"), "{err}");
+    assert!(
+        err.contains("was damaged") && err.contains("replaced"),
+        "{err}"
+    );
     let (code, got) = archive_get(&cairn, &dir, &bad);
     assert_eq!(code, Some(0));
-    assert!(got.as_deref() == Some(&original[..]), "the archive does not deliver the original bytes");
+    assert!(
+        got.as_deref() == Some(&original[..]),
+        "the archive does not deliver the original bytes"
+    );
     assert_ne!(std::fs::read(&object).unwrap(), flipped);
     assert_eq!(catalogued_segments(&cairn), segments, "listed once");
     let repair_dir = cairn.repo_dir.join("stanza/main/wal-repair/1");
-    let left: Vec<_> = std::fs::read_dir(&repair_dir).map(|d| d.flatten().collect()).unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(&repair_dir)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "side copies left: {left:?}");
     // Pushing it once more is a no-op success.
     let out = cairn.run("cairn-archive-push", &[saved.to_str().unwrap()]);
-    assert!(out.status.success() && out.stderr.is_empty(), "{}", describe(&out));
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        describe(&out)
+    );
 
     // 3. The object deleted while the catalog lists it: lost, not "not archived".
     let repaired_object = std::fs::read(&object).unwrap();
@@ -217,14 +241,21 @@ fn pg15_recovery_stops_at_damage_and_a_re_push_repairs_it() {
     cairn_testkit::chown_to_postgres_recursive(&cairn.repo_dir).unwrap();
     let (code, got) = archive_get(&cairn, &dir, &bad);
     assert_eq!(code, Some(0));
-    assert!(got.as_deref() == Some(&original[..]), "the side copy does not deliver the original bytes");
+    assert!(
+        got.as_deref() == Some(&original[..]),
+        "the side copy does not deliver the original bytes"
+    );
     let expected = support::table_checksum(&primary);
     let data = dir.path().join("after-repair");
     support::restore(&cairn, &data, &["--set", &label]);
-    let mut pg = support::start_restored(&dir, &primary, &data, false, support::Recovered::Promoted);
+    let mut pg =
+        support::start_restored(&dir, &primary, &data, false, support::Recovered::Promoted);
     assert_eq!(support::table_checksum(&pg), expected);
     let log = std::fs::read_to_string(pg.log_path()).unwrap();
-    assert!(log.contains(&format!("restored log file \"{bad}\" from archive")), "{log}");
+    assert!(
+        log.contains(&format!("restored log file \"{bad}\" from archive")),
+        "{log}"
+    );
     pg.stop().unwrap();
     // A later push completes the repair: the main copy is back and good.
     let out = cairn.run("cairn-archive-push", &[saved.to_str().unwrap()]);
@@ -233,6 +264,9 @@ fn pg15_recovery_stops_at_damage_and_a_re_push_repairs_it() {
     std::fs::remove_file(&side).unwrap();
     let (code, got) = archive_get(&cairn, &dir, &bad);
     assert_eq!(code, Some(0));
-    assert!(got.as_deref() == Some(&original[..]), "the new main copy does not deliver the original bytes");
+    assert!(
+        got.as_deref() == Some(&original[..]),
+        "the new main copy does not deliver the original bytes"
+    );
     assert_eq!(catalogued_segments(&cairn), segments, "listed once");
 }

@@ -92,9 +92,13 @@ fn pg15_recovery_with_the_store_hung_stops_and_a_standby_waits_for_it() {
     support::workload(&primary, 2);
     cairn.cairn_ok(&["backup", "--type", "full"]);
     support::workload(&primary, 8);
-    primary.psql("CREATE TABLE marker AS SELECT 42 AS x").unwrap();
+    primary
+        .psql("CREATE TABLE marker AS SELECT 42 AS x")
+        .unwrap();
     let marker_lsn = primary.psql("SELECT pg_current_wal_insert_lsn()").unwrap();
-    let last = primary.psql("SELECT pg_walfile_name(pg_switch_wal())").unwrap();
+    let last = primary
+        .psql("SELECT pg_walfile_name(pg_switch_wal())")
+        .unwrap();
     support::wait_archived(&primary, &last);
     let info = cairn.info_json();
     let full = &info["stanzas"][0]["backups"][0];
@@ -119,7 +123,9 @@ fn pg15_recovery_with_the_store_hung_stops_and_a_standby_waits_for_it() {
         "recovery to stop at the segment the store does not deliver",
         Duration::from_secs(120),
         || {
-            let promoted = pg.psql("SELECT pg_is_in_recovery()").is_ok_and(|r| r == "f");
+            let promoted = pg
+                .psql("SELECT pg_is_in_recovery()")
+                .is_ok_and(|r| r == "f");
             assert!(!promoted, "came up promoted:\n{}", pg.log_tail(40));
             let log = std::fs::read_to_string(pg.log_path()).unwrap_or_default();
             let gave_up = log.contains("due to startup process failure");
@@ -134,16 +140,22 @@ fn pg15_recovery_with_the_store_hung_stops_and_a_standby_waits_for_it() {
         "{log}"
     );
     assert!(
-        log.contains(&format!("FATAL:  could not restore file \"{held}\" from archive")),
+        log.contains(&format!(
+            "FATAL:  could not restore file \"{held}\" from archive"
+        )),
         "{log}"
     );
     let errors = cairn_errors(&log, &held);
     assert!(
-        errors.iter().any(|l| l.contains("could not be restored") && l.contains("timed out")),
+        errors
+            .iter()
+            .any(|l| l.contains("could not be restored") && l.contains("timed out")),
         "{log}"
     );
     assert!(!data.join("pg_wal/00000002.history").exists());
-    let keys = s3.list_keys("cairn-test/stanza/main/wal/1/00000002").unwrap();
+    let keys = s3
+        .list_keys("cairn-test/stanza/main/wal/1/00000002")
+        .unwrap();
     assert!(keys.is_empty(), "a new timeline was archived: {keys:?}");
 
     // A standby: the same outage is waited out.
@@ -153,7 +165,9 @@ fn pg15_recovery_with_the_store_hung_stops_and_a_standby_waits_for_it() {
     assert!(written.contains("--standby"), "{written}");
     let mut standby = PgCluster::from_existing_data_dir(primary.install(), &dir, &data).unwrap();
     standby.set_conf("archive_mode", "off").unwrap();
-    standby.set_conf("wal_retrieve_retry_interval", "200ms").unwrap();
+    standby
+        .set_conf("wal_retrieve_retry_interval", "200ms")
+        .unwrap();
     let g = gate_dir(&dir, "gate-standby");
     gate(&standby, &data, &g, &held);
     standby.start_no_wait().unwrap();
@@ -188,6 +202,9 @@ fn pg15_recovery_with_the_store_hung_stops_and_a_standby_waits_for_it() {
     )
     .unwrap();
     assert_eq!(standby.psql("SELECT x FROM marker").unwrap(), "42");
-    assert!(standby.is_in_recovery().unwrap(), "a standby stays in recovery");
+    assert!(
+        standby.is_in_recovery().unwrap(),
+        "a standby stays in recovery"
+    );
     standby.stop().unwrap();
 }

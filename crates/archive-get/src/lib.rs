@@ -156,7 +156,9 @@ async fn deliver(
     let got = match repo.get_wal_into(info, wal, staged.file()).await {
         Ok(got) => got,
         Err(DeliverError::Sink(e)) => return Err(write_error(e).into()),
-        Err(DeliverError::Repo(e)) => return Err(undeliverable(wal, mode, Failure::from_error(&e))),
+        Err(DeliverError::Repo(e)) => {
+            return Err(undeliverable(wal, mode, Failure::from_error(&e)));
+        }
     };
     let Some((len, _)) = got else {
         // Not under its key: it is "not in the archive" only if the catalog agrees.

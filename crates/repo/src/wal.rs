@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::PutOutcome;
 use crate::catalog::WalEvent;
-use crate::journal::JournalName;
 use crate::error::RepoError;
+use crate::journal::JournalName;
 use crate::keys::ContentId;
 use crate::layout::{self, DbId, Identity, ObjectKey, StanzaName};
 use crate::object::{self, ObjectKind, PlaintextSink, StreamError};

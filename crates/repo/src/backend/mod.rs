@@ -98,7 +98,9 @@ impl Backend {
     pub async fn commit(&self, staged: Staged) -> Result<PutOutcome, BackendError> {
         match (self, staged.0) {
             (Backend::Local(b), StagedInner::Local(f)) => b.commit(f).await,
-            (Backend::Store(b), StagedInner::Store { key, data }) => b.put_if_absent(&key, data).await,
+            (Backend::Store(b), StagedInner::Store { key, data }) => {
+                b.put_if_absent(&key, data).await
+            }
             _ => unreachable!("an object is committed to the backend that staged it"),
         }
     }

@@ -99,10 +99,15 @@ fn decrypt_in_place(
             let index = first + i as u64;
             let last = index + 1 == frames;
             let (ct, tag) = sealed.split_at_mut(sealed.len() - TAG_LEN);
-            let tag =
-                Tag::<Aes256Gcm>::try_from(&*tag).map_err(|_| ObjectError::Auth { frame: index })?;
+            let tag = Tag::<Aes256Gcm>::try_from(&*tag)
+                .map_err(|_| ObjectError::Auth { frame: index })?;
             cipher
-                .decrypt_inout_detached(&frame_nonce(index, last), aad.at(index, last), ct.into(), &tag)
+                .decrypt_inout_detached(
+                    &frame_nonce(index, last),
+                    aad.at(index, last),
+                    ct.into(),
+                    &tag,
+                )
                 .map_err(|_| ObjectError::Auth { frame: index })?;
         }
         Ok(())
@@ -141,7 +146,10 @@ fn write_plain<S: PlaintextSink + ?Sized>(
 ) -> Result<(u64, ContentId), StreamError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let piece = crate::content_tree::piece_len(payload.len(), threads, 4 << 20);
-    let lens: Vec<u64> = payload.chunks(piece.max(1)).map(|p| p.len() as u64).collect();
+    let lens: Vec<u64> = payload
+        .chunks(piece.max(1))
+        .map(|p| p.len() as u64)
+        .collect();
     let put = |offset: u64, bytes: &[u8]| -> Result<(), StreamError> {
         for (i, block) in bytes.chunks(BLOCK).enumerate() {
             sink.write_at(offset + (i * BLOCK) as u64, block)
@@ -276,7 +284,10 @@ mod tests {
 
     impl PlaintextSink for Memory {
         fn write_at(&self, offset: u64, b: &[u8]) -> std::io::Result<()> {
-            if self.fail_at.is_some_and(|f| f >= offset && f < offset + b.len() as u64) {
+            if self
+                .fail_at
+                .is_some_and(|f| f >= offset && f < offset + b.len() as u64)
+            {
                 return Err(std::io::Error::other("disk full"));
             }
             let mut v = self.bytes.lock().unwrap();
@@ -308,7 +319,9 @@ mod tests {
     }
 
     fn here() -> Identity {
-        Identity::of(&ObjectKey::new("stanza/main/wal/1/00000001/000000010000000000000001").unwrap())
+        Identity::of(
+            &ObjectKey::new("stanza/main/wal/1/00000001/000000010000000000000001").unwrap(),
+        )
     }
 
     fn streamed(keys: &KeySet, enc: &[u8]) -> Result<Vec<u8>, StreamError> {
