@@ -95,7 +95,7 @@ async fn push_bytes(
     let encoding = {
         let repo = repo.clone();
         let bytes = bytes.clone();
-        let (stanza, db_id, name) = (info.name.clone(), generation.db_id, name.clone());
+        let (stanza, db_id, name) = (info.name.clone(), generation.db_id, *name);
         tokio::spawn(async move { repo.encode_wal(&stanza, db_id, &name, bytes).await })
     };
     let detail = validate(name, &bytes, generation).map_err(|source| PushError::Invalid {

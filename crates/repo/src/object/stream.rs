@@ -208,7 +208,7 @@ fn inflate_into<S: PlaintextSink + ?Sized>(
     }
     let Some(tree) = PieceTree::new(&lens) else {
         let mut hasher = keys.content_hasher();
-        let len = inflate(payload, 0, plaintext_len, &mut |offset, block| {
+        let len = inflate(payload, 0, plaintext_len, |offset, block| {
             hasher.update(block);
             sink.write_at(offset, block).map_err(StreamError::Sink)
         })?;
@@ -217,7 +217,7 @@ fn inflate_into<S: PlaintextSink + ?Sized>(
     let values = in_pieces(frames.len(), |i| {
         let mut hasher = tree.hasher(keys, i);
         let start = tree.offset(i);
-        let len = inflate(frames[i].0, start, lens[i], &mut |offset, block| {
+        let len = inflate(frames[i].0, start, lens[i], |offset, block| {
             hasher.update(block);
             sink.write_at(offset, block).map_err(StreamError::Sink)
         })?;
@@ -231,12 +231,10 @@ fn inflate_into<S: PlaintextSink + ?Sized>(
 
 /// Decompress `input` (whole zstd frames) in blocks, handing each to `each` with its
 /// offset (counted from `start`); fails beyond `limit` bytes. Returns the bytes produced.
-fn inflate(
-    input: &[u8],
-    start: u64,
-    limit: u64,
-    each: &mut dyn FnMut(u64, &[u8]) -> Result<(), StreamError>,
-) -> Result<u64, StreamError> {
+fn inflate<F>(input: &[u8], start: u64, limit: u64, mut each: F) -> Result<u64, StreamError>
+where
+    F: FnMut(u64, &[u8]) -> Result<(), StreamError>,
+{
     use zstd::stream::raw::{Decoder, Operation};
     let bad = |message: String| ObjectError::Decompress { message };
     let mut decoder = Decoder::new().map_err(|e| bad(e.to_string()))?;
