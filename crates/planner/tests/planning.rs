@@ -523,3 +523,29 @@ fn commit_spans_start_at_the_first_commit_after_a_window_opens() {
     );
     assert!(cairn_planner::commit_spans(only_b2, &cat, DbId(1)).is_empty());
 }
+
+#[test]
+fn windows_serialize_as_info_json_shows_them() {
+    // docs/info-json.md: the timeline a number, times and names as text, `to` with six
+    // fractional digits, `from` exactly as the backup recorded its stop time.
+    let cat = WalCatalog::from_entries(segments(&timeline1(), &[4]));
+    let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
+    assert_eq!(
+        serde_json::to_value(&w).unwrap(),
+        serde_json::json!([
+            { "timeline": 1, "backup": "20270101-000020F", "from": rfc(25),
+              "to": at(30).to_string(), "gap": "000000010000000000000004" },
+            { "timeline": 1, "backup": "20270101-000060F", "from": rfc(65),
+              "to": at(80).to_string(), "gap": null },
+        ])
+    );
+    assert!(at(30).to_string().ends_with(":30.000000Z"));
+    for stop in [
+        "2026-11-22T14:05:09Z",
+        "2026-11-22T14:05:09.5Z",
+        "2026-11-22T14:05:09.123456789Z",
+    ] {
+        let t = cairn_planner::BackupTime::parse(stop).unwrap();
+        assert_eq!(serde_json::to_value(t).unwrap(), serde_json::json!(stop));
+    }
+}
