@@ -58,6 +58,13 @@ pub enum ErrorKind {
     /// backup's start to its stop) did not reach the repository in time: `archive_command`
     /// is failing or slow. Retryable once archiving catches up.
     ArchiveTimeout = 16,
+    /// `cairn check`: a `[health]` threshold is exceeded (the newest backup is older than
+    /// `max-backup-age`, or the last archived segment older than `max-archive-lag`). The
+    /// message says what is stale. Everything else checked is in order.
+    Unhealthy = 17,
+    /// `cairn metrics --push`: the Pushgateway could not be reached or refused the
+    /// metrics. Retryable.
+    PushFailed = 18,
     /// A bug in cairn.
     Internal = 70,
     /// `archive-get` (not in standby mode): the archive has the requested file but cannot
@@ -94,6 +101,8 @@ impl ErrorKind {
             ErrorKind::LocalIo => "local-io",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::ArchiveTimeout => "archive-timeout",
+            ErrorKind::Unhealthy => "unhealthy",
+            ErrorKind::PushFailed => "push-failed",
             ErrorKind::Internal => "internal",
             ErrorKind::Undeliverable => "undeliverable",
         }
@@ -107,11 +116,12 @@ impl ErrorKind {
                 | ErrorKind::Postgres
                 | ErrorKind::Locked
                 | ErrorKind::ArchiveTimeout
+                | ErrorKind::PushFailed
         )
     }
 
     /// Every kind, for documentation and tests.
-    pub const ALL: [ErrorKind; 18] = [
+    pub const ALL: [ErrorKind; 20] = [
         ErrorKind::NotInArchive,
         ErrorKind::Usage,
         ErrorKind::Config,
@@ -128,6 +138,8 @@ impl ErrorKind {
         ErrorKind::LocalIo,
         ErrorKind::Unsupported,
         ErrorKind::ArchiveTimeout,
+        ErrorKind::Unhealthy,
+        ErrorKind::PushFailed,
         ErrorKind::Internal,
         ErrorKind::Undeliverable,
     ];
