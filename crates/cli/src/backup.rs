@@ -10,8 +10,8 @@ use cairn_config::{Config, StanzaConfig};
 use cairn_exit::Failure;
 use cairn_repo::{BackupType, IncrementalMode};
 
-use crate::args::BackupType as ArgType;
-use crate::progress::Progress;
+use crate::args::{BackupType as ArgType, ProgressMode};
+use crate::progress::{self, Counted, Snapshot};
 use crate::stanza::stanza_name;
 
 pub fn conn_params(st: &StanzaConfig) -> ConnParams {
@@ -54,6 +54,7 @@ pub async fn run(
     requested: Option<ArgType>,
     archive_timeout: Duration,
     spread: bool,
+    progress: ProgressMode,
 ) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     let (_, st) = cfg.stanza(stanza)?;
@@ -62,7 +63,7 @@ pub async fn run(
     // Before PostgreSQL is contacted: a second backup of the stanza fails at once.
     let warn = |w: &str| eprintln!("cairn: WARNING: {w}");
     cairn_backup::with_lock(&repo, &name, &Default::default(), warn, async |lock| {
-        take(st, &repo, &info, requested, archive_timeout, spread, lock).await
+        take(st, &repo, &info, requested, (archive_timeout, spread, progress), lock).await
     })
     .await
 }
@@ -72,8 +73,7 @@ async fn take(
     repo: &cairn_repo::Repository,
     info: &cairn_repo::StanzaInfo,
     requested: Option<ArgType>,
-    archive_timeout: Duration,
-    spread: bool,
+    (archive_timeout, spread, progress): (Duration, bool, ProgressMode),
     lock: cairn_repo::LockWatch,
 ) -> Result<ExitCode, Failure> {
     let mut session = Session::connect(&conn_params(st), info).await?;
@@ -118,11 +118,16 @@ async fn take(
             ),
         })
         .await?;
-    let mut source = Progress::new(
-        started.source,
-        eta_basis(estimate, started.incremental_mode),
-        plan.label.as_str(),
-    );
+    let mut source = Counted::new(started.source);
+    let total = eta_basis(estimate, started.incremental_mode);
+    let done = source.counter();
+    let display = progress::start(progress, &format!("backup {}", plan.label), move || {
+        Snapshot {
+            done: done.load(std::sync::atomic::Ordering::Relaxed),
+            total,
+            phase: None,
+        }
+    });
     let opts = RunOptions {
         archive_timeout,
         wal_segment_size,
@@ -131,9 +136,9 @@ async fn take(
         lock: Some(lock),
         ..Default::default()
     };
-    let m = cairn_backup::run(repo, info, &plan, &mut source, &opts)
-        .await
-        .map_err(|e| Failure::from_error(&e))?;
+    let m = cairn_backup::run(repo, info, &plan, &mut source, &opts).await;
+    display.finish().await;
+    let m = m.map_err(|e| Failure::from_error(&e))?;
     println!(
         "backup {} ({}, {}) complete: start {} stop {}, database {:.1} MiB, received {:.1} MiB, added {:.1} MiB to the repository",
         m.label,

@@ -54,6 +54,46 @@ impl LogArgs {
     }
 }
 
+/// `--log-level`, `-v`, `-q`, as every binary takes them (`#[command(flatten)]`).
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct LogFlags {
+    /// Log level: error, warn, info, debug or trace (default: [log] level, else info).
+    #[arg(long, global = true, value_name = "LEVEL", value_enum)]
+    pub log_level: Option<LevelArg>,
+    /// More log output: -v debug, -vv trace.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Log warnings and errors only.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// A log level on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LevelArg {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogFlags {
+    pub fn args(&self) -> LogArgs {
+        LogArgs {
+            level: self.log_level.map(|l| match l {
+                LevelArg::Error => LogLevel::Error,
+                LevelArg::Warn => LogLevel::Warn,
+                LevelArg::Info => LogLevel::Info,
+                LevelArg::Debug => LogLevel::Debug,
+                LevelArg::Trace => LogLevel::Trace,
+            }),
+            verbose: self.verbose,
+            quiet: self.quiet,
+        }
+    }
+}
+
 /// Where a process logs unless `[log] file` says otherwise.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LogRole {
@@ -249,7 +289,7 @@ impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
             "message" => self.message = value.to_string(),
-            "hint" => self.hint = Some(value.to_string()),
+            "hint" => self.hint = (!value.is_empty()).then(|| value.to_string()),
             name => self.rest.push((name, value.to_string())),
         }
     }
