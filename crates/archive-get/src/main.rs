@@ -21,6 +21,10 @@ struct Args {
     /// (below 126) so a standby retries, instead of 126, which stops recovery.
     #[arg(long)]
     standby: bool,
+    /// Fetch only this cluster generation's WAL (written by `cairn restore` for a backup
+    /// taken before a `stanza-upgrade`).
+    #[arg(long, value_name = "DB_ID")]
+    db_id: Option<u32>,
     /// Internal: run as the prefetch worker (`[archive] async = true`).
     #[arg(long, hide = true)]
     prefetch_worker: bool,
@@ -67,9 +71,11 @@ fn main() -> ExitCode {
                 cairn_archive_get::prefetch_worker(&cfg, stanza).await?;
                 return Ok(ExitCode::SUCCESS);
             }
+            let generation = args.db_id.map(cairn_repo::DbId);
             let started = Instant::now();
             let got =
-                cairn_archive_get::get(&cfg, stanza, &args.wal_name, &args.dest, mode).await?;
+                cairn_archive_get::get(&cfg, stanza, &args.wal_name, &args.dest, mode, generation)
+                    .await?;
             cairn_archive_get::report::served(&args.wal_name, &args.dest, got, started.elapsed());
             match got {
                 GetOutcome::Written => Ok(ExitCode::SUCCESS),

@@ -5,29 +5,18 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cairn_backup::{BackupPlan, RunOptions, Session, StartNotice};
-use cairn_basebackup::ConnParams;
 use cairn_config::{Config, StanzaConfig};
 use cairn_exit::Failure;
-use cairn_repo::{BackupType, IncrementalMode};
+use cairn_repo::{BackupManifest, BackupType, IncrementalMode};
 
 use crate::args::{BackupType as ArgType, ProgressMode};
+use crate::pg;
 use crate::progress::{self, Counted, Snapshot};
+use crate::quantity::size;
 use crate::stanza::stanza_name;
 
-pub fn conn_params(st: &StanzaConfig) -> ConnParams {
-    ConnParams {
-        host: st.pg_host.clone(),
-        port: st.pg_port,
-        user: st.pg_user.clone(),
-        password: st.pg_password.as_ref().map(|p| p.expose().to_string()),
-        sslmode: st.pg_sslmode.clone(),
-        application_name: "cairn backup".into(),
-    }
-}
-
-/// The size of the databases, for the progress bar's ETA (none if SQL is not reachable).
-async fn size_estimate(st: &StanzaConfig) -> Option<u64> {
-    let client = crate::pg::connect(st).await.ok()?;
+/// The size of the databases, for the progress bar's ETA.
+async fn size_estimate(client: &tokio_postgres::Client) -> Option<u64> {
     let row = client
         .query_one(
             "SELECT sum(pg_database_size(oid))::bigint FROM pg_database",
@@ -63,7 +52,15 @@ pub async fn run(
     // Before PostgreSQL is contacted: a second backup of the stanza fails at once.
     let warn = |w: &str| eprintln!("cairn: WARNING: {w}");
     cairn_backup::with_lock(&repo, &name, &Default::default(), warn, async |lock| {
-        take(st, &repo, &info, requested, (archive_timeout, spread, progress), lock).await
+        take(
+            st,
+            &repo,
+            &info,
+            requested,
+            (archive_timeout, spread, progress),
+            lock,
+        )
+        .await
     })
     .await
 }
@@ -76,8 +73,12 @@ async fn take(
     (archive_timeout, spread, progress): (Duration, bool, ProgressMode),
     lock: cairn_repo::LockWatch,
 ) -> Result<ExitCode, Failure> {
-    let mut session = Session::connect(&conn_params(st), info).await?;
-    let estimate = size_estimate(st).await;
+    let mut session = Session::connect(&pg::conn_params(st, "cairn backup"), info).await?;
+    // The same checks `cairn check` makes: the server runs on pg-data and is the stanza's
+    // cluster.
+    let sql = pg::connect(st).await?;
+    pg::require_stanza_cluster(&sql, st, &info.name, info).await?;
+    let estimate = size_estimate(&sql).await;
     let requested = requested.map(|t| match t {
         ArgType::Full => BackupType::Full,
         ArgType::Diff => BackupType::Diff,
@@ -109,8 +110,11 @@ async fn take(
                 "cairn: {} backup {}{on_top} starting (WAL summaries: the server sends only blocks changed since the parent)",
                 plan.backup_type, plan.label
             ),
+            StartNotice::ContentAddressed { .. } if plan.parent.is_none() => {
+                eprintln!("cairn: {} backup {} starting", plan.backup_type, plan.label)
+            }
             StartNotice::ContentAddressed { why } => eprintln!(
-                "cairn: {} backup {}{on_top} starting (changed data found by content addressing: the server sends every file; {why})",
+                "cairn: {} backup {}{on_top} starting (changes found by content addressing: the server sends every file because {why})",
                 plan.backup_type, plan.label
             ),
             StartNotice::Refused { error } => eprintln!(
@@ -139,22 +143,32 @@ async fn take(
     let m = cairn_backup::run(repo, info, &plan, &mut source, &opts).await;
     display.finish().await;
     let m = m.map_err(|e| Failure::from_error(&e))?;
-    println!(
-        "backup {} ({}, {}) complete: start {} stop {}, database {:.1} MiB, received {:.1} MiB, added {:.1} MiB to the repository",
-        m.label,
+    println!("{}", completion_line(&m));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The line a finished backup prints: type and label, how the changes were found (for
+/// diff and incr), where it starts and stops, and what it cost.
+fn completion_line(m: &BackupManifest) -> String {
+    let how = match (m.incremental_mode, &m.parent) {
+        (IncrementalMode::WalSummaries, Some(p)) => {
+            format!(" on top of {p} (the server sent only changed blocks)")
+        }
+        (IncrementalMode::ContentAddressed, Some(p)) => {
+            format!(" on top of {p} (the server sent every file; only new chunks were stored)")
+        }
+        _ => String::new(),
+    };
+    format!(
+        "{} backup {}{how} complete: start {}, stop {}; database {}, received {}, added {} to the repository",
         m.backup_type,
-        match m.incremental_mode {
-            IncrementalMode::Full => "full",
-            IncrementalMode::ContentAddressed => "content-addressed",
-            IncrementalMode::WalSummaries => "wal-summaries",
-        },
+        m.label,
         m.start_lsn,
         m.stop_lsn,
-        m.db_size as f64 / 1048576.0,
-        m.bytes_received as f64 / 1048576.0,
-        m.repo_added as f64 / 1048576.0
-    );
-    Ok(ExitCode::SUCCESS)
+        size(m.db_size),
+        size(m.bytes_received),
+        size(m.repo_added)
+    )
 }
 
 #[cfg(test)]

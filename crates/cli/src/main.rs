@@ -5,9 +5,12 @@ mod args;
 mod backup;
 mod check;
 mod duration;
+mod health;
 mod info;
+mod metrics;
 mod pg;
 mod progress;
+mod quantity;
 mod rekey;
 mod restore;
 mod restore_output;
@@ -33,9 +36,15 @@ fn main() -> ExitCode {
         } => Some((wal_name.clone(), *standby)),
         _ => None,
     };
-    cairn_startup::main_with(
-        "cairn",
-        cairn_startup::Runtime::MultiThread { workers: Some(2) },
+    let program = cairn_startup::Program {
+        log: cli.log.args(),
+        ..cairn_startup::Program::new(
+            "cairn",
+            cairn_startup::Runtime::MultiThread { workers: Some(2) },
+        )
+    };
+    cairn_startup::run(
+        program,
         || run(cli),
         |f| match get {
             Some((name, standby)) => {
@@ -77,26 +86,43 @@ fn usage_error(e: clap::Error) -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let cfg = cairn_startup::load_config(cli.config.as_deref())?;
     let stanza = cli.stanza.as_deref();
+    let progress = cli.progress;
     match cli.command {
         Command::StanzaCreate => stanza::create(&cfg, stanza).await,
         Command::StanzaUpgrade => stanza::upgrade(&cfg, stanza).await,
         Command::StanzaDelete { force } => stanza::delete(&cfg, stanza, force).await,
-        Command::Check { archive_timeout } => check::run(&cfg, stanza, archive_timeout).await,
+        Command::Check {
+            archive_timeout,
+            max_backup_age,
+            max_archive_lag,
+        } => {
+            let t = health::thresholds(&cfg, max_backup_age, max_archive_lag);
+            check::run(&cfg, stanza, archive_timeout, t).await
+        }
+        Command::Metrics { push } => metrics::run(&cfg, stanza, push.as_deref()).await,
         Command::ArchivePush { wal_path } => {
-            cairn_archive_push::push(&cfg, stanza, &wal_path).await?;
+            let started = std::time::Instant::now();
+            let outcome = cairn_archive_push::push(&cfg, stanza, &wal_path).await?;
+            cairn_archive_push::report::pushed(&wal_path, &outcome, started.elapsed());
             Ok(ExitCode::SUCCESS)
         }
         Command::ArchiveGet {
             wal_name,
             dest,
             standby,
+            db_id,
         } => {
             let mode = if standby {
                 cairn_archive_get::Mode::Standby
             } else {
                 cairn_archive_get::Mode::Recovery
             };
-            match cairn_archive_get::get(&cfg, stanza, &wal_name, &dest, mode).await? {
+            let generation = db_id.map(cairn_repo::DbId);
+            let started = std::time::Instant::now();
+            let got =
+                cairn_archive_get::get(&cfg, stanza, &wal_name, &dest, mode, generation).await?;
+            cairn_archive_get::report::served(&wal_name, &dest, got, started.elapsed());
+            match got {
                 cairn_archive_get::GetOutcome::Written => Ok(ExitCode::SUCCESS),
                 cairn_archive_get::GetOutcome::NotInArchive => {
                     Ok(ExitCode::from(ErrorKind::NotInArchive.code()))
@@ -105,17 +131,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Info { output } => info::run(&cfg, stanza, output).await,
         Command::Rekey { new_pass_file } => rekey::run(&cfg, new_pass_file.as_deref()).await,
-        Command::Restore(args) => restore::run(&cfg, stanza, &args).await,
+        Command::Restore(args) => restore::run(&cfg, stanza, &args, progress).await,
         Command::Backup {
             backup_type,
             archive_timeout,
             spread,
-        } => backup::run(&cfg, stanza, backup_type, archive_timeout, spread).await,
-        Command::Verify {
-            set,
-            output,
-            progress,
-        } => verify::run(&cfg, stanza, set.as_deref(), output, progress).await,
+        } => backup::run(&cfg, stanza, backup_type, archive_timeout, spread, progress).await,
+        Command::Verify { set, output } => {
+            verify::run(&cfg, stanza, set.as_deref(), output, progress).await
+        }
         Command::Expire { .. } => Err(Failure::new(
             ErrorKind::Unsupported,
             "this command is not implemented yet in this build of cairn",

@@ -38,7 +38,11 @@ pub async fn statuses(
     Ok(out)
 }
 
-pub async fn run(cfg: &Config, stanza: Option<&str>, push: Option<&str>) -> Result<ExitCode, Failure> {
+pub async fn run(
+    cfg: &Config,
+    stanza: Option<&str>,
+    push: Option<&str>,
+) -> Result<ExitCode, Failure> {
     let names = stanzas(cfg, stanza)?;
     let target = push.map(PushTarget::parse).transpose()?;
     let repo = cairn_startup::open_repo(cfg).await?;
@@ -67,7 +71,6 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, push: Option<&str>) -> Resu
 /// A Pushgateway: its address without credentials (for messages), and the credentials.
 #[derive(Debug)]
 pub struct PushTarget {
-    base: reqwest::Url,
     /// The address as messages show it: no user or password.
     pub shown: String,
     user: Option<(String, Option<Secret>)>,
@@ -94,7 +97,7 @@ impl PushTarget {
         base.set_query(None);
         base.set_fragment(None);
         let shown = base.as_str().trim_end_matches('/').to_string();
-        Ok(PushTarget { base, shown, user })
+        Ok(PushTarget { shown, user })
     }
 
     /// Where one stanza's group goes.
@@ -164,7 +167,10 @@ mod tests {
             "http://gw.example:9091/metrics/job/cairn/stanza/main"
         );
         assert!(!format!("{t:?}").contains("s3cret"));
-        assert_eq!(t.user.as_ref().unwrap().1.as_ref().unwrap().expose(), "s3cret");
+        assert_eq!(
+            t.user.as_ref().unwrap().1.as_ref().unwrap().expose(),
+            "s3cret"
+        );
         let t = PushTarget::parse("https://gw.example/prefix/").unwrap();
         assert_eq!(
             t.group_url(&s),

@@ -42,7 +42,11 @@ fn mib(b: u64) -> f64 {
 /// The plain line: `cairn: backup 2026...F: packs: 120.0 of ~800.0 MiB (15%), 40.0 MiB/s`.
 pub fn plain_line(what: &str, s: &Snapshot, elapsed: Duration) -> String {
     let rate = mib(s.done) / elapsed.as_secs_f64().max(0.001);
-    let phase = s.phase.as_deref().map(|p| format!("{p}: ")).unwrap_or_default();
+    let phase = s
+        .phase
+        .as_deref()
+        .map(|p| format!("{p}: "))
+        .unwrap_or_default();
     match s.total.filter(|t| *t > 0) {
         Some(t) => format!(
             "cairn: {what}: {phase}{:.1} of ~{:.1} MiB ({:.0}%), {rate:.1} MiB/s",
@@ -50,7 +54,10 @@ pub fn plain_line(what: &str, s: &Snapshot, elapsed: Duration) -> String {
             mib(t),
             (s.done as f64 * 100.0 / t as f64).min(100.0)
         ),
-        None => format!("cairn: {what}: {phase}{:.1} MiB, {rate:.1} MiB/s", mib(s.done)),
+        None => format!(
+            "cairn: {what}: {phase}{:.1} MiB, {rate:.1} MiB/s",
+            mib(s.done)
+        ),
     }
 }
 

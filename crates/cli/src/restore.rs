@@ -136,11 +136,17 @@ pub async fn run(
     }
     let mut usable = backups.usable;
     let catalog = repo.wal_catalog(&name).await?;
+    // A set of an older cluster generation (before a stanza-upgrade) restores with that
+    // generation's WAL.
+    let db_id = set
+        .as_ref()
+        .and_then(|l| usable.iter().find(|b| &b.label == l))
+        .map_or(info.current().db_id, |b| b.db_id);
     let request = PlanRequest {
         target,
         timeline,
         set,
-        db_id: info.current().db_id,
+        db_id,
     };
     // A manifest found damaged only now costs only its backup: plan again without it,
     // unless the operator asked for that very backup.
@@ -161,7 +167,14 @@ pub async fn run(
     let chosen = &chosen;
     let exe = std::env::current_exe().ok();
     let recovery = RecoverySettings {
-        restore_command: RestoreCommand::archive_get(exe.as_deref(), &cfg.source, &name),
+        restore_command: {
+            let command = RestoreCommand::archive_get(exe.as_deref(), &cfg.source, &name);
+            if chosen.db_id == info.current().db_id {
+                command
+            } else {
+                command.for_generation(chosen.db_id)
+            }
+        },
         target: plan.target.clone(),
         action: action(args, &plan.target),
         timeline: Some(TimelineTarget::Id(plan.timeline)),
@@ -194,15 +207,13 @@ pub async fn run(
     }
     let total: u64 = chosen.files.iter().map(|f| f.size).sum();
     let counters = opts.progress.clone();
-    let display = progress::start(
-        progress,
-        &format!("restore {}", chosen.label),
-        move || Snapshot {
+    let display = progress::start(progress, &format!("restore {}", chosen.label), move || {
+        Snapshot {
             done: counters.bytes(),
             total: Some(total),
             phase: None,
-        },
-    );
+        }
+    });
     let report = cairn_restore::restore_backup(&repo, &name, chosen, &opts).await;
     display.finish().await;
     let report = report?;

@@ -7,6 +7,7 @@ use cairn_target::{RecoveryTarget, TargetAction, TargetTime};
 use serde::Serialize;
 
 use crate::args::{Output, RestoreArgs};
+use crate::quantity::{count, size};
 
 /// A target time as RFC 3339, in UTC and in the offset the operator wrote.
 #[derive(Serialize)]
@@ -119,8 +120,11 @@ pub fn print_plan(plan: &Plan, recovery: &RecoverySettings, args: &RestoreArgs) 
     );
     for r in &plan.wal {
         println!(
-            "  WAL:     timeline {}: {} .. {} ({} segments)",
-            r.timeline, r.first, r.last, r.segments
+            "  WAL:     timeline {}: {} .. {} ({})",
+            r.timeline,
+            r.first,
+            r.last,
+            count(r.segments, "segment", "segments")
         );
     }
     println!(
@@ -150,13 +154,13 @@ pub fn print_plan(plan: &Plan, recovery: &RecoverySettings, args: &RestoreArgs) 
 
 pub fn print_report(plan: &Plan, recovery: &RecoverySettings, report: &RestoreReport) {
     println!(
-        "restored backup {} into {}: {} files, {} directories, {:.1} MiB written from {} chunks",
+        "restored backup {} into {}: {}, {}, {} written from {}",
         report.label,
         report.pg_data.display(),
-        report.files,
-        report.directories,
-        report.bytes_written as f64 / 1048576.0,
-        report.chunks
+        count(report.files, "file", "files"),
+        count(report.directories, "directory", "directories"),
+        size(report.bytes_written),
+        count(report.chunks, "chunk", "chunks")
     );
     for (oid, dir) in &report.tablespaces {
         println!("tablespace {oid} -> {}", dir.display());

@@ -64,6 +64,10 @@ fn snapshot(s: &ProgressSnapshot) -> Snapshot {
     Snapshot {
         done: s.bytes,
         total: s.planned,
-        phase: Some(format!("{}, {} objects", s.phase.name(), s.objects)),
+        phase: Some(format!(
+            "{}, {}",
+            s.phase.name(),
+            crate::quantity::count(s.objects, "object", "objects")
+        )),
     }
 }

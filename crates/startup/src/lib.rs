@@ -42,7 +42,9 @@ use cairn_config::{Config, ConfigError, Env};
 use cairn_exit::{Classify, ErrorKind, Failure};
 use cairn_repo::{KdfParams, OpenOptions, RepoError, Repository};
 
-pub use logging::{LevelArg, LogArgs, LogFlags, LogRole, RecentErrors, recent_errors, worker_log_path};
+pub use logging::{
+    LevelArg, LogArgs, LogFlags, LogRole, RecentErrors, recent_errors, worker_log_path,
+};
 pub use store::{AZURITE_ACCOUNT, AZURITE_KEY, StoreError, backend_for, retry_config};
 
 /// The tokio runtime a binary runs on.
