@@ -8,7 +8,7 @@ mod support;
 
 use std::path::Path;
 
-use cairn_testkit::{PgCluster, TestDir};
+use cairn_testkit::{ClusterOptions, PgCluster, PgInstall, TestDir};
 use support::{
     Cairn, Recovered, RepoSpec, describe, restore, small_wal_cluster, start_archiving,
     start_restored, table_checksum, wait_archived, workload,
@@ -83,7 +83,15 @@ fn a_stanza_outlives_a_major_version_and_is_deleted_whole() {
     cairn.cairn_ok(&["--stanza", "other", "stanza-create"]);
 
     // PostgreSQL 17 takes the stanza over: create refuses it, upgrade records generation 2.
-    let mut new = small_wal_cluster(17, &dir);
+    let mut new = PgCluster::init(
+        &PgInstall::find(17).unwrap(),
+        &dir,
+        ClusterOptions {
+            wal_segsize_mb: Some(1),
+            ..ClusterOptions::new().name("pg17")
+        },
+    )
+    .unwrap();
     repoint(&cairn, &old, &new);
     new.start().unwrap();
     let out = cairn.run("cairn", &["--stanza", "main", "stanza-create"]);
@@ -91,7 +99,17 @@ fn a_stanza_outlives_a_major_version_and_is_deleted_whole() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("stanza-upgrade"));
     new.stop().unwrap();
     cairn.cairn_ok(&["--stanza", "main", "stanza-upgrade"]);
-    start_archiving(&mut new, &cairn);
+    // Two stanzas configured now: archive_command names its own.
+    new.set_conf("archive_mode", "on").unwrap();
+    new.set_conf(
+        "archive_command",
+        &format!(
+            "'CAIRN_STANZA=main {}'",
+            cairn.archive_command().replace('\'', "''")
+        ),
+    )
+    .unwrap();
+    new.start().unwrap();
     workload(&new, 1);
     cairn.cairn_ok(&["--stanza", "main", "backup", "--type", "full"]);
     let last = workload(&new, 2);
