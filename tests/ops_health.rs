@@ -237,8 +237,13 @@ fn pg15_metrics_after_backup_verify_and_drill_and_a_push() {
     assert!(!err.contains("hunter2"), "the password leaked: {err}");
 }
 
-/// Write a `drill` record into the repository, as the postgres user's files.
+/// Write a `drill` record into the repository as `cairn drill` does (its crate is another
+/// branch's). The repository refuses a writer that does not own its root, so the root is
+/// this process's for the write and everything is the postgres user's again after it.
 fn record_drill(cairn: &Cairn, started: &str, finished: &str, secs: f64, status: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata("/proc/self").unwrap().uid();
+    std::os::unix::fs::chown(&cairn.repo_dir, Some(me), None).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let backend = cairn_repo::Backend::Local(Arc::new(cairn_repo::LocalBackend::new(&cairn.repo_dir)));
