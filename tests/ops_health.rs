@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_testkit::{TestDir, wait_until};
-use support::{Cairn, RepoSpec, describe, small_wal_cluster, start_archiving, wait_archived, workload};
+use support::{
+    Cairn, RepoSpec, describe, small_wal_cluster, start_archiving, wait_archived, workload,
+};
 
 /// `name{labels}` -> value, from Prometheus text parsed by `prometheus-parse`.
 fn parse_metrics(text: &str) -> HashMap<String, f64> {
@@ -41,7 +43,8 @@ fn parse_metrics(text: &str) -> HashMap<String, f64> {
         "cairn_stanza_healthy",
     ] {
         assert!(
-            text.contains(&format!("# HELP {name} ")) && text.contains(&format!("# TYPE {name} gauge")),
+            text.contains(&format!("# HELP {name} "))
+                && text.contains(&format!("# TYPE {name} gauge")),
             "{name} lacks HELP/TYPE"
         );
     }
@@ -81,7 +84,8 @@ fn pushgateway() -> (String, Arc<Mutex<Vec<Received>>>) {
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { return };
-            conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
             let mut reader = BufReader::new(conn.try_clone().unwrap());
             let mut line = String::new();
             if reader.read_line(&mut line).is_err() {
@@ -114,7 +118,8 @@ fn pushgateway() -> (String, Arc<Mutex<Vec<Received>>>) {
                 content_type,
                 body: String::from_utf8_lossy(&body).into_owned(),
             });
-            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
     });
     (url, got)
@@ -175,41 +180,119 @@ fn pg15_metrics_after_backup_verify_and_drill_and_a_push() {
     assert_eq!(get(&m, "cairn_backups{stanza=main,type=incr}"), 0.0);
     let stop = unix(b["stop"]["time"].as_str().unwrap());
     let start = unix(b["start"]["time"].as_str().unwrap());
-    assert!((get(&m, &format!("cairn_backup_last_success_timestamp_seconds{full}")) - stop).abs() < 1e-3);
-    assert!((get(&m, &format!("cairn_backup_last_duration_seconds{full}")) - (stop - start)).abs() < 1e-3);
+    assert!(
+        (get(
+            &m,
+            &format!("cairn_backup_last_success_timestamp_seconds{full}")
+        ) - stop)
+            .abs()
+            < 1e-3
+    );
+    assert!(
+        (get(&m, &format!("cairn_backup_last_duration_seconds{full}")) - (stop - start)).abs()
+            < 1e-3
+    );
     assert_eq!(
         get(&m, &format!("cairn_backup_last_added_bytes{full}")),
         b["repo_added"].as_u64().unwrap() as f64
     );
     // The archive: the last segment arrived moments ago; the last commit is info's.
     let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
-    let seg_at = get(&m, "cairn_archive_last_segment_timestamp_seconds{stanza=main}");
-    assert!(now - seg_at < 300.0 && seg_at >= stop - 1.0, "{seg_at} vs {now}");
+    let seg_at = get(
+        &m,
+        "cairn_archive_last_segment_timestamp_seconds{stanza=main}",
+    );
+    assert!(
+        now - seg_at < 300.0 && seg_at >= stop - 1.0,
+        "{seg_at} vs {now}"
+    );
     let tl = &s["archive"][0];
     let last_commit = unix(tl["last_commit"].as_str().unwrap());
-    assert!((get(&m, "cairn_archive_last_commit_timestamp_seconds{stanza=main}") - last_commit).abs() < 1e-3);
-    let segments: u64 = tl["ranges"].as_array().unwrap().iter().map(|r| r["segments"].as_u64().unwrap()).sum();
-    assert_eq!(get(&m, "cairn_archive_segments{stanza=main}"), segments as f64);
+    assert!(
+        (get(
+            &m,
+            "cairn_archive_last_commit_timestamp_seconds{stanza=main}"
+        ) - last_commit)
+            .abs()
+            < 1e-3
+    );
+    let segments: u64 = tl["ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["segments"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        get(&m, "cairn_archive_segments{stanza=main}"),
+        segments as f64
+    );
     // The recovery window: from the backup's end to the last commit.
     let w = &s["recovery_windows"][0];
-    assert!((get(&m, "cairn_recovery_window_start_timestamp_seconds{stanza=main}") - unix(w["from"].as_str().unwrap())).abs() < 1e-3);
-    assert!((get(&m, "cairn_recovery_window_end_timestamp_seconds{stanza=main}") - unix(w["to"].as_str().unwrap())).abs() < 1e-3);
-    assert!(get(&m, "cairn_repo_size_bytes{stanza=main}") >= b["repo_added"].as_u64().unwrap() as f64);
+    assert!(
+        (get(
+            &m,
+            "cairn_recovery_window_start_timestamp_seconds{stanza=main}"
+        ) - unix(w["from"].as_str().unwrap()))
+        .abs()
+            < 1e-3
+    );
+    assert!(
+        (get(
+            &m,
+            "cairn_recovery_window_end_timestamp_seconds{stanza=main}"
+        ) - unix(w["to"].as_str().unwrap()))
+        .abs()
+            < 1e-3
+    );
+    assert!(
+        get(&m, "cairn_repo_size_bytes{stanza=main}") >= b["repo_added"].as_u64().unwrap() as f64
+    );
     // The verify just run.
     let v = &s["last_verify"];
     assert_eq!(v["status"], "ok");
-    assert!((get(&m, "cairn_verify_last_success_timestamp_seconds{stanza=main}") - unix(v["finished"].as_str().unwrap())).abs() < 1e-3);
+    assert!(
+        (get(
+            &m,
+            "cairn_verify_last_success_timestamp_seconds{stanza=main}"
+        ) - unix(v["finished"].as_str().unwrap()))
+        .abs()
+            < 1e-3
+    );
     assert_eq!(get(&m, "cairn_verify_last_ok{stanza=main}"), 1.0);
     assert!(!m.contains_key("cairn_drill_last_success_timestamp_seconds{stanza=main}"));
 
     // A drill record, as a drill writes it (`cairn drill` is another crate's): the drill
     // gauges appear.
-    record_drill(&cairn, "2026-12-01T05:00:00Z", "2026-12-01T05:01:12.5Z", 72.5, "succeeded");
-    record_drill(&cairn, "2026-12-01T06:00:00Z", "2026-12-01T06:00:09Z", 9.0, "failed");
+    record_drill(
+        &cairn,
+        "2026-12-01T05:00:00Z",
+        "2026-12-01T05:01:12.5Z",
+        72.5,
+        "succeeded",
+    );
+    record_drill(
+        &cairn,
+        "2026-12-01T06:00:00Z",
+        "2026-12-01T06:00:09Z",
+        9.0,
+        "failed",
+    );
     let m = metrics(&cairn);
-    assert_eq!(get(&m, "cairn_drill_last_success_timestamp_seconds{stanza=main}"), unix("2026-12-01T05:01:12.5Z"));
-    assert_eq!(get(&m, "cairn_drill_last_duration_seconds{stanza=main}"), 72.5);
-    assert_eq!(get(&m, "cairn_drill_last_run_timestamp_seconds{stanza=main}"), unix("2026-12-01T06:00:09Z"));
+    assert_eq!(
+        get(
+            &m,
+            "cairn_drill_last_success_timestamp_seconds{stanza=main}"
+        ),
+        unix("2026-12-01T05:01:12.5Z")
+    );
+    assert_eq!(
+        get(&m, "cairn_drill_last_duration_seconds{stanza=main}"),
+        72.5
+    );
+    assert_eq!(
+        get(&m, "cairn_drill_last_run_timestamp_seconds{stanza=main}"),
+        unix("2026-12-01T06:00:09Z")
+    );
     assert_eq!(get(&m, "cairn_drill_last_ok{stanza=main}"), 0.0);
 
     // A push reaches the gateway: one PUT per stanza, to its group, the same gauges.
@@ -221,7 +304,11 @@ fn pg15_metrics_after_backup_verify_and_drill_and_a_push() {
     assert_eq!(got.len(), 1, "{got:#?}");
     assert_eq!(got[0].method, "PUT");
     assert_eq!(got[0].path, "/metrics/job/cairn/stanza/main");
-    assert!(got[0].content_type.starts_with("text/plain; version=0.0.4"), "{}", got[0].content_type);
+    assert!(
+        got[0].content_type.starts_with("text/plain; version=0.0.4"),
+        "{}",
+        got[0].content_type
+    );
     let pushed = parse_metrics(&got[0].body);
     assert_eq!(get(&pushed, &format!("cairn_backups{full}")), 1.0);
     assert_eq!(pushed.len(), m.len());
@@ -230,10 +317,20 @@ fn pg15_metrics_after_backup_verify_and_drill_and_a_push() {
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let out = cairn.run("cairn", &["metrics", "--push", &format!("http://ops:hunter2@127.0.0.1:{port}")]);
+    let out = cairn.run(
+        "cairn",
+        &[
+            "metrics",
+            "--push",
+            &format!("http://ops:hunter2@127.0.0.1:{port}"),
+        ],
+    );
     assert_eq!(out.status.code(), Some(18), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cairn: ERROR: cannot push the metrics of stanza main"), "{err}");
+    assert!(
+        err.contains("cairn: ERROR: cannot push the metrics of stanza main"),
+        "{err}"
+    );
     assert!(!err.contains("hunter2"), "the password leaked: {err}");
 }
 
@@ -244,12 +341,17 @@ fn record_drill(cairn: &Cairn, started: &str, finished: &str, secs: f64, status:
     use std::os::unix::fs::MetadataExt;
     let me = std::fs::metadata("/proc/self").unwrap().uid();
     std::os::unix::fs::chown(&cairn.repo_dir, Some(me), None).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let backend = cairn_repo::Backend::Local(Arc::new(cairn_repo::LocalBackend::new(&cairn.repo_dir)));
-        let repo = cairn_repo::Repository::open(backend, Some(support::PASSPHRASE), &Default::default())
-            .await
-            .unwrap();
+        let backend =
+            cairn_repo::Backend::Local(Arc::new(cairn_repo::LocalBackend::new(&cairn.repo_dir)));
+        let repo =
+            cairn_repo::Repository::open(backend, Some(support::PASSPHRASE), &Default::default())
+                .await
+                .unwrap();
         let stanza = cairn_repo::StanzaName::new("main").unwrap();
         let kind = cairn_repo::RecordKind::new("drill").unwrap();
         repo.put_record(
@@ -277,7 +379,11 @@ fn pg15_check_fails_on_a_stale_backup_and_at_once_on_a_failing_archive_command()
     // No backup and a threshold: unhealthy, saying so.
     let out = cairn.run("cairn", &["check", "--max-backup-age", "1h"]);
     assert_eq!(out.status.code(), Some(17), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("there is no backup yet"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("there is no backup yet"),
+        "{}",
+        describe(&out)
+    );
 
     cairn.cairn_ok(&["backup", "--type", "full"]);
     let first = newest_backup(&cairn);
@@ -287,18 +393,30 @@ fn pg15_check_fails_on_a_stale_backup_and_at_once_on_a_failing_archive_command()
     // [health] max-backup-age = 15s: once the backup is older, check (no flag) fails
     // naming it; a flag overrides the configuration.
     set_health(&cairn, "max-backup-age = \"15s\"");
-    wait_until("the backup to be older than 15s", Duration::from_secs(60), || {
-        Ok::<_, String>((backup_age(&first) > 16.0).then_some(()))
-    })
+    wait_until(
+        "the backup to be older than 15s",
+        Duration::from_secs(60),
+        || Ok::<_, String>((backup_age(&first) > 16.0).then_some(())),
+    )
     .unwrap();
     let out = cairn.run("cairn", &["check"]);
     assert_eq!(out.status.code(), Some(17), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("cairn: ERROR: ")).collect();
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("cairn: ERROR: "))
+        .collect();
     assert_eq!(errors.len(), 1, "{}", describe(&out));
-    assert!(errors[0].contains(&format!("the newest backup, {first_label}, finished")), "{}", errors[0]);
+    assert!(
+        errors[0].contains(&format!("the newest backup, {first_label}, finished")),
+        "{}",
+        errors[0]
+    );
     assert!(errors[0].contains("max-backup-age is 15s"), "{}", errors[0]);
-    assert!(err.lines().any(|l| l.starts_with("HINT: take a backup")), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("HINT: take a backup")),
+        "{err}"
+    );
     let m = metrics(&cairn);
     assert_eq!(get(&m, "cairn_stanza_healthy{stanza=main}"), 0.0);
     cairn.cairn_ok(&["check", "--max-backup-age", "1d"]);
@@ -308,28 +426,102 @@ fn pg15_check_fails_on_a_stale_backup_and_at_once_on_a_failing_archive_command()
     let out = cairn.cairn_ok(&["check"]);
     let second = newest_backup(&cairn);
     assert_ne!(second["label"], first["label"]);
-    assert!(out.contains("check passed") && out.contains(second["label"].as_str().unwrap()), "{out}");
-    assert_eq!(get(&metrics(&cairn), "cairn_stanza_healthy{stanza=main}"), 1.0);
+    assert!(
+        out.contains("check passed") && out.contains(second["label"].as_str().unwrap()),
+        "{out}"
+    );
+    assert_eq!(
+        get(&metrics(&cairn), "cairn_stanza_healthy{stanza=main}"),
+        1.0
+    );
+
+    // The archive lags: nothing archived for longer than --max-archive-lag. check names the
+    // segment archived last (judged before its own WAL switch), then a check right after it
+    // passes with a threshold its switch meets.
+    let last_segment = |info: &serde_json::Value| -> String {
+        info["stanzas"][0]["archive"][0]["ranges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["last"].as_str().unwrap().to_string())
+            .max()
+            .unwrap()
+    };
+    let quiet_since = get(
+        &metrics(&cairn),
+        "cairn_archive_last_segment_timestamp_seconds{stanza=main}",
+    );
+    let newest_segment = last_segment(&cairn.info_json());
+    wait_until(
+        "the last archived segment to be older than 6s",
+        Duration::from_secs(60),
+        || {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
+            Ok::<_, String>((now - quiet_since > 7.0).then_some(()))
+        },
+    )
+    .unwrap();
+    pg.psql("CREATE TABLE lag_probe AS SELECT 1 AS x").unwrap();
+    let out = cairn.run(
+        "cairn",
+        &["check", "--max-archive-lag", "6s", "--max-backup-age", "1h"],
+    );
+    assert_eq!(out.status.code(), Some(17), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "the last WAL segment archived, {newest_segment}, arrived"
+        )) && err.contains("max-archive-lag is 6s"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("HINT: check archive_command")),
+        "{err}"
+    );
+    assert!(
+        !err.contains("newest backup"),
+        "the backup is young enough: {err}"
+    );
+    assert_ne!(
+        last_segment(&cairn.info_json()),
+        newest_segment,
+        "check's own switch arrived"
+    );
+    cairn.cairn_ok(&["check", "--max-archive-lag", "1h", "--max-backup-age", "1h"]);
 
     // archive_command fails (it still calls cairn, with a configuration that is not
     // there): check says so within seconds, naming the segment, instead of waiting out
     // --archive-timeout.
-    let broken = cairn
-        .archive_command()
-        .replace(&cairn.config.display().to_string(), "/nonexistent/cairn.toml");
-    pg.set_conf("archive_command", &format!("'{}'", broken.replace('\'', "''"))).unwrap();
+    let broken = cairn.archive_command().replace(
+        &cairn.config.display().to_string(),
+        "/nonexistent/cairn.toml",
+    );
+    pg.set_conf(
+        "archive_command",
+        &format!("'{}'", broken.replace('\'', "''")),
+    )
+    .unwrap();
     pg.reload().unwrap();
     wait_until("the new archive_command", Duration::from_secs(30), || {
-        Ok::<_, cairn_testkit::Error>(pg.psql("SHOW archive_command")?.contains("/nonexistent").then_some(()))
+        Ok::<_, cairn_testkit::Error>(
+            pg.psql("SHOW archive_command")?
+                .contains("/nonexistent")
+                .then_some(()),
+        )
     })
     .unwrap();
     // WAL for check's switch to finish (an idle server has nothing to switch away from).
-    pg.psql("CREATE TABLE after_break AS SELECT 1 AS x").unwrap();
+    pg.psql("CREATE TABLE after_break AS SELECT 1 AS x")
+        .unwrap();
     let started = Instant::now();
     let out = cairn.run("cairn", &["check", "--archive-timeout", "300"]);
     let took = started.elapsed();
     assert_eq!(out.status.code(), Some(16), "{}", describe(&out));
-    let failed_wal = pg.psql("SELECT last_failed_wal FROM pg_stat_archiver").unwrap();
+    let failed_wal = pg
+        .psql("SELECT last_failed_wal FROM pg_stat_archiver")
+        .unwrap();
     assert_eq!(failed_wal.len(), 24, "{failed_wal}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -51,6 +51,10 @@ pub async fn run(
         )
         .with_hint("set archive_command = 'cairn-archive-push %p' and reload PostgreSQL"));
     }
+    // Where the async workers wrote why they failed, before any failure is reported.
+    if let Some(w) = health::worker_log_warning(cfg) {
+        eprintln!("cairn: WARNING: {w}");
+    }
     // Archiving that fails now is said at once, not after the wait below.
     if let Some(f) = health::Archiver::read(&client).await?.failure() {
         return Err(f);
@@ -58,9 +62,6 @@ pub async fn run(
     // Health is judged on the state before this check's own WAL switch.
     let status = cairn_status::stanza_status(&repo, &name).await?;
     let verdict = status.health(&thresholds, cairn_status::UtcTime::now());
-    if let Some(w) = health::worker_log_warning(cfg) {
-        eprintln!("cairn: WARNING: {w}");
-    }
     let row = client
         .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
         .await
