@@ -334,6 +334,20 @@ mod tests {
     }
 
     #[test]
+    fn docs_metrics_md_lists_every_family_with_its_labels() {
+        let doc = include_str!("../../../docs/metrics.md");
+        for def in METRICS {
+            let row = format!("| `{}` | {} |", def.name, def.labels.join(", "));
+            assert!(doc.contains(&row), "docs/metrics.md lacks the row {row}");
+        }
+        let listed = doc
+            .lines()
+            .filter(|l| l.starts_with("| `cairn_"))
+            .count();
+        assert_eq!(listed, METRICS.len(), "docs/metrics.md lists a family cairn does not export");
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
         assert_eq!(value_text(1.5), "1.5");
