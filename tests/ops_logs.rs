@@ -69,6 +69,7 @@ fn pg15_one_line_per_call_and_async_worker_failures_in_the_spool_log() {
     cairn_testkit::chown_to_postgres(&got).unwrap();
     let dest = got.join("seg");
     // The configuration's warnings come once per call, before its work.
+    std::fs::set_permissions(&cairn.config, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = cairn.run("cairn-archive-get", &[&seg, dest.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     let warned: Vec<&str> = err

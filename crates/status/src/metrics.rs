@@ -340,11 +340,12 @@ mod tests {
             let row = format!("| `{}` | {} |", def.name, def.labels.join(", "));
             assert!(doc.contains(&row), "docs/metrics.md lacks the row {row}");
         }
-        let listed = doc
-            .lines()
-            .filter(|l| l.starts_with("| `cairn_"))
-            .count();
-        assert_eq!(listed, METRICS.len(), "docs/metrics.md lists a family cairn does not export");
+        let listed = doc.lines().filter(|l| l.starts_with("| `cairn_")).count();
+        assert_eq!(
+            listed,
+            METRICS.len(),
+            "docs/metrics.md lists a family cairn does not export"
+        );
     }
 
     #[test]
