@@ -315,7 +315,10 @@ fn pg15_backup_connection_failures_are_one_clear_line() {
     // attempt failed (decision 021), so it does not wait out --archive-timeout.
     let out = cairn.run("cairn", &["check", "--archive-timeout", "300"]);
     assert_eq!(out.status.code(), Some(16), "{}", describe(&out));
-    one_line(&out, "archive_command is failing: PostgreSQL could not archive ");
+    one_line(
+        &out,
+        "archive_command is failing: PostgreSQL could not archive ",
+    );
     primary
         .psql(&format!(
             "ALTER SYSTEM SET archive_command = '{}'",

@@ -93,16 +93,19 @@ fn pg15_timelines_and_delta() {
     insert(&tl2, "y", 30);
     switch_and_wait(&tl2);
     // A backup of the promoted cluster, on timeline 2.
-    let (port, socket) = (
+    let (port, socket, data) = (
         tl2.port().to_string(),
         tl2.socket_dir().display().to_string(),
+        tl2.data_dir().display().to_string(),
     );
+    // pg-data must be the server's data_directory (decision 017).
     let out = cairn.run_env(
         "cairn",
         &["backup", "--type", "full"],
         &[
             ("CAIRN_STANZA_MAIN_PG_HOST", &socket),
             ("CAIRN_STANZA_MAIN_PG_PORT", &port),
+            ("CAIRN_STANZA_MAIN_PG_DATA", &data),
         ],
     );
     assert!(out.status.success(), "{}", describe(&out));
@@ -306,9 +309,20 @@ fn hash(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
+/// The `N UNIT written` of restore's output, in MiB (it picks the unit that suits the size).
 fn written_mib(stdout: &str) -> f64 {
     let i = stdout
-        .find(" MiB written")
-        .unwrap_or_else(|| panic!("no 'MiB written' in {stdout}"));
-    stdout[..i].rsplit(' ').next().unwrap().parse().unwrap()
+        .find(" written")
+        .unwrap_or_else(|| panic!("no 'written' in {stdout}"));
+    let mut words = stdout[..i].rsplit(' ');
+    let unit = words.next().unwrap();
+    let n: f64 = words.next().unwrap().parse().unwrap();
+    let scale = match unit {
+        "byte" | "bytes" => 1.0 / 1_048_576.0,
+        "KiB" => 1.0 / 1024.0,
+        "MiB" => 1.0,
+        "GiB" => 1024.0,
+        other => panic!("unit {other} in {stdout}"),
+    };
+    n * scale
 }
