@@ -141,7 +141,7 @@ async fn take(
         ..Default::default()
     };
     let m = cairn_backup::run(repo, info, &plan, &mut source, &opts).await;
-    display.finish().await;
+    display.finish(m.is_ok()).await;
     let m = m.map_err(|e| Failure::from_error(&e))?;
     println!("{}", completion_line(&m));
     Ok(ExitCode::SUCCESS)

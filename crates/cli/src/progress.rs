@@ -1,7 +1,8 @@
 //! Progress of long commands (backup, restore, verify, expire), one implementation for
 //! all: the library reports through counters it only adds to; this module reads them a
 //! few times a second and shows a bar (indicatif) when stderr is a terminal, or a plain
-//! line every ten seconds when it is not (cron, systemd, CI). `--progress never`: nothing.
+//! line every ten seconds and a last one at the end when it is not (cron, systemd, CI).
+//! `--progress never`: nothing.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -29,10 +30,20 @@ const PLAIN_EVERY: Duration = Duration::from_secs(10);
 const BAR_EVERY: Duration = Duration::from_millis(200);
 
 /// A progress display, running until [`Display::finish`].
-#[derive(Debug)]
 pub struct Display {
     task: Option<tokio::task::JoinHandle<()>>,
     bar: Option<ProgressBar>,
+    /// Plain lines: what to say last, so even a short run leaves its total and rate.
+    last_line: Option<Box<dyn FnOnce() -> String + Send>>,
+}
+
+impl std::fmt::Debug for Display {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Display")
+            .field("bar", &self.bar.is_some())
+            .field("plain", &self.last_line.is_some())
+            .finish()
+    }
 }
 
 fn mib(b: u64) -> f64 {
@@ -65,12 +76,13 @@ pub fn plain_line(what: &str, s: &Snapshot, elapsed: Duration) -> String {
 pub fn start(
     mode: ProgressMode,
     what: &str,
-    poll: impl Fn() -> Snapshot + Send + 'static,
+    poll: impl Fn() -> Snapshot + Send + Sync + 'static,
 ) -> Display {
     if mode == ProgressMode::Never {
         return Display {
             task: None,
             bar: None,
+            last_line: None,
         };
     }
     let what = what.to_string();
@@ -100,32 +112,42 @@ pub fn start(
         return Display {
             task: Some(task),
             bar: Some(bar),
+            last_line: None,
         };
     }
+    let poll = Arc::new(poll);
+    let started = Instant::now();
+    let (periodic, label) = (poll.clone(), what.clone());
     let task = tokio::spawn(async move {
-        let started = Instant::now();
         let mut tick = tokio::time::interval(PLAIN_EVERY);
         tick.tick().await;
         loop {
             tick.tick().await;
-            eprintln!("{}", plain_line(&what, &poll(), started.elapsed()));
+            eprintln!("{}", plain_line(&label, &periodic(), started.elapsed()));
         }
     });
     Display {
         task: Some(task),
         bar: None,
+        last_line: Some(Box::new(move || {
+            plain_line(&what, &poll(), started.elapsed())
+        })),
     }
 }
 
 impl Display {
-    /// Stop and clear the display.
-    pub async fn finish(self) {
+    /// Stop and clear the display; plain lines end with the totals when the run `succeeded`
+    /// (a failure's own line says enough).
+    pub async fn finish(self, succeeded: bool) {
         if let Some(t) = self.task {
             t.abort();
             let _ = t.await;
         }
         if let Some(b) = self.bar {
             b.finish_and_clear();
+        }
+        if let Some(line) = self.last_line.filter(|_| succeeded) {
+            eprintln!("{}", line());
         }
     }
 }

@@ -215,7 +215,7 @@ pub async fn run(
         }
     });
     let report = cairn_restore::restore_backup(&repo, &name, chosen, &opts).await;
-    display.finish().await;
+    display.finish(report.is_ok()).await;
     let report = report?;
     restore_output::print_report(&plan, &opts.recovery, &report);
     Ok(ExitCode::SUCCESS)

@@ -35,7 +35,7 @@ pub async fn run(
         snapshot(&counters.snapshot())
     });
     let result = cairn_verify::verify(&repo, &name, &opts).await;
-    display.finish().await;
+    display.finish(result.is_ok()).await;
     let report = result?;
     match output {
         Output::Json => {
