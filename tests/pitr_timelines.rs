@@ -98,7 +98,6 @@ fn pg15_timelines_and_delta() {
         tl2.socket_dir().display().to_string(),
         tl2.data_dir().display().to_string(),
     );
-    // pg-data must be the server's data_directory (decision 017).
     let out = cairn.run_env(
         "cairn",
         &["backup", "--type", "full"],
@@ -309,20 +308,20 @@ fn hash(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
-/// The `N UNIT written` of restore's output, in MiB (it picks the unit that suits the size).
+/// The size a restore reports as written, in MiB (`12.3 MiB written`, `8.5 KiB written`).
 fn written_mib(stdout: &str) -> f64 {
     let i = stdout
-        .find(" written")
-        .unwrap_or_else(|| panic!("no 'written' in {stdout}"));
+        .find(" written from")
+        .unwrap_or_else(|| panic!("no 'written from' in {stdout}"));
     let mut words = stdout[..i].rsplit(' ');
     let unit = words.next().unwrap();
-    let n: f64 = words.next().unwrap().parse().unwrap();
+    let value: f64 = words.next().unwrap().parse().unwrap();
     let scale = match unit {
-        "byte" | "bytes" => 1.0 / 1_048_576.0,
+        "byte" | "bytes" => 1.0 / 1024.0 / 1024.0,
         "KiB" => 1.0 / 1024.0,
         "MiB" => 1.0,
         "GiB" => 1024.0,
         other => panic!("unit {other} in {stdout}"),
     };
-    n * scale
+    value * scale
 }

@@ -65,6 +65,9 @@ pub enum ErrorKind {
     /// `cairn metrics --push`: the Pushgateway could not be reached or refused the
     /// metrics. Retryable.
     PushFailed = 18,
+    /// `cairn drill`: the restored copy did not pass: recovery stopped short of its target
+    /// or went past it, the server stopped on its own, or a query returned no row.
+    DrillFailed = 19,
     /// A bug in cairn.
     Internal = 70,
     /// `archive-get` (not in standby mode): the archive has the requested file but cannot
@@ -103,6 +106,7 @@ impl ErrorKind {
             ErrorKind::ArchiveTimeout => "archive-timeout",
             ErrorKind::Unhealthy => "unhealthy",
             ErrorKind::PushFailed => "push-failed",
+            ErrorKind::DrillFailed => "drill-failed",
             ErrorKind::Internal => "internal",
             ErrorKind::Undeliverable => "undeliverable",
         }
@@ -121,7 +125,7 @@ impl ErrorKind {
     }
 
     /// Every kind, for documentation and tests.
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::NotInArchive,
         ErrorKind::Usage,
         ErrorKind::Config,
@@ -140,6 +144,7 @@ impl ErrorKind {
         ErrorKind::ArchiveTimeout,
         ErrorKind::Unhealthy,
         ErrorKind::PushFailed,
+        ErrorKind::DrillFailed,
         ErrorKind::Internal,
         ErrorKind::Undeliverable,
     ];
