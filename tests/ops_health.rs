@@ -1,6 +1,6 @@
 //! Operating cairn (issue 11), against a real PostgreSQL 15 and a local repository:
 //! `cairn metrics` parses as Prometheus text and its gauges match what `info` says after a
-//! backup, a verify and a drill record; `--push` reaches a Pushgateway-compatible endpoint
+//! backup, a verify and two real drills; `--push` reaches a Pushgateway-compatible endpoint
 //! started here; `check --max-backup-age` fails naming the newest backup when it is too
 //! old and passes after a new backup; a failing `archive_command` makes `check` fail within
 //! seconds naming `last_failed_wal`.
@@ -261,38 +261,40 @@ fn pg15_metrics_after_backup_verify_and_drill_and_a_push() {
     assert_eq!(get(&m, "cairn_verify_last_ok{stanza=main}"), 1.0);
     assert!(!m.contains_key("cairn_drill_last_success_timestamp_seconds{stanza=main}"));
 
-    // A drill record, as a drill writes it (`cairn drill` is another crate's): the drill
-    // gauges appear.
-    record_drill(
-        &cairn,
-        "2026-12-01T05:00:00Z",
-        "2026-12-01T05:01:12.5Z",
-        72.5,
-        "succeeded",
+    // Real drills (pg-bin: the test's server binaries): one that passes, then one whose
+    // --sql returns no row (exit 19). The success gauges keep the first; the last-run
+    // gauges follow the second.
+    let text = std::fs::read_to_string(&cairn.config).unwrap();
+    let pg_bin = format!(
+        "[stanza.main]\npg-bin = \"{}\"\n",
+        pg.install().bin_dir().display()
     );
-    record_drill(
-        &cairn,
-        "2026-12-01T06:00:00Z",
-        "2026-12-01T06:00:09Z",
-        9.0,
-        "failed",
-    );
+    std::fs::write(&cairn.config, text.replacen("[stanza.main]\n", &pg_bin, 1)).unwrap();
+    cairn.cairn_ok(&["drill"]);
+    let passed = cairn.info_json()["stanzas"][0]["last_drill"].clone();
+    assert_eq!(passed["status"], "succeeded", "{passed}");
+    let out = cairn.run("cairn", &["drill", "--sql", "SELECT 1 WHERE false"]);
+    assert_eq!(out.status.code(), Some(19), "{}", describe(&out));
+    let failed = cairn.info_json()["stanzas"][0]["last_drill"].clone();
+    assert_eq!(failed["status"], "failed", "{failed}");
     let m = metrics(&cairn);
-    assert_eq!(
-        get(
+    let at = |d: &serde_json::Value| unix(d["finished"].as_str().unwrap());
+    assert!(
+        (get(
             &m,
             "cairn_drill_last_success_timestamp_seconds{stanza=main}"
-        ),
-        unix("2026-12-01T05:01:12.5Z")
+        ) - at(&passed))
+        .abs()
+            < 1e-3
     );
     assert_eq!(
         get(&m, "cairn_drill_last_duration_seconds{stanza=main}"),
-        72.5
+        passed["duration_seconds"].as_f64().unwrap()
     );
-    assert_eq!(
-        get(&m, "cairn_drill_last_run_timestamp_seconds{stanza=main}"),
-        unix("2026-12-01T06:00:09Z")
+    assert!(
+        (get(&m, "cairn_drill_last_run_timestamp_seconds{stanza=main}") - at(&failed)).abs() < 1e-3
     );
+    assert!(at(&failed) > at(&passed));
     assert_eq!(get(&m, "cairn_drill_last_ok{stanza=main}"), 0.0);
 
     // A push reaches the gateway: one PUT per stanza, to its group, the same gauges.
@@ -332,38 +334,6 @@ fn pg15_metrics_after_backup_verify_and_drill_and_a_push() {
         "{err}"
     );
     assert!(!err.contains("hunter2"), "the password leaked: {err}");
-}
-
-/// Write a `drill` record into the repository as `cairn drill` does (its crate is another
-/// branch's). The repository refuses a writer that does not own its root, so the root is
-/// this process's for the write and everything is the postgres user's again after it.
-fn record_drill(cairn: &Cairn, started: &str, finished: &str, secs: f64, status: &str) {
-    use std::os::unix::fs::MetadataExt;
-    let me = std::fs::metadata("/proc/self").unwrap().uid();
-    std::os::unix::fs::chown(&cairn.repo_dir, Some(me), None).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let backend =
-            cairn_repo::Backend::Local(Arc::new(cairn_repo::LocalBackend::new(&cairn.repo_dir)));
-        let repo =
-            cairn_repo::Repository::open(backend, Some(support::PASSPHRASE), &Default::default())
-                .await
-                .unwrap();
-        let stanza = cairn_repo::StanzaName::new("main").unwrap();
-        let kind = cairn_repo::RecordKind::new("drill").unwrap();
-        repo.put_record(
-            &stanza,
-            &kind,
-            &serde_json::json!({"started": started, "finished": finished,
-                "duration_seconds": secs, "status": status}),
-        )
-        .await
-        .unwrap();
-    });
-    cairn_testkit::chown_to_postgres_recursive(&cairn.repo_dir).unwrap();
 }
 
 #[test]
