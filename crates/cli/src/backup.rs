@@ -1,6 +1,7 @@
 //! `cairn backup`: connect over the replication protocol, check the cluster is the
 //! stanza's, choose type and parent, stream the base backup into the repository.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -37,6 +38,14 @@ fn eta_basis(estimate: Option<u64>, mode: Option<IncrementalMode>) -> Option<u64
     }
 }
 
+/// What `cairn backup` stores besides the data: a pin and the operator's notes.
+#[derive(Debug, Default)]
+pub struct Extras {
+    pub pin: bool,
+    /// `KEY=VALUE` as given.
+    pub annotations: Vec<String>,
+}
+
 pub async fn run(
     cfg: &Config,
     stanza: Option<&str>,
@@ -44,13 +53,20 @@ pub async fn run(
     archive_timeout: Duration,
     spread: bool,
     progress: ProgressMode,
+    extras: Extras,
 ) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     let (_, st) = cfg.stanza(stanza)?;
+    let mut annotations = BTreeMap::new();
+    for a in &extras.annotations {
+        let (k, v) = cairn_backup::annotation(a).map_err(|e| Failure::from_error(&e))?;
+        annotations.insert(k, v);
+    }
     let repo = cairn_startup::open_repo(cfg).await?;
     let info = repo.require_stanza(&name).await?;
     // Before PostgreSQL is contacted: a second backup of the stanza fails at once.
     let warn = |w: &str| eprintln!("cairn: WARNING: {w}");
+    let extras = (extras.pin, annotations);
     cairn_backup::with_lock(&repo, &name, &Default::default(), warn, async |lock| {
         take(
             st,
@@ -59,12 +75,17 @@ pub async fn run(
             requested,
             (archive_timeout, spread, progress),
             lock,
+            extras,
         )
         .await
     })
-    .await
+    .await?;
+    // After the backup lock is given back (decision 011's order): one call.
+    crate::expire::after_backup(cfg, &repo, &name).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn take(
     st: &StanzaConfig,
     repo: &cairn_repo::Repository,
@@ -72,6 +93,7 @@ async fn take(
     requested: Option<ArgType>,
     (archive_timeout, spread, progress): (Duration, bool, ProgressMode),
     lock: cairn_repo::LockWatch,
+    (pin, annotations): (bool, BTreeMap<String, String>),
 ) -> Result<ExitCode, Failure> {
     let mut session = Session::connect(&pg::conn_params(st, "cairn backup"), info).await?;
     // The same checks `cairn check` makes: the server runs on pg-data and is the stanza's
@@ -138,6 +160,8 @@ async fn take(
         progress_every: None,
         incremental_mode: started.incremental_mode,
         lock: Some(lock),
+        annotations,
+        pin,
         ..Default::default()
     };
     let m = cairn_backup::run(repo, info, &plan, &mut source, &opts).await;
