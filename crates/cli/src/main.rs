@@ -143,7 +143,16 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             annotations,
         } => {
             let extras = backup::Extras { pin, annotations };
-            backup::run(&cfg, stanza, backup_type, archive_timeout, spread, progress, extras).await
+            backup::run(
+                &cfg,
+                stanza,
+                backup_type,
+                archive_timeout,
+                spread,
+                progress,
+                extras,
+            )
+            .await
         }
         Command::Pin { label } => expire::pin(&cfg, stanza, &label, true).await,
         Command::Unpin { label } => expire::pin(&cfg, stanza, &label, false).await,
