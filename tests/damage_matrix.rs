@@ -322,6 +322,38 @@ impl Matrix<'_> {
     }
 }
 
+impl Matrix<'_> {
+    /// A damaged lock generation: a backup is refused (exit 11, naming it) while the object
+    /// is young, and takes the lock over, with a warning naming it, once it is stale.
+    fn damaged_lock(&self, key: &str) {
+        let cairn = &self.b.cairn;
+        let out = cairn.run("cairn", &["backup", "--type", "incr"]);
+        assert_eq!(out.status.code(), Some(11), "{key}: {}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.lines().any(|l| l.starts_with("cairn: ERROR: ") && l.contains(key)),
+            "{stderr}"
+        );
+        assert!(stderr.contains("HINT: "), "{stderr}");
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(self.repo().join(key))
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        let out = cairn.run("cairn", &["backup", "--type", "incr"]);
+        assert!(out.status.success(), "{key}: {}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with("cairn: WARNING: took over") && l.contains(key)),
+            "{stderr}"
+        );
+    }
+}
+
 /// The same files, links, directories and modes, with the same contents.
 fn same_tree(want: &Path, got: &Path, case: &str) {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (u32, Option<Vec<u8>>)>) {
@@ -388,7 +420,9 @@ fn modified(b: &Built, key: &str) -> std::time::SystemTime {
 
 #[test]
 fn damage_matrix() {
-    let (b, primary) = build();
+    let (b, mut primary) = build();
+    // Running again for the cases where new backups must still run.
+    primary.start().unwrap();
     let mut m = Matrix {
         b: &b,
         primary: &primary,
@@ -554,6 +588,26 @@ fn damage_matrix() {
         });
     }
 
+    // The backup lock's newest generation (released). Damaged, it is refused while young
+    // (its holder might be alive and rewriting it) and taken over once older than the stale
+    // timeout, with a warning naming it. Deleted, the next backup starts a new generation.
+    let locks = keys(&b, &format!("{s}/lock/backup/"));
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    let lock = &locks[0];
+    let next = format!("{s}/lock/backup/{:08}", 3);
+    for fault in FAULTS {
+        let key = if fault == Fault::Move { &next } else { lock };
+        m.case("backup lock", key, fault, lock, Expect {
+            named: (fault != Fault::Delete).then(|| key.clone()),
+            restorable: vec![incr],
+            backup_runs: fault == Fault::Delete,
+            ..Default::default()
+        });
+        if fault != Fault::Delete {
+            m.damaged_lock(key);
+        }
+    }
+
     eprintln!("{} cases", m.cases);
-    drop(primary);
+    primary.stop().unwrap();
 }

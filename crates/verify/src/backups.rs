@@ -30,11 +30,22 @@ impl Backups {
 
 /// Read and check each manifest in scope (damaged ones become problems).
 pub(crate) async fn manifests(run: &mut Run<'_>) -> Result<Backups, VerifyError> {
-    let listing = match run.repo.backup_listing(run.stanza).await {
+    let mut listing = match run.repo.backup_listing(run.stanza).await {
         Ok(l) => l,
         Err(RepoError::StanzaInfoDamaged { .. }) => BackupListing::default(),
         Err(e) => return Err(e.into()),
     };
+    // A backup the catalog knows whose manifest is gone is not in the listing: it is
+    // damage too. (A catalog that cannot be read is reported with the journals.)
+    if let Ok(catalog) = run.repo.backup_catalog(run.stanza).await {
+        for d in catalog.damaged {
+            let listed = listing.usable.iter().any(|m| m.label == d.label)
+                || listing.damaged.iter().any(|l| l.label == d.label);
+            if !listed {
+                listing.damaged.push(d);
+            }
+        }
+    }
     let set = run.opts.set.clone();
     let wanted = |l: &BackupLabel| set.as_ref().is_none_or(|s| s == l);
     if let Some(set) = &set
@@ -222,9 +233,8 @@ pub(crate) async fn pack_plan(
             }
             (Some(d), listed) => {
                 let text = if listed.is_none() {
-                    "every new backup fails while it is unreadable (a backup reads every pack \
-                     index first); restores read chunks through their manifests and are not \
-                     affected"
+                    "new backups skip it and store the chunks it lists again; restores read \
+                     chunks through their manifests and are not affected"
                 } else {
                     "new backups reuse the chunks it lists, which are not where it says: they \
                      would not restore; restores of existing backups read chunks through their \
