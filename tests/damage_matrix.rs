@@ -204,15 +204,6 @@ impl Matrix<'_> {
         assert!(out.status.success(), "{case}: info: {}", describe(&out));
         let info: Value = serde_json::from_slice(&out.stdout).unwrap();
         let st = &info["stanzas"][0];
-        let damaged: Vec<&str> = st["damaged_backups"]
-            .as_array()
-            .map(|a| a.iter().map(|d| d["label"].as_str().unwrap()).collect())
-            .unwrap_or_default();
-        assert_eq!(damaged, e.info_damaged, "{case}: {info:#}");
-        for d in st["damaged_backups"].as_array().into_iter().flatten() {
-            assert_eq!(d["status"], "damaged", "{case}: {d}");
-            assert!(!d["reason"].as_str().unwrap().is_empty(), "{case}: {d}");
-        }
         if let Some(w) = &e.info_warns {
             assert!(
                 st["warnings"]
@@ -245,7 +236,10 @@ impl Matrix<'_> {
                     "{case}: verify names {named}: {doc:#}"
                 );
                 let stderr = String::from_utf8_lossy(&out.stderr);
-                assert!(stderr.contains("cairn: ERROR: verify stanza main"), "{stderr}");
+                assert!(
+                    stderr.contains("cairn: ERROR: verify stanza main"),
+                    "{stderr}"
+                );
             }
             None => {
                 assert_eq!(out.status.code(), Some(0), "{case}: {}", describe(&out));
@@ -260,14 +254,37 @@ impl Matrix<'_> {
             .collect();
         assert_eq!(lost, e.unrestorable, "{case}: {doc:#}");
 
+        // A damaged manifest is known to info once a reader (here verify) found it.
+        let info = cairn.info_json();
+        let st = &info["stanzas"][0];
+        let damaged: Vec<&str> = st["damaged_backups"]
+            .as_array()
+            .map(|a| a.iter().map(|d| d["label"].as_str().unwrap()).collect())
+            .unwrap_or_default();
+        assert_eq!(damaged, e.info_damaged, "{case}: {info:#}");
+        for d in st["damaged_backups"].as_array().into_iter().flatten() {
+            assert_eq!(d["status"], "damaged", "{case}: {d}");
+            assert!(!d["reason"].as_str().unwrap().is_empty(), "{case}: {d}");
+        }
+
         // Restores that do not need it: whole, and the same as from the undamaged copy.
         for label in &e.restorable {
             let target = self.b.dir.path().join("restored");
             let out = cairn.run(
                 "cairn",
-                &["restore", "--pg-data", target.to_str().unwrap(), "--set", label],
+                &[
+                    "restore",
+                    "--pg-data",
+                    target.to_str().unwrap(),
+                    "--set",
+                    label,
+                ],
             );
-            assert!(out.status.success(), "{case}: restore {label}: {}", describe(&out));
+            assert!(
+                out.status.success(),
+                "{case}: restore {label}: {}",
+                describe(&out)
+            );
             same_tree(&self.b.reference[*label], &target, &case);
             std::fs::remove_dir_all(&target).unwrap();
         }
@@ -278,7 +295,13 @@ impl Matrix<'_> {
             let target = self.b.dir.path().join("refused");
             let out = cairn.run(
                 "cairn",
-                &["restore", "--pg-data", target.to_str().unwrap(), "--set", label],
+                &[
+                    "restore",
+                    "--pg-data",
+                    target.to_str().unwrap(),
+                    "--set",
+                    label,
+                ],
             );
             assert_eq!(out.status.code(), Some(6), "{case}: {}", describe(&out));
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -290,7 +313,10 @@ impl Matrix<'_> {
             assert!(errors[0].contains(named), "{case}: names {named}: {stderr}");
             assert!(stderr.contains("HINT: "), "{case}: {stderr}");
             if up_front {
-                assert!(!target.exists(), "{case}: the refused restore wrote {target:?}");
+                assert!(
+                    !target.exists(),
+                    "{case}: the refused restore wrote {target:?}"
+                );
             } else {
                 // Found while reading: the directory is marked and cannot start.
                 assert!(
@@ -304,10 +330,7 @@ impl Matrix<'_> {
 
         if let Some(segment) = e.wal_refused {
             let dest = self.b.dir.path().join("fetched");
-            let out = cairn.run(
-                "cairn-archive-get",
-                &[segment, dest.to_str().unwrap()],
-            );
+            let out = cairn.run("cairn-archive-get", &[segment, dest.to_str().unwrap()]);
             assert_eq!(out.status.code(), Some(126), "{case}: {}", describe(&out));
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(stderr.contains(segment), "{case}: {stderr}");
@@ -331,7 +354,9 @@ impl Matrix<'_> {
         assert_eq!(out.status.code(), Some(11), "{key}: {}", describe(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            stderr.lines().any(|l| l.starts_with("cairn: ERROR: ") && l.contains(key)),
+            stderr
+                .lines()
+                .any(|l| l.starts_with("cairn: ERROR: ") && l.contains(key)),
             "{stderr}"
         );
         assert!(stderr.contains("HINT: "), "{stderr}");
@@ -368,7 +393,10 @@ fn same_tree(want: &Path, got: &Path, case: &str) {
                 walk(root, &p, out);
             } else if md.file_type().is_symlink() {
                 let to = std::fs::read_link(&p).unwrap();
-                out.insert(rel, (md.mode(), Some(to.into_os_string().into_encoded_bytes())));
+                out.insert(
+                    rel,
+                    (md.mode(), Some(to.into_os_string().into_encoded_bytes())),
+                );
             } else {
                 out.insert(rel, (md.mode(), Some(std::fs::read(&p).unwrap())));
             }
@@ -439,12 +467,18 @@ fn damage_matrix() {
         format!("{s}/wal/1/{}/{n}", &n[..8])
     };
     for fault in FAULTS {
-        m.case("WAL file", &wal, fault, &wal_next, Expect {
-            named: Some(wal.clone()),
-            restorable: vec![incr],
-            wal_refused: Some(&b.wal_victim),
-            ..Default::default()
-        });
+        m.case(
+            "WAL file",
+            &wal,
+            fault,
+            &wal_next,
+            Expect {
+                named: Some(wal.clone()),
+                restorable: vec![incr],
+                wal_refused: Some(&b.wal_victim),
+                ..Default::default()
+            },
+        );
     }
 
     // The incr's manifest: only the incr is lost; info lists it damaged; the full restores
@@ -452,15 +486,21 @@ fn damage_matrix() {
     let manifest = format!("{s}/backup/{incr}/manifest");
     let full_manifest = format!("{s}/backup/{full}/manifest");
     for fault in FAULTS {
-        m.case("manifest", &manifest, fault, &full_manifest, Expect {
-            named: Some(manifest.clone()),
-            unrestorable: vec![incr],
-            info_damaged: vec![incr],
-            restorable: vec![full],
-            needs: Some((incr, true)),
-            backup_runs: fault == Fault::Flip,
-            ..Default::default()
-        });
+        m.case(
+            "manifest",
+            &manifest,
+            fault,
+            &full_manifest,
+            Expect {
+                named: Some(manifest.clone()),
+                unrestorable: vec![incr],
+                info_damaged: vec![incr],
+                restorable: vec![full],
+                needs: Some((incr, true)),
+                backup_runs: fault == Fault::Flip,
+                ..Default::default()
+            },
+        );
     }
 
     // The incr's own pack (written after the full's manifest): the full restores.
@@ -474,13 +514,19 @@ fn damage_matrix() {
     };
     assert!(modified(&b, incr_pack) > full_time && modified(&b, full_pack) < full_time);
     for fault in FAULTS {
-        m.case("pack", incr_pack, fault, full_pack, Expect {
-            named: Some(incr_pack.clone()),
-            unrestorable: vec![incr],
-            restorable: vec![full],
-            needs: Some((incr, false)),
-            ..Default::default()
-        });
+        m.case(
+            "pack",
+            incr_pack,
+            fault,
+            full_pack,
+            Expect {
+                named: Some(incr_pack.clone()),
+                unrestorable: vec![incr],
+                restorable: vec![full],
+                needs: Some((incr, false)),
+                ..Default::default()
+            },
+        );
     }
 
     // Its pack index: no restore reads it; new backups store its chunks again.
@@ -488,12 +534,18 @@ fn damage_matrix() {
     let incr_index = format!("{s}/pack-index/{}", id(incr_pack));
     let full_index = format!("{s}/pack-index/{}", id(full_pack));
     for fault in FAULTS {
-        m.case("pack index", &incr_index, fault, &full_index, Expect {
-            named: Some(incr_index.clone()),
-            restorable: vec![incr],
-            backup_runs: fault == Fault::Flip,
-            ..Default::default()
-        });
+        m.case(
+            "pack index",
+            &incr_index,
+            fault,
+            &full_index,
+            Expect {
+                named: Some(incr_index.clone()),
+                restorable: vec![incr],
+                backup_runs: fault == Fault::Flip,
+                ..Default::default()
+            },
+        );
     }
 
     // The WAL catalog snapshot: readers fall back to the log, with a warning. Deleting a
@@ -505,12 +557,18 @@ fn damage_matrix() {
     let snap2 = format!("{s}/journal/wal/snap/{:016}", 2);
     for fault in FAULTS {
         let key = if fault == Fault::Move { &snap2 } else { snap };
-        m.case("WAL catalog snapshot", key, fault, snap, Expect {
-            named: (fault != Fault::Delete).then(|| key.clone()),
-            info_warns: (fault != Fault::Delete).then(|| key.clone()),
-            restorable: vec![incr],
-            ..Default::default()
-        });
+        m.case(
+            "WAL catalog snapshot",
+            key,
+            fault,
+            snap,
+            Expect {
+                named: (fault != Fault::Delete).then(|| key.clone()),
+                info_warns: (fault != Fault::Delete).then(|| key.clone()),
+                restorable: vec![incr],
+                ..Default::default()
+            },
+        );
     }
 
     // The newest WAL catalog entry (after the snapshot): the file itself is whole, and
@@ -519,12 +577,18 @@ fn damage_matrix() {
     let entries = keys(&b, &format!("{s}/journal/wal/log/"));
     let (entry, before) = (&entries[entries.len() - 1], &entries[entries.len() - 2]);
     for fault in FAULTS {
-        m.case("WAL catalog entry", entry, fault, before, Expect {
-            named: (fault != Fault::Delete).then(|| entry.clone()),
-            info_warns: (fault != Fault::Delete).then(|| entry.clone()),
-            restorable: vec![incr],
-            ..Default::default()
-        });
+        m.case(
+            "WAL catalog entry",
+            entry,
+            fault,
+            before,
+            Expect {
+                named: (fault != Fault::Delete).then(|| entry.clone()),
+                info_warns: (fault != Fault::Delete).then(|| entry.clone()),
+                restorable: vec![incr],
+                ..Default::default()
+            },
+        );
     }
 
     // The backup catalog's entry about the incr: the catalog reads the manifest instead
@@ -537,12 +601,18 @@ fn damage_matrix() {
         (&entries[1], &entries[0])
     };
     for fault in FAULTS {
-        m.case("backup catalog entry", entry, fault, other, Expect {
-            named: (fault != Fault::Delete).then(|| entry.clone()),
-            info_warns: (fault != Fault::Delete).then(|| incr.to_string()),
-            restorable: vec![incr],
-            ..Default::default()
-        });
+        m.case(
+            "backup catalog entry",
+            entry,
+            fault,
+            other,
+            Expect {
+                named: (fault != Fault::Delete).then(|| entry.clone()),
+                info_warns: (fault != Fault::Delete).then(|| incr.to_string()),
+                restorable: vec![incr],
+                ..Default::default()
+            },
+        );
     }
 
     // One key file copy: the other is used, with a warning. Moved: generation 1 under the
@@ -556,22 +626,34 @@ fn damage_matrix() {
         } else {
             kf_copy
         };
-        m.case("key file copy", key, fault, kf, Expect {
-            named: Some(key.to_string()),
-            info_warns: Some(key.to_string()),
-            restorable: vec![incr],
-            ..Default::default()
-        });
+        m.case(
+            "key file copy",
+            key,
+            fault,
+            kf,
+            Expect {
+                named: Some(key.to_string()),
+                info_warns: Some(key.to_string()),
+                restorable: vec![incr],
+                ..Default::default()
+            },
+        );
     }
 
     // One stanza info copy: the other is used.
     let si_copy = format!("{s}/info/00000001.copy");
     for fault in [Fault::Flip, Fault::Truncate, Fault::Delete] {
-        m.case("stanza info copy", &si_copy, fault, "", Expect {
-            named: Some(si_copy.clone()),
-            restorable: vec![incr],
-            ..Default::default()
-        });
+        m.case(
+            "stanza info copy",
+            &si_copy,
+            fault,
+            "",
+            Expect {
+                named: Some(si_copy.clone()),
+                restorable: vec![incr],
+                ..Default::default()
+            },
+        );
     }
 
     // The record of the last verify: info shows the one before it (none here).
@@ -581,11 +663,17 @@ fn damage_matrix() {
     let later = format!("{s}/record/verify/29991231T000000.000000Z-00000000");
     for fault in FAULTS {
         let key = if fault == Fault::Move { &later } else { record };
-        m.case("verify record", key, fault, record, Expect {
-            named: (fault != Fault::Delete).then(|| key.clone()),
-            restorable: vec![incr],
-            ..Default::default()
-        });
+        m.case(
+            "verify record",
+            key,
+            fault,
+            record,
+            Expect {
+                named: (fault != Fault::Delete).then(|| key.clone()),
+                restorable: vec![incr],
+                ..Default::default()
+            },
+        );
     }
 
     // The backup lock's newest generation (released). Damaged, it is refused while young
@@ -597,12 +685,18 @@ fn damage_matrix() {
     let next = format!("{s}/lock/backup/{:08}", 3);
     for fault in FAULTS {
         let key = if fault == Fault::Move { &next } else { lock };
-        m.case("backup lock", key, fault, lock, Expect {
-            named: (fault != Fault::Delete).then(|| key.clone()),
-            restorable: vec![incr],
-            backup_runs: fault == Fault::Delete,
-            ..Default::default()
-        });
+        m.case(
+            "backup lock",
+            key,
+            fault,
+            lock,
+            Expect {
+                named: (fault != Fault::Delete).then(|| key.clone()),
+                restorable: vec![incr],
+                backup_runs: fault == Fault::Delete,
+                ..Default::default()
+            },
+        );
         if fault != Fault::Delete {
             m.damaged_lock(key);
         }

@@ -1,7 +1,6 @@
 use cairn_exit::{Classify, ErrorKind};
 use std::time::Duration;
 
-
 use crate::layout::ObjectKey;
 use crate::lock::{LockHolder, age};
 

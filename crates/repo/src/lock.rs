@@ -424,38 +424,38 @@ impl Repository {
                     }
                     Err(e) => return Err(e),
                     Ok(Some(holder)) => {
-                    let heartbeat_age = holder.heartbeat_age(key)?;
-                    let reason = if holder.released.is_some() {
-                        None
-                    } else if let Some(why) = me.proves_gone(&holder.owner) {
-                        Some(why)
-                    } else if heartbeat_age > opts.stale_after {
-                        Some(format!(
-                            "its heartbeat is {} old, more than the {} after which a lock is stale",
-                            age(heartbeat_age),
-                            age(opts.stale_after)
-                        ))
-                    } else {
-                        return Err(RepoError::Locked {
-                            holder: Box::new(LockHolder {
-                                lock: target.clone(),
-                                record: Some(holder),
-                                heartbeat_age,
-                                stale_after: opts.stale_after,
-                            }),
+                        let heartbeat_age = holder.heartbeat_age(key)?;
+                        let reason = if holder.released.is_some() {
+                            None
+                        } else if let Some(why) = me.proves_gone(&holder.owner) {
+                            Some(why)
+                        } else if heartbeat_age > opts.stale_after {
+                            Some(format!(
+                                "its heartbeat is {} old, more than the {} after which a lock is stale",
+                                age(heartbeat_age),
+                                age(opts.stale_after)
+                            ))
+                        } else {
+                            return Err(RepoError::Locked {
+                                holder: Box::new(LockHolder {
+                                    lock: target.clone(),
+                                    record: Some(holder),
+                                    heartbeat_age,
+                                    stale_after: opts.stale_after,
+                                }),
+                            });
+                        };
+                        let previous = reason.map(|reason| PreviousHolder {
+                            id: holder.id.clone(),
+                            command: holder.command.clone(),
+                            host: holder.owner.host.clone(),
+                            pid: holder.owner.pid,
+                            started: holder.started.clone(),
+                            heartbeat: holder.heartbeat.clone(),
+                            reason,
                         });
-                    };
-                    let previous = reason.map(|reason| PreviousHolder {
-                        id: holder.id.clone(),
-                        command: holder.command.clone(),
-                        host: holder.owner.host.clone(),
-                        pid: holder.owner.pid,
-                        started: holder.started.clone(),
-                        heartbeat: holder.heartbeat.clone(),
-                        reason,
-                    });
-                    last_seen = Some((holder, heartbeat_age));
-                    (top + 1, previous)
+                        last_seen = Some((holder, heartbeat_age));
+                        (top + 1, previous)
                     }
                 },
             };
@@ -684,7 +684,10 @@ mod tests {
             .expect("a fresh damaged generation is refused");
         assert!(matches!(e, RepoError::LockDamaged { .. }), "{e}");
         assert!(e.to_string().contains(key.as_str()), "{e}");
-        assert_eq!(cairn_exit::Classify::kind(&e), cairn_exit::ErrorKind::Locked);
+        assert_eq!(
+            cairn_exit::Classify::kind(&e),
+            cairn_exit::ErrorKind::Locked
+        );
 
         tokio::time::sleep(Duration::from_millis(50)).await;
         let quick = LockOptions {
@@ -693,7 +696,10 @@ mod tests {
         };
         let guard = repo.lock(target, "backup", &quick).await.unwrap();
         assert_eq!(layout::parse_seq(guard.key().as_str()), Some(2));
-        let t = guard.takeover().expect("the takeover is reported").to_string();
+        let t = guard
+            .takeover()
+            .expect("the takeover is reported")
+            .to_string();
         assert!(t.contains(key.as_str()) && t.contains("damaged"), "{t}");
         assert!(
             repo.backend().get(&key).await.unwrap().is_none(),

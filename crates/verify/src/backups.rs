@@ -251,7 +251,29 @@ pub(crate) async fn pack_plan(
     let indexed: BTreeSet<&PackId> = inv.indexes.iter().map(|ix| &ix.pack).collect();
     for (pack, size) in &inv.packs {
         match plan.packs.get_mut(pack) {
-            Some(work) => work.size = Some(*size),
+            Some(work) => {
+                work.size = Some(*size);
+                // A backup's pack is indexed before its manifest is written: without an
+                // index, it was lost.
+                if !indexed.contains(pack) {
+                    run.problem(
+                        Problem {
+                            severity: Severity::Damage,
+                            object: ObjectClass::PackIndex,
+                            key: layout::pack_index(run.stanza, pack.as_str()).to_string(),
+                            damage: DamageKind::Missing,
+                            detail: "is missing, although backups use its pack".into(),
+                            affects: Vec::new(),
+                        }
+                        .with(Effect::new(
+                            EffectKind::NewBackups,
+                            "new backups do not know the chunks of its pack and store them \
+                             again; restores read chunks through their manifests and are not \
+                             affected",
+                        )),
+                    );
+                }
+            }
             None if run.full() && !indexed.contains(pack) => run.problem(Problem {
                 severity: Severity::Warning,
                 object: ObjectClass::Pack,

@@ -173,6 +173,23 @@ async fn a_damaged_pack_index_costs_new_backups_not_restores() {
 }
 
 #[tokio::test]
+async fn a_deleted_pack_index_is_missing_and_costs_new_backups_not_restores() {
+    let fx = Fixture::new(&[]).await;
+    let pack = &fx.full.packs[0];
+    let key = layout::pack_index(&fx.stanza, pack.as_str());
+    fx.delete(&key).await;
+    let r = fx.verify().await;
+    let p = only(&r);
+    assert_eq!(
+        (p.object, p.key.as_str()),
+        (ObjectClass::PackIndex, key.as_str())
+    );
+    assert_eq!(p.damage, DamageKind::Missing, "{}", r.text());
+    assert!(has_effect(p, EffectKind::NewBackups));
+    assert!(r.unrestorable.is_empty(), "{}", r.text());
+}
+
+#[tokio::test]
 async fn a_deleted_wal_segment_is_named_with_the_window_it_ends() {
     let fx = Fixture::new(&[]).await;
     fx.delete(&fx.wal_key(4)).await;
@@ -513,6 +530,9 @@ async fn a_damaged_lock_is_named() {
     fx.flip(&key, 100).await;
     let r = fx.verify().await;
     let p = only(&r);
-    assert_eq!((p.object, p.key.as_str()), (ObjectClass::Lock, key.as_str()));
+    assert_eq!(
+        (p.object, p.key.as_str()),
+        (ObjectClass::Lock, key.as_str())
+    );
     assert!(r.unrestorable.is_empty());
 }
