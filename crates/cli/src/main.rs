@@ -4,6 +4,7 @@
 mod args;
 mod backup;
 mod check;
+mod drill;
 mod duration;
 mod info;
 mod pg;
@@ -107,6 +108,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Info { output } => info::run(&cfg, stanza, output).await,
+        Command::Drill(args) => drill::run(&cfg, stanza, &args).await,
         Command::Rekey { new_pass_file } => rekey::run(&cfg, new_pass_file.as_deref()).await,
         Command::Restore(args) => restore::run(&cfg, stanza, &args).await,
         Command::Backup {
