@@ -677,11 +677,12 @@ mod tests {
             .put_overwrite(&key, bad.into())
             .await
             .unwrap();
-        let e = repo
+        let Err(e) = repo
             .lock(target.clone(), "backup", &LockOptions::default())
             .await
-            .err()
-            .expect("a fresh damaged generation is refused");
+        else {
+            panic!("a fresh damaged generation is refused");
+        };
         assert!(matches!(e, RepoError::LockDamaged { .. }), "{e}");
         assert!(e.to_string().contains(key.as_str()), "{e}");
         assert_eq!(
