@@ -115,6 +115,22 @@ pub enum Command {
         /// Let the server's checkpoint spread out (CHECKPOINT 'spread') instead of 'fast'.
         #[arg(long)]
         spread: bool,
+        /// Pin the backup: expire never removes it until `cairn unpin`.
+        #[arg(long)]
+        pin: bool,
+        /// A note stored with the backup and shown by `info`: KEY=VALUE (repeatable).
+        #[arg(long = "annotation", value_name = "KEY=VALUE")]
+        annotations: Vec<String>,
+    },
+    /// Keep a backup whatever [retention] says, until `cairn unpin`.
+    Pin {
+        /// The backup to pin, by label (as `cairn info` lists it).
+        label: String,
+    },
+    /// Let [retention] decide about a pinned backup again.
+    Unpin {
+        /// The backup to unpin, by label.
+        label: String,
     },
     /// Restore a backup and configure recovery.
     Restore(RestoreArgs),
@@ -124,11 +140,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Remove backups and WAL that retention no longer needs.
+    /// Remove backups and WAL that [retention] no longer keeps, and collect garbage.
     Expire {
-        /// Print what would be removed and remove nothing.
+        /// Print what would go and how many bytes that frees; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Remove exactly this backup (of any type) instead of applying [retention].
+        #[arg(long, value_name = "LABEL")]
+        set: Option<String>,
     },
     /// Read and authenticate every object the stanza's catalogs reference, check each
     /// backup's WAL and each timeline for gaps, and say what any damage costs.

@@ -168,6 +168,26 @@ impl S3Server {
         }
     }
 
+    /// Stops the server with SIGSTOP, as a hung store: the kernel still accepts connections,
+    /// but no request is answered until [`resume`](Self::resume).
+    pub fn pause(&self) -> Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Continues a [`pause`](Self::pause)d server (SIGCONT).
+    pub fn resume(&self) -> Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, sig: &str) -> Result<()> {
+        let Some(child) = &self.child else {
+            return Err(Error::Invalid("the S3 server was killed".into()));
+        };
+        let mut cmd = Command::new("kill");
+        cmd.arg(sig).arg(child.id().to_string());
+        crate::command::run(&mut cmd, None).map(|_| ())
+    }
+
     /// Sends one request (`target` is the path and query, e.g. `/bucket/key?x=y`) with the
     /// kit's `Authorization` header.
     pub fn raw_request(
@@ -248,6 +268,15 @@ impl S3Server {
 
     /// Every key in the bucket that starts with `prefix`, in S3's (lexicographic) order.
     pub fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .list_objects(prefix)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// Every object in the bucket under `prefix` with its size, in S3's order.
+    pub fn list_objects(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         let mut keys = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -264,7 +293,18 @@ impl S3Server {
             }
             let r = self.raw_request("GET", &target, &[], b"")?;
             let body = self.expect("GET", &target, r, &[200])?.text();
-            keys.extend(xml_values(&body, "Key"));
+            // Each <Contents> holds one <Key> and one <Size>.
+            for item in xml_values(&body, "Contents") {
+                let key = xml_values(&item, "Key")
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                let size = xml_values(&item, "Size")
+                    .first()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                keys.push((key, size));
+            }
             token = xml_values(&body, "NextContinuationToken")
                 .into_iter()
                 .next();
