@@ -39,6 +39,10 @@ pub enum BackupError {
     )]
     NotInParent { path: String, parent: String },
     /// An `INCREMENTAL.` file from the server is not what PostgreSQL writes.
+    /// The one who started the backup gave it up (`cairn serve` shutting down): no
+    /// manifest was written, so the backup is not listed.
+    #[error("the backup was abandoned before its manifest was written")]
+    Abandoned,
     #[error("incremental file for {path}: {source}")]
     Incremental {
         path: String,
@@ -58,6 +62,7 @@ impl Classify for BackupError {
             BackupError::NotInParent { .. } | BackupError::Incremental { .. } => {
                 ErrorKind::Postgres
             }
+            BackupError::Abandoned => ErrorKind::Refused,
         }
     }
 
@@ -71,6 +76,9 @@ impl Classify for BackupError {
             ),
             BackupError::NotInParent { .. } => Some(
                 "the parent's PostgreSQL backup_manifest does not match its cairn manifest; take a full backup (cairn backup --type full)".into(),
+            ),
+            BackupError::Abandoned => Some(
+                "the backup is not listed; its chunks already stored are reused by the next backup".into(),
             ),
             BackupError::Protocol(_)
             | BackupError::UnexpectedSetting { .. }

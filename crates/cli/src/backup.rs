@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cairn_backup::{BackupPlan, RunOptions, Session, StartNotice};
+use std::sync::Mutex;
+
+use cairn_backup::{StartNotice, TakeNotice, TakeObserver, TakeOptions};
 use cairn_basebackup::ConnParams;
 use cairn_config::{Config, StanzaConfig};
 use cairn_exit::Failure;
@@ -58,80 +60,19 @@ pub async fn run(
     let name = stanza_name(cfg, stanza)?;
     let (_, st) = cfg.stanza(stanza)?;
     let repo = cairn_startup::open_repo(cfg).await?;
-    let info = repo.require_stanza(&name).await?;
-    // Before PostgreSQL is contacted: a second backup of the stanza fails at once.
-    let warn = |w: &str| eprintln!("cairn: WARNING: {w}");
-    cairn_backup::with_lock(&repo, &name, &Default::default(), warn, async |lock| {
-        take(st, &repo, &info, requested, archive_timeout, spread, lock).await
-    })
-    .await
-}
-
-async fn take(
-    st: &StanzaConfig,
-    repo: &cairn_repo::Repository,
-    info: &cairn_repo::StanzaInfo,
-    requested: Option<ArgType>,
-    archive_timeout: Duration,
-    spread: bool,
-    lock: cairn_repo::LockWatch,
-) -> Result<ExitCode, Failure> {
-    let mut session = Session::connect(&conn_params(st), info).await?;
-    let estimate = size_estimate(st).await;
-    let requested = requested.map(|t| match t {
+    let mut opts = TakeOptions::new(conn_params(st));
+    opts.requested = requested.map(|t| match t {
         ArgType::Full => BackupType::Full,
         ArgType::Diff => BackupType::Diff,
         ArgType::Incr => BackupType::Incr,
     });
-    let plan = BackupPlan::prepare(
-        repo,
-        &info.name,
-        requested,
-        info.current().db_id,
-        time::OffsetDateTime::now_utc(),
-    )
-    .await?;
-    for p in &plan.passed_over {
-        eprintln!("cairn: WARNING: backup {p} cannot be used as a parent; passed over");
-    }
-    if plan.promoted_to_full {
-        eprintln!("cairn: no full backup of this cluster exists yet: taking a full backup");
-    }
-    let on_top = plan
-        .parent
-        .as_ref()
-        .map(|p| format!(" on top of {}", p.label))
-        .unwrap_or_default();
-    let wal_segment_size = session.wal_segment_size;
-    let started = session
-        .start(&plan, !spread, |notice| match notice {
-            StartNotice::WalSummaries => eprintln!(
-                "cairn: {} backup {}{on_top} starting (WAL summaries: the server sends only blocks changed since the parent)",
-                plan.backup_type, plan.label
-            ),
-            StartNotice::ContentAddressed { why } => eprintln!(
-                "cairn: {} backup {}{on_top} starting (changed data found by content addressing: the server sends every file; {why})",
-                plan.backup_type, plan.label
-            ),
-            StartNotice::Refused { error } => eprintln!(
-                "cairn: the server refused an incremental backup ({error}); falling back to the server sending every file (content addressing)"
-            ),
-        })
-        .await?;
-    let mut source = Progress::new(
-        started.source,
-        eta_basis(estimate, started.incremental_mode),
-        plan.label.as_str(),
-    );
-    let opts = RunOptions {
-        archive_timeout,
-        wal_segment_size,
-        progress_every: None,
-        incremental_mode: started.incremental_mode,
-        lock: Some(lock),
-        ..Default::default()
+    opts.archive_timeout = archive_timeout;
+    opts.fast_checkpoint = !spread;
+    let terminal = Terminal {
+        estimate: size_estimate(st).await,
+        progress: Mutex::new(None),
     };
-    let m = cairn_backup::run(repo, info, &plan, &mut source, &opts)
+    let m = cairn_backup::take(&repo, &name, &opts, &terminal)
         .await
         .map_err(|e| Failure::from_error(&e))?;
     println!(
@@ -150,6 +91,70 @@ async fn take(
         m.repo_added as f64 / 1048576.0
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a backup run from a terminal shows on stderr: warnings, how the backup starts,
+/// and a progress bar.
+struct Terminal {
+    /// The databases' size, for the ETA.
+    estimate: Option<u64>,
+    progress: Mutex<Option<Progress>>,
+}
+
+impl TakeObserver for Terminal {
+    fn warning(&self, text: &str) {
+        eprintln!("cairn: WARNING: {text}");
+    }
+
+    fn notice(&self, notice: TakeNotice<'_>) {
+        match notice {
+            TakeNotice::PassedOver(p) => {
+                eprintln!("cairn: WARNING: backup {p} cannot be used as a parent; passed over")
+            }
+            TakeNotice::PromotedToFull => {
+                eprintln!("cairn: no full backup of this cluster exists yet: taking a full backup")
+            }
+            TakeNotice::Starting { plan, how } => {
+                let on_top = plan
+                    .parent
+                    .as_ref()
+                    .map(|p| format!(" on top of {}", p.label))
+                    .unwrap_or_default();
+                match how {
+                    StartNotice::WalSummaries => eprintln!(
+                        "cairn: {} backup {}{on_top} starting (WAL summaries: the server sends only blocks changed since the parent)",
+                        plan.backup_type, plan.label
+                    ),
+                    StartNotice::ContentAddressed { why } => eprintln!(
+                        "cairn: {} backup {}{on_top} starting (changed data found by content addressing: the server sends every file; {why})",
+                        plan.backup_type, plan.label
+                    ),
+                    StartNotice::Refused { error } => eprintln!(
+                        "cairn: the server refused an incremental backup ({error}); falling back to the server sending every file (content addressing)"
+                    ),
+                }
+            }
+            TakeNotice::Streaming {
+                label,
+                incremental_mode,
+            } => {
+                let p = Progress::new(eta_basis(self.estimate, incremental_mode), label.as_str());
+                *self.progress.lock().expect("progress") = Some(p);
+            }
+        }
+    }
+
+    fn received(&self, total: u64) {
+        if let Some(p) = self.progress.lock().expect("progress").as_mut() {
+            p.update(total, false);
+        }
+    }
+
+    fn stream_ended(&self, total: u64) {
+        if let Some(p) = self.progress.lock().expect("progress").as_mut() {
+            p.update(total, true);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,10 @@
 //! Backup progress: a one-line bar on a terminal (bytes, rate, ETA), plain log lines every
-//! ten seconds otherwise. It wraps the backup source, so the backup code stays quiet.
+//! ten seconds otherwise. The backup library reports bytes received; this draws them.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use cairn_backup::{BackupError, BackupSource, SourceEvent};
-
-pub struct Progress<S> {
-    inner: S,
+pub struct Progress {
     total: Option<u64>,
     done: u64,
     started: Instant,
@@ -16,12 +13,11 @@ pub struct Progress<S> {
     label: String,
 }
 
-impl<S> Progress<S> {
+impl Progress {
     /// `total`: the expected bytes (an estimate), for the ETA.
-    pub fn new(inner: S, total: Option<u64>, label: &str) -> Progress<S> {
+    pub fn new(total: Option<u64>, label: &str) -> Progress {
         let now = Instant::now();
         Progress {
-            inner,
             total,
             done: 0,
             started: now,
@@ -66,6 +62,12 @@ impl<S> Progress<S> {
         }
     }
 
+    /// `done` bytes so far; `force` at the end draws the last state whatever the time.
+    pub fn update(&mut self, done: u64, force: bool) {
+        self.done = done;
+        self.report(force);
+    }
+
     fn report(&mut self, force: bool) {
         let every = if self.tty {
             Duration::from_millis(200)
@@ -85,20 +87,5 @@ impl<S> Progress<S> {
         } else {
             let _ = writeln!(err, "cairn: {}", self.line());
         }
-    }
-}
-
-impl<S: BackupSource + Send> BackupSource for Progress<S> {
-    async fn next_event(&mut self) -> Result<Option<SourceEvent>, BackupError> {
-        let ev = self.inner.next_event().await;
-        match &ev {
-            Ok(Some(SourceEvent::Data(d))) => {
-                self.done += d.len() as u64;
-                self.report(false);
-            }
-            Ok(None) | Err(_) => self.report(true),
-            _ => {}
-        }
-        ev
     }
 }
