@@ -117,45 +117,16 @@ pub async fn run(
     let tablespace_map = parse_tablespace_map(&args.tablespace_map)?;
     let repo = cairn_startup::open_repo(cfg).await?;
     let info = repo.require_stanza(&name).await?;
-    let backups = repo.backup_catalog(&name).await?;
-    for w in backups.warnings.iter().chain(repo.warnings()) {
-        eprintln!("cairn: WARNING: {w}");
-    }
-    if let Some(d) = set
-        .as_ref()
-        .and_then(|l| backups.damaged.iter().find(|d| &d.label == l))
-    {
-        return Err(cairn_repo::RepoError::BackupDamaged {
-            label: d.label.to_string(),
-            key: d.key.clone(),
-            reason: d.reason.clone(),
-        }
-        .into());
-    }
-    let mut usable = backups.usable;
-    let catalog = repo.wal_catalog(&name).await?;
     let request = PlanRequest {
         target,
         timeline,
         set,
         db_id: info.current().db_id,
     };
-    // A manifest found damaged only now costs only its backup: plan again without it,
-    // unless the operator asked for that very backup.
-    let (plan, chosen) = loop {
-        let plan = cairn_planner::plan(&usable, &catalog, &request)?;
-        match repo.manifest(&name, &plan.backup).await {
-            Ok(m) => break (plan, m),
-            Err(cairn_repo::RepoError::BackupDamaged { reason, .. }) if request.set.is_none() => {
-                eprintln!(
-                    "cairn: WARNING: backup {} cannot be used ({reason}); planning without it",
-                    plan.backup
-                );
-                usable.retain(|b| b.label != plan.backup);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
+    let warn = |w: &str| eprintln!("cairn: WARNING: {w}");
+    let (plan, chosen) = cairn_restore::plan_restore(&repo, &name, &request, &warn)
+        .await
+        .map_err(|e| Failure::from_error(&e))?;
     let chosen = &chosen;
     let exe = std::env::current_exe().ok();
     let recovery = RecoverySettings {

@@ -29,7 +29,9 @@
 //!
 //! The recovery settings are typed ([`RecoverySettings`]: a `cairn-target` target, action
 //! and timeline, a [`RestoreCommand`], an [`ArchiveMode`]); this crate renders and quotes
-//! them. [`check_restore`] runs every check without writing, for `--dry-run`.
+//! them. [`check_restore`] runs every check without writing, for `--dry-run`;
+//! [`plan_restore`] chooses the backup (through the planner) and [`DryRun`] is the plan's
+//! JSON document.
 //!
 //! ```no_run
 //! # async fn demo(repo: &cairn_repo::Repository, stanza: &cairn_repo::StanzaName)
@@ -55,6 +57,7 @@
 mod archiving;
 mod delta;
 mod destination;
+mod dry_run;
 mod error;
 mod executor;
 mod file;
@@ -66,6 +69,7 @@ mod restore_command;
 mod tree;
 
 pub use archiving::{ArchiveMode, Archiving};
+pub use dry_run::{DryRun, PlanDoc, PlanningError, TimeDoc, WalRangeDoc, archive_mode_name, plan_restore};
 pub use error::{PathProblem, RestoreError, TablespaceProblem};
 pub use executor::{check_restore, restore_backup};
 pub use file::READ_AHEAD;
