@@ -50,6 +50,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--segments", type=int, default=64)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"),
+                    help="where the cairn binaries are (default target/release; target/profiling for perf)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="cairn-bench-")
     os.chown(work, PG.pw_uid, PG.pw_gid)
@@ -59,7 +61,7 @@ def main():
         os.makedirs(d(sub))
         os.chown(d(sub), PG.pw_uid, PG.pw_gid)
     for b in ["cairn", "cairn-archive-push", "cairn-archive-get"]:
-        shutil.copy(os.path.join(ROOT, "target", "release", b), d("bin", b))
+        shutil.copy(os.path.join(args.bin_dir, b), d("bin", b))
     port = 54400 + os.getpid() % 500
     try:
         as_pg([f"{PGBIN}/initdb", "-D", d("pgdata"), "-A", "trust", "-E", "UTF8", "--no-locale"])

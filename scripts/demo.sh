@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # cairn demo: a throwaway PostgreSQL 15 cluster archiving into a local encrypted cairn
-# repository. Builds cairn, creates the cluster under $CAIRN_DEMO_DIR (default
-# /tmp/cairn-demo), runs `cairn stanza-create`, `cairn check`, writes some data, and shows
-# `cairn info`. Run as root (PostgreSQL itself runs as the `postgres` user) or as a user
-# that can run PostgreSQL. `scripts/demo.sh stop` stops the cluster.
+# repository. Builds cairn, creates the cluster under $CAIRN_DEMO_DIR, runs `cairn
+# stanza-create`, `cairn check` and `cairn backup`, writes some data, and shows `cairn info`
+# and a restore plan. Run as root (PostgreSQL itself runs as the `postgres` user) or as a
+# user that can run PostgreSQL. `scripts/demo.sh stop` stops the cluster.
+#
+# Environment (README.md lists the same):
+#   CAIRN_DEMO_DIR    everything the demo makes, emptied at each start (/tmp/cairn-demo)
+#   CAIRN_DEMO_PORT   the cluster's port, on its Unix socket only (54329)
+#   PGBIN             PostgreSQL's initdb, pg_ctl, postgres (/usr/lib/postgresql/15/bin)
+#   CARGO_TARGET_DIR  where cargo puts the build, as for cargo itself (target)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,12 +39,15 @@ fi
 
 echo "demo: building cairn (release)"
 (cd "$REPO" && cargo build --release --bins -q)
+BUILT=${CARGO_TARGET_DIR:-target}
+case "$BUILT" in /*) ;; *) BUILT=$REPO/$BUILT ;; esac   # cargo resolves it from $REPO
+BUILT=$BUILT/release
 
 # Fresh demo directory, readable by postgres even when the checkout is under /root.
 if [ -d "$DEMO/pgdata" ]; then as_pg "$PGBIN/pg_ctl" -D "$DEMO/pgdata" -m fast stop >/dev/null 2>&1 || true; fi
 rm -rf "$DEMO"
 mkdir -p "$DEMO/bin" "$DEMO/repo" "$DEMO/spool" "$DEMO/run"
-cp "$REPO/target/release/cairn" "$REPO/target/release/cairn-archive-push" "$REPO/target/release/cairn-archive-get" "$DEMO/bin/"
+cp "$BUILT/cairn" "$BUILT/cairn-archive-push" "$BUILT/cairn-archive-get" "$DEMO/bin/"
 cat >"$DEMO/cairn.toml" <<TOML
 [repo]
 path = "$DEMO/repo"
@@ -73,9 +82,10 @@ echo "\$ cairn check"; cairn check
 echo "\$ cairn backup"; cairn backup
 TARGET=$(date -u +"%Y-%m-%d %H:%M:%S.%6N+00")   # after the backup, before the writes below
 echo "demo: writing data and switching WAL a few times"
+as_pg psql -X -q -h "$DEMO/run" -p "$PORT" -d postgres -c "CREATE TABLE demo(id serial, v text)"
 for i in 1 2 3; do
     as_pg psql -X -q -h "$DEMO/run" -p "$PORT" -d postgres -c \
-        "CREATE TABLE IF NOT EXISTS demo(id serial, v text); INSERT INTO demo(v) SELECT md5(g::text) FROM generate_series(1,20000) g; SELECT pg_switch_wal();" >/dev/null
+        "INSERT INTO demo(v) SELECT md5(g::text) FROM generate_series(1,20000) g; SELECT pg_switch_wal();" >/dev/null
 done
 as_pg psql -X -q -h "$DEMO/run" -p "$PORT" -d postgres -c "SELECT pg_create_restore_point('demo-point'); SELECT pg_switch_wal();" >/dev/null
 cairn check >/dev/null

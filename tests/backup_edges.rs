@@ -214,7 +214,7 @@ fn pg15_backup_connection_failures_are_one_clear_line() {
     let cairn = Cairn::new(&dir, &primary, RepoSpec::Local);
     start_archiving(&mut primary, &cairn);
     cairn.cairn_ok(&["stanza-create"]);
-    primary.psql("SET password_encryption = 'scram-sha-256'; CREATE ROLE backup LOGIN REPLICATION PASSWORD 'right'; CREATE ROLE plain LOGIN PASSWORD 'right'").unwrap();
+    primary.psql("SET password_encryption = 'scram-sha-256'; CREATE ROLE backup LOGIN REPLICATION PASSWORD 'right' IN ROLE pg_read_all_settings; CREATE ROLE plain LOGIN PASSWORD 'right'").unwrap();
     let hba = primary.data_dir().join("pg_hba.conf");
     let old = std::fs::read_to_string(&hba).unwrap();
     std::fs::write(&hba, format!("host replication backup 127.0.0.1/32 scram-sha-256\nhost replication plain 127.0.0.1/32 scram-sha-256\n{old}")).unwrap();

@@ -15,7 +15,7 @@
 //!
 //! ```no_run
 //! # async fn demo(cfg: &cairn_config::Config) -> Result<(), cairn_exit::Failure> {
-//! let got = cairn_archive_get::get(cfg, None, "000000010000000000000002", "pg_wal/RECOVERYXLOG".as_ref(), cairn_archive_get::Mode::Recovery).await?;
+//! let got = cairn_archive_get::get(cfg, None, "000000010000000000000002", "pg_wal/RECOVERYXLOG".as_ref(), cairn_archive_get::Mode::Recovery, None).await?;
 //! # Ok(()) }
 //! ```
 
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use cairn_exit::{Classify, ErrorKind, Failure};
 use cairn_pgformat::{WalFileName, WalSegmentSize};
-use cairn_repo::{Repository, StanzaInfo, StanzaName};
+use cairn_repo::{DbId, Repository, StanzaInfo, StanzaName};
 
 use crate::prefetch::Prefetch;
 
@@ -241,18 +241,31 @@ pub(crate) fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), GetError
     })
 }
 
-/// Open the configured repository and stanza, then fetch `name` into `dest`.
+/// Open the configured repository and stanza, then fetch `name` into `dest`. With
+/// `generation`, only that cluster generation's WAL is looked at (the restore of a backup
+/// taken before a `stanza-upgrade`); the prefetch spool serves the current one only.
 pub async fn get(
     cfg: &cairn_config::Config,
     stanza: Option<&str>,
     name: &str,
     dest: &Path,
     mode: Mode,
+    generation: Option<DbId>,
 ) -> Result<GetOutcome, Failure> {
     let (sname, _) = cfg.stanza(stanza)?;
     let stanza = StanzaName::new(sname).map_err(|m| Failure::new(ErrorKind::Config, m))?;
     let repo = cairn_startup::open_repo(cfg).await?;
     let info = repo.require_stanza(&stanza).await?;
+    if let Some(db) = generation {
+        let only = info.only(db).ok_or_else(|| {
+            Failure::new(
+                ErrorKind::Stanza,
+                format!("stanza '{stanza}' has no cluster generation {db}"),
+            )
+            .with_hint("`cairn info` lists the stanza's generations (db ids)")
+        })?;
+        return get_with(&repo, &only, name, dest, mode).await;
+    }
     if cfg.archive.async_ {
         let pf = prefetch_spool(cfg, &repo, &info);
         return get_prefetching(

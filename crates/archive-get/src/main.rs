@@ -20,6 +20,10 @@ struct Args {
     /// (below 126) so a standby retries, instead of 126, which stops recovery.
     #[arg(long)]
     standby: bool,
+    /// Fetch only this cluster generation's WAL (written by `cairn restore` for a backup
+    /// taken before a `stanza-upgrade`).
+    #[arg(long, value_name = "DB_ID")]
+    db_id: Option<u32>,
     /// Internal: run as the prefetch worker (`[archive] async = true`).
     #[arg(long, hide = true)]
     prefetch_worker: bool,
@@ -56,7 +60,10 @@ fn main() -> ExitCode {
                 cairn_archive_get::prefetch_worker(&cfg, stanza).await?;
                 return Ok(ExitCode::SUCCESS);
             }
-            match cairn_archive_get::get(&cfg, stanza, &args.wal_name, &args.dest, mode).await? {
+            let generation = args.db_id.map(cairn_repo::DbId);
+            match cairn_archive_get::get(&cfg, stanza, &args.wal_name, &args.dest, mode, generation)
+                .await?
+            {
                 GetOutcome::Written => Ok(ExitCode::SUCCESS),
                 GetOutcome::NotInArchive => Ok(ExitCode::from(ErrorKind::NotInArchive.code())),
             }

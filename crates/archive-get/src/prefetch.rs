@@ -1,4 +1,4 @@
-//! Fetching WAL ahead of recovery (`[archive] async = true`, DESIGN.md section 5).
+//! Fetching WAL ahead of recovery (`[archive] async = true`; decision 009).
 //!
 //! PostgreSQL asks for one segment at a time and replays it before asking for the next, so
 //! a fetch per call (GET, authenticate, decompress, verify) sits on recovery's critical

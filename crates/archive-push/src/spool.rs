@@ -1,4 +1,4 @@
-//! Asynchronous archiving (`[archive] async = true`, DESIGN.md section 5).
+//! Asynchronous archiving (`[archive] async = true`; decision 008).
 //!
 //! The process PostgreSQL runs for segment N only waits for a marker in the spool
 //! directory: `N.ok` (durably stored: exit 0) or `N.error` (exit with that error; PostgreSQL

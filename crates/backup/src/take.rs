@@ -4,12 +4,14 @@
 //! from the backup catalog, start the stream and store it. The caller hears what happens
 //! through a [`TakeObserver`]; nothing here prints.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use cairn_basebackup::ConnParams;
 use cairn_repo::lock::LockOptions;
 use cairn_repo::{
-    BackupLabel, BackupManifest, BackupType, IncrementalMode, Repository, StanzaName,
+    BackupLabel, BackupManifest, BackupType, IncrementalMode, Repository, StanzaInfo, StanzaName,
 };
 use tokio::sync::watch;
 
@@ -72,6 +74,15 @@ pub enum TakeNotice<'a> {
 
 /// Hears what a backup does. Every method has an empty default.
 pub trait TakeObserver: Send + Sync {
+    /// Checks of the server made under the lock, once the replication session is open and
+    /// before anything is planned (the cli checks the server runs on pg-data and is the
+    /// stanza's cluster). An error ends the backup before it starts.
+    fn preflight<'s>(
+        &'s self,
+        _info: &'s StanzaInfo,
+    ) -> Pin<Box<dyn Future<Output = Result<(), BackupError>> + Send + 's>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Something the operator should know that does not stop the backup (a lock taken
     /// over from a gone holder, a lock that could not be given back).
     fn warning(&self, _text: &str) {}
@@ -101,6 +112,7 @@ pub async fn take(
     with_lock(repo, stanza, &opts.lock, warn, async |lock| {
         let work = async {
             let mut session = Session::connect(&opts.conn, &info).await?;
+            observer.preflight(&info).await?;
             let plan = BackupPlan::prepare(
                 repo,
                 stanza,

@@ -98,7 +98,9 @@ fn version_num(v: &str) -> Option<u32> {
     major.checked_mul(10000)?.checked_add(minor)
 }
 
-async fn open_socket(
+/// The socket to speak the protocol on: Unix, or TCP with TLS negotiated per `mode`.
+/// Shared by replication connections and SQL sessions ([`crate::connect_sql`]).
+pub(crate) async fn open_socket(
     p: &ConnParams,
     mode: SslMode,
 ) -> Result<(Box<dyn Io>, bool), ReplicationError> {

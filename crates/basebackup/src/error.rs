@@ -1,5 +1,5 @@
-//! [`ReplicationError`]: why a replication connection or a base backup failed, with the
-//! server's SQLSTATE kept and a hint for the problems operators meet most.
+//! [`ReplicationError`]: why a replication connection, an SQL session or a base backup
+//! failed, with the server's SQLSTATE kept and a hint for the problems operators meet most.
 
 use std::path::PathBuf;
 
@@ -9,7 +9,17 @@ use postgres_protocol::message::backend::ErrorResponseBody;
 
 use crate::params::SslMode;
 
-/// A replication connection or base backup failure.
+/// Which kind of session the server refused: pg_hba.conf matches them on different lines,
+/// so the hints differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    /// A physical replication connection (`replication` lines of pg_hba.conf).
+    Replication,
+    /// An ordinary SQL session on a database ([`crate::connect_sql`]).
+    Sql,
+}
+
+/// A replication connection, SQL session or base backup failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicationError {
     /// No connection: the server is not running, or pg-host / pg-port point elsewhere.
@@ -30,6 +40,8 @@ pub enum ReplicationError {
         detail: Option<String>,
         /// The server's own `HINT`, if it gave one.
         server_hint: Option<String>,
+        /// The session the server answered in.
+        session: Session,
     },
     #[error("PostgreSQL asks for a password and none is configured")]
     NoPassword,
@@ -85,6 +97,7 @@ impl ReplicationError {
             message,
             detail,
             server_hint: hint,
+            session: Session::Replication,
         }
     }
 
@@ -126,6 +139,46 @@ impl Classify for ReplicationError {
                 "is PostgreSQL running? check pg-host (a socket directory or host name) and pg-port in the stanza section"
                     .into(),
             ),
+            // A reject line matched a connection without TLS (e.g. `hostnossl ... reject`).
+            ReplicationError::Server { code, message, .. }
+                if code == "28000"
+                    && message.contains("rejects connection")
+                    && message.contains("no encryption") =>
+            {
+                Some(
+                    "pg_hba.conf rejects this connection without TLS: if it accepts the user over TLS (hostssl), set pg-sslmode = \"verify-full\" (or \"require\")"
+                        .into(),
+                )
+            }
+            ReplicationError::Server {
+                code,
+                server_hint,
+                session: Session::Sql,
+                ..
+            } => match code.as_str() {
+                "28P01" => Some(
+                    "check pg-password in the stanza section (cairn does not read ~/.pgpass)"
+                        .into(),
+                ),
+                "28000" => Some(
+                    "add a line allowing this user to connect to pg-database at the top of pg_hba.conf, e.g. \
+                     'host postgres USER 127.0.0.1/32 scram-sha-256', then reload PostgreSQL"
+                        .into(),
+                ),
+                "3D000" => Some(
+                    "set pg-database in the stanza section to a database that exists (default postgres)"
+                        .into(),
+                ),
+                "53300" => Some(
+                    "all connection slots are in use: raise max_connections or end other sessions"
+                        .into(),
+                ),
+                "57P01" | "57P02" | "57P03" => Some(
+                    "PostgreSQL is starting up or shutting down: try again once it accepts connections"
+                        .into(),
+                ),
+                _ => server_hint.clone(),
+            },
             ReplicationError::Server {
                 code, server_hint, ..
             } => match code.as_str() {
@@ -187,6 +240,7 @@ mod tests {
             message: "m".into(),
             detail: None,
             server_hint: Some("from the server".into()),
+            session: Session::Replication,
         }
     }
 
@@ -201,5 +255,38 @@ mod tests {
         assert_eq!(server("28P01").sqlstate(), Some("28P01"));
         assert_eq!(server("28P01").kind(), ErrorKind::Postgres);
         assert_eq!(ReplicationError::NoPassword.kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn sql_sessions_get_hints_for_sql_sessions() {
+        let sql = |code: &str| ReplicationError::Server {
+            code: code.into(),
+            message: "m".into(),
+            detail: None,
+            server_hint: None,
+            session: Session::Sql,
+        };
+        let tls_only = ReplicationError::Server {
+            code: "28000".into(),
+            message: "pg_hba.conf rejects connection for host \"127.0.0.1\", user \"u\", database \"postgres\", no encryption".into(),
+            detail: None,
+            server_hint: None,
+            session: Session::Replication,
+        };
+        assert!(tls_only.hint().unwrap().contains("pg-sslmode"));
+        let no_line = ReplicationError::Server {
+            code: "28000".into(),
+            message: "no pg_hba.conf entry for replication connection from host \"127.0.0.1\", user \"u\", no encryption".into(),
+            detail: None,
+            server_hint: None,
+            session: Session::Replication,
+        };
+        assert!(no_line.hint().unwrap().contains("host replication"));
+        let hba = sql("28000").hint().unwrap();
+        assert!(!hba.contains("replication"), "{hba}");
+        assert!(hba.contains("pg_hba.conf"), "{hba}");
+        assert!(sql("3D000").hint().unwrap().contains("pg-database"));
+        assert!(sql("28P01").hint().unwrap().contains("pg-password"));
+        assert!(!sql("53300").hint().unwrap().contains("max_wal_senders"));
     }
 }

@@ -1,4 +1,5 @@
-//! `cairn-basebackup`: a PostgreSQL physical-replication client, and base backups over it.
+//! `cairn-basebackup`: cairn's PostgreSQL connections: a physical-replication client, base
+//! backups over it, and ordinary SQL sessions with the same TLS.
 //!
 //! `tokio-postgres` cannot open replication connections, so this crate speaks the protocol
 //! itself, on `postgres-protocol`'s message framing over tokio Unix or TCP sockets:
@@ -11,6 +12,9 @@
 //!   Refusals keep their SQLSTATE and carry a hint for the usual causes (wrong password,
 //!   no `replication` line in pg_hba.conf, no REPLICATION attribute, WAL senders used up,
 //!   server not running) through [`cairn_exit::Classify`].
+//! - [`connect_sql`]: an ordinary SQL session (a `tokio_postgres::Client`) over the same
+//!   socket and TLS negotiation, so `pg-sslmode` means the same for `cairn check` and
+//!   `stanza-create` as for `cairn backup`.
 //! - `IDENTIFY_SYSTEM` ([`ReplicationConnection::identify_system`]) and `SHOW`.
 //! - [`ReplicationConnection::base_backup`]: `BASE_BACKUP` (PostgreSQL 15+), whose tar
 //!   archives are parsed on the fly by `cairn_pgformat::tar`, so a consumer sees files as
@@ -47,6 +51,11 @@
 //!     }
 //! }
 //! let manifest = cairn_pgformat::backup_manifest::PgBackupManifest::parse(&manifest).unwrap();
+//!
+//! // SQL, with the same TLS: what a replication connection cannot ask.
+//! let sql = cairn_basebackup::connect_sql(&params, "postgres").await?;
+//! let row = sql.query_one("SELECT current_setting('data_directory')", &[]).await.unwrap();
+//! println!("data directory {}", row.get::<_, String>(0));
 //! # Ok(()) }
 //! ```
 
@@ -57,6 +66,7 @@ mod error;
 mod params;
 #[cfg(test)]
 mod scripted_server;
+mod sql;
 mod tls;
 
 pub use base_backup::{
@@ -64,5 +74,6 @@ pub use base_backup::{
     MIN_SERVER_VERSION, TablespaceInfo,
 };
 pub use conn::{CONNECT_TIMEOUT, IdentifySystem, ReplicationConnection};
-pub use error::ReplicationError;
+pub use error::{ReplicationError, Session};
 pub use params::{ConnParams, SslMode};
+pub use sql::connect_sql;

@@ -1,5 +1,6 @@
 //! Connecting to real servers: each authentication method, each common refusal with its
-//! SQLSTATE and hint, a stopped server, and TLS per sslmode.
+//! SQLSTATE and hint, a stopped server, and TLS per sslmode, for replication connections
+//! and SQL sessions alike.
 
 mod common;
 
@@ -7,9 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cairn_basebackup::{ConnParams, ReplicationConnection, ReplicationError};
+use cairn_basebackup::{ConnParams, ReplicationConnection, ReplicationError, connect_sql};
 use cairn_exit::{Classify, ErrorKind};
-use cairn_testkit::{ClusterOptions, PgCluster, PgInstall, TestDir, wait_until};
+use cairn_testkit::{ClusterOptions, PgCluster, PgInstall, TestCertificates, TestDir, wait_until};
 use common::{block_on, params};
 
 fn connect(p: &ConnParams) -> Result<ReplicationConnection, ReplicationError> {
@@ -39,7 +40,8 @@ fn authentication_and_refusals() {
     // Only these lines: a replication connection that matches none of them is refused.
     std::fs::write(
         pg.data_dir().join("pg_hba.conf"),
-        "local all         all                     trust\n\
+        "host  all         scram     127.0.0.1/32  scram-sha-256\n\
+         local all         all                     trust\n\
          host  all         all       127.0.0.1/32  trust\n\
          local replication all                     trust\n\
          host  replication scram     127.0.0.1/32  scram-sha-256\n\
@@ -78,6 +80,27 @@ fn authentication_and_refusals() {
     let e = connect(&tcp(&pg, "scram", None)).unwrap_err();
     assert!(matches!(e, ReplicationError::NoPassword), "{e}");
     assert_eq!(e.kind(), ErrorKind::Config);
+    // SQL sessions: the same answers, through tokio-postgres.
+    let sql = |password: Option<&str>| {
+        block_on(async {
+            let client = connect_sql(&tcp(&pg, "scram", password), "postgres").await?;
+            let row = client.query_one("SELECT current_user::text", &[]).await;
+            Ok::<String, ReplicationError>(row.unwrap().get(0))
+        })
+    };
+    assert_eq!(sql(Some("s3cret")).unwrap(), "scram");
+    let e = sql(Some("wrong")).unwrap_err();
+    assert_eq!(code(&e), "28P01", "{e}");
+    assert!(e.hint().unwrap().contains("pg-password"));
+    let e = sql(None).unwrap_err();
+    assert!(matches!(e, ReplicationError::NoPassword), "{e}");
+    let e = block_on(connect_sql(
+        &params(&pg, "postgres", None, false),
+        "nosuchdb",
+    ))
+    .unwrap_err();
+    assert_eq!(code(&e), "3D000", "{e}");
+    assert!(e.hint().unwrap().contains("pg-database"), "{e}");
     // No pg_hba.conf line for replication.
     let e = connect(&tcp(&pg, "nohba", None)).unwrap_err();
     assert_eq!(code(&e), "28000", "{e}");
@@ -115,91 +138,9 @@ fn authentication_and_refusals() {
         assert!(e.to_string().contains(&pg.port().to_string()), "{e}");
         assert!(e.hint().unwrap().contains("running"));
         assert!(e.is_retryable());
+        let e = block_on(connect_sql(&p, "postgres")).unwrap_err();
+        assert!(matches!(e, ReplicationError::Connect { .. }), "{e}");
     }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, a server certificate it signed for `localhost` (a name, not an address), and a
-/// second CA that signed nothing.
-fn make_certificates(dir: &Path) {
-    for ca in ["ca", "other-ca"] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-new",
-                "-x509",
-                "-days",
-                "2",
-                "-nodes",
-                "-newkey",
-                "rsa:2048",
-                "-subj",
-                &format!("/CN=cairn test {ca}"),
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.crt"),
-            ],
-        );
-    }
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-nodes",
-            "-newkey",
-            "rsa:2048",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "server.crt",
-        ],
-    );
 }
 
 /// Runs [`tls_verify_child`] in a child process with these settings: the root file comes
@@ -246,18 +187,42 @@ fn tls_verify_child() {
         sslmode: Some(var("CAIRN_TLS_MODE")),
         application_name: "cairn-test".into(),
     };
-    match (var("CAIRN_TLS_EXPECT").as_str(), connect(&p)) {
+    let expect = var("CAIRN_TLS_EXPECT");
+    let roots = var("PGSSLROOTCERT");
+    // An SQL session must agree with the replication connection on every setting.
+    let sql = block_on(async {
+        let client = connect_sql(&p, "postgres").await?;
+        let row = client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .map_err(|e| ReplicationError::Protocol(e.to_string()))?;
+        Ok::<bool, ReplicationError>(row.get(0))
+    });
+    match (expect.as_str(), sql) {
+        ("ok", Ok(encrypted)) => assert!(encrypted, "SQL session without TLS"),
+        ("tls-error", Err(e @ ReplicationError::Tls { .. })) => {
+            assert!(e.hint().unwrap().contains(&roots), "{e}");
+        }
+        ("root-error", Err(e @ ReplicationError::RootCert { .. })) => {
+            assert_eq!(e.kind(), ErrorKind::Config);
+        }
+        (expect, got) => panic!("SQL: expected {expect}, got {got:?}"),
+    }
+    match (expect.as_str(), connect(&p)) {
         ("ok", Ok(mut c)) => {
             assert!(c.is_tls());
             block_on(c.identify_system()).unwrap();
         }
         ("tls-error", Err(e @ ReplicationError::Tls { .. })) => {
-            assert!(e.hint().unwrap().contains(&var("PGSSLROOTCERT")), "{e}");
+            assert!(e.hint().unwrap().contains(&roots), "{e}");
             assert!(!e.is_retryable());
         }
         ("root-error", Err(e @ ReplicationError::RootCert { .. })) => {
             assert_eq!(e.kind(), ErrorKind::Config);
-            assert!(e.to_string().contains(&var("PGSSLROOTCERT")), "{e}");
+            assert!(e.to_string().contains(&roots), "{e}");
         }
         (expect, got) => panic!("expected {expect}, got {got:?}"),
     }
@@ -268,16 +233,8 @@ fn tls_by_sslmode() {
     let install = PgInstall::find(15).unwrap();
     let dir = TestDir::new().unwrap();
     let mut pg = PgCluster::init(&install, &dir, ClusterOptions::default()).unwrap();
-    let certs = dir.path().join("certs");
-    std::fs::create_dir(&certs).unwrap();
-    make_certificates(&certs);
-    for f in ["server.crt", "server.key"] {
-        let to = pg.data_dir().join(f);
-        std::fs::copy(certs.join(f), &to).unwrap();
-        cairn_testkit::chown_to_postgres(&to).unwrap();
-        std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    }
-    pg.set_conf("ssl", "on").unwrap();
+    let certs = TestCertificates::generate(&dir.subdir("certs").unwrap()).unwrap();
+    pg.enable_tls(&certs).unwrap();
     pg.start().unwrap();
     pg.psql("SET password_encryption = 'scram-sha-256'; CREATE ROLE tls LOGIN REPLICATION PASSWORD 'pw'")
         .unwrap();
@@ -285,7 +242,10 @@ fn tls_by_sslmode() {
     let old = std::fs::read_to_string(&hba).unwrap();
     std::fs::write(
         &hba,
-        format!("hostssl replication tls 127.0.0.1/32 scram-sha-256\nhostnossl replication tls 127.0.0.1/32 reject\n{old}"),
+        format!(
+            "hostssl replication tls 127.0.0.1/32 scram-sha-256\nhostnossl replication tls 127.0.0.1/32 reject\n\
+             hostssl all tls 127.0.0.1/32 scram-sha-256\nhostnossl all tls 127.0.0.1/32 reject\n{old}"
+        ),
     )
     .unwrap();
     pg.reload().unwrap();
@@ -298,10 +258,23 @@ fn tls_by_sslmode() {
         assert!(c.is_tls(), "{mode:?}");
         block_on(c.identify_system()).unwrap();
     }
-    // Only TLS connections are allowed for this role, so clear text is rejected.
+    // Only TLS connections are allowed for this role, so clear text is rejected: for SQL
+    // sessions with the hint for SQL sessions.
     p.sslmode = Some("disable".into());
     let e = connect(&p).unwrap_err();
     assert_eq!(code(&e), "28000", "{e}");
+    let e = block_on(connect_sql(&p, "postgres")).unwrap_err();
+    assert_eq!(code(&e), "28000", "{e}");
+    assert!(!e.hint().unwrap().contains("replication"), "{e}");
+    p.sslmode = Some("require".into());
+    let client = block_on(connect_sql(&p, "postgres")).unwrap();
+    let row = block_on(client.query_one(
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        &[],
+    ))
+    .unwrap();
+    assert!(row.get::<_, bool>(0));
+    drop(client);
     p.sslmode = Some("verify_full".into());
     let e = connect(&p).unwrap_err();
     assert!(matches!(e, ReplicationError::UnsupportedSsl { .. }), "{e}");
@@ -309,7 +282,7 @@ fn tls_by_sslmode() {
 
     // Verified: the right CA and name pass; another CA, or an address the certificate
     // does not name under verify-full, fail; verify-ca does not look at names.
-    let (ca, other) = (certs.join("ca.crt"), certs.join("other-ca.crt"));
+    let (ca, other) = (certs.ca(), certs.other_ca());
     let port = pg.port();
     verify_in_child(port, "localhost", "verify-full", &ca, "ok");
     verify_in_child(port, "127.0.0.1", "verify-ca", &ca, "ok");
@@ -319,7 +292,7 @@ fn tls_by_sslmode() {
         port,
         "localhost",
         "verify-full",
-        &certs.join("missing.crt"),
+        &dir.path().join("missing.crt"),
         "root-error",
     );
 
@@ -331,8 +304,17 @@ fn tls_by_sslmode() {
     p.sslmode = Some("require".into());
     let e = connect(&p).unwrap_err();
     assert!(matches!(e, ReplicationError::TlsRefused { .. }), "{e}");
+    let e = block_on(connect_sql(&p, "postgres")).unwrap_err();
+    assert!(matches!(e, ReplicationError::TlsRefused { .. }), "{e}");
     p.sslmode = Some("prefer".into());
     let mut c = connect(&p).unwrap();
     assert!(!c.is_tls());
     block_on(c.identify_system()).unwrap();
+    let client = block_on(connect_sql(&p, "postgres")).unwrap();
+    assert_eq!(
+        block_on(client.query_one("SELECT 1", &[]))
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
 }

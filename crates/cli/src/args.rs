@@ -1,4 +1,5 @@
-//! The command line, exactly as DESIGN.md section 2 fixes it.
+//! The command line. Its commands, options and their names are a contract scripts rely on:
+//! change them only by adding.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -75,7 +76,8 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Check configuration, the connection, and that a WAL switch arrives in the repository.
+    /// Check the configuration, the server (the checks backup makes), and that a WAL switch
+    /// reaches the repository.
     Check {
         /// How long to wait for the switched segment to be archived: seconds, or a
         /// duration like 90s, 10m, 2h (at most 7d).
@@ -83,17 +85,23 @@ pub enum Command {
         archive_timeout: Duration,
     },
     /// Archive one WAL file (same as cairn-archive-push).
-    ArchivePush { wal_path: PathBuf },
+    ArchivePush {
+        /// The WAL file to archive, as PostgreSQL's %p (relative to the current directory).
+        wal_path: PathBuf,
+    },
     /// Fetch one WAL file (same as cairn-archive-get).
     ArchiveGet {
-        /// The file PostgreSQL asks for (%f).
+        /// The file PostgreSQL asks for, as its %f (a WAL segment, .history or .partial file).
         wal_name: String,
-        /// Where to write it (%p).
+        /// Where to write it, as PostgreSQL's %p.
         dest: PathBuf,
         /// Standby mode: failures keep their own exit codes (below 126) so a standby
         /// retries, instead of 126, which stops recovery.
         #[arg(long)]
         standby: bool,
+        /// Fetch only this cluster generation's WAL (a backup from before a stanza-upgrade).
+        #[arg(long, value_name = "DB_ID")]
+        db_id: Option<u32>,
     },
     /// Take a base backup.
     Backup {
@@ -112,11 +120,13 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Show stanzas, backups and the WAL archive.
     Info {
+        /// text for people, json for machines (schema: docs/info-json.md).
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
     /// Remove backups and WAL that retention no longer needs.
     Expire {
+        /// Print what would be removed and remove nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -126,6 +136,7 @@ pub enum Command {
         /// Check only this backup (its manifest, chunks and WAL from start to stop).
         #[arg(long)]
         set: Option<String>,
+        /// text for people, json for machines (schema: docs/verify-json.md).
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
         /// Progress on stderr.
@@ -145,34 +156,41 @@ pub struct RestoreArgs {
     /// The data directory to restore into (must not exist or be empty, unless --delta).
     #[arg(long)]
     pub pg_data: PathBuf,
-    /// The backup set to restore (default: the newest).
-    #[arg(long)]
+    /// The backup to restore, by label (default: the newest backup that can reach the target).
+    #[arg(long, value_name = "LABEL")]
     pub set: Option<String>,
     /// Restore over an existing data directory, rewriting only what differs.
     #[arg(long)]
     pub delta: bool,
-    #[arg(long)]
+    /// Recover up to this time, which needs an explicit offset: '2026-11-22 14:05:00+00'
+    /// (RFC 3339 works too). Give at most one --target*; none recovers to the end of the
+    /// archive.
+    #[arg(long, value_name = "TIME")]
     pub target_time: Option<String>,
-    #[arg(long)]
+    /// Recover up to this WAL position, e.g. 0/16B3748.
+    #[arg(long, value_name = "LSN")]
     pub target_lsn: Option<String>,
-    #[arg(long)]
+    /// Recover up to and including this transaction id.
+    #[arg(long, value_name = "XID")]
     pub target_xid: Option<String>,
-    #[arg(long)]
+    /// Recover up to this restore point (made with pg_create_restore_point).
+    #[arg(long, value_name = "NAME")]
     pub target_name: Option<String>,
-    /// `immediate`: stop as soon as the backup is consistent.
+    /// immediate: stop as soon as the backup is consistent.
     #[arg(long, value_enum)]
     pub target: Option<TargetArg>,
-    /// pause (PostgreSQL's default), promote or shutdown.
+    /// What PostgreSQL does on reaching the target: pause (the default with a target; resume
+    /// with SELECT pg_wal_replay_resume()), promote, or shutdown.
     #[arg(long, value_enum)]
     pub target_action: Option<ActionArg>,
-    /// latest, current or a timeline number.
-    #[arg(long)]
+    /// Timeline to recover along: latest (default), current (the backup's) or a number.
+    #[arg(long, value_name = "TIMELINE")]
     pub target_timeline: Option<String>,
     /// Write standby.signal instead of recovery.signal.
     #[arg(long)]
     pub standby: bool,
     /// Relocate a tablespace: OID=DIR (repeatable).
-    #[arg(long)]
+    #[arg(long, value_name = "OID=DIR")]
     pub tablespace_map: Vec<String>,
     /// preserve: keep the backup's archive_mode and archive_command; off: write
     /// archive_mode = off, so the restored copy does not archive into the repository.
@@ -184,4 +202,46 @@ pub struct RestoreArgs {
     /// Format of the --dry-run plan.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command has an about line and every argument a help text, so `--help` says
+    /// what each one does.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        let path = format!("{path} {}", cmd.get_name()).trim().to_string();
+        if cmd.get_about().is_none() {
+            out.push(format!("command `{path}`"));
+        }
+        for arg in cmd.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("`{path}` argument `{}`", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() != "help" {
+                undocumented(sub, &path, out);
+            }
+        }
+    }
+
+    #[test]
+    fn every_command_and_argument_has_help() {
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        undocumented(&cmd, "", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "no help text for: {}",
+            missing.join(", ")
+        );
+        // The walk sees the arguments: a command without any would pass vacuously.
+        let restore = cmd.find_subcommand("restore").unwrap();
+        assert!(restore.get_arguments().any(|a| a.get_id() == "target_time"));
+    }
 }

@@ -1,35 +1,26 @@
 //! `cairn backup`: connect over the replication protocol, check the cluster is the
-//! stanza's, choose type and parent, stream the base backup into the repository.
+//! stanza's, choose type and parent, stream the base backup into the repository. The
+//! orchestration is `cairn_backup::take` (shared with `cairn serve`); this draws it.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use std::sync::Mutex;
-
-use cairn_backup::{StartNotice, TakeNotice, TakeObserver, TakeOptions};
-use cairn_basebackup::ConnParams;
+use cairn_backup::{BackupError, StartNotice, TakeNotice, TakeObserver, TakeOptions};
 use cairn_config::{Config, StanzaConfig};
 use cairn_exit::Failure;
-use cairn_repo::{BackupType, IncrementalMode};
+use cairn_repo::{BackupManifest, BackupType, IncrementalMode, StanzaInfo};
 
 use crate::args::BackupType as ArgType;
+use crate::pg;
 use crate::progress::Progress;
+use crate::quantity::size;
 use crate::stanza::stanza_name;
 
-pub fn conn_params(st: &StanzaConfig) -> ConnParams {
-    ConnParams {
-        host: st.pg_host.clone(),
-        port: st.pg_port,
-        user: st.pg_user.clone(),
-        password: st.pg_password.as_ref().map(|p| p.expose().to_string()),
-        sslmode: st.pg_sslmode.clone(),
-        application_name: "cairn backup".into(),
-    }
-}
-
-/// The size of the databases, for the progress bar's ETA (none if SQL is not reachable).
-async fn size_estimate(st: &StanzaConfig) -> Option<u64> {
-    let client = crate::pg::connect(st).await.ok()?;
+/// The size of the databases, for the progress bar's ETA.
+async fn size_estimate(client: &tokio_postgres::Client) -> Option<u64> {
     let row = client
         .query_one(
             "SELECT sum(pg_database_size(oid))::bigint FROM pg_database",
@@ -60,7 +51,7 @@ pub async fn run(
     let name = stanza_name(cfg, stanza)?;
     let (_, st) = cfg.stanza(stanza)?;
     let repo = cairn_startup::open_repo(cfg).await?;
-    let mut opts = TakeOptions::new(conn_params(st));
+    let mut opts = TakeOptions::new(pg::conn_params(st, "cairn backup"));
     opts.requested = requested.map(|t| match t {
         ArgType::Full => BackupType::Full,
         ArgType::Diff => BackupType::Diff,
@@ -69,39 +60,67 @@ pub async fn run(
     opts.archive_timeout = archive_timeout;
     opts.fast_checkpoint = !spread;
     let terminal = Terminal {
-        estimate: size_estimate(st).await,
+        st,
+        estimate: Mutex::new(None),
         progress: Mutex::new(None),
     };
     let m = cairn_backup::take(&repo, &name, &opts, &terminal)
         .await
         .map_err(|e| Failure::from_error(&e))?;
-    println!(
-        "backup {} ({}, {}) complete: start {} stop {}, database {:.1} MiB, received {:.1} MiB, added {:.1} MiB to the repository",
-        m.label,
+    println!("{}", completion_line(&m));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The line a finished backup prints: type and label, how the changes were found (for
+/// diff and incr), where it starts and stops, and what it cost.
+fn completion_line(m: &BackupManifest) -> String {
+    let how = match (m.incremental_mode, &m.parent) {
+        (IncrementalMode::WalSummaries, Some(p)) => {
+            format!(" on top of {p} (the server sent only changed blocks)")
+        }
+        (IncrementalMode::ContentAddressed, Some(p)) => {
+            format!(" on top of {p} (the server sent every file; only new chunks were stored)")
+        }
+        _ => String::new(),
+    };
+    format!(
+        "{} backup {}{how} complete: start {}, stop {}; database {}, received {}, added {} to the repository",
         m.backup_type,
-        match m.incremental_mode {
-            IncrementalMode::Full => "full",
-            IncrementalMode::ContentAddressed => "content-addressed",
-            IncrementalMode::WalSummaries => "wal-summaries",
-        },
+        m.label,
         m.start_lsn,
         m.stop_lsn,
-        m.db_size as f64 / 1048576.0,
-        m.bytes_received as f64 / 1048576.0,
-        m.repo_added as f64 / 1048576.0
-    );
-    Ok(ExitCode::SUCCESS)
+        size(m.db_size),
+        size(m.bytes_received),
+        size(m.repo_added)
+    )
 }
 
 /// What a backup run from a terminal shows on stderr: warnings, how the backup starts,
 /// and a progress bar.
-struct Terminal {
-    /// The databases' size, for the ETA.
-    estimate: Option<u64>,
+struct Terminal<'a> {
+    st: &'a StanzaConfig,
+    /// The databases' size, for the ETA (read in the preflight).
+    estimate: Mutex<Option<u64>>,
     progress: Mutex<Option<Progress>>,
 }
 
-impl TakeObserver for Terminal {
+impl TakeObserver for Terminal<'_> {
+    fn preflight<'s>(
+        &'s self,
+        info: &'s StanzaInfo,
+    ) -> Pin<Box<dyn Future<Output = Result<(), BackupError>> + Send + 's>> {
+        // The same checks `cairn check` makes: the server runs on pg-data and is the
+        // stanza's cluster.
+        Box::pin(async move {
+            let sql = pg::connect(self.st).await.map_err(failure_to_backup)?;
+            pg::require_stanza_cluster(&sql, self.st, &info.name, info)
+                .await
+                .map_err(failure_to_backup)?;
+            *self.estimate.lock().expect("estimate") = size_estimate(&sql).await;
+            Ok(())
+        })
+    }
+
     fn warning(&self, text: &str) {
         eprintln!("cairn: WARNING: {text}");
     }
@@ -125,8 +144,11 @@ impl TakeObserver for Terminal {
                         "cairn: {} backup {}{on_top} starting (WAL summaries: the server sends only blocks changed since the parent)",
                         plan.backup_type, plan.label
                     ),
+                    StartNotice::ContentAddressed { .. } if plan.parent.is_none() => {
+                        eprintln!("cairn: {} backup {} starting", plan.backup_type, plan.label)
+                    }
                     StartNotice::ContentAddressed { why } => eprintln!(
-                        "cairn: {} backup {}{on_top} starting (changed data found by content addressing: the server sends every file; {why})",
+                        "cairn: {} backup {}{on_top} starting (changes found by content addressing: the server sends every file because {why})",
                         plan.backup_type, plan.label
                     ),
                     StartNotice::Refused { error } => eprintln!(
@@ -138,7 +160,8 @@ impl TakeObserver for Terminal {
                 label,
                 incremental_mode,
             } => {
-                let p = Progress::new(eta_basis(self.estimate, incremental_mode), label.as_str());
+                let estimate = *self.estimate.lock().expect("estimate");
+                let p = Progress::new(eta_basis(estimate, incremental_mode), label.as_str());
                 *self.progress.lock().expect("progress") = Some(p);
             }
         }
@@ -154,6 +177,15 @@ impl TakeObserver for Terminal {
         if let Some(p) = self.progress.lock().expect("progress").as_mut() {
             p.update(total, true);
         }
+    }
+}
+
+/// A preflight failure travels through the backup library with its kind and hint intact.
+fn failure_to_backup(f: Failure) -> BackupError {
+    BackupError::Source {
+        message: f.message,
+        hint: f.hint,
+        kind: f.kind,
     }
 }
 

@@ -21,19 +21,11 @@ pub async fn run(
     let (_, st) = cfg.stanza(stanza)?;
     let repo = cairn_startup::open_repo(cfg).await?;
     let info = repo.require_stanza(&name).await?;
-    let id = pg::identity_from_server(st).await?;
-    let cur = info.current();
-    if cur.system_id != id.system_id || cur.pg_major != id.pg_major {
-        return Err(Failure::new(
-            ErrorKind::Stanza,
-            format!(
-                "stanza '{name}' belongs to system {} (PostgreSQL {}), the server is system {} (PostgreSQL {})",
-                cur.system_id, cur.pg_major, id.system_id, id.pg_major
-            ),
-        )
-        .with_hint("run `cairn stanza-upgrade` after a major upgrade, or fix the stanza section"));
-    }
     let client = pg::connect(st).await?;
+    // The same checks `cairn backup` makes: the server runs on pg-data and is the
+    // stanza's cluster.
+    pg::require_stanza_cluster(&client, st, &name, &info).await?;
+    let cur = info.current();
     let row = client
         .query_one(
             "SELECT current_setting('archive_mode'), current_setting('archive_command')",

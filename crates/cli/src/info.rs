@@ -5,11 +5,12 @@ use std::process::ExitCode;
 
 use cairn_config::Config;
 use cairn_exit::Failure;
-use cairn_info::InfoDoc;
+use cairn_info::{BackupDoc, InfoDoc};
 use cairn_repo::StanzaName;
 use cairn_verify::{Status, VerifyRecord};
 
 use crate::args::Output;
+use crate::quantity::{count, size};
 
 pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<ExitCode, Failure> {
     let repo = cairn_startup::open_repo(cfg).await?;
@@ -32,6 +33,42 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// A backup's start or stop time as people read it: fractions of a second cut to
+/// microseconds, as PostgreSQL shows times (the manifest keeps nanoseconds).
+fn time_text(t: &str) -> String {
+    let Some(dot) = t.find('.') else {
+        return t.to_string();
+    };
+    let digits = t[dot + 1..].bytes().take_while(u8::is_ascii_digit).count();
+    if digits <= 6 {
+        return t.to_string();
+    }
+    format!("{}{}", &t[..dot + 7], &t[dot + 1 + digits..])
+}
+
+/// How a diff or incr found its changes, in words (nothing for a full).
+fn mode_words(mode: &str) -> Option<&'static str> {
+    match mode {
+        "content-addressed" => Some("changes found by content addressing"),
+        "wal-summaries" => Some("changed blocks from WAL summaries"),
+        _ => None,
+    }
+}
+
+/// What a backup holds in the repository, and how much of it it added.
+fn stored_words(b: &BackupDoc) -> String {
+    let total = size(b.repo_size);
+    match (b.repo_added, b.repo_reused) {
+        (_, 0) => format!("stored {total} (all new)"),
+        (0, _) => format!("stored {total} (all shared with earlier backups)"),
+        (added, reused) => format!(
+            "stored {total} ({} new, {} shared with earlier backups)",
+            size(added),
+            size(reused)
+        ),
+    }
+}
+
 fn last_verify_text(v: Option<&VerifyRecord>) -> String {
     let Some(v) = v else {
         return "never (run `cairn verify`)".into();
@@ -45,24 +82,23 @@ fn last_verify_text(v: Option<&VerifyRecord>) -> String {
         Status::Damaged => "DAMAGED".to_string(),
     };
     let mut s = format!(
-        "{outcome} at {} ({scope}, {} objects, {}, {:.1}s)",
+        "{outcome} at {} ({scope}, {}, {}, {:.1}s)",
         v.finished,
-        v.objects,
-        mib(v.bytes),
+        count(v.objects, "object", "objects"),
+        size(v.bytes),
         v.duration_seconds
     );
     if v.status == Status::Damaged {
-        s.push_str(&format!(": {} damaged object(s)", v.damaged));
+        s.push_str(&format!(
+            ": {} damaged",
+            count(v.damaged, "object", "objects")
+        ));
         if !v.unrestorable.is_empty() {
             let labels: Vec<&str> = v.unrestorable.iter().map(|l| l.as_str()).collect();
             s.push_str(&format!("; cannot restore {}", labels.join(", ")));
         }
     }
     s
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / 1048576.0)
 }
 
 fn print_text(doc: &InfoDoc) {
@@ -106,22 +142,30 @@ fn print_text(doc: &InfoDoc) {
                 .as_deref()
                 .map(|p| format!(", parent {p}"))
                 .unwrap_or_default();
+            let how = mode_words(&b.incremental_mode)
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default();
             let pinned = if b.pinned { " (pinned)" } else { "" };
-            println!("    {} backup {}{parent}{pinned}", b.backup_type, b.label);
+            println!(
+                "    {} backup {}{parent}{how}{pinned}",
+                b.backup_type, b.label
+            );
             for (k, v) in &b.annotations {
                 println!("        {k}: {v}");
             }
             println!(
                 "        timeline {}, start {} at {}, stop {} at {}",
-                b.timeline, b.start.lsn, b.start.time, b.stop.lsn, b.stop.time
+                b.timeline,
+                b.start.lsn,
+                time_text(&b.start.time),
+                b.stop.lsn,
+                time_text(&b.stop.time)
             );
             println!(
-                "        database {}, received {}, added to repository {} of {} (rest reused) ({})",
-                mib(b.db_size),
-                mib(b.bytes_received),
-                mib(b.repo_added),
-                mib(b.repo_size),
-                b.incremental_mode
+                "        database {}, received {}, {}",
+                size(b.db_size),
+                size(b.bytes_received),
+                stored_words(b)
             );
         }
         println!(
@@ -129,9 +173,10 @@ fn print_text(doc: &InfoDoc) {
             last_verify_text(s.last_verify.as_ref())
         );
         if s.archive.is_empty() {
-            println!("    wal archive: empty");
+            println!("    WAL archive: empty");
         }
         for w in &s.recovery_windows {
+            // Window ends are shown exactly: they are meant to be copied into --target-time.
             let to =
                 w.to.as_deref()
                     .unwrap_or("(no commit after the backup yet)");
@@ -146,25 +191,32 @@ fn print_text(doc: &InfoDoc) {
             }
         }
         for tl in &s.archive {
-            println!("    wal archive, db {} timeline {}:", tl.db_id, tl.timeline);
+            println!(
+                "    WAL archive, db {}, timeline {}:",
+                tl.db_id, tl.timeline
+            );
             match (tl.ranges.first(), tl.ranges.last()) {
                 (Some(first), Some(last)) => {
                     let n: u64 = tl.ranges.iter().map(|r| r.segments).sum();
                     println!(
-                        "        segments: {} / {} ({n} segments)",
-                        first.first, last.last
+                        "        segments: {} .. {} ({})",
+                        first.first,
+                        last.last,
+                        count(n, "segment", "segments")
                     );
                 }
                 _ => println!("        segments: none"),
             }
             for g in &tl.gaps {
                 println!(
-                    "        GAP: {} / {} ({} segments missing)",
-                    g.first, g.last, g.segments
+                    "        GAP: {} .. {} ({} missing)",
+                    g.first,
+                    g.last,
+                    count(g.segments, "segment", "segments")
                 );
             }
             if let (Some(a), Some(b)) = (&tl.first_commit, &tl.last_commit) {
-                println!("        commits: {a} / {b}");
+                println!("        commits: {a} .. {b}");
             }
             if !tl.partials.is_empty() {
                 println!("        partial: {}", tl.partials.join(", "));
@@ -173,5 +225,81 @@ fn print_text(doc: &InfoDoc) {
                 println!("        restore points: {}", tl.restore_points.join(", "));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_info::PointDoc;
+
+    fn backup(size: u64, added: u64) -> BackupDoc {
+        let at = || PointDoc {
+            lsn: "0/2000028".into(),
+            time: "2026-01-01 00:00:00+00".into(),
+        };
+        BackupDoc {
+            label: "20260101-000000F".into(),
+            status: "ok",
+            backup_type: "full".into(),
+            parent: None,
+            db_id: 1,
+            timeline: 1,
+            start: at(),
+            stop: at(),
+            incremental_mode: "full".into(),
+            db_size: size,
+            bytes_received: size,
+            repo_added: added,
+            repo_size: size,
+            repo_reused: size - added,
+            files: 1,
+            pinned: false,
+            annotations: Default::default(),
+        }
+    }
+
+    #[test]
+    fn stored_bytes_read_as_a_sentence() {
+        assert_eq!(
+            stored_words(&backup(1 << 20, 1 << 20)),
+            "stored 1.0 MiB (all new)"
+        );
+        assert_eq!(
+            stored_words(&backup(1 << 20, 0)),
+            "stored 1.0 MiB (all shared with earlier backups)"
+        );
+        assert_eq!(
+            stored_words(&backup(3 << 20, 1 << 20)),
+            "stored 3.0 MiB (1.0 MiB new, 2.0 MiB shared with earlier backups)"
+        );
+    }
+
+    #[test]
+    fn times_show_at_most_microseconds() {
+        assert_eq!(
+            time_text("2026-12-02T01:19:14.301344269Z"),
+            "2026-12-02T01:19:14.301344Z"
+        );
+        assert_eq!(
+            time_text("2026-12-02T01:19:17.964989Z"),
+            "2026-12-02T01:19:17.964989Z"
+        );
+        assert_eq!(time_text("2026-12-02T01:19:17Z"), "2026-12-02T01:19:17Z");
+        assert_eq!(
+            time_text("2026-12-02T01:19:14.3013442+01:00"),
+            "2026-12-02T01:19:14.301344+01:00"
+        );
+    }
+
+    #[test]
+    fn only_diff_and_incr_say_how_changes_were_found() {
+        assert_eq!(mode_words("full"), None);
+        assert!(
+            mode_words("wal-summaries")
+                .unwrap()
+                .contains("WAL summaries")
+        );
+        assert!(mode_words("content-addressed").unwrap().contains("content"));
     }
 }

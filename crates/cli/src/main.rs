@@ -8,6 +8,7 @@ mod duration;
 mod info;
 mod pg;
 mod progress;
+mod quantity;
 mod rekey;
 mod restore;
 mod restore_output;
@@ -90,13 +91,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             wal_name,
             dest,
             standby,
+            db_id,
         } => {
             let mode = if standby {
                 cairn_archive_get::Mode::Standby
             } else {
                 cairn_archive_get::Mode::Recovery
             };
-            match cairn_archive_get::get(&cfg, stanza, &wal_name, &dest, mode).await? {
+            let generation = db_id.map(cairn_repo::DbId);
+            match cairn_archive_get::get(&cfg, stanza, &wal_name, &dest, mode, generation).await? {
                 cairn_archive_get::GetOutcome::Written => Ok(ExitCode::SUCCESS),
                 cairn_archive_get::GetOutcome::NotInArchive => {
                     Ok(ExitCode::from(ErrorKind::NotInArchive.code()))

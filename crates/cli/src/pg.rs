@@ -3,9 +3,10 @@
 
 use std::path::Path;
 
+use cairn_basebackup::{ConnParams, ReplicationError};
 use cairn_config::StanzaConfig;
 use cairn_exit::{ErrorKind, Failure};
-use tokio_postgres::NoTls;
+use cairn_repo::{StanzaInfo, StanzaName};
 
 /// The identity of a cluster: what a stanza is created for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,35 +15,27 @@ pub struct ClusterIdentity {
     pub pg_major: u32,
 }
 
+/// Where and as whom the stanza's cluster is reached, for replication and SQL alike.
+pub fn conn_params(st: &StanzaConfig, application_name: &str) -> ConnParams {
+    ConnParams {
+        host: st.pg_host.clone(),
+        port: st.pg_port,
+        user: st.pg_user.clone(),
+        password: st.pg_password.as_ref().map(|p| p.expose().to_string()),
+        sslmode: st.pg_sslmode.clone(),
+        application_name: application_name.into(),
+    }
+}
+
+/// An SQL session on `pg-database`, with TLS per `pg-sslmode` as for `cairn backup`.
 pub async fn connect(st: &StanzaConfig) -> Result<tokio_postgres::Client, Failure> {
-    let mut c = tokio_postgres::Config::new();
-    c.host(&st.pg_host)
-        .port(st.pg_port)
-        .user(&st.pg_user)
-        .dbname(&st.pg_database);
-    c.application_name("cairn");
-    c.connect_timeout(std::time::Duration::from_secs(10));
-    if let Some(p) = &st.pg_password {
-        c.password(p.expose());
-    }
-    match st.pg_sslmode.as_deref() {
-        None | Some("disable") | Some("allow") | Some("prefer") => {}
-        Some(other) => {
-            return Err(Failure::new(
-                ErrorKind::Config,
-                format!("pg-sslmode '{other}' is not supported for SQL connections yet"),
-            )
-            .with_hint("use pg-sslmode = \"prefer\" or connect over the Unix socket"));
-        }
-    }
-    let (client, conn) = c.connect(NoTls).await.map_err(|e| {
-        Failure::new(ErrorKind::Postgres, format!("cannot connect to PostgreSQL at {}:{}: {}", st.pg_host, st.pg_port, flatten(&e)))
-            .with_hint("check pg-host, pg-port and pg-user in the stanza section, and that the server is running")
-    })?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
+    Ok(connect_sql(st).await?)
+}
+
+/// [`connect`], keeping the connection error's variant (a server that does not answer
+/// at all is [`ReplicationError::Connect`]).
+pub async fn connect_sql(st: &StanzaConfig) -> Result<tokio_postgres::Client, ReplicationError> {
+    cairn_basebackup::connect_sql(&conn_params(st, "cairn"), &st.pg_database).await
 }
 
 pub fn flatten(e: &tokio_postgres::Error) -> String {
@@ -65,9 +58,11 @@ pub fn sql_failure(what: &str, e: &tokio_postgres::Error) -> Failure {
     Failure::new(ErrorKind::Postgres, format!("{what}: {}", flatten(e)))
 }
 
-/// Ask the running server who it is, and check it serves `pg-data`.
-pub async fn identity_from_server(st: &StanzaConfig) -> Result<ClusterIdentity, Failure> {
-    let client = connect(st).await?;
+/// Ask the running server who it is, and check it runs on `pg-data`.
+pub async fn server_identity(
+    client: &tokio_postgres::Client,
+    st: &StanzaConfig,
+) -> Result<ClusterIdentity, Failure> {
     let row = client
         .query_one(
             "SELECT system_identifier::text, current_setting('server_version_num')::int / 10000, \
@@ -75,7 +70,17 @@ pub async fn identity_from_server(st: &StanzaConfig) -> Result<ClusterIdentity, 
             &[],
         )
         .await
-        .map_err(|e| sql_failure("cannot read the cluster identity", &e))?;
+        .map_err(|e| {
+            let f = sql_failure("cannot read the cluster identity", &e);
+            if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+                f.with_hint(format!(
+                    "cairn compares the server's data_directory with pg-data: run GRANT pg_read_all_settings TO {} (or connect as a superuser)",
+                    st.pg_user
+                ))
+            } else {
+                f
+            }
+        })?;
     let system_id: String = row.get(0);
     let pg_major: i32 = row.get(1);
     let data_dir: String = row.get(2);
@@ -83,13 +88,12 @@ pub async fn identity_from_server(st: &StanzaConfig) -> Result<ClusterIdentity, 
         return Err(Failure::new(
             ErrorKind::Config,
             format!(
-                "pg-data is {}, but the server at {}:{} runs on {data_dir}",
+                "pg-data is {}, but the server at {} runs on {data_dir}",
                 st.pg_data.display(),
-                st.pg_host,
-                st.pg_port
+                conn_params(st, "cairn").target(),
             ),
         )
-        .with_hint("point pg-data and pg-host/pg-port at the same cluster"));
+        .with_hint("point pg-data and pg-host/pg-port of the stanza section at the same cluster"));
     }
     Ok(ClusterIdentity {
         system_id: system_id
@@ -97,6 +101,30 @@ pub async fn identity_from_server(st: &StanzaConfig) -> Result<ClusterIdentity, 
             .map_err(|_| Failure::new(ErrorKind::Postgres, "unexpected system identifier"))?,
         pg_major: pg_major as u32,
     })
+}
+
+/// What `cairn check` and `cairn backup` both require of the server before relying on it:
+/// it runs on `pg-data` and is the cluster the stanza was created for (system identifier
+/// and major version).
+pub async fn require_stanza_cluster(
+    client: &tokio_postgres::Client,
+    st: &StanzaConfig,
+    name: &StanzaName,
+    info: &StanzaInfo,
+) -> Result<ClusterIdentity, Failure> {
+    let id = server_identity(client, st).await?;
+    let cur = info.current();
+    if cur.system_id != id.system_id || cur.pg_major != id.pg_major {
+        return Err(Failure::new(
+            ErrorKind::Stanza,
+            format!(
+                "stanza '{name}' belongs to system {} (PostgreSQL {}), the server is system {} (PostgreSQL {})",
+                cur.system_id, cur.pg_major, id.system_id, id.pg_major
+            ),
+        )
+        .with_hint("run `cairn stanza-upgrade` after a major upgrade, or fix the stanza section"));
+    }
+    Ok(id)
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

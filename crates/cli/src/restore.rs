@@ -130,7 +130,14 @@ pub async fn run(
     let chosen = &chosen;
     let exe = std::env::current_exe().ok();
     let recovery = RecoverySettings {
-        restore_command: RestoreCommand::archive_get(exe.as_deref(), &cfg.source, &name),
+        restore_command: {
+            let command = RestoreCommand::archive_get(exe.as_deref(), &cfg.source, &name);
+            if chosen.db_id == info.current().db_id {
+                command
+            } else {
+                command.for_generation(chosen.db_id)
+            }
+        },
         target: plan.target.clone(),
         action: action(args, &plan.target),
         timeline: Some(TimelineTarget::Id(plan.timeline)),

@@ -6,6 +6,7 @@ use cairn_restore::{ArchiveMode, Archiving, DryRun, RecoverySettings, RestoreRep
 use cairn_target::{RecoveryTarget, TargetAction};
 
 use crate::args::{Output, RestoreArgs};
+use crate::quantity::{count, size};
 
 pub fn print_plan(plan: &Plan, recovery: &RecoverySettings, args: &RestoreArgs) {
     if args.output == Output::Json {
@@ -25,8 +26,11 @@ pub fn print_plan(plan: &Plan, recovery: &RecoverySettings, args: &RestoreArgs) 
     );
     for r in &plan.wal {
         println!(
-            "  WAL:     timeline {}: {} .. {} ({} segments)",
-            r.timeline, r.first, r.last, r.segments
+            "  WAL:     timeline {}: {} .. {} ({})",
+            r.timeline,
+            r.first,
+            r.last,
+            count(r.segments, "segment", "segments")
         );
     }
     println!(
@@ -56,13 +60,13 @@ pub fn print_plan(plan: &Plan, recovery: &RecoverySettings, args: &RestoreArgs) 
 
 pub fn print_report(plan: &Plan, recovery: &RecoverySettings, report: &RestoreReport) {
     println!(
-        "restored backup {} into {}: {} files, {} directories, {:.1} MiB written from {} chunks",
+        "restored backup {} into {}: {}, {}, {} written from {}",
         report.label,
         report.pg_data.display(),
-        report.files,
-        report.directories,
-        report.bytes_written as f64 / 1048576.0,
-        report.chunks
+        count(report.files, "file", "files"),
+        count(report.directories, "directory", "directories"),
+        size(report.bytes_written),
+        count(report.chunks, "chunk", "chunks")
     );
     for (oid, dir) in &report.tablespaces {
         println!("tablespace {oid} -> {}", dir.display());

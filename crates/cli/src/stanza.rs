@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use cairn_basebackup::ReplicationError;
 use cairn_config::Config;
 use cairn_exit::{ErrorKind, Failure};
 use cairn_repo::{StanzaCreated, StanzaName};
@@ -13,12 +14,14 @@ pub fn stanza_name(cfg: &Config, stanza: Option<&str>) -> Result<StanzaName, Fai
     StanzaName::new(name).map_err(|m| Failure::new(ErrorKind::Config, m))
 }
 
-/// The cluster's identity: from the running server, or from pg_control when it is down.
+/// The cluster's identity: from the running server, or from pg_control when no server
+/// answers (a refused connection, e.g. a TLS or password failure, is an error).
 async fn identity(cfg: &Config, stanza: Option<&str>) -> Result<ClusterIdentity, Failure> {
     let (_, st) = cfg.stanza(stanza)?;
-    match pg::identity_from_server(st).await {
-        Ok(id) => Ok(id),
-        Err(f) if f.kind == ErrorKind::Postgres => {
+    match pg::connect_sql(st).await {
+        Ok(client) => pg::server_identity(&client, st).await,
+        Err(e @ ReplicationError::Connect { .. }) => {
+            let f = Failure::from_error(&e);
             let id = pg::identity_from_data_dir(&st.pg_data).map_err(|e| {
                 Failure::new(
                     e.kind,
@@ -36,7 +39,7 @@ async fn identity(cfg: &Config, stanza: Option<&str>) -> Result<ClusterIdentity,
             );
             Ok(id)
         }
-        Err(f) => Err(f),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -95,6 +98,43 @@ pub async fn upgrade(cfg: &Config, stanza: Option<&str>) -> Result<ExitCode, Fai
     Ok(ExitCode::SUCCESS)
 }
 
+/// Deleting the archive of a cluster that runs would leave it archiving into nothing:
+/// refuse when the configured server answers as the stanza's cluster, or its data
+/// directory holds a `postmaster.pid`.
+async fn refuse_if_running(
+    st: &cairn_config::StanzaConfig,
+    name: &StanzaName,
+    info: &cairn_repo::StanzaInfo,
+) -> Result<(), Failure> {
+    let ours = |system_id: u64| info.history.iter().any(|g| g.system_id == system_id);
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let client = pg::connect(st).await?;
+        pg::server_identity(&client, st).await
+    })
+    .await;
+    let running = match answered {
+        Ok(Ok(id)) if ours(id.system_id) => Some(format!(
+            "the server at {}:{} answers as system {}",
+            st.pg_host, st.pg_port, id.system_id
+        )),
+        _ => st
+            .pg_data
+            .join("postmaster.pid")
+            .exists()
+            .then(|| format!("{} holds postmaster.pid", st.pg_data.display())),
+    };
+    match running {
+        None => Ok(()),
+        Some(why) => Err(Failure::new(
+            ErrorKind::Refused,
+            format!("stanza '{name}' belongs to a cluster that is running ({why}); refusing to delete its archive"),
+        )
+        .with_hint(
+            "stop the cluster (or take cairn out of its archive_command) first; stanza-delete removes every backup and WAL file",
+        )),
+    }
+}
+
 pub async fn delete(cfg: &Config, stanza: Option<&str>, force: bool) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     if !force {
@@ -104,8 +144,10 @@ pub async fn delete(cfg: &Config, stanza: Option<&str>, force: bool) -> Result<E
         )
         .with_hint("add --force if that is what you want"));
     }
+    let (_, st) = cfg.stanza(stanza)?;
     let repo = cairn_startup::open_repo(cfg).await?;
-    repo.require_stanza(&name).await?;
+    let info = repo.require_stanza(&name).await?;
+    refuse_if_running(st, &name, &info).await?;
     let n = repo.delete_stanza(&name).await?;
     println!("deleted stanza '{name}' ({n} objects)");
     Ok(ExitCode::SUCCESS)

@@ -79,9 +79,9 @@ fn line(s: &ProgressSnapshot) -> String {
         _ => String::new(),
     };
     format!(
-        "verify: {}: {} objects, {:.1} MiB{of} checked",
+        "verify: {}: {}, {:.1} MiB{of} checked",
         s.phase.name(),
-        s.objects,
+        crate::quantity::count(s.objects, "object", "objects"),
         mib(s.bytes)
     )
 }

@@ -1,6 +1,6 @@
 //! `cairn-config`: cairn's configuration file and its environment overrides.
 //!
-//! The file is TOML (DESIGN.md section 2; its keys are a contract). It is found from
+//! The file is TOML (its keys are a contract scripts rely on). It is found from
 //! `--config`, then `CAIRN_CONFIG`, then `/etc/cairn/cairn.toml`. Every key can be
 //! overridden by an environment variable `CAIRN_<SECTION>_<KEY>` with dashes turned into
 //! underscores (`CAIRN_REPO_CIPHER_PASS`, `CAIRN_REPO_S3_ENDPOINT`,

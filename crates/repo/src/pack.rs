@@ -136,6 +136,8 @@ struct Slot {
 /// Every chunk the stanza's packs hold.
 #[derive(Debug, Clone, Default)]
 pub struct ChunkIndex {
+    /// Pack indexes that could not be read (their chunks are stored again if needed).
+    pub warnings: Vec<String>,
     packs: Vec<PackId>,
     positions: HashMap<PackId, u32>,
     chunks: HashMap<ContentId, Slot>,
@@ -488,16 +490,32 @@ impl Repository {
             .into_iter()
             .filter_map(|l| ObjectKey::new(l.key).ok())
             .collect();
-        let indexes: Vec<Option<PackIndex>> = futures::stream::iter(keys)
-            .map(|k| async move {
-                self.get_json::<PackIndex>(&k, ObjectKind::PackIndex, "pack index")
-                    .await
-            })
-            .buffer_unordered(16)
-            .try_collect()
-            .await?;
+        let read: Vec<(ObjectKey, Result<Option<PackIndex>, RepoError>)> =
+            futures::stream::iter(keys)
+                .map(|k| async move {
+                    let got = self
+                        .get_json::<PackIndex>(&k, ObjectKind::PackIndex, "pack index")
+                        .await;
+                    (k, got)
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
         let mut index = ChunkIndex::default();
-        for pi in indexes.into_iter().flatten() {
+        let mut indexes = Vec::with_capacity(read.len());
+        for (key, got) in read {
+            match got {
+                Ok(Some(pi)) => indexes.push(pi),
+                Ok(None) => {}
+                // A damaged index costs only itself: its chunks are unknown to this backup,
+                // which stores them again. `verify` names it.
+                Err(e @ (RepoError::Object { .. } | RepoError::Malformed { .. })) => index
+                    .warnings
+                    .push(format!("pack index {key} skipped: {e}")),
+                Err(e) => return Err(e),
+            }
+        }
+        for pi in indexes {
             let pack = index.pack_position(&pi.pack);
             for (id, offset, len, size) in pi.chunks {
                 index.chunks.insert(
@@ -568,6 +586,20 @@ mod tests {
         for (id, loc, data) in &stored {
             assert_eq!(index.get(id).as_ref(), Some(loc));
             assert_eq!(&repo.read_chunk(&stanza, id, loc).await.unwrap(), data);
+        }
+        // A damaged pack index costs only itself: the others still index their chunks.
+        let first_pack = stored[0].1.pack.clone();
+        let key = layout::pack_index(&stanza, first_pack.as_str());
+        repo.backend().delete(&key).await.unwrap();
+        repo.backend()
+            .put_if_absent(&key, Bytes::from_static(b"damaged"))
+            .await
+            .unwrap();
+        let partial = repo.chunk_index(&stanza).await.unwrap();
+        assert_eq!(partial.warnings.len(), 1, "{:?}", partial.warnings);
+        assert!(partial.warnings[0].contains(key.as_str()));
+        for (id, loc, _) in &stored {
+            assert_eq!(partial.contains(id), loc.pack != first_pack);
         }
         // A chunk read with another chunk's id is refused.
         let (id0, _, _) = &stored[0];

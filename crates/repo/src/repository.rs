@@ -156,8 +156,16 @@ impl Repository {
         new_pass: &str,
         kdf: KdfParams,
     ) -> Result<Rekeyed, RepoError> {
+        let guard = self
+            .lock(
+                crate::lock::LockTarget::Keys,
+                "rekey",
+                &crate::lock::LockOptions::default(),
+            )
+            .await?;
         let loaded = keyring::load(&self.backend).await?;
         if !loaded.body.keys.is_encrypted() {
+            guard.release().await?;
             return Err(RepoError::NotEncrypted);
         }
         let keys = loaded.body.keys.rewrap(old_pass, new_pass, kdf)?;
@@ -185,6 +193,7 @@ impl Repository {
                 .delete(&crate::layout::key_file(seq, false))
                 .await?;
         }
+        guard.release().await?;
         Ok(Rekeyed {
             from,
             to: body.seq,

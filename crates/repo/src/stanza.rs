@@ -40,6 +40,17 @@ impl StanzaInfo {
         self.history.iter().rev()
     }
 
+    /// This info narrowed to generation `db` (a restore of an older generation reads only
+    /// its WAL); `None` when the stanza has no such generation.
+    pub fn only(&self, db: DbId) -> Option<StanzaInfo> {
+        let g = self.generation(db)?.clone();
+        Some(StanzaInfo {
+            name: self.name.clone(),
+            seq: self.seq,
+            history: vec![g],
+        })
+    }
+
     /// The generation that wrote backups or WAL of database id `db`.
     pub fn generation(&self, db: DbId) -> Option<&DbGeneration> {
         self.history.iter().find(|g| g.db_id == db)
@@ -257,19 +268,49 @@ impl Repository {
         Ok(())
     }
 
-    /// Remove every object of the stanza. Returns how many were removed.
+    /// Remove every object of the stanza, and nothing else. Returns how many were removed.
+    /// It holds both of the stanza's locks meanwhile (no backup or expire may run), removes
+    /// data first and stanza info last (a half-deleted stanza still shows and can be deleted
+    /// again), then the lock objects once released.
     pub async fn delete_stanza(&self, stanza: &StanzaName) -> Result<usize, RepoError> {
+        use futures::StreamExt;
+        let guards = self
+            .lock_all(
+                vec![
+                    crate::lock::LockTarget::Backup(stanza.clone()),
+                    crate::lock::LockTarget::Maintenance(stanza.clone()),
+                ],
+                "stanza-delete",
+                &crate::lock::LockOptions::default(),
+            )
+            .await?;
+        let lock_root = format!("{}lock/", layout::stanza_prefix(stanza));
         let listed = self
             .backend()
             .list(&layout::stanza_prefix(stanza), None)
             .await?;
-        // Info last: a half-deleted stanza still shows up and can be deleted again.
-        let (info, rest): (Vec<_>, Vec<_>) = listed
+        // A listed name that is not a key cairn writes is not cairn's to delete.
+        let keys: Vec<ObjectKey> = listed
             .into_iter()
-            .partition(|l| l.key.starts_with(&layout::stanza_info_prefix(stanza)));
+            .filter(|l| !l.key.starts_with(&lock_root))
+            .filter_map(|l| ObjectKey::new(l.key).ok())
+            .collect();
+        let (info, rest): (Vec<ObjectKey>, Vec<ObjectKey>) = keys
+            .into_iter()
+            .partition(|k| k.as_str().starts_with(&layout::stanza_info_prefix(stanza)));
         let n = info.len() + rest.len();
-        for l in rest.into_iter().chain(info) {
-            // A listed name that is not a key cairn writes is not cairn's to delete.
+        for batch in [rest, info] {
+            let results: Vec<Result<(), crate::error::BackendError>> = futures::stream::iter(batch)
+                .map(|k| async move { self.backend().delete(&k).await })
+                .buffer_unordered(16)
+                .collect()
+                .await;
+            results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        }
+        for g in guards {
+            g.release().await?;
+        }
+        for l in self.backend().list(&lock_root, None).await? {
             if let Ok(key) = ObjectKey::new(l.key) {
                 self.backend().delete(&key).await?;
             }

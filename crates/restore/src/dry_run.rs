@@ -64,6 +64,17 @@ pub async fn plan_restore(
     }
     let mut usable = backups.usable;
     let catalog = repo.wal_catalog(stanza).await?;
+    // A set of an older cluster generation (before a stanza-upgrade) restores with that
+    // generation's WAL.
+    let mut request = request.clone();
+    if let Some(b) = request
+        .set
+        .as_ref()
+        .and_then(|l| usable.iter().find(|b| &b.label == l))
+    {
+        request.db_id = b.db_id;
+    }
+    let request = &request;
     loop {
         let plan = cairn_planner::plan(&usable, &catalog, request)?;
         match repo.manifest(stanza, &plan.backup).await {

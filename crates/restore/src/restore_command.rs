@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cairn_repo::StanzaName;
+use cairn_repo::{DbId, StanzaName};
 
 /// What `restore_command` runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +13,9 @@ pub enum RestoreCommand {
         program: PathBuf,
         config: PathBuf,
         stanza: StanzaName,
+        /// Fetch only this cluster generation's WAL (`--db-id`): an older generation's
+        /// restore must never be served a newer generation's file of the same name.
+        generation: Option<DbId>,
     },
     /// A command written as given (e.g. `cp /mnt/archive/%f "%p"`).
     Custom(String),
@@ -32,6 +35,25 @@ impl RestoreCommand {
             program,
             config: std::path::absolute(config).unwrap_or_else(|_| config.to_path_buf()),
             stanza: stanza.clone(),
+            generation: None,
+        }
+    }
+
+    /// The same command, fetching only generation `db`'s WAL.
+    pub fn for_generation(self, db: DbId) -> RestoreCommand {
+        match self {
+            RestoreCommand::ArchiveGet {
+                program,
+                config,
+                stanza,
+                ..
+            } => RestoreCommand::ArchiveGet {
+                program,
+                config,
+                stanza,
+                generation: Some(db),
+            },
+            custom => custom,
         }
     }
 
@@ -43,11 +65,13 @@ impl RestoreCommand {
                 program,
                 config,
                 stanza,
+                generation,
             } => format!(
-                "{} --config {} --stanza {}{} %f \"%p\"",
+                "{} --config {} --stanza {}{}{} %f \"%p\"",
                 sh_quote(&program.to_string_lossy()),
                 sh_quote(&config.to_string_lossy()),
                 sh_quote(stanza.as_str()),
+                generation.map_or_else(String::new, |db| format!(" --db-id {db}")),
                 if standby { " --standby" } else { "" }
             ),
             RestoreCommand::Custom(command) => command.clone(),
@@ -76,6 +100,7 @@ mod tests {
             program: program.into(),
             config: config.into(),
             stanza: StanzaName::new("main").unwrap(),
+            generation: None,
         }
     }
 
@@ -89,6 +114,10 @@ mod tests {
         assert_eq!(
             c.render(true),
             "/usr/bin/cairn-archive-get --config /etc/cairn/cairn.toml --stanza main --standby %f \"%p\""
+        );
+        assert_eq!(
+            c.for_generation(DbId(1)).render(false),
+            "/usr/bin/cairn-archive-get --config /etc/cairn/cairn.toml --stanza main --db-id 1 %f \"%p\""
         );
     }
 

@@ -199,6 +199,7 @@ async fn quoting_survives_postgres_parsing_and_standby_signal() {
         program: "/opt/it's here/cairn-archive-get".into(),
         config: r"/etc/c a\b.toml".into(),
         stanza: stanza.clone(),
+        generation: None,
     };
     rec.target = cairn_target::RecoveryTarget::Time("2026-11-22 15:05:00+01".parse().unwrap());
     rec.timeline = Some(cairn_target::TimelineTarget::Latest);

@@ -28,6 +28,8 @@
 //!   `docs/decisions/015-storage-backends.md`).
 //! - [`cairn_bin`] and [`install_bins`] find the workspace's built binaries and put them where
 //!   the `postgres` user can run them (for `archive_command`).
+//! - [`TestCertificates`] makes a throwaway CA and a server certificate for `localhost`
+//!   (with `openssl`); [`PgCluster::enable_tls`] turns on `ssl` with them.
 //! - [`wait_until`] is the one way to wait: poll with backoff until a deadline, then fail
 //!   naming what was awaited and the last error. No bare sleeps in tests.
 //!
@@ -74,6 +76,7 @@ mod postgres_user;
 mod process;
 mod s3;
 mod test_dir;
+mod tls;
 mod wait;
 mod workspace_bin;
 
@@ -92,5 +95,6 @@ pub use postgres_user::{
 };
 pub use s3::{S3Server, find_moto_server};
 pub use test_dir::{TestDir, test_tmp_root};
+pub use tls::TestCertificates;
 pub use wait::wait_until;
 pub use workspace_bin::{CAIRN_BINS, cairn_bin, install_bins, require_cairn_bin};
