@@ -143,6 +143,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
         progress: ProgressMode,
     },
+    /// Run the [schedule] jobs, the HTTP API, /metrics, /healthz and the status page
+    /// ([serve]) until SIGTERM.
+    Serve,
     /// Change the repository's passphrase: re-wraps the master key, rewrites no data.
     Rekey {
         /// File holding the new passphrase (one line). Or set CAIRN_NEW_CIPHER_PASS.

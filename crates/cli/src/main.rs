@@ -12,6 +12,7 @@ mod quantity;
 mod rekey;
 mod restore;
 mod restore_output;
+mod serve;
 mod stanza;
 mod verify;
 
@@ -107,6 +108,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Info { output } => info::run(&cfg, stanza, output).await,
+        Command::Serve => serve::run(cfg).await,
         Command::Rekey { new_pass_file } => rekey::run(&cfg, new_pass_file.as_deref()).await,
         Command::Restore(args) => restore::run(&cfg, stanza, &args).await,
         Command::Backup {

@@ -102,6 +102,9 @@ pub struct Server {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     abandon: watch::Sender<bool>,
+    /// The stanza workers run on this set, inside [`Server::run_until`]: the library
+    /// futures they drive (backup, verify) are not `Send`.
+    local: tokio::task::LocalSet,
     workers: JoinSet<()>,
     background: JoinSet<()>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -183,9 +186,10 @@ impl Server {
             token,
             abandon: abandon_rx,
         });
+        let local = tokio::task::LocalSet::new();
         let mut workers = JoinSet::new();
         for s in &ctx.stanzas {
-            workers.spawn(work::stanza_worker(ctx.clone(), s.clone()));
+            workers.spawn_local_on(work::stanza_worker(ctx.clone(), s.clone()), &local);
         }
         let mut background = JoinSet::new();
         background.spawn(schedule::run(ctx.clone(), stop_rx.clone()));
@@ -204,6 +208,7 @@ impl Server {
             addr,
             stop,
             abandon,
+            local,
             workers,
             background,
             http,
@@ -219,6 +224,11 @@ impl Server {
 
     /// Serve until `shutdown` completes, then stop as the crate documentation says.
     pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        let local = std::mem::take(&mut self.local);
+        local.run_until(self.serve(shutdown)).await
+    }
+
+    async fn serve(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
         tokio::select! {
             _ = shutdown => {}
             r = &mut self.http => {
