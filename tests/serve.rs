@@ -96,10 +96,6 @@ impl Serve {
         (status, body)
     }
 
-    fn get(&self, path: &str) -> (u16, String) {
-        self.request("GET", path, Some(TOKEN), "")
-    }
-
     fn json(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
         let (status, text) = self.request(method, path, Some(TOKEN), body);
         let v = serde_json::from_str(&text)
@@ -276,7 +272,7 @@ fn pg15_api_backups_health_metrics_page_and_sigterm() {
     configure(
         &cairn,
         &dir,
-        "shutdown-grace = \"0s\"\n\n[health]\nmax-backup-age = \"25s\"\n",
+        "shutdown-grace = \"1s\"\n\n[health]\nmax-backup-age = \"25s\"\n",
     );
     let serve = Serve::start(&cairn);
 
