@@ -158,6 +158,10 @@ pub fn metrics_text(stanzas: &[StanzaStatus]) -> String {
         ("cairn_recovery_window_start_timestamp_seconds", "The earliest moment a restore can reach.", vec![]),
         ("cairn_recovery_window_end_timestamp_seconds", "The latest moment a restore can reach.", vec![]),
         ("cairn_verify_last_success_timestamp_seconds", "When the newest verify of the whole stanza that found nothing damaged ended.", vec![]),
+        ("cairn_verify_last_ok", "1 when the newest verify found nothing damaged, 0 when it found damage.", vec![]),
+        // No drill runs in this build yet: the families are there, without samples.
+        ("cairn_drill_last_success_timestamp_seconds", "When the newest successful restore drill ended.", vec![]),
+        ("cairn_drill_last_duration_seconds", "How long the newest successful restore drill took.", vec![]),
         ("cairn_stanza_healthy", "1 when the stanza meets [health], else 0.", vec![]),
     ];
     for s in stanzas {
@@ -213,6 +217,10 @@ pub fn metrics_text(stanzas: &[StanzaStatus]) -> String {
         }
         if let Some(t) = s.last_verify_success {
             push("cairn_verify_last_success_timestamp_seconds", vec![stanza()], secs(t));
+        }
+        if let Some(v) = &s.doc.last_verify {
+            let ok = v.status == cairn_verify::Status::Ok;
+            push("cairn_verify_last_ok", vec![stanza()], if ok { 1.0 } else { 0.0 });
         }
         push(
             "cairn_stanza_healthy",
