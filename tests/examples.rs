@@ -110,11 +110,17 @@ fn systemd_units_verify() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert!(names.contains(&"cairn-serve.service".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"cairn-serve.service".to_string()),
+        "{names:?}"
+    );
     // Every timer has its service.
     for n in &names {
         if let Some(stem) = n.strip_suffix(".timer") {
-            assert!(names.contains(&format!("{stem}.service")), "{n} has no service");
+            assert!(
+                names.contains(&format!("{stem}.service")),
+                "{n} has no service"
+            );
         }
     }
     // The units name /usr/local/bin/cairn; verify checks the binary exists.

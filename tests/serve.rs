@@ -116,10 +116,7 @@ impl Serve {
     /// SIGTERM; returns the exit status once it stopped.
     fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
-        let ok = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(ok.success());
         let status = wait_until("cairn serve to exit", Duration::from_secs(120), || {
             self.child.try_wait().map_err(|e| e.to_string())
@@ -146,10 +143,7 @@ impl Drop for Serve {
 
 fn unchunk(mut rest: &str) -> String {
     let mut out = String::new();
-    loop {
-        let Some((size, after)) = rest.split_once("\r\n") else {
-            break;
-        };
+    while let Some((size, after)) = rest.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
         if n == 0 {
             break;
@@ -212,9 +206,7 @@ fn parse_metrics(text: &str) -> Vec<(String, f64)> {
         if name_end < series.len() {
             assert!(series.ends_with('}'), "labels in {line}");
         }
-        let v: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("value in {line}"));
+        let v: f64 = value.parse().unwrap_or_else(|_| panic!("value in {line}"));
         out.push((series.to_string(), v));
     }
     out
@@ -302,12 +294,18 @@ fn pg15_api_backups_health_metrics_page_and_sigterm() {
     let (status, busy) = serve.json("POST", "/api/v1/stanzas/main/backups", r#"{"type":"incr"}"#);
     assert_eq!(status, 409, "{busy}");
     assert!(busy["error"].as_str().unwrap().contains(&id), "{busy}");
-    let (status, bad) = serve.json("POST", "/api/v1/stanzas/main/backups", r#"{"type":"weekly"}"#);
+    let (status, bad) = serve.json(
+        "POST",
+        "/api/v1/stanzas/main/backups",
+        r#"{"type":"weekly"}"#,
+    );
     assert_eq!(status, 400, "{bad}");
 
     let done = serve.wait_job(&id);
     assert_eq!(done["status"], "succeeded", "{done}\n{}", serve.log());
-    for k in ["id", "kind", "status", "started", "finished", "error", "result"] {
+    for k in [
+        "id", "kind", "status", "started", "finished", "error", "result",
+    ] {
         assert!(done.get(k).is_some(), "job field {k}: {done}");
     }
     let label = done["result"]["label"].as_str().unwrap().to_string();
@@ -337,9 +335,17 @@ fn pg15_api_backups_health_metrics_page_and_sigterm() {
     let (status, text) = serve.request("GET", "/metrics", None, "");
     assert_eq!(status, 200);
     let samples = parse_metrics(&text);
-    assert_eq!(metric(&samples, "cairn_backups{stanza=\"main\",type=\"full\"}"), Some(1.0), "{text}");
+    assert_eq!(
+        metric(&samples, "cairn_backups{stanza=\"main\",type=\"full\"}"),
+        Some(1.0),
+        "{text}"
+    );
     assert!(
-        metric(&samples, "cairn_backup_last_success_timestamp_seconds{stanza=\"main\",type=\"full\"}").is_some_and(|t| t > 1.7e9),
+        metric(
+            &samples,
+            "cairn_backup_last_success_timestamp_seconds{stanza=\"main\",type=\"full\"}"
+        )
+        .is_some_and(|t| t > 1.7e9),
         "{text}"
     );
     assert_eq!(
@@ -352,7 +358,11 @@ fn pg15_api_backups_health_metrics_page_and_sigterm() {
     let (status, plan) = serve.json("GET", "/api/v1/stanzas/main/plan", "");
     assert_eq!(status, 200, "{plan}");
     assert!(plan.to_string().contains(&label), "{plan}");
-    let (status, plan) = serve.json("GET", "/api/v1/stanzas/main/plan?target-time=2026-01-01", "");
+    let (status, plan) = serve.json(
+        "GET",
+        "/api/v1/stanzas/main/plan?target-time=2026-01-01",
+        "",
+    );
     assert_eq!(status, 400, "a time without offset: {plan}");
 
     // The status page in a real browser: one window shape per recoverable window.
@@ -363,7 +373,11 @@ fn pg15_api_backups_health_metrics_page_and_sigterm() {
     assert!(windows >= 1);
     let dom = chromium_dom(&dir, &format!("http://{}/", serve.addr));
     assert!(dom.contains("<svg"), "{dom}");
-    assert_eq!(dom.matches("<rect class=\"window\"").count(), windows, "{dom}");
+    assert_eq!(
+        dom.matches("<rect class=\"window\"").count(),
+        windows,
+        "{dom}"
+    );
     assert!(dom.contains(&label), "the backups are listed: {dom}");
 
     // SIGTERM during a backup (no grace): the backup is abandoned, never listed, and
@@ -438,10 +452,14 @@ fn pg15_schedule_and_max_replay_take_backups_on_their_own() {
     let last = workload(&pg, 6);
     support::wait_archived(&pg, &last);
     let serve = Serve::start(&cairn);
-    let incr = wait_until("max-replay to take an incr", Duration::from_secs(180), || {
-        let all = backups(&cairn);
-        Ok::<_, String>((all.len() > count).then(|| all.last().cloned().unwrap()))
-    })
+    let incr = wait_until(
+        "max-replay to take an incr",
+        Duration::from_secs(180),
+        || {
+            let all = backups(&cairn);
+            Ok::<_, String>((all.len() > count).then(|| all.last().cloned().unwrap()))
+        },
+    )
     .unwrap();
     assert_eq!(incr["type"], "incr", "{incr}");
     let (_, jobs) = serve.json("GET", "/api/v1/stanzas/main/jobs", "");

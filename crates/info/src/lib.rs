@@ -154,7 +154,6 @@ pub struct DbDoc {
     pub current: bool,
 }
 
-
 impl InfoDoc {
     /// The document for `stanzas` (each listed, `"status": "missing"` when it was never
     /// created).

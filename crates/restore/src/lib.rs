@@ -69,7 +69,9 @@ mod restore_command;
 mod tree;
 
 pub use archiving::{ArchiveMode, Archiving};
-pub use dry_run::{DryRun, PlanDoc, PlanningError, TimeDoc, WalRangeDoc, archive_mode_name, plan_restore};
+pub use dry_run::{
+    DryRun, PlanDoc, PlanningError, TimeDoc, WalRangeDoc, archive_mode_name, plan_restore,
+};
 pub use error::{PathProblem, RestoreError, TablespaceProblem};
 pub use executor::{check_restore, restore_backup};
 pub use file::READ_AHEAD;

@@ -107,17 +107,25 @@ pub fn router(ctx: Arc<Context>) -> Router {
 /// `/api/*` needs `Authorization: Bearer TOKEN`.
 async fn authorize(State(ctx): Ctx, req: Request, next: Next) -> Response {
     let Some(token) = &ctx.token else {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "the API is disabled: no token is configured")
-            .hint("set [serve] token-file to a file holding the bearer token, then restart cairn serve")
-            .into_response();
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the API is disabled: no token is configured",
+        )
+        .hint("set [serve] token-file to a file holding the bearer token, then restart cairn serve")
+        .into_response();
     };
-    let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
     if !token.admits(given) {
         let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
             .hint("send Authorization: Bearer <the content of [serve] token-file>")
             .into_response();
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("a header value"));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            "Bearer".parse().expect("a header value"),
+        );
         return r;
     }
     next.run(req).await
@@ -125,8 +133,11 @@ async fn authorize(State(ctx): Ctx, req: Request, next: Next) -> Response {
 
 fn known(ctx: &Context, name: &str) -> Result<StanzaName, ApiError> {
     ctx.stanza(name).cloned().ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "no such stanza in this configuration")
-            .hint("GET /api/v1/stanzas lists them")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such stanza in this configuration",
+        )
+        .hint("GET /api/v1/stanzas lists them")
     })
 }
 
@@ -138,9 +149,14 @@ async fn stanzas(State(ctx): Ctx) -> Result<axum::Json<serde_json::Value>, ApiEr
     Ok(axum::Json(json!({ "stanzas": docs })))
 }
 
-async fn stanza(State(ctx): Ctx, Path(name): Path<String>) -> Result<axum::Json<StanzaDoc>, ApiError> {
+async fn stanza(
+    State(ctx): Ctx,
+    Path(name): Path<String>,
+) -> Result<axum::Json<StanzaDoc>, ApiError> {
     let s = known(&ctx, &name)?;
-    Ok(axum::Json(StanzaDoc::gather(&ctx.repo, &s).await.map_err(failure)?))
+    Ok(axum::Json(
+        StanzaDoc::gather(&ctx.repo, &s).await.map_err(failure)?,
+    ))
 }
 
 async fn backups(
@@ -165,7 +181,10 @@ fn body<T: Default + serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
         return Ok(T::default());
     }
     serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("the request body is not what this path takes: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the request body is not what this path takes: {e}"),
+        )
     })
 }
 
@@ -181,7 +200,10 @@ async fn post_backup(
         Some("full") => BackupType::Full,
         Some("diff") => BackupType::Diff,
         Some(_) => {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "type must be full, diff or incr"));
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "type must be full, diff or incr",
+            ));
         }
     };
     // Another process (a `cairn backup` from cron) holding the lock with a live
@@ -200,7 +222,12 @@ async fn post_backup(
             ),
         ));
     }
-    let job = Job::new(JobKind::Backup(t), s.as_str(), Origin::Api, time::OffsetDateTime::now_utc());
+    let job = Job::new(
+        JobKind::Backup(t),
+        s.as_str(),
+        Origin::Api,
+        time::OffsetDateTime::now_utc(),
+    );
     accept(&ctx, job)
 }
 
@@ -221,7 +248,12 @@ async fn post_drill(
     if let Some(t) = &req.target_time {
         TargetTime::parse(t).map_err(failure)?;
     }
-    let mut job = Job::new(JobKind::Drill, s.as_str(), Origin::Api, time::OffsetDateTime::now_utc());
+    let mut job = Job::new(
+        JobKind::Drill,
+        s.as_str(),
+        Origin::Api,
+        time::OffsetDateTime::now_utc(),
+    );
     job.drill = Some(req);
     accept(&ctx, job)
 }
@@ -243,7 +275,9 @@ fn accept(ctx: &Context, job: Job) -> Result<Response, ApiError> {
             StatusCode::CONFLICT,
             format!("{other} job {id} of this stanza is still waiting or running"),
         )
-        .hint(format!("GET /api/v1/jobs/{id} shows when it ends; then ask for the {kind} again"))),
+        .hint(format!(
+            "GET /api/v1/jobs/{id} shows when it ends; then ask for the {kind} again"
+        ))),
         Err(Refusal::ShuttingDown) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "cairn serve is shutting down and accepts no new jobs",
@@ -256,10 +290,10 @@ async fn job(State(ctx): Ctx, Path(id): Path<String>) -> Result<axum::Json<Job>,
     if !plausible_id(&id) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no such job"));
     }
-    ctx.jobs
-        .get(&id)
-        .map(axum::Json)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such job").hint("the history keeps the newest jobs of each stanza"))
+    ctx.jobs.get(&id).map(axum::Json).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "no such job")
+            .hint("the history keeps the newest jobs of each stanza")
+    })
 }
 
 async fn stanza_jobs(
@@ -267,7 +301,9 @@ async fn stanza_jobs(
     Path(name): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let s = known(&ctx, &name)?;
-    Ok(axum::Json(json!({ "jobs": ctx.jobs.of_stanza(s.as_str()) })))
+    Ok(axum::Json(
+        json!({ "jobs": ctx.jobs.of_stanza(s.as_str()) }),
+    ))
 }
 
 /// `restore --dry-run` for the stanza: the target from the query (`target-time`,
@@ -281,8 +317,16 @@ async fn plan(
     let s = known(&ctx, &name)?;
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
     const KNOWN: [&str; 10] = [
-        "target-time", "target-lsn", "target-xid", "target-name", "target",
-        "target-timeline", "set", "target-action", "archive-mode", "pg-data",
+        "target-time",
+        "target-lsn",
+        "target-xid",
+        "target-name",
+        "target",
+        "target-timeline",
+        "set",
+        "target-action",
+        "archive-mode",
+        "pg-data",
     ];
     if let Some(k) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(bad(format!("unknown query parameter '{k}'"))
@@ -293,15 +337,21 @@ async fn plan(
         given.push(RecoveryTarget::Time(TargetTime::parse(t).map_err(failure)?));
     }
     if let Some(l) = q.get("target-lsn") {
-        let lsn = l.parse().map_err(|_| bad("target-lsn is not an LSN like 0/16B3748".into()))?;
+        let lsn = l
+            .parse()
+            .map_err(|_| bad("target-lsn is not an LSN like 0/16B3748".into()))?;
         given.push(RecoveryTarget::Lsn(lsn));
     }
     if let Some(x) = q.get("target-xid") {
-        let xid = x.parse().map_err(|_| bad("target-xid is not a transaction id".into()))?;
+        let xid = x
+            .parse()
+            .map_err(|_| bad("target-xid is not a transaction id".into()))?;
         given.push(RecoveryTarget::Xid(xid));
     }
     if let Some(n) = q.get("target-name") {
-        given.push(RecoveryTarget::Name(RestorePointName::new(n).map_err(failure)?));
+        given.push(RecoveryTarget::Name(
+            RestorePointName::new(n).map_err(failure)?,
+        ));
     }
     match q.get("target").map(String::as_str) {
         None => {}
@@ -355,7 +405,11 @@ async fn plan(
     };
     let pg_data = match q.get("pg-data") {
         Some(p) => std::path::PathBuf::from(p),
-        None => ctx.stanza_config(&s).map_err(ApiError::from)?.pg_data.clone(),
+        None => ctx
+            .stanza_config(&s)
+            .map_err(ApiError::from)?
+            .pg_data
+            .clone(),
     };
     Ok(axum::Json(DryRun::new(&plan, &recovery, &pg_data)))
 }
@@ -399,7 +453,9 @@ async fn metrics(State(ctx): Ctx) -> Result<Response, ApiError> {
     let mut h = HeaderMap::new();
     h.insert(
         header::CONTENT_TYPE,
-        "text/plain; version=0.0.4; charset=utf-8".parse().expect("a header value"),
+        "text/plain; version=0.0.4; charset=utf-8"
+            .parse()
+            .expect("a header value"),
     );
     Ok((h, text).into_response())
 }
@@ -411,5 +467,9 @@ async fn page(State(ctx): Ctx) -> Result<Html<String>, ApiError> {
         .iter()
         .map(|s| ctx.jobs.of_stanza(s.as_str()))
         .collect();
-    Ok(Html(crate::page::render(&all, &jobs, time::OffsetDateTime::now_utc())))
+    Ok(Html(crate::page::render(
+        &all,
+        &jobs,
+        time::OffsetDateTime::now_utc(),
+    )))
 }

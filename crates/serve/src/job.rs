@@ -191,9 +191,9 @@ fn new_id(now: time::OffsetDateTime) -> String {
 /// Whether `text` could be a job id (checked before it is looked up or logged).
 pub fn plausible_id(text: &str) -> bool {
     text.len() == 25
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'T' || b == b'Z' || b == b'-')
+        && text.bytes().all(|b| {
+            b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'T' || b == b'Z' || b == b'-'
+        })
 }
 
 pub fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -237,7 +237,9 @@ mod tests {
         assert!(plausible_id(&job.id), "{}", job.id);
         assert!(job.id.starts_with("20261202T014500Z-"));
         let v = serde_json::to_value(&job).unwrap();
-        for field in ["id", "kind", "status", "started", "finished", "error", "result"] {
+        for field in [
+            "id", "kind", "status", "started", "finished", "error", "result",
+        ] {
             assert!(v.get(field).is_some(), "{field} missing: {v}");
         }
         assert_eq!(v["status"], "running");

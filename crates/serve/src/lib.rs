@@ -85,11 +85,12 @@ impl Classify for ServeError {
     fn hint(&self) -> Option<String> {
         match self {
             ServeError::Token(_) => Some(
-                "[serve] token-file names a file with one line, the bearer token (mode 0600)".into(),
+                "[serve] token-file names a file with one line, the bearer token (mode 0600)"
+                    .into(),
             ),
-            ServeError::Listen { .. } => Some(
-                "another process may listen there; set [serve] listen = \"IP:PORT\"".into(),
-            ),
+            ServeError::Listen { .. } => {
+                Some("another process may listen there; set [serve] listen = \"IP:PORT\"".into())
+            }
             _ => None,
         }
     }
@@ -152,9 +153,7 @@ impl Server {
         };
         let mut stanzas = Vec::new();
         for name in cfg.stanzas.keys() {
-            stanzas.push(
-                StanzaName::new(name).map_err(|m| ServeError::Stanza(name.clone(), m))?,
-            );
+            stanzas.push(StanzaName::new(name).map_err(|m| ServeError::Stanza(name.clone(), m))?);
         }
         let mut past = BTreeMap::new();
         for s in &stanzas {

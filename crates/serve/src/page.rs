@@ -54,7 +54,12 @@ pub fn render(stanzas: &[StanzaStatus], jobs: &[Vec<Job>], now: OffsetDateTime) 
         }
     );
     for (i, s) in stanzas.iter().enumerate() {
-        stanza(&mut h, s, jobs.get(i).map(Vec::as_slice).unwrap_or(&[]), now);
+        stanza(
+            &mut h,
+            s,
+            jobs.get(i).map(Vec::as_slice).unwrap_or(&[]),
+            now,
+        );
     }
     h.push_str("</body></html>\n");
     h
@@ -62,7 +67,10 @@ pub fn render(stanzas: &[StanzaStatus], jobs: &[Vec<Job>], now: OffsetDateTime) 
 
 fn stanza(h: &mut String, s: &StanzaStatus, jobs: &[Job], now: OffsetDateTime) {
     let name = esc(&s.doc.name);
-    let _ = write!(h, "<section class=\"stanza\" id=\"stanza-{name}\"><h2>stanza {name}</h2>");
+    let _ = write!(
+        h,
+        "<section class=\"stanza\" id=\"stanza-{name}\"><h2>stanza {name}</h2>"
+    );
     if s.health.healthy {
         h.push_str("<p class=\"ok health\">healthy</p>");
     } else {
@@ -104,7 +112,11 @@ fn windows_svg(h: &mut String, s: &StanzaStatus, now: OffsetDateTime) {
         .iter()
         .filter_map(|w| {
             let from = parse_time(&w.from)?;
-            let to = w.to.as_deref().and_then(parse_time).unwrap_or(from).max(from);
+            let to =
+                w.to.as_deref()
+                    .and_then(parse_time)
+                    .unwrap_or(from)
+                    .max(from);
             Some(Span {
                 timeline: w.timeline,
                 from,
@@ -115,11 +127,18 @@ fn windows_svg(h: &mut String, s: &StanzaStatus, now: OffsetDateTime) {
         })
         .collect();
     if spans.is_empty() {
-        h.push_str("<p class=\"muted\" id=\"no-windows\">no recoverable window yet: take a backup</p>");
+        h.push_str(
+            "<p class=\"muted\" id=\"no-windows\">no recoverable window yet: take a backup</p>",
+        );
         return;
     }
     let start = spans.iter().map(|w| w.from).min().expect("spans");
-    let end = spans.iter().map(|w| w.to).max().expect("spans").max(now.min(start + time::Duration::days(3650)));
+    let end = spans
+        .iter()
+        .map(|w| w.to)
+        .max()
+        .expect("spans")
+        .max(now.min(start + time::Duration::days(3650)));
     let span_secs = (end - start).as_seconds_f64().max(1.0);
     let mut timelines: Vec<u32> = spans.iter().map(|w| w.timeline).collect();
     timelines.sort_unstable();
@@ -251,12 +270,24 @@ fn last_runs(h: &mut String, s: &StanzaStatus, jobs: &[Job]) {
         }
     };
     // Drills: the newest drill job until drill records are part of the build.
-    let drill = match jobs.iter().rev().find(|j| j.kind == JobKind::Drill && j.is_done()) {
+    let drill = match jobs
+        .iter()
+        .rev()
+        .find(|j| j.kind == JobKind::Drill && j.is_done())
+    {
         None => "<span class=\"muted\">never</span>".to_string(),
         Some(j) => format!(
             "<span class=\"{}\">{}</span> at {}{}",
-            if j.status == JobStatus::Succeeded { "ok" } else { "bad" },
-            if j.status == JobStatus::Succeeded { "succeeded" } else { "failed" },
+            if j.status == JobStatus::Succeeded {
+                "ok"
+            } else {
+                "bad"
+            },
+            if j.status == JobStatus::Succeeded {
+                "succeeded"
+            } else {
+                "failed"
+            },
             esc(j.finished.as_deref().unwrap_or("")),
             j.error
                 .as_deref()
@@ -292,7 +323,11 @@ fn recent_jobs(h: &mut String, jobs: &[Job]) {
             esc(&j.id),
             j.kind,
             esc(&origin),
-            if j.status == JobStatus::Failed { "bad" } else { "" },
+            if j.status == JobStatus::Failed {
+                "bad"
+            } else {
+                ""
+            },
             esc(j.started.as_deref().unwrap_or("")),
             esc(j.finished.as_deref().unwrap_or("")),
             esc(j.error.as_deref().unwrap_or(""))
@@ -329,8 +364,18 @@ mod tests {
             warnings: vec!["<script>alert(1)</script>".into()],
             archive: vec![],
             recovery_windows: vec![
-                window(1, "2026-12-01T01:00:00Z", Some("2026-12-01T05:00:00Z"), Some("000000010000000000000009")),
-                window(1, "2026-12-01T07:00:00Z", Some("2026-12-01T09:00:00Z"), None),
+                window(
+                    1,
+                    "2026-12-01T01:00:00Z",
+                    Some("2026-12-01T05:00:00Z"),
+                    Some("000000010000000000000009"),
+                ),
+                window(
+                    1,
+                    "2026-12-01T07:00:00Z",
+                    Some("2026-12-01T09:00:00Z"),
+                    None,
+                ),
                 window(2, "2026-12-01T09:30:00Z", None, None),
             ],
             last_verify: None,

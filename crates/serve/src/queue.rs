@@ -18,7 +18,10 @@ pub enum Refusal {
     /// `cairn serve` is shutting down.
     ShuttingDown,
     /// A job of the same class waits or runs: its id and kind.
-    Busy { id: String, kind: JobKind },
+    Busy {
+        id: String,
+        kind: JobKind,
+    },
     UnknownStanza,
 }
 
@@ -76,7 +79,10 @@ impl Jobs {
         if !st.accepting {
             return Err(Refusal::ShuttingDown);
         }
-        let lane = st.lanes.get_mut(&job.stanza).ok_or(Refusal::UnknownStanza)?;
+        let lane = st
+            .lanes
+            .get_mut(&job.stanza)
+            .ok_or(Refusal::UnknownStanza)?;
         let class = job.kind.class();
         if let Some(other) = lane
             .running
@@ -249,14 +255,17 @@ mod tests {
     #[test]
     fn one_job_at_a_time_per_stanza_and_never_two_backups_queued() {
         let j = jobs();
-        let full = j.submit(job(JobKind::Backup(BackupType::Full), "main")).unwrap();
+        let full = j
+            .submit(job(JobKind::Backup(BackupType::Full), "main"))
+            .unwrap();
         // A second backup of any type is refused, naming the first.
         match j.submit(job(JobKind::Backup(BackupType::Incr), "main")) {
             Err(Refusal::Busy { id, .. }) => assert_eq!(id, full.id),
             other => panic!("{other:?}"),
         }
         // Other stanzas and other classes are accepted.
-        j.submit(job(JobKind::Backup(BackupType::Full), "other")).unwrap();
+        j.submit(job(JobKind::Backup(BackupType::Full), "other"))
+            .unwrap();
         let verify = j.submit(job(JobKind::Verify, "main")).unwrap();
         assert_eq!(
             j.submit(job(JobKind::Verify, "nowhere")),
@@ -274,7 +283,8 @@ mod tests {
         assert!(j.busy("main", JobKind::Backup(BackupType::Diff)).is_none());
         assert_eq!(j.start_next("main", NOW).unwrap().id, verify.id);
         // Once the backup ended another is accepted.
-        j.submit(job(JobKind::Backup(BackupType::Incr), "main")).unwrap();
+        j.submit(job(JobKind::Backup(BackupType::Incr), "main"))
+            .unwrap();
         assert_eq!(j.of_stanza("main").len(), 3);
     }
 
@@ -283,7 +293,9 @@ mod tests {
         let j = jobs();
         let running = j.submit(job(JobKind::Verify, "main")).unwrap();
         j.start_next("main", NOW).unwrap();
-        let waiting = j.submit(job(JobKind::Backup(BackupType::Full), "main")).unwrap();
+        let waiting = j
+            .submit(job(JobKind::Backup(BackupType::Full), "main"))
+            .unwrap();
         let dropped = j.close(NOW);
         assert_eq!(dropped.len(), 1);
         assert_eq!(dropped[0].id, waiting.id);

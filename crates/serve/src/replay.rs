@@ -122,7 +122,9 @@ mod tests {
     use super::*;
     use cairn_pgformat::{Lsn, TimelineId};
     use cairn_repo::manifest::MANIFEST_FORMAT;
-    use cairn_repo::{BackupLabel, BackupManifest, ContentId, IncrementalMode, WalDetail, WalEntry};
+    use cairn_repo::{
+        BackupLabel, BackupManifest, ContentId, IncrementalMode, WalDetail, WalEntry,
+    };
 
     const MIB: u64 = 1 << 20;
 

@@ -90,7 +90,12 @@ pub async fn run(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
         }
         for stanza in &ctx.stanzas {
             for kind in &kinds {
-                let job = Job::new(*kind, stanza.as_str(), Origin::Schedule, OffsetDateTime::now_utc());
+                let job = Job::new(
+                    *kind,
+                    stanza.as_str(),
+                    Origin::Schedule,
+                    OffsetDateTime::now_utc(),
+                );
                 queue(&ctx, job);
             }
         }
@@ -135,7 +140,10 @@ mod tests {
         assert_eq!(at, time::macros::datetime!(2026-12-06 02:00:00 UTC));
         assert_eq!(
             kinds,
-            [JobKind::Backup(BackupType::Full), JobKind::Backup(BackupType::Incr)]
+            [
+                JobKind::Backup(BackupType::Full),
+                JobKind::Backup(BackupType::Incr)
+            ]
         );
         let (at, kinds) = next_firing(&entries, at).unwrap();
         assert_eq!(at, time::macros::datetime!(2026-12-06 03:30:00 UTC));

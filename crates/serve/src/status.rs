@@ -148,21 +148,73 @@ fn secs(t: OffsetDateTime) -> f64 {
 pub fn metrics_text(stanzas: &[StanzaStatus]) -> String {
     type Sample = (Vec<(&'static str, String)>, f64);
     let mut families: Vec<(&str, &str, Vec<Sample>)> = vec![
-        ("cairn_backup_last_success_timestamp_seconds", "Stop time of the newest backup of each type.", vec![]),
-        ("cairn_backup_last_duration_seconds", "How long the newest backup of each type took.", vec![]),
-        ("cairn_backup_last_added_bytes", "Bytes the newest backup of each type added to the repository.", vec![]),
+        (
+            "cairn_backup_last_success_timestamp_seconds",
+            "Stop time of the newest backup of each type.",
+            vec![],
+        ),
+        (
+            "cairn_backup_last_duration_seconds",
+            "How long the newest backup of each type took.",
+            vec![],
+        ),
+        (
+            "cairn_backup_last_added_bytes",
+            "Bytes the newest backup of each type added to the repository.",
+            vec![],
+        ),
         ("cairn_backups", "Usable backups, by type.", vec![]),
-        ("cairn_archive_last_segment_timestamp_seconds", "When the newest WAL file was archived.", vec![]),
-        ("cairn_archive_last_commit_timestamp_seconds", "The newest commit found in archived WAL.", vec![]),
-        ("cairn_repo_size_bytes", "Bytes the stanza's usable backups added to the repository.", vec![]),
-        ("cairn_recovery_window_start_timestamp_seconds", "The earliest moment a restore can reach.", vec![]),
-        ("cairn_recovery_window_end_timestamp_seconds", "The latest moment a restore can reach.", vec![]),
-        ("cairn_verify_last_success_timestamp_seconds", "When the newest verify of the whole stanza that found nothing damaged ended.", vec![]),
-        ("cairn_verify_last_ok", "1 when the newest verify found nothing damaged, 0 when it found damage.", vec![]),
+        (
+            "cairn_archive_last_segment_timestamp_seconds",
+            "When the newest WAL file was archived.",
+            vec![],
+        ),
+        (
+            "cairn_archive_last_commit_timestamp_seconds",
+            "The newest commit found in archived WAL.",
+            vec![],
+        ),
+        (
+            "cairn_repo_size_bytes",
+            "Bytes the stanza's usable backups added to the repository.",
+            vec![],
+        ),
+        (
+            "cairn_recovery_window_start_timestamp_seconds",
+            "The earliest moment a restore can reach.",
+            vec![],
+        ),
+        (
+            "cairn_recovery_window_end_timestamp_seconds",
+            "The latest moment a restore can reach.",
+            vec![],
+        ),
+        (
+            "cairn_verify_last_success_timestamp_seconds",
+            "When the newest verify of the whole stanza that found nothing damaged ended.",
+            vec![],
+        ),
+        (
+            "cairn_verify_last_ok",
+            "1 when the newest verify found nothing damaged, 0 when it found damage.",
+            vec![],
+        ),
         // No drill runs in this build yet: the families are there, without samples.
-        ("cairn_drill_last_success_timestamp_seconds", "When the newest successful restore drill ended.", vec![]),
-        ("cairn_drill_last_duration_seconds", "How long the newest successful restore drill took.", vec![]),
-        ("cairn_stanza_healthy", "1 when the stanza meets [health], else 0.", vec![]),
+        (
+            "cairn_drill_last_success_timestamp_seconds",
+            "When the newest successful restore drill ended.",
+            vec![],
+        ),
+        (
+            "cairn_drill_last_duration_seconds",
+            "How long the newest successful restore drill took.",
+            vec![],
+        ),
+        (
+            "cairn_stanza_healthy",
+            "1 when the stanza meets [health], else 0.",
+            vec![],
+        ),
     ];
     for s in stanzas {
         let stanza = || ("stanza", s.health.stanza.clone());
@@ -172,7 +224,12 @@ pub fn metrics_text(stanzas: &[StanzaStatus]) -> String {
             }
         };
         for t in ["full", "diff", "incr"] {
-            let of_type: Vec<_> = s.doc.backups.iter().filter(|b| b.backup_type == t).collect();
+            let of_type: Vec<_> = s
+                .doc
+                .backups
+                .iter()
+                .filter(|b| b.backup_type == t)
+                .collect();
             let typed = || vec![stanza(), ("type", t.to_string())];
             push("cairn_backups", typed(), of_type.len() as f64);
             let newest = of_type
@@ -180,15 +237,31 @@ pub fn metrics_text(stanzas: &[StanzaStatus]) -> String {
                 .filter_map(|b| Some((parse_time(&b.stop.time)?, *b)))
                 .max_by_key(|(t, _)| *t);
             if let Some((stop, b)) = newest {
-                push("cairn_backup_last_success_timestamp_seconds", typed(), secs(stop));
+                push(
+                    "cairn_backup_last_success_timestamp_seconds",
+                    typed(),
+                    secs(stop),
+                );
                 if let Some(start) = parse_time(&b.start.time) {
-                    push("cairn_backup_last_duration_seconds", typed(), (stop - start).as_seconds_f64());
+                    push(
+                        "cairn_backup_last_duration_seconds",
+                        typed(),
+                        (stop - start).as_seconds_f64(),
+                    );
                 }
-                push("cairn_backup_last_added_bytes", typed(), b.repo_added as f64);
+                push(
+                    "cairn_backup_last_added_bytes",
+                    typed(),
+                    b.repo_added as f64,
+                );
             }
         }
         if let Some(t) = s.last_archived {
-            push("cairn_archive_last_segment_timestamp_seconds", vec![stanza()], secs(t));
+            push(
+                "cairn_archive_last_segment_timestamp_seconds",
+                vec![stanza()],
+                secs(t),
+            );
         }
         if let Some(t) = s
             .doc
@@ -197,14 +270,28 @@ pub fn metrics_text(stanzas: &[StanzaStatus]) -> String {
             .filter_map(|a| a.last_commit.as_deref().and_then(parse_time))
             .max()
         {
-            push("cairn_archive_last_commit_timestamp_seconds", vec![stanza()], secs(t));
+            push(
+                "cairn_archive_last_commit_timestamp_seconds",
+                vec![stanza()],
+                secs(t),
+            );
         }
         if s.doc.status == "ok" {
             let size: u64 = s.doc.backups.iter().map(|b| b.repo_added).sum();
             push("cairn_repo_size_bytes", vec![stanza()], size as f64);
         }
-        if let Some(t) = s.doc.recovery_windows.iter().filter_map(|w| parse_time(&w.from)).min() {
-            push("cairn_recovery_window_start_timestamp_seconds", vec![stanza()], secs(t));
+        if let Some(t) = s
+            .doc
+            .recovery_windows
+            .iter()
+            .filter_map(|w| parse_time(&w.from))
+            .min()
+        {
+            push(
+                "cairn_recovery_window_start_timestamp_seconds",
+                vec![stanza()],
+                secs(t),
+            );
         }
         if let Some(t) = s
             .doc
@@ -213,14 +300,26 @@ pub fn metrics_text(stanzas: &[StanzaStatus]) -> String {
             .filter_map(|w| w.to.as_deref().and_then(parse_time))
             .max()
         {
-            push("cairn_recovery_window_end_timestamp_seconds", vec![stanza()], secs(t));
+            push(
+                "cairn_recovery_window_end_timestamp_seconds",
+                vec![stanza()],
+                secs(t),
+            );
         }
         if let Some(t) = s.last_verify_success {
-            push("cairn_verify_last_success_timestamp_seconds", vec![stanza()], secs(t));
+            push(
+                "cairn_verify_last_success_timestamp_seconds",
+                vec![stanza()],
+                secs(t),
+            );
         }
         if let Some(v) = &s.doc.last_verify {
             let ok = v.status == cairn_verify::Status::Ok;
-            push("cairn_verify_last_ok", vec![stanza()], if ok { 1.0 } else { 0.0 });
+            push(
+                "cairn_verify_last_ok",
+                vec![stanza()],
+                if ok { 1.0 } else { 0.0 },
+            );
         }
         push(
             "cairn_stanza_healthy",
@@ -280,12 +379,22 @@ mod tests {
             max_archive_lag: Some(HumanDuration::parse("10m").unwrap()),
         };
         let d = doc(serde_json::json!({}));
-        let h = health(&d, Some(NOW - time::Duration::minutes(11)), &thresholds, NOW);
+        let h = health(
+            &d,
+            Some(NOW - time::Duration::minutes(11)),
+            &thresholds,
+            NOW,
+        );
         assert!(!h.healthy);
         assert_eq!(h.reasons.len(), 2, "{:?}", h.reasons);
         assert!(h.reasons[0].contains("no backup yet"));
         assert!(h.reasons[1].contains("11m ago"), "{:?}", h.reasons);
-        let h = health(&d, Some(NOW - time::Duration::minutes(9)), &HealthConfig::default(), NOW);
+        let h = health(
+            &d,
+            Some(NOW - time::Duration::minutes(9)),
+            &HealthConfig::default(),
+            NOW,
+        );
         assert!(h.healthy && h.reasons.is_empty());
         let mut missing = doc(serde_json::json!({}));
         missing.status = "missing";
@@ -303,7 +412,10 @@ mod tests {
         };
         let text = metrics_text(&[s]);
         assert!(text.contains("# TYPE cairn_stanza_healthy gauge\n"));
-        assert!(text.contains("cairn_stanza_healthy{stanza=\"main\"} 1\n"), "{text}");
+        assert!(
+            text.contains("cairn_stanza_healthy{stanza=\"main\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("cairn_backups{stanza=\"main\",type=\"full\"} 0\n"));
         assert!(text.contains(&format!(
             "cairn_archive_last_segment_timestamp_seconds{{stanza=\"main\"}} {}\n",

@@ -92,7 +92,9 @@ async fn execute(
             match report.status {
                 cairn_verify::Status::Ok => Ok(json!({ "status": "ok", "summary": summary })),
                 cairn_verify::Status::Damaged => Err(Failure::new(ErrorKind::Corrupt, summary)
-                    .with_hint("`cairn verify --output json` names each damaged object and what it costs")),
+                    .with_hint(
+                        "`cairn verify --output json` names each damaged object and what it costs",
+                    )),
             }
         }
         JobKind::Expire => crate::expire::run(ctx, stanza).await,
