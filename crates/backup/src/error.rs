@@ -38,6 +38,9 @@ pub enum BackupError {
         "the server sent {path} as changed blocks only, but parent backup {parent} has no such file"
     )]
     NotInParent { path: String, parent: String },
+    /// A `--annotation` the backup cannot store.
+    #[error("{0}")]
+    Annotation(String),
     /// An `INCREMENTAL.` file from the server is not what PostgreSQL writes.
     /// The one who started the backup gave it up (`cairn serve` shutting down): no
     /// manifest was written, so the backup is not listed.
@@ -58,6 +61,7 @@ impl Classify for BackupError {
             BackupError::Source { kind, .. } => *kind,
             BackupError::Protocol(_) | BackupError::UnexpectedSetting { .. } => ErrorKind::Postgres,
             BackupError::WrongSystem { .. } => ErrorKind::Stanza,
+            BackupError::Annotation(_) => ErrorKind::Usage,
             BackupError::WalNotArchived { .. } => ErrorKind::ArchiveTimeout,
             BackupError::NotInParent { .. } | BackupError::Incremental { .. } => {
                 ErrorKind::Postgres
@@ -80,6 +84,9 @@ impl Classify for BackupError {
             BackupError::Abandoned => Some(
                 "the backup is not listed; its chunks already stored are reused by the next backup".into(),
             ),
+            BackupError::Annotation(_) => {
+                Some("for example: cairn backup --annotation ticket=OPS-1234".into())
+            }
             BackupError::Protocol(_)
             | BackupError::UnexpectedSetting { .. }
             | BackupError::Incremental { .. } => None,

@@ -34,6 +34,10 @@ pub struct TakeOptions {
     /// `CHECKPOINT 'fast'` instead of a spread one.
     pub fast_checkpoint: bool,
     pub lock: LockOptions,
+    /// Pin the backup (recorded before the manifest).
+    pub pin: bool,
+    /// `KEY=VALUE` notes stored with the backup.
+    pub annotations: std::collections::BTreeMap<String, String>,
     /// Once this turns `true` the backup is abandoned: the stream is dropped, no manifest
     /// is written (the backup is never listed), and the lock is given back.
     pub abandon: Option<watch::Receiver<bool>>,
@@ -47,6 +51,8 @@ impl TakeOptions {
             archive_timeout: Duration::from_secs(120),
             fast_checkpoint: true,
             lock: LockOptions::default(),
+            pin: false,
+            annotations: Default::default(),
             abandon: None,
         }
     }
@@ -150,6 +156,8 @@ pub async fn take(
                 wal_segment_size,
                 incremental_mode: started.incremental_mode,
                 lock: Some(lock),
+                annotations: opts.annotations.clone(),
+                pin: opts.pin,
                 ..Default::default()
             };
             run(repo, &info, &plan, &mut source, &run_opts).await

@@ -2,6 +2,7 @@
 //! stanza's, choose type and parent, stream the base backup into the repository. The
 //! orchestration is `cairn_backup::take` (shared with `cairn serve`); this draws it.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::process::ExitCode;
@@ -41,15 +42,29 @@ fn eta_basis(estimate: Option<u64>, mode: Option<IncrementalMode>) -> Option<u64
     }
 }
 
+/// What `cairn backup` stores besides the data: a pin and the operator's notes.
+#[derive(Debug, Default)]
+pub struct Extras {
+    pub pin: bool,
+    /// `KEY=VALUE` as given.
+    pub annotations: Vec<String>,
+}
+
 pub async fn run(
     cfg: &Config,
     stanza: Option<&str>,
     requested: Option<ArgType>,
     archive_timeout: Duration,
     spread: bool,
+    extras: Extras,
 ) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     let (_, st) = cfg.stanza(stanza)?;
+    let mut annotations = BTreeMap::new();
+    for a in &extras.annotations {
+        let (k, v) = cairn_backup::annotation(a).map_err(|e| Failure::from_error(&e))?;
+        annotations.insert(k, v);
+    }
     let repo = cairn_startup::open_repo(cfg).await?;
     let mut opts = TakeOptions::new(pg::conn_params(st, "cairn backup"));
     opts.requested = requested.map(|t| match t {
@@ -59,6 +74,8 @@ pub async fn run(
     });
     opts.archive_timeout = archive_timeout;
     opts.fast_checkpoint = !spread;
+    opts.pin = extras.pin;
+    opts.annotations = annotations;
     let terminal = Terminal {
         st,
         estimate: Mutex::new(None),
@@ -68,6 +85,8 @@ pub async fn run(
         .await
         .map_err(|e| Failure::from_error(&e))?;
     println!("{}", completion_line(&m));
+    // After the backup lock is given back (decision 011's order): one call.
+    crate::expire::after_backup(cfg, &repo, &name).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use cairn_config::Config;
+use cairn_drill::{DrillRecord, DrillStatus};
 use cairn_exit::Failure;
 use cairn_info::{BackupDoc, InfoDoc};
 use cairn_repo::StanzaName;
@@ -65,6 +66,43 @@ fn stored_words(b: &BackupDoc) -> String {
             "stored {total} ({} new, {} shared with earlier backups)",
             size(added),
             size(reused)
+        ),
+    }
+}
+
+fn last_drill_text(d: Option<&DrillRecord>) -> String {
+    let Some(d) = d else {
+        return "never (run `cairn drill`)".into();
+    };
+    let target = crate::drill::target_text(d);
+    match d.status {
+        DrillStatus::Succeeded => {
+            let reached = d
+                .reached
+                .as_ref()
+                .map(|p| {
+                    format!(
+                        ", reached {} (last commit {})",
+                        p.lsn,
+                        p.last_commit.as_deref().unwrap_or("none")
+                    )
+                })
+                .unwrap_or_default();
+            let backup = d
+                .backup
+                .as_ref()
+                .map(|b| format!(" from backup {b}"))
+                .unwrap_or_default();
+            format!(
+                "succeeded at {} ({target}{backup}{reached}, {:.1}s)",
+                d.finished, d.duration_seconds
+            )
+        }
+        DrillStatus::Failed => format!(
+            "FAILED at {} ({target}, {:.1}s): {}",
+            d.finished,
+            d.duration_seconds,
+            d.error.as_deref().unwrap_or("no reason recorded")
         ),
     }
 }
@@ -172,6 +210,7 @@ fn print_text(doc: &InfoDoc) {
             "    last verify: {}",
             last_verify_text(s.last_verify.as_ref())
         );
+        println!("    last drill: {}", last_drill_text(s.last_drill.as_ref()));
         if s.archive.is_empty() {
             println!("    WAL archive: empty");
         }

@@ -10,7 +10,7 @@ use cairn_exit::{ErrorKind, Failure};
 use cairn_pgformat::Lsn;
 use cairn_planner::PlanRequest;
 use cairn_repo::BackupLabel;
-use cairn_restore::{ArchiveMode, RecoverySettings, RestoreCommand, RestoreOptions};
+use cairn_restore::{ArchiveMode, RecoverySettings, RestoreCommand, RestoreOptions, RestoreSource};
 use cairn_target::{RecoveryTarget, RestorePointName, TargetAction, TargetTime, TimelineTarget};
 
 use crate::args::{ActionArg, ArchiveModeArg, RestoreArgs, TargetArg};
@@ -116,28 +116,28 @@ pub async fn run(
     };
     let tablespace_map = parse_tablespace_map(&args.tablespace_map)?;
     let repo = cairn_startup::open_repo(cfg).await?;
-    let info = repo.require_stanza(&name).await?;
+    let source = RestoreSource::load(&repo, &name).await?;
+    for w in &source.warnings {
+        eprintln!("cairn: WARNING: {w}");
+    }
     let request = PlanRequest {
+        db_id: source.db_id_for(set.as_ref()),
         target,
         timeline,
         set,
-        db_id: info.current().db_id,
     };
-    let warn = |w: &str| eprintln!("cairn: WARNING: {w}");
-    let (plan, chosen) = cairn_restore::plan_restore(&repo, &name, &request, &warn)
-        .await
-        .map_err(|e| Failure::from_error(&e))?;
+    let planned = source.plan(&repo, &request).await?;
+    for w in &planned.warnings {
+        eprintln!("cairn: WARNING: {w}");
+    }
+    let (plan, chosen) = (planned.plan, planned.manifest);
     let chosen = &chosen;
     let exe = std::env::current_exe().ok();
     let recovery = RecoverySettings {
-        restore_command: {
-            let command = RestoreCommand::archive_get(exe.as_deref(), &cfg.source, &name);
-            if chosen.db_id == info.current().db_id {
-                command
-            } else {
-                command.for_generation(chosen.db_id)
-            }
-        },
+        restore_command: source.restore_command_for(
+            RestoreCommand::archive_get(exe.as_deref(), &cfg.source, &name),
+            chosen,
+        ),
         target: plan.target.clone(),
         action: action(args, &plan.target),
         timeline: Some(TimelineTarget::Id(plan.timeline)),

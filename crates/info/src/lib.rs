@@ -52,6 +52,8 @@ pub struct StanzaDoc {
     pub recovery_windows: Vec<RecoveryWindow>,
     /// The newest `cairn verify` run recorded, `None` before the first.
     pub last_verify: Option<VerifyRecord>,
+    /// The newest `cairn drill` recorded, `None` before the first.
+    pub last_drill: Option<cairn_drill::DrillRecord>,
 }
 
 /// A backup that cannot be used: its label, type (from the label) and why.
@@ -188,6 +190,7 @@ impl StanzaDoc {
                 archive: vec![],
                 recovery_windows: vec![],
                 last_verify: None,
+                last_drill: None,
             });
         };
         let catalog = repo.wal_catalog(name).await?;
@@ -226,6 +229,7 @@ impl StanzaDoc {
             archive: catalog.timelines(),
             recovery_windows: cairn_planner::recoverable_windows(&backups, &catalog, current),
             last_verify: cairn_verify::last_verify(repo, name).await?,
+            last_drill: cairn_drill::last_drill(repo, name).await?,
         })
     }
 }

@@ -179,6 +179,17 @@ impl ChunkIndex {
     pub fn len(&self) -> usize {
         self.chunks.len()
     }
+    /// This index without the chunks stored in `packs` (condemned ones: see `crate::gc`).
+    pub fn without_packs(mut self, packs: &std::collections::BTreeSet<PackId>) -> ChunkIndex {
+        let gone: std::collections::HashSet<u32> = packs
+            .iter()
+            .filter_map(|p| self.positions.get(p).copied())
+            .collect();
+        if !gone.is_empty() {
+            self.chunks.retain(|_, s| !gone.contains(&s.pack));
+        }
+        self
+    }
     pub fn is_empty(&self) -> bool {
         self.chunks.is_empty()
     }

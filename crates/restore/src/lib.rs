@@ -2,7 +2,10 @@
 //! backup into a data directory (and its tablespace directories) and sets it up for
 //! PostgreSQL to recover: `backup_label`, recovery settings in `postgresql.auto.conf`,
 //! and `recovery.signal` or `standby.signal`. Which backup to restore, and which WAL it
-//! needs, is the planner's business (`cairn-planner`).
+//! needs, is the planner's business (`cairn-planner`); [`RestoreSource`] reads what the
+//! planner works on (stanza info, backup and WAL catalogs) once, plans, and fetches the
+//! chosen manifest, passing over one found damaged: `cairn restore` and `cairn drill`
+//! both plan through it.
 //!
 //! Safety comes first, because an operator runs this on a bad day:
 //!
@@ -30,7 +33,7 @@
 //! The recovery settings are typed ([`RecoverySettings`]: a `cairn-target` target, action
 //! and timeline, a [`RestoreCommand`], an [`ArchiveMode`]); this crate renders and quotes
 //! them. [`check_restore`] runs every check without writing, for `--dry-run`;
-//! [`plan_restore`] chooses the backup (through the planner) and [`DryRun`] is the plan's
+//! [`RestoreSource`] chooses the backup (through the planner) and [`DryRun`] is the plan's
 //! JSON document.
 //!
 //! ```no_run
@@ -66,12 +69,11 @@ mod options;
 mod recovery;
 mod report;
 mod restore_command;
+mod source;
 mod tree;
 
 pub use archiving::{ArchiveMode, Archiving};
-pub use dry_run::{
-    DryRun, PlanDoc, PlanningError, TimeDoc, WalRangeDoc, archive_mode_name, plan_restore,
-};
+pub use dry_run::{DryRun, PlanDoc, TimeDoc, WalRangeDoc, archive_mode_name};
 pub use error::{PathProblem, RestoreError, TablespaceProblem};
 pub use executor::{check_restore, restore_backup};
 pub use file::READ_AHEAD;
@@ -79,4 +81,5 @@ pub use layout::{INCOMPLETE_MARKER, NOT_RESTORED, check_manifest_paths};
 pub use options::RestoreOptions;
 pub use recovery::{MARKER as AUTO_CONF_MARKER, RecoverySettings, quote as quote_setting};
 pub use report::RestoreReport;
-pub use restore_command::RestoreCommand;
+pub use restore_command::{RestoreCommand, sh_quote};
+pub use source::{PlannedRestore, RestoreSource};

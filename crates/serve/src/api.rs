@@ -383,20 +383,26 @@ async fn plan(
         Some("off") => ArchiveMode::Off,
         Some(_) => return Err(bad("archive-mode is preserve or off".into())),
     };
-    let info = ctx.repo.require_stanza(&s).await.map_err(failure)?;
+    let source = cairn_restore::RestoreSource::load(&ctx.repo, &s)
+        .await
+        .map_err(failure)?;
     let request = PlanRequest {
+        db_id: source.db_id_for(set.as_ref()),
         target,
         timeline,
         set,
-        db_id: info.current().db_id,
     };
-    let warn = |w: &str| tracing::warn!(stanza = %s, "{w}");
-    let (plan, _manifest) = cairn_restore::plan_restore(&ctx.repo, &s, &request, &warn)
-        .await
-        .map_err(failure)?;
+    let planned = source.plan(&ctx.repo, &request).await.map_err(failure)?;
+    for w in source.warnings.iter().chain(&planned.warnings) {
+        tracing::warn!(stanza = %s, "{w}");
+    }
+    let plan = planned.plan;
     let exe = std::env::current_exe().ok();
     let recovery = RecoverySettings {
-        restore_command: RestoreCommand::archive_get(exe.as_deref(), &ctx.cfg.source, &s),
+        restore_command: source.restore_command_for(
+            RestoreCommand::archive_get(exe.as_deref(), &ctx.cfg.source, &s),
+            &planned.manifest,
+        ),
         target: plan.target.clone(),
         action,
         timeline: Some(TimelineTarget::Id(plan.timeline)),

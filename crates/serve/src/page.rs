@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use time::OffsetDateTime;
 
-use crate::job::{Job, JobKind, JobStatus};
+use crate::job::{Job, JobStatus};
 use crate::status::{StanzaStatus, parse_time};
 
 /// Text for HTML element content and attribute values.
@@ -90,7 +90,7 @@ fn stanza(h: &mut String, s: &StanzaStatus, jobs: &[Job], now: OffsetDateTime) {
         let _ = write!(h, "<p class=\"bad\">WARNING: {}</p>", esc(w));
     }
     backups(h, s);
-    last_runs(h, s, jobs);
+    last_runs(h, s);
     recent_jobs(h, jobs);
     h.push_str("</section>");
 }
@@ -254,7 +254,7 @@ fn backups(h: &mut String, s: &StanzaStatus) {
     h.push_str("</table>");
 }
 
-fn last_runs(h: &mut String, s: &StanzaStatus, jobs: &[Job]) {
+fn last_runs(h: &mut String, s: &StanzaStatus) {
     let verify = match &s.doc.last_verify {
         None => "<span class=\"muted\">never</span>".to_string(),
         Some(v) => {
@@ -269,31 +269,23 @@ fn last_runs(h: &mut String, s: &StanzaStatus, jobs: &[Job]) {
             )
         }
     };
-    // Drills: the newest drill job until drill records are part of the build.
-    let drill = match jobs
-        .iter()
-        .rev()
-        .find(|j| j.kind == JobKind::Drill && j.is_done())
-    {
+    // The drill record in the repository (`cairn drill` from cron and serve's drill jobs).
+    let drill = match &s.doc.last_drill {
         None => "<span class=\"muted\">never</span>".to_string(),
-        Some(j) => format!(
-            "<span class=\"{}\">{}</span> at {}{}",
-            if j.status == JobStatus::Succeeded {
-                "ok"
-            } else {
-                "bad"
-            },
-            if j.status == JobStatus::Succeeded {
-                "succeeded"
-            } else {
-                "failed"
-            },
-            esc(j.finished.as_deref().unwrap_or("")),
-            j.error
-                .as_deref()
-                .map(|e| format!(": {}", esc(e)))
-                .unwrap_or_default()
-        ),
+        Some(d) => {
+            let ok = d.status == cairn_drill::DrillStatus::Succeeded;
+            format!(
+                "<span class=\"{}\">{}</span> at {} ({:.1}s){}",
+                if ok { "ok" } else { "bad" },
+                if ok { "succeeded" } else { "FAILED" },
+                esc(&d.finished),
+                d.duration_seconds,
+                d.error
+                    .as_deref()
+                    .map(|e| format!(": {}", esc(e)))
+                    .unwrap_or_default()
+            )
+        }
     };
     let _ = write!(
         h,
@@ -362,6 +354,7 @@ mod tests {
             backups: vec![],
             damaged_backups: vec![],
             warnings: vec!["<script>alert(1)</script>".into()],
+            last_drill: None,
             archive: vec![],
             recovery_windows: vec![
                 window(

@@ -199,7 +199,6 @@ pub fn metrics_text(stanzas: &[StanzaStatus]) -> String {
             "1 when the newest verify found nothing damaged, 0 when it found damage.",
             vec![],
         ),
-        // No drill runs in this build yet: the families are there, without samples.
         (
             "cairn_drill_last_success_timestamp_seconds",
             "When the newest successful restore drill ended.",
@@ -313,6 +312,24 @@ pub fn metrics_text(stanzas: &[StanzaStatus]) -> String {
                 secs(t),
             );
         }
+        if let Some(d) = s
+            .doc
+            .last_drill
+            .as_ref()
+            .filter(|d| d.status == cairn_drill::DrillStatus::Succeeded)
+            && let Some(t) = parse_time(&d.finished)
+        {
+            push(
+                "cairn_drill_last_success_timestamp_seconds",
+                vec![stanza()],
+                secs(t),
+            );
+            push(
+                "cairn_drill_last_duration_seconds",
+                vec![stanza()],
+                d.duration_seconds,
+            );
+        }
         if let Some(v) = &s.doc.last_verify {
             let ok = v.status == cairn_verify::Status::Ok;
             push(
@@ -367,6 +384,7 @@ mod tests {
             archive: vec![],
             recovery_windows: vec![],
             last_verify: None,
+            last_drill: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! What each kind of job does, in-process, through the library crates: a backup through
 //! `cairn_backup::take` (the same orchestration as `cairn backup`, under the stanza's
-//! backup lock), verify through `cairn_verify`. Expire and drill are seams until their
-//! crates are part of this build. Each stanza's worker runs its jobs one at a time.
+//! backup lock), expire through `cairn_expire`, verify through `cairn_verify`, drill
+//! through `cairn_drill`. Each stanza's worker runs its jobs one at a time.
 
 use std::sync::Arc;
 
@@ -98,11 +98,32 @@ async fn execute(
             }
         }
         JobKind::Expire => crate::expire::run(ctx, stanza).await,
-        JobKind::Drill => Err(Failure::new(
-            ErrorKind::Unsupported,
-            "drills are not part of this build of cairn yet",
-        )
-        .with_hint("see the project's open issues for `cairn drill`")),
+        JobKind::Drill => drill(ctx, stanza, job).await,
+    }
+}
+
+/// A restore drill through `cairn-drill`, as `cairn drill` runs it (the outcome is
+/// recorded in the repository either way). Not abandoned at shutdown: the drill stops its
+/// server and removes its scratch directory itself, which dropping it half-way would not.
+async fn drill(
+    ctx: &Context,
+    stanza: &StanzaName,
+    job: &Job,
+) -> Result<serde_json::Value, Failure> {
+    let req = job.drill.clone().unwrap_or_default();
+    let target = match &req.target_time {
+        Some(t) => cairn_drill::DrillTarget::Time(cairn_target::TargetTime::parse(t)?),
+        None => cairn_drill::DrillTarget::EndOfArchive,
+    };
+    let mut opts = cairn_drill::DrillOptions::from_config(&ctx.cfg, stanza, target)?;
+    opts.sql = req.sql.clone();
+    let report = cairn_drill::drill(&ctx.repo, stanza, &opts).await?;
+    for w in &report.warnings {
+        tracing::warn!(job = %job.id, "drill: {w}");
+    }
+    match report.failure {
+        None => Ok(serde_json::to_value(&report.record).unwrap_or_default()),
+        Some(e) => Err(Failure::from_error(&e)),
     }
 }
 
