@@ -433,15 +433,27 @@ fn pg15_schedule_and_max_replay_take_backups_on_their_own() {
     })
     .unwrap();
     assert_eq!(first["type"], "full");
-    let (_, jobs) = serve.json("GET", "/api/v1/stanzas/main/jobs", "");
-    assert!(
-        jobs["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|j| j["origin"] == "schedule" && j["kind"] == "backup-full"),
-        "{jobs}"
-    );
+    // The listing comes with the manifest; the job ends just after.
+    wait_until(
+        "the scheduled job to succeed",
+        Duration::from_secs(60),
+        || {
+            let (_, jobs) = serve.json("GET", "/api/v1/stanzas/main/jobs", "");
+            Ok::<_, String>(
+                jobs["jobs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|j| {
+                        j["origin"] == "schedule"
+                            && j["kind"] == "backup-full"
+                            && j["status"] == "succeeded"
+                    })
+                    .then_some(()),
+            )
+        },
+    )
+    .unwrap();
     let (status, log) = serve.terminate();
     assert_eq!(status.code(), Some(0), "{log}");
     let count = backups(&cairn).len();
@@ -462,15 +474,23 @@ fn pg15_schedule_and_max_replay_take_backups_on_their_own() {
     )
     .unwrap();
     assert_eq!(incr["type"], "incr", "{incr}");
-    let (_, jobs) = serve.json("GET", "/api/v1/stanzas/main/jobs", "");
-    assert!(
-        jobs["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|j| j["origin"] == "max-replay" && j["status"] == "succeeded"),
-        "{jobs}"
-    );
+    // The listing comes with the manifest; the job ends just after.
+    wait_until(
+        "the max-replay job to succeed",
+        Duration::from_secs(60),
+        || {
+            let (_, jobs) = serve.json("GET", "/api/v1/stanzas/main/jobs", "");
+            Ok::<_, String>(
+                jobs["jobs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|j| j["origin"] == "max-replay" && j["status"] == "succeeded")
+                    .then_some(()),
+            )
+        },
+    )
+    .unwrap();
     let (status, log) = serve.terminate();
     assert_eq!(status.code(), Some(0), "{log}");
 }
