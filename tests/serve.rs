@@ -251,6 +251,17 @@ fn chromium_dom(dir: &TestDir, url: &str) -> String {
 fn new_cluster(dir: &TestDir) -> (PgCluster, Cairn) {
     let mut pg = small_wal_cluster(15, dir);
     let cairn = Cairn::new(dir, &pg, RepoSpec::Local);
+    // Drills start PostgreSQL from pg-bin (the postgres user's PATH has none).
+    let text = std::fs::read_to_string(&cairn.config).unwrap();
+    let text = text.replacen(
+        "[stanza.main]\n",
+        &format!(
+            "[stanza.main]\npg-bin = \"{}\"\n",
+            pg.install().bin_dir().display()
+        ),
+        1,
+    );
+    std::fs::write(&cairn.config, text).unwrap();
     start_archiving(&mut pg, &cairn);
     cairn.cairn_ok(&["stanza-create"]);
     (pg, cairn)
@@ -365,6 +376,27 @@ fn pg15_api_backups_health_metrics_page_and_sigterm() {
     );
     assert_eq!(status, 400, "a time without offset: {plan}");
 
+    // A restore drill through the API: its job succeeds, and metrics show it.
+    let (status, job) = serve.json(
+        "POST",
+        "/api/v1/stanzas/main/drills",
+        r#"{"sql":"SELECT 1"}"#,
+    );
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(job["kind"], "drill");
+    let drill = serve.wait_job(job["id"].as_str().unwrap());
+    assert_eq!(drill["status"], "succeeded", "{drill}\n{}", serve.log());
+    let (_, text) = serve.request("GET", "/metrics", None, "");
+    let samples = parse_metrics(&text);
+    assert!(
+        metric(
+            &samples,
+            "cairn_drill_last_success_timestamp_seconds{stanza=\"main\"}"
+        )
+        .is_some_and(|t| t > 1.7e9),
+        "{text}"
+    );
+
     // The status page in a real browser: one window shape per recoverable window.
     let windows = cairn.info_json()["stanzas"][0]["recovery_windows"]
         .as_array()
@@ -379,6 +411,11 @@ fn pg15_api_backups_health_metrics_page_and_sigterm() {
         "{dom}"
     );
     assert!(dom.contains(&label), "the backups are listed: {dom}");
+    let last_drill = &dom[dom.find("id=\"last-drill\"").expect("the last drill")..];
+    assert!(
+        last_drill[..200.min(last_drill.len())].contains("succeeded"),
+        "{last_drill}"
+    );
 
     // SIGTERM during a backup (no grace): the backup is abandoned, never listed, and
     // its lock is given back; serve exits 0.
