@@ -101,6 +101,13 @@ impl Cairn {
         std::fs::write(&self.config, text).unwrap();
     }
 
+    /// Add `key = value` (`value` in TOML, e.g. `"1s"` with its quotes) to `[repo]`.
+    pub fn set_repo(&self, key: &str, value: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = text.replacen("[repo]\n", &format!("[repo]\n{key} = {value}\n"), 1);
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     pub fn exe(&self, name: &str) -> PathBuf {
         self.bin.join(name)
     }

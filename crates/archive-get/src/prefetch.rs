@@ -130,9 +130,9 @@ impl Prefetch {
         let Ok(bytes) = fs::read(path) else {
             return Ok(None);
         };
-        let right_file = name
-            .parse::<WalFileName>()
-            .is_ok_and(|n| crate::delivery::check_delivered(&n, &bytes, info).is_ok());
+        let right_file = name.parse::<WalFileName>().is_ok_and(|n| {
+            crate::delivery::check_delivered(&n, &bytes, bytes.len() as u64, info).is_ok()
+        });
         if keys.content_id(&bytes) != id || !right_file {
             // Damaged (a crash before writeback) or not ours: never handed to PostgreSQL.
             let _ = fs::remove_file(path);
