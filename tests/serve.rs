@@ -417,41 +417,56 @@ fn pg15_api_backups_health_metrics_page_and_sigterm() {
         "{last_drill}"
     );
 
-    // SIGTERM during a backup (no grace): the backup is abandoned, never listed, and
-    // its lock is given back; serve exits 0.
-    pg.psql("CREATE TABLE filler AS SELECT g, md5(g::text) AS m FROM generate_series(1, 400000) g")
+    // SIGTERM during a backup: archiving is broken first, so the backup waits for WAL
+    // that never comes and is still running when the 1 s grace ends. It is abandoned:
+    // never listed, its lock given back, its job failed; serve exits 0.
+    let archive_command = pg.psql("SHOW archive_command").unwrap();
+    pg.psql("ALTER SYSTEM SET archive_command = 'false'")
         .unwrap();
+    pg.psql("SELECT pg_reload_conf()").unwrap();
+    let before = backups(&cairn).len();
     let (status, job) = serve.json("POST", "/api/v1/stanzas/main/backups", r#"{"type":"full"}"#);
     assert_eq!(status, 202, "{job}");
     let cut = job["id"].as_str().unwrap().to_string();
-    wait_until("the backup to start", Duration::from_secs(60), || {
+    wait_until("the backup to stream", Duration::from_secs(60), || {
         let (_, j) = serve.json("GET", &format!("/api/v1/jobs/{cut}"), "");
-        Ok::<_, String>(j["started"].is_string().then_some(()))
+        assert_eq!(j["status"], "running", "{j}");
+        Ok::<_, String>(j["received_bytes"].as_u64().filter(|b| *b > 0))
     })
     .unwrap();
-    let before = backups(&cairn).len();
     let (status, log) = serve.terminate();
     assert_eq!(status.code(), Some(0), "{log}");
-    let after = backups(&cairn);
-    assert!(
-        after.len() == before || after.len() == before + 1,
-        "{after:?}"
+    assert!(log.contains("abandon"), "{log}");
+    assert_eq!(
+        backups(&cairn).len(),
+        before,
+        "the abandoned backup is not listed"
     );
     // Every listed backup is whole: verify reads each one.
     cairn.cairn_ok(&["verify"]);
-    // The lock was given back: a backup from the command line runs now.
+    // Archiving back; the lock was given back: a backup from the command line runs now.
+    pg.psql(&format!(
+        "ALTER SYSTEM SET archive_command = '{}'",
+        archive_command.trim().replace('\'', "''")
+    ))
+    .unwrap();
+    pg.psql("SELECT pg_reload_conf()").unwrap();
     cairn.cairn_ok(&["backup", "--type", "incr"]);
+    assert_eq!(backups(&cairn).len(), before + 1);
 
-    // The job history survived the restart.
+    // The job history survived the restart, the abandoned job with it.
     let serve = Serve::start(&cairn);
     let (status, old) = serve.json("GET", &format!("/api/v1/jobs/{id}"), "");
     assert_eq!(status, 200, "{old}");
     assert_eq!(old["status"], "succeeded");
     let (_, cut_job) = serve.json("GET", &format!("/api/v1/jobs/{cut}"), "");
-    assert_ne!(cut_job["status"], "running", "{cut_job}");
-    if after.len() == before {
-        assert_eq!(cut_job["status"], "failed", "{cut_job}");
-    }
+    assert_eq!(cut_job["status"], "failed", "{cut_job}");
+    assert!(
+        cut_job["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("abandon")),
+        "{cut_job}"
+    );
     let (status, _) = serve.terminate();
     assert_eq!(status.code(), Some(0));
 }
