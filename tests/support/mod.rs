@@ -82,6 +82,12 @@ impl Cairn {
         );
         let config = dir.path().join("cairn.toml");
         std::fs::write(&config, text).unwrap();
+        // It holds the passphrase: private, as cairn asks (it warns about a readable one).
+        std::fs::set_permissions(
+            &config,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+        )
+        .unwrap();
         cairn_testkit::chown_to_postgres(&config).unwrap();
         Cairn {
             bin,

@@ -23,6 +23,7 @@
 
 pub mod delivery;
 pub mod prefetch;
+pub mod report;
 mod staged;
 
 use std::path::{Path, PathBuf};
@@ -211,7 +212,7 @@ pub async fn get_with(
 
 /// Like [`get_with`], but a segment comes from the prefetch spool when the worker has it,
 /// and the worker is told to fetch what follows. Trouble with the spool never fails the
-/// call: it falls back to fetching and says why on stderr (PostgreSQL's log).
+/// call: it falls back to fetching and says why in the log (PostgreSQL's, by default).
 pub async fn get_prefetching(
     repo: &Repository,
     info: &StanzaInfo,
@@ -227,10 +228,7 @@ pub async fn get_prefetching(
     let taken = match prefetch.take(repo.keys(), info, name, dest) {
         Ok(t) => t,
         Err(f) => {
-            eprintln!(
-                "cairn-archive-get: prefetch spool: {} (fetching directly)",
-                f.message
-            );
+            tracing::warn!("prefetch spool: {} (fetching directly)", f.message);
             None
         }
     };
@@ -248,7 +246,7 @@ pub async fn get_prefetching(
     if let Ok(seg) = WalSegmentSize::new(size as u32)
         && let Err(f) = prefetch.request(&segment, seg, worker.0, worker.1)
     {
-        eprintln!("cairn-archive-get: cannot prefetch: {}", f.message);
+        tracing::warn!("cannot prefetch: {}", f.message);
     }
     Ok(GetOutcome::Written)
 }

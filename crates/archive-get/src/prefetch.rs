@@ -253,12 +253,30 @@ impl Prefetch {
                     tokio::task::spawn_blocking(move || cairn_spool::write_whole(&path, &bytes))
                         .await;
                 match stored {
-                    Ok(Ok(())) => Fetched::Stored,
-                    _ => Fetched::Failed,
+                    Ok(Ok(())) => {
+                        tracing::debug!("prefetched {name}");
+                        Fetched::Stored
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!("cannot store prefetched {name} in the spool: {e}");
+                        Fetched::Failed
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot store prefetched {name}: {e}");
+                        Fetched::Failed
+                    }
                 }
             }
             Ok(None) => Fetched::NotInArchive,
-            Err(_) => Fetched::Failed,
+            Err(e) => {
+                let f = cairn_exit::Failure::from_error(&e);
+                tracing::error!(
+                    hint = f.hint.as_deref().unwrap_or(""),
+                    "cannot prefetch {name}: {}",
+                    f.message
+                );
+                Fetched::Failed
+            }
         };
         let _ = fs::remove_file(&marker);
         outcome

@@ -9,6 +9,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod report;
 pub mod spool;
 mod validate;
 

@@ -175,7 +175,16 @@ pub async fn run_worker(
                 pg_wal.join(&name),
             );
             tasks.spawn(async move {
+                let started = Instant::now();
                 let result = crate::push_with(&repo, &info, &path).await;
+                match &result {
+                    Ok(outcome) => crate::report::pushed(&path, outcome, started.elapsed()),
+                    Err(f) => tracing::error!(
+                        hint = f.hint.as_deref().unwrap_or(""),
+                        "cannot push {name}: {}",
+                        f.message
+                    ),
+                }
                 let marked = match &result {
                     Ok(_) => spool.write_marker(&name, "ok", ""),
                     Err(f) => spool.write_marker(

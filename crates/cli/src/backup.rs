@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_backup::{BackupError, StartNotice, TakeNotice, TakeObserver, TakeOptions};
@@ -14,9 +15,9 @@ use cairn_config::{Config, StanzaConfig};
 use cairn_exit::Failure;
 use cairn_repo::{BackupManifest, BackupType, IncrementalMode, StanzaInfo};
 
-use crate::args::BackupType as ArgType;
+use crate::args::{BackupType as ArgType, ProgressMode};
 use crate::pg;
-use crate::progress::Progress;
+use crate::progress::{self, Display, Snapshot};
 use crate::quantity::size;
 use crate::stanza::stanza_name;
 
@@ -56,6 +57,7 @@ pub async fn run(
     requested: Option<ArgType>,
     archive_timeout: Duration,
     spread: bool,
+    progress: ProgressMode,
     extras: Extras,
 ) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
@@ -79,11 +81,16 @@ pub async fn run(
     let terminal = Terminal {
         st,
         estimate: Mutex::new(None),
-        progress: Mutex::new(None),
+        mode: progress,
+        done: Arc::new(AtomicU64::new(0)),
+        display: Mutex::new(None),
     };
-    let m = cairn_backup::take(&repo, &name, &opts, &terminal)
-        .await
-        .map_err(|e| Failure::from_error(&e))?;
+    let m = cairn_backup::take(&repo, &name, &opts, &terminal).await;
+    let display = terminal.display.lock().expect("display").take();
+    if let Some(d) = display {
+        d.finish(m.is_ok()).await;
+    }
+    let m = m.map_err(|e| Failure::from_error(&e))?;
     println!("{}", completion_line(&m));
     // After the backup lock is given back (decision 011's order): one call.
     crate::expire::after_backup(cfg, &repo, &name).await?;
@@ -120,7 +127,10 @@ struct Terminal<'a> {
     st: &'a StanzaConfig,
     /// The databases' size, for the ETA (read in the preflight).
     estimate: Mutex<Option<u64>>,
-    progress: Mutex<Option<Progress>>,
+    mode: ProgressMode,
+    /// Bytes received so far, read by the display.
+    done: Arc<AtomicU64>,
+    display: Mutex<Option<Display>>,
 }
 
 impl TakeObserver for Terminal<'_> {
@@ -179,23 +189,20 @@ impl TakeObserver for Terminal<'_> {
                 label,
                 incremental_mode,
             } => {
-                let estimate = *self.estimate.lock().expect("estimate");
-                let p = Progress::new(eta_basis(estimate, incremental_mode), label.as_str());
-                *self.progress.lock().expect("progress") = Some(p);
+                let total = eta_basis(*self.estimate.lock().expect("estimate"), incremental_mode);
+                let done = self.done.clone();
+                let d = progress::start(self.mode, &format!("backup {label}"), move || Snapshot {
+                    done: done.load(Ordering::Relaxed),
+                    total,
+                    phase: None,
+                });
+                *self.display.lock().expect("display") = Some(d);
             }
         }
     }
 
     fn received(&self, total: u64) {
-        if let Some(p) = self.progress.lock().expect("progress").as_mut() {
-            p.update(total, false);
-        }
-    }
-
-    fn stream_ended(&self, total: u64) {
-        if let Some(p) = self.progress.lock().expect("progress").as_mut() {
-            p.update(total, true);
-        }
+        self.done.store(total, Ordering::Relaxed);
     }
 }
 

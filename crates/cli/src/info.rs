@@ -23,7 +23,8 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
         .iter()
         .map(|n| StanzaName::new(n).map_err(|m| Failure::new(cairn_exit::ErrorKind::Config, m)))
         .collect::<Result<Vec<_>, _>>()?;
-    let doc = InfoDoc::gather(&repo, &names).await?;
+    let mut doc = InfoDoc::gather(&repo, &names).await?;
+    doc.worker_log_warning = crate::health::worker_log_warning(cfg);
     match output {
         Output::Json => {
             let s = serde_json::to_string_pretty(&doc).expect("info document serializes");
@@ -146,6 +147,9 @@ fn print_text(doc: &InfoDoc) {
         "not encrypted"
     };
     println!("repository: {} ({enc})", doc.repository.location);
+    if let Some(w) = &doc.worker_log_warning {
+        println!("WARNING: {w}");
+    }
     for s in &doc.stanzas {
         println!();
         println!("stanza: {}", s.name);

@@ -26,6 +26,10 @@ pub struct InfoDoc {
     pub format: u32,
     pub repository: RepoDoc,
     pub stanzas: Vec<StanzaDoc>,
+    /// With `[archive] async`: the async workers logged errors in the last hour, and where
+    /// (filled in by the caller, which knows the configuration).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_log_warning: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -168,6 +172,7 @@ impl InfoDoc {
                 encrypted: repo.keys().encrypts(),
             },
             stanzas: Vec::new(),
+            worker_log_warning: None,
         };
         for name in stanzas {
             doc.stanzas.push(StanzaDoc::gather(repo, name).await?);
