@@ -190,5 +190,12 @@ fn every_metric_in_the_alert_rules_is_one_cairn_exports() {
             "alert rules name {m}, which cairn does not export:\n{text}"
         );
     }
+    // And every one is in the registry `cairn metrics` renders (cairn-status).
+    for m in &named {
+        assert!(
+            cairn_status::metrics::METRICS.iter().any(|d| d.name == m),
+            "alert rules name {m}, which `cairn metrics` does not export"
+        );
+    }
     assert!(named.len() >= 4, "{named:?}");
 }
