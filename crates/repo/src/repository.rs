@@ -10,9 +10,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{
-    Backend, Listed, ListedAt, PutOutcome, Staged, StoreBackend, TempLeftover,
-};
+use crate::backend::{Backend, Listed, ListedAt, PutOutcome, Staged, StoreBackend, TempLeftover};
 use crate::error::RepoError;
 use crate::keyring::{self, KeyFileBody, REPO_FORMAT};
 use crate::keys::{ContentId, KdfParams, KekCache, KeySet, KeyStorage};
@@ -111,7 +109,10 @@ impl Repository {
             .problems
             .iter()
             .map(|(key, why)| {
-                format!("key file {key} {why}; the other copy was used (run `cairn verify`)")
+                format!(
+                    "key file {key} {why}; generation {} is in use (run `cairn verify`)",
+                    loaded.body.seq
+                )
             })
             .collect();
         Ok(Repository {

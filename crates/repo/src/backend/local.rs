@@ -95,7 +95,11 @@ impl LocalBackend {
     /// Write `data` to a synced temporary file beside `key`, not yet under it: committing
     /// ([`LocalBackend::commit`]) then costs only the link and a sync of the directory. Other
     /// work (another object's write and sync) can overlap the expensive part.
-    pub(crate) async fn stage(&self, key: &ObjectKey, data: Bytes) -> Result<StagedFile, BackendError> {
+    pub(crate) async fn stage(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+    ) -> Result<StagedFile, BackendError> {
         self.check_writer()?;
         let path = self.path(key);
         let root = self.root.clone();
