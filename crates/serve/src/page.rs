@@ -110,19 +110,19 @@ fn windows_svg(h: &mut String, s: &StanzaStatus, now: OffsetDateTime) {
         .doc
         .recovery_windows
         .iter()
-        .filter_map(|w| {
+        .map(|w| {
             let from = w.from.0;
             let to =
                 w.to.and_then(|t| t.try_to_offset_datetime())
                     .unwrap_or(from)
                     .max(from);
-            Some(Span {
+            Span {
                 timeline: w.timeline.0,
                 from,
                 to,
                 gap: w.gap.map(|g| g.to_string()),
                 label: w.backup.to_string(),
-            })
+            }
         })
         .collect();
     if spans.is_empty() {
