@@ -54,6 +54,7 @@ pub enum ObjectKind {
     BackupCatalog = 8,
     Lock = 9,
     Record = 10,
+    ChunkIndexSnapshot = 12,
 }
 
 impl ObjectKind {
@@ -69,6 +70,7 @@ impl ObjectKind {
             8 => ObjectKind::BackupCatalog,
             9 => ObjectKind::Lock,
             10 => ObjectKind::Record,
+            12 => ObjectKind::ChunkIndexSnapshot,
             _ => return None,
         })
     }
@@ -85,6 +87,7 @@ impl ObjectKind {
             ObjectKind::BackupCatalog => "backup catalog",
             ObjectKind::Lock => "lock",
             ObjectKind::Record => "record",
+            ObjectKind::ChunkIndexSnapshot => "chunk index snapshot",
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::error::RepoError;
 use crate::keys::ContentId;
 use crate::layout::{self, DbId, Identity, ObjectKey, StanzaName};
 use crate::object::ObjectKind;
-use crate::repository::{Encoded, Repository, now_rfc3339};
+use crate::repository::{Encoded, Repository};
 use crate::stanza::StanzaInfo;
 
 /// What is known about one archived file without reading it.
@@ -113,7 +113,10 @@ impl Repository {
             db_id,
             content_id,
             size: encoded.plaintext_len,
-            archived_at: now_rfc3339(),
+            archived_at: self
+                .now()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
             detail,
         };
         self.announce_wal(stanza, entry).await?;
