@@ -543,3 +543,131 @@ fn local_error(e: &std::io::Error) -> RepoError {
         message: format!("the local chunk index file in {}: {e}", std::env::temp_dir().display()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pack::{ChunkLocation, PackWriter};
+
+    /// Store `packs` packs of one chunk each; returns each chunk's id and location.
+    async fn store(
+        repo: &Repository,
+        stanza: &StanzaName,
+        packs: usize,
+    ) -> Vec<(ContentId, ChunkLocation)> {
+        let mut w = PackWriter::with_target(repo.clone(), stanza.clone(), 1);
+        let mut out = Vec::new();
+        for _ in 0..packs {
+            let enc = repo
+                .encode_chunk(stanza, &rand::random::<[u8; 32]>())
+                .unwrap();
+            let loc = w.add(&enc).await.unwrap();
+            out.push((enc.content_id, loc));
+        }
+        w.flush().await.unwrap();
+        out
+    }
+
+    fn heads(cur: &Current) -> (Option<u64>, Option<u64>) {
+        (
+            cur.base.as_ref().map(|h| h.seq),
+            cur.delta.as_ref().map(|h| h.seq),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_start_reads_base_delta_and_uncovered_packs_and_never_a_deleted_pack() {
+        let repo = Repository::in_memory().await;
+        let s = StanzaName::new("main").unwrap();
+        let mut stored = store(&repo, &s, SNAPSHOT_AFTER - 1).await;
+        assert_eq!(repo.update_chunk_snapshot(&s).await.unwrap(), None, "too few");
+        stored.extend(store(&repo, &s, 600).await);
+        assert_eq!(repo.update_chunk_snapshot(&s).await.unwrap(), Some(1));
+        stored.extend(store(&repo, &s, SNAPSHOT_AFTER + 1).await);
+        // 65 new packs against a base of 663: a delta on it.
+        assert_eq!(repo.update_chunk_snapshot(&s).await.unwrap(), Some(2));
+        let cur = repo.chunk_snapshot_current(&s, &mut Vec::new()).await.unwrap();
+        assert_eq!(heads(&cur), (Some(1), Some(2)));
+        stored.extend(store(&repo, &s, 3).await);
+
+        let index = repo.chunk_index(&s).await.unwrap();
+        assert!(index.warnings.is_empty(), "{:?}", index.warnings);
+        assert_eq!(index.from_snapshot(), 663 + 65);
+        assert_eq!(index.len(), stored.len());
+        for (id, loc) in &stored {
+            assert_eq!(index.get(id).as_ref(), Some(loc));
+        }
+        assert!(!index.contains(&ContentId([7; 32])));
+
+        // A pack expire deleted (index first) is not resurrected by the snapshot.
+        let (gone_id, gone) = stored[100].clone();
+        repo.backend()
+            .delete(&layout::pack_index(&s, gone.pack.as_str()))
+            .await
+            .unwrap();
+        let index = repo.chunk_index(&s).await.unwrap();
+        assert!(!index.contains(&gone_id));
+        assert!(index.contains(&stored[101].0));
+
+        // Enough new packs to outgrow an eighth of the base: folded into a new base, which
+        // no longer names the deleted pack; the oldest generations are pruned.
+        stored.extend(store(&repo, &s, 100).await);
+        assert_eq!(repo.update_chunk_snapshot(&s).await.unwrap(), Some(3));
+        let cur = repo.chunk_snapshot_current(&s, &mut Vec::new()).await.unwrap();
+        assert_eq!(heads(&cur), (Some(3), None));
+        let base = cur.base.unwrap();
+        assert!(!base.packs.contains(&gone.pack));
+        assert_eq!(base.entries as usize, stored.len() - 1);
+        let index = repo.chunk_index(&s).await.unwrap();
+        assert_eq!(index.from_snapshot() as usize, stored.len() - 1);
+        for (id, loc) in stored.iter().filter(|(id, _)| *id != gone_id) {
+            assert_eq!(index.get(id).as_ref(), Some(loc));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_damaged_snapshot_costs_only_itself() {
+        let repo = Repository::in_memory().await;
+        let s = StanzaName::new("main").unwrap();
+        let stored = store(&repo, &s, SNAPSHOT_AFTER).await;
+        assert_eq!(repo.update_chunk_snapshot(&s).await.unwrap(), Some(1));
+        let cur = repo.chunk_snapshot_current(&s, &mut Vec::new()).await.unwrap();
+        let part = layout::chunk_snapshot_part(&s, &cur.base.unwrap().id, 0);
+        repo.backend().delete(&part).await.unwrap();
+        repo.backend()
+            .put_if_absent(&part, Bytes::from_static(b"damaged"))
+            .await
+            .unwrap();
+        let index = repo.chunk_index(&s).await.unwrap();
+        assert_eq!(index.warnings.len(), 1, "{:?}", index.warnings);
+        assert!(index.warnings[0].contains("every pack index read"));
+        assert_eq!(index.from_snapshot(), 0);
+        for (id, loc) in &stored {
+            assert_eq!(index.get(id).as_ref(), Some(loc));
+        }
+    }
+
+    #[test]
+    fn a_table_finds_every_entry_across_blocks_and_nothing_else() {
+        let mut ids: Vec<[u8; 32]> = (0..1000).map(|_| rand::random()).collect();
+        // Ids sharing their first 8 bytes across a block boundary.
+        for i in 60..70 {
+            ids[i][..8].copy_from_slice(&[9; 8]);
+        }
+        ids.sort();
+        let mut b = TableBuilder::new().unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            b.push(&raw(&ContentId(*id), i as u32, i as u64 * 10, 5, 6))
+                .unwrap();
+        }
+        assert!(b.push(&raw(&ContentId(ids[0]), 0, 0, 0, 0)).is_err(), "order is checked");
+        let t = b.finish().unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(t.find(&ContentId(*id)), Some((i as u32, i as u64 * 10, 5, 6)));
+        }
+        let mut other = ids[64];
+        other[31] ^= 1;
+        assert!(!ids.contains(&other));
+        assert_eq!(t.find(&ContentId(other)), None);
+    }
+}

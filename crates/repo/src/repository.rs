@@ -235,7 +235,7 @@ impl Repository {
 
     /// This repository with journal entries and archive times taken from `clock` instead
     /// of the system clock: for generating a synthetic year-old repository (benches/).
-    #[cfg(feature = "test-util")]
+    #[cfg(any(test, feature = "test-util"))]
     pub fn with_clock(
         mut self,
         clock: Arc<dyn Fn() -> time::OffsetDateTime + Send + Sync>,
