@@ -93,9 +93,10 @@ fn pg15_timelines_and_delta() {
     insert(&tl2, "y", 30);
     switch_and_wait(&tl2);
     // A backup of the promoted cluster, on timeline 2.
-    let (port, socket) = (
+    let (port, socket, data) = (
         tl2.port().to_string(),
         tl2.socket_dir().display().to_string(),
+        tl2.data_dir().display().to_string(),
     );
     let out = cairn.run_env(
         "cairn",
@@ -103,6 +104,7 @@ fn pg15_timelines_and_delta() {
         &[
             ("CAIRN_STANZA_MAIN_PG_HOST", &socket),
             ("CAIRN_STANZA_MAIN_PG_PORT", &port),
+            ("CAIRN_STANZA_MAIN_PG_DATA", &data),
         ],
     );
     assert!(out.status.success(), "{}", describe(&out));
@@ -306,9 +308,20 @@ fn hash(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
+/// The size a restore reports as written, in MiB (`12.3 MiB written`, `8.5 KiB written`).
 fn written_mib(stdout: &str) -> f64 {
     let i = stdout
-        .find(" MiB written")
-        .unwrap_or_else(|| panic!("no 'MiB written' in {stdout}"));
-    stdout[..i].rsplit(' ').next().unwrap().parse().unwrap()
+        .find(" written from")
+        .unwrap_or_else(|| panic!("no 'written from' in {stdout}"));
+    let mut words = stdout[..i].rsplit(' ');
+    let unit = words.next().unwrap();
+    let value: f64 = words.next().unwrap().parse().unwrap();
+    let scale = match unit {
+        "byte" | "bytes" => 1.0 / 1024.0 / 1024.0,
+        "KiB" => 1.0 / 1024.0,
+        "MiB" => 1.0,
+        "GiB" => 1024.0,
+        other => panic!("unit {other} in {stdout}"),
+    };
+    value * scale
 }

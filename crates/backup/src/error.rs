@@ -38,6 +38,9 @@ pub enum BackupError {
         "the server sent {path} as changed blocks only, but parent backup {parent} has no such file"
     )]
     NotInParent { path: String, parent: String },
+    /// A `--annotation` the backup cannot store.
+    #[error("{0}")]
+    Annotation(String),
     /// An `INCREMENTAL.` file from the server is not what PostgreSQL writes.
     #[error("incremental file for {path}: {source}")]
     Incremental {
@@ -54,6 +57,7 @@ impl Classify for BackupError {
             BackupError::Source { kind, .. } => *kind,
             BackupError::Protocol(_) | BackupError::UnexpectedSetting { .. } => ErrorKind::Postgres,
             BackupError::WrongSystem { .. } => ErrorKind::Stanza,
+            BackupError::Annotation(_) => ErrorKind::Usage,
             BackupError::WalNotArchived { .. } => ErrorKind::ArchiveTimeout,
             BackupError::NotInParent { .. } | BackupError::Incremental { .. } => {
                 ErrorKind::Postgres
@@ -72,6 +76,9 @@ impl Classify for BackupError {
             BackupError::NotInParent { .. } => Some(
                 "the parent's PostgreSQL backup_manifest does not match its cairn manifest; take a full backup (cairn backup --type full)".into(),
             ),
+            BackupError::Annotation(_) => {
+                Some("for example: cairn backup --annotation ticket=OPS-1234".into())
+            }
             BackupError::Protocol(_)
             | BackupError::UnexpectedSetting { .. }
             | BackupError::Incremental { .. } => None,

@@ -41,7 +41,7 @@ pub use chunker::CHUNK_SIZE;
 pub use error::BackupError;
 pub use lock::with_lock;
 pub use plan::{BackupChoice, BackupPlan};
-pub use run::{RunOptions, run};
+pub use run::{RunOptions, annotation, run};
 pub use server::ServerSource;
 pub use session::{Session, StartNotice, Started};
 pub use source::{BackupSource, EntryKind, SourceEvent};

@@ -1,12 +1,13 @@
 //! Taking one backup: stream, chunk, wait for WAL, commit the manifest.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use cairn_pgformat::{Lsn, TimelineId, WalSegmentSize};
 use cairn_repo::lock::LockWatch;
 use cairn_repo::{
-    BackupManifest, FileKind, IncrementalMode, ManifestFile, PackWriter, Repository, StanzaInfo,
-    TablespaceEntry, manifest::MANIFEST_FORMAT,
+    BackupEvent, BackupManifest, FileKind, IncrementalMode, ManifestFile, PackWriter, Repository,
+    StanzaInfo, TablespaceEntry, manifest::MANIFEST_FORMAT,
 };
 
 use crate::chunker::Chunker;
@@ -31,6 +32,12 @@ pub struct RunOptions {
     /// The backup lock held for this backup ([`crate::with_lock`]): once it is lost the
     /// backup stops, and it is confirmed against the repository before the manifest.
     pub lock: Option<LockWatch>,
+    /// The operator's notes, stored in the manifest (`cairn backup --annotation`; checked
+    /// with [`crate::annotation`]).
+    pub annotations: BTreeMap<String, String>,
+    /// Pin the backup (`cairn backup --pin`): the pin is recorded before the manifest, so
+    /// the backup is never listed unpinned.
+    pub pin: bool,
 }
 
 impl Default for RunOptions {
@@ -42,6 +49,8 @@ impl Default for RunOptions {
             incremental_mode: None,
             pack_target: cairn_repo::pack::PACK_TARGET,
             lock: None,
+            annotations: BTreeMap::new(),
+            pin: false,
         }
     }
 }
@@ -60,7 +69,9 @@ pub async fn run<S: BackupSource>(
     let stanza = &info.name;
     let generation = info.current();
     let start_time = now();
-    let index = repo.chunk_index(stanza).await?;
+    // Chunks of condemned packs are left out (stored again): garbage collection may
+    // delete those packs once this backup's lock is gone (decision 014).
+    let index = repo.backup_chunk_index(stanza).await?;
     let packs = PackWriter::with_target(repo.clone(), stanza.clone(), opts.pack_target);
     let mut chunker = Chunker::new(repo.chunk_codec(stanza), index, packs);
     let mut files: Vec<ManifestFile> = Vec::new();
@@ -305,11 +316,21 @@ pub async fn run<S: BackupSource>(
             .then(|| String::from_utf8_lossy(&pg_manifest).into_owned()),
         bytes_received: received,
         repo_added: chunked.stored_bytes,
-        annotations: Default::default(),
+        annotations: opts.annotations.clone(),
     };
     // The commit point: only while the lock is certainly still ours.
     if let Some(lock) = &opts.lock {
         lock.ensure_held().await?;
+    }
+    if opts.pin {
+        repo.record_backup_event(
+            &info.name,
+            &BackupEvent::Pinned {
+                label: manifest.label.clone(),
+                pinned: true,
+            },
+        )
+        .await?;
     }
     repo.put_manifest(&info.name, &manifest).await?;
     // The next backup's start reads the snapshot instead of every pack index. Best effort:
@@ -346,4 +367,56 @@ fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+/// Longest annotation key and value.
+const ANNOTATION_KEY_MAX: usize = 64;
+const ANNOTATION_VALUE_MAX: usize = 1024;
+
+/// Parse `KEY=VALUE` (`cairn backup --annotation`): a key of letters, digits, `.`, `_` and
+/// `-` (at most 64), a value of at most 1024 characters without control characters.
+pub fn annotation(text: &str) -> Result<(String, String), BackupError> {
+    let bad = |why: &str| BackupError::Annotation(why.to_string());
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| bad("an annotation is KEY=VALUE"))?;
+    if key.is_empty()
+        || key.len() > ANNOTATION_KEY_MAX
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(bad(
+            "an annotation key is 1 to 64 letters, digits, '.', '_' or '-'",
+        ));
+    }
+    if value.chars().count() > ANNOTATION_VALUE_MAX || value.chars().any(char::is_control) {
+        return Err(bad(&format!(
+            "the value of annotation '{key}' must be at most 1024 characters, without control characters"
+        )));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotations() {
+        assert_eq!(
+            annotation("ticket=OPS-1 = before the migration").unwrap(),
+            ("ticket".into(), "OPS-1 = before the migration".into())
+        );
+        assert_eq!(annotation("k=").unwrap(), ("k".into(), String::new()));
+        for bad in [
+            "novalue",
+            "=x",
+            "a b=c",
+            "k=line\nbreak",
+            &format!("{}=x", "k".repeat(65)),
+        ] {
+            assert!(annotation(bad).is_err(), "{bad:?}");
+        }
+        assert!(annotation(&format!("k={}", "v".repeat(1025))).is_err());
+    }
 }

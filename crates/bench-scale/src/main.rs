@@ -102,7 +102,11 @@ async fn run(args: Args) -> Result<(), Failure> {
         "chunk-index" => {
             let repo = cairn_startup::open_repo(&cfg).await?;
             let clock = Instant::now();
-            let index = repo.chunk_index_with(&args.stanza, !args.no_snapshot).await?;
+            // What `cairn backup` calls, or the pack indexes alone as before snapshots.
+            let index = match args.no_snapshot {
+                false => repo.backup_chunk_index(&args.stanza).await?,
+                true => repo.chunk_index_with(&args.stanza, false).await?,
+            };
             let secs = clock.elapsed().as_secs_f64();
             println!(
                 "{}",

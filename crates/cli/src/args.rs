@@ -115,6 +115,22 @@ pub enum Command {
         /// Let the server's checkpoint spread out (CHECKPOINT 'spread') instead of 'fast'.
         #[arg(long)]
         spread: bool,
+        /// Pin the backup: expire never removes it until `cairn unpin`.
+        #[arg(long)]
+        pin: bool,
+        /// A note stored with the backup and shown by `info`: KEY=VALUE (repeatable).
+        #[arg(long = "annotation", value_name = "KEY=VALUE")]
+        annotations: Vec<String>,
+    },
+    /// Keep a backup whatever [retention] says, until `cairn unpin`.
+    Pin {
+        /// The backup to pin, by label (as `cairn info` lists it).
+        label: String,
+    },
+    /// Let [retention] decide about a pinned backup again.
+    Unpin {
+        /// The backup to unpin, by label.
+        label: String,
     },
     /// Restore a backup and configure recovery.
     Restore(RestoreArgs),
@@ -124,11 +140,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Remove backups and WAL that retention no longer needs.
+    /// Remove backups and WAL that [retention] no longer keeps, and collect garbage.
     Expire {
-        /// Print what would be removed and remove nothing.
+        /// Print what would go and how many bytes that frees; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Remove exactly this backup (of any type) instead of applying [retention].
+        #[arg(long, value_name = "LABEL")]
+        set: Option<String>,
     },
     /// Read and authenticate every object the stanza's catalogs reference, check each
     /// backup's WAL and each timeline for gaps, and say what any damage costs.
@@ -143,6 +162,10 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
         progress: ProgressMode,
     },
+    /// Test a restore: restore the newest suitable backup into a scratch directory, start
+    /// PostgreSQL on it (archive_mode = off, a private socket), wait for recovery, run a
+    /// sanity query and --sql, record the outcome in the repository, and remove it all.
+    Drill(DrillArgs),
     /// Change the repository's passphrase: re-wraps the master key, rewrites no data.
     Rekey {
         /// File holding the new passphrase (one line). Or set CAIRN_NEW_CIPHER_PASS.
@@ -200,6 +223,35 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Format of the --dry-run plan.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DrillArgs {
+    /// Recover to this time (with an offset, e.g. 2026-11-22 14:05:00+00) and pause there.
+    /// Default: the end of the archive, where the copy promotes.
+    #[arg(long, value_name = "TIME", conflicts_with = "random")]
+    pub target_time: Option<String>,
+    /// Recover to a random moment inside a recoverable window (see `cairn info`).
+    #[arg(long)]
+    pub random: bool,
+    /// A query that must return at least one row in the restored copy (run in the stanza's
+    /// pg-database, read-only at a target time).
+    #[arg(long, value_name = "QUERY")]
+    pub sql: Option<String>,
+    /// Leave the stopped copy in place and print how to start it and connect.
+    #[arg(long)]
+    pub keep: bool,
+    /// The scratch directory: must not exist (its parent must) or be empty. Default:
+    /// <spool-path>/drill/<stanza>-<time>.
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+    /// How long recovery may take, from starting the server to reaching the target:
+    /// seconds, or a duration like 90s, 10m, 2h (at most 7d).
+    #[arg(long, value_name = "DUR", default_value = "1h", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// text, or json (the record written to the repository).
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }

@@ -1,6 +1,7 @@
 //! `cairn backup`: connect over the replication protocol, check the cluster is the
 //! stanza's, choose type and parent, stream the base backup into the repository.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -37,25 +38,54 @@ fn eta_basis(estimate: Option<u64>, mode: Option<IncrementalMode>) -> Option<u64
     }
 }
 
+/// What `cairn backup` stores besides the data: a pin and the operator's notes.
+#[derive(Debug, Default)]
+pub struct Extras {
+    pub pin: bool,
+    /// `KEY=VALUE` as given.
+    pub annotations: Vec<String>,
+}
+
 pub async fn run(
     cfg: &Config,
     stanza: Option<&str>,
     requested: Option<ArgType>,
     archive_timeout: Duration,
     spread: bool,
+    extras: Extras,
 ) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     let (_, st) = cfg.stanza(stanza)?;
+    let mut annotations = BTreeMap::new();
+    for a in &extras.annotations {
+        let (k, v) = cairn_backup::annotation(a).map_err(|e| Failure::from_error(&e))?;
+        annotations.insert(k, v);
+    }
     let repo = cairn_startup::open_repo(cfg).await?;
     let info = repo.require_stanza(&name).await?;
     // Before PostgreSQL is contacted: a second backup of the stanza fails at once.
     let warn = |w: &str| eprintln!("cairn: WARNING: {w}");
+    let extras = (extras.pin, annotations);
     cairn_backup::with_lock(&repo, &name, &Default::default(), warn, async |lock| {
-        take(st, &repo, &info, requested, archive_timeout, spread, lock).await
+        take(
+            st,
+            &repo,
+            &info,
+            requested,
+            archive_timeout,
+            spread,
+            lock,
+            extras,
+        )
+        .await
     })
-    .await
+    .await?;
+    // After the backup lock is given back (decision 011's order): one call.
+    crate::expire::after_backup(cfg, &repo, &name).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn take(
     st: &StanzaConfig,
     repo: &cairn_repo::Repository,
@@ -64,6 +94,7 @@ async fn take(
     archive_timeout: Duration,
     spread: bool,
     lock: cairn_repo::LockWatch,
+    (pin, annotations): (bool, BTreeMap<String, String>),
 ) -> Result<ExitCode, Failure> {
     let mut session = Session::connect(&pg::conn_params(st, "cairn backup"), info).await?;
     // The same checks `cairn check` makes: the server runs on pg-data and is the stanza's
@@ -125,6 +156,8 @@ async fn take(
         progress_every: None,
         incremental_mode: started.incremental_mode,
         lock: Some(lock),
+        annotations,
+        pin,
         ..Default::default()
     };
     let m = cairn_backup::run(repo, info, &plan, &mut source, &opts)

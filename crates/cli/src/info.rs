@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use cairn_config::Config;
+use cairn_drill::{DrillRecord, DrillStatus};
 use cairn_exit::Failure;
 use cairn_planner::RecoveryWindow;
 use cairn_repo::{BackupSummary, StanzaName, TimelineArchive};
@@ -47,6 +48,8 @@ struct StanzaDoc {
     recovery_windows: Vec<RecoveryWindow>,
     /// The newest `cairn verify` run recorded, `None` before the first.
     last_verify: Option<VerifyRecord>,
+    /// The newest `cairn drill` recorded, `None` before the first.
+    last_drill: Option<DrillRecord>,
 }
 
 /// A backup that cannot be used: its label, type (from the label) and why.
@@ -178,6 +181,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
                 archive: vec![],
                 recovery_windows: vec![],
                 last_verify: None,
+                last_drill: None,
             });
             continue;
         };
@@ -217,6 +221,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
             archive: catalog.timelines(),
             recovery_windows: cairn_planner::recoverable_windows(&backups, &catalog, current),
             last_verify: cairn_verify::last_verify(&repo, &name).await?,
+            last_drill: cairn_drill::last_drill(&repo, &name).await?,
         });
     }
     match output {
@@ -297,6 +302,43 @@ fn last_verify_text(v: Option<&VerifyRecord>) -> String {
     s
 }
 
+fn last_drill_text(d: Option<&DrillRecord>) -> String {
+    let Some(d) = d else {
+        return "never (run `cairn drill`)".into();
+    };
+    let target = crate::drill::target_text(d);
+    match d.status {
+        DrillStatus::Succeeded => {
+            let reached = d
+                .reached
+                .as_ref()
+                .map(|p| {
+                    format!(
+                        ", reached {} (last commit {})",
+                        p.lsn,
+                        p.last_commit.as_deref().unwrap_or("none")
+                    )
+                })
+                .unwrap_or_default();
+            let backup = d
+                .backup
+                .as_ref()
+                .map(|b| format!(" from backup {b}"))
+                .unwrap_or_default();
+            format!(
+                "succeeded at {} ({target}{backup}{reached}, {:.1}s)",
+                d.finished, d.duration_seconds
+            )
+        }
+        DrillStatus::Failed => format!(
+            "FAILED at {} ({target}, {:.1}s): {}",
+            d.finished,
+            d.duration_seconds,
+            d.error.as_deref().unwrap_or("no reason recorded")
+        ),
+    }
+}
+
 fn print_text(doc: &InfoDoc) {
     let enc = if doc.repository.encrypted {
         "encrypted"
@@ -368,6 +410,7 @@ fn print_text(doc: &InfoDoc) {
             "    last verify: {}",
             last_verify_text(s.last_verify.as_ref())
         );
+        println!("    last drill: {}", last_drill_text(s.last_drill.as_ref()));
         if s.archive.is_empty() {
             println!("    WAL archive: empty");
         }

@@ -4,7 +4,9 @@
 mod args;
 mod backup;
 mod check;
+mod drill;
 mod duration;
+mod expire;
 mod info;
 mod pg;
 mod progress;
@@ -107,22 +109,28 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Info { output } => info::run(&cfg, stanza, output).await,
+        Command::Drill(args) => drill::run(&cfg, stanza, &args).await,
         Command::Rekey { new_pass_file } => rekey::run(&cfg, new_pass_file.as_deref()).await,
         Command::Restore(args) => restore::run(&cfg, stanza, &args).await,
         Command::Backup {
             backup_type,
             archive_timeout,
             spread,
-        } => backup::run(&cfg, stanza, backup_type, archive_timeout, spread).await,
+            pin,
+            annotations,
+        } => {
+            let extras = backup::Extras { pin, annotations };
+            backup::run(&cfg, stanza, backup_type, archive_timeout, spread, extras).await
+        }
+        Command::Pin { label } => expire::pin(&cfg, stanza, &label, true).await,
+        Command::Unpin { label } => expire::pin(&cfg, stanza, &label, false).await,
+        Command::Expire { dry_run, set } => {
+            expire::run(&cfg, stanza, dry_run, set.as_deref()).await
+        }
         Command::Verify {
             set,
             output,
             progress,
         } => verify::run(&cfg, stanza, set.as_deref(), output, progress).await,
-        Command::Expire { .. } => Err(Failure::new(
-            ErrorKind::Unsupported,
-            "this command is not implemented yet in this build of cairn",
-        )
-        .with_hint("see the project's open issues for its status")),
     }
 }

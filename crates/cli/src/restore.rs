@@ -10,7 +10,7 @@ use cairn_exit::{ErrorKind, Failure};
 use cairn_pgformat::Lsn;
 use cairn_planner::PlanRequest;
 use cairn_repo::BackupLabel;
-use cairn_restore::{ArchiveMode, RecoverySettings, RestoreCommand, RestoreOptions};
+use cairn_restore::{ArchiveMode, RecoverySettings, RestoreCommand, RestoreOptions, RestoreSource};
 use cairn_target::{RecoveryTarget, RestorePointName, TargetAction, TargetTime, TimelineTarget};
 
 use crate::args::{ActionArg, ArchiveModeArg, RestoreArgs, TargetArg};
@@ -116,63 +116,28 @@ pub async fn run(
     };
     let tablespace_map = parse_tablespace_map(&args.tablespace_map)?;
     let repo = cairn_startup::open_repo(cfg).await?;
-    let info = repo.require_stanza(&name).await?;
-    let backups = repo.backup_catalog(&name).await?;
-    for w in backups.warnings.iter().chain(repo.warnings()) {
+    let source = RestoreSource::load(&repo, &name).await?;
+    for w in &source.warnings {
         eprintln!("cairn: WARNING: {w}");
     }
-    if let Some(d) = set
-        .as_ref()
-        .and_then(|l| backups.damaged.iter().find(|d| &d.label == l))
-    {
-        return Err(cairn_repo::RepoError::BackupDamaged {
-            label: d.label.to_string(),
-            key: d.key.clone(),
-            reason: d.reason.clone(),
-        }
-        .into());
-    }
-    let mut usable = backups.usable;
-    let catalog = repo.wal_catalog(&name).await?;
-    // A set of an older cluster generation (before a stanza-upgrade) restores with that
-    // generation's WAL.
-    let db_id = set
-        .as_ref()
-        .and_then(|l| usable.iter().find(|b| &b.label == l))
-        .map_or(info.current().db_id, |b| b.db_id);
     let request = PlanRequest {
+        db_id: source.db_id_for(set.as_ref()),
         target,
         timeline,
         set,
-        db_id,
     };
-    // A manifest found damaged only now costs only its backup: plan again without it,
-    // unless the operator asked for that very backup.
-    let (plan, chosen) = loop {
-        let plan = cairn_planner::plan(&usable, &catalog, &request)?;
-        match repo.manifest(&name, &plan.backup).await {
-            Ok(m) => break (plan, m),
-            Err(cairn_repo::RepoError::BackupDamaged { reason, .. }) if request.set.is_none() => {
-                eprintln!(
-                    "cairn: WARNING: backup {} cannot be used ({reason}); planning without it",
-                    plan.backup
-                );
-                usable.retain(|b| b.label != plan.backup);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
+    let planned = source.plan(&repo, &request).await?;
+    for w in &planned.warnings {
+        eprintln!("cairn: WARNING: {w}");
+    }
+    let (plan, chosen) = (planned.plan, planned.manifest);
     let chosen = &chosen;
     let exe = std::env::current_exe().ok();
     let recovery = RecoverySettings {
-        restore_command: {
-            let command = RestoreCommand::archive_get(exe.as_deref(), &cfg.source, &name);
-            if chosen.db_id == info.current().db_id {
-                command
-            } else {
-                command.for_generation(chosen.db_id)
-            }
-        },
+        restore_command: source.restore_command_for(
+            RestoreCommand::archive_get(exe.as_deref(), &cfg.source, &name),
+            chosen,
+        ),
         target: plan.target.clone(),
         action: action(args, &plan.target),
         timeline: Some(TimelineTarget::Id(plan.timeline)),

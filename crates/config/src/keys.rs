@@ -403,6 +403,13 @@ pub const KEYS: &[KeyDoc] = &[
         "Run `expire` after every successful backup."
     ),
     key!(
+        "retention",
+        "gc-grace",
+        ValueKind::Duration,
+        Some("1h"),
+        "How long a pack no backup references waits, condemned, before a later `expire` deletes it (decision 014)."
+    ),
+    key!(
         "health",
         "max-backup-age",
         ValueKind::Duration,

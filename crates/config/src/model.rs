@@ -165,7 +165,7 @@ fn default_process_max() -> usize {
 
 /// `[retention]`: which backups `expire` keeps (docs/decisions/013-retention-rules.md).
 /// With no rule set, nothing expires.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RetentionConfig {
     pub full: Option<u32>,
@@ -178,6 +178,29 @@ pub struct RetentionConfig {
     /// A successful backup runs expire.
     #[serde(default)]
     pub auto: bool,
+    /// How long a condemned pack waits before it may be deleted (decision 014).
+    #[serde(default = "default_gc_grace")]
+    pub gc_grace: HumanDuration,
+}
+
+fn default_gc_grace() -> HumanDuration {
+    HumanDuration::from_secs(3600)
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            full: None,
+            diff: None,
+            recovery_window: None,
+            keep_daily: None,
+            keep_weekly: None,
+            keep_monthly: None,
+            keep_yearly: None,
+            auto: false,
+            gc_grace: default_gc_grace(),
+        }
+    }
 }
 
 impl RetentionConfig {

@@ -109,6 +109,7 @@ fn shown(c: &Config, k: &KeyDoc) -> Option<String> {
         ("retention", "keep-monthly") => n(r.keep_monthly),
         ("retention", "keep-yearly") => n(r.keep_yearly),
         ("retention", "auto") => Some(r.auto.to_string()),
+        ("retention", "gc-grace") => Some(r.gc_grace.as_secs().to_string()),
         ("health", "max-backup-age") => d(c.health.max_backup_age),
         ("health", "max-archive-lag") => d(c.health.max_archive_lag),
         ("serve", "listen") => Some(c.serve.listen.to_string()),

@@ -58,6 +58,9 @@ pub enum ErrorKind {
     /// backup's start to its stop) did not reach the repository in time: `archive_command`
     /// is failing or slow. Retryable once archiving catches up.
     ArchiveTimeout = 16,
+    /// `cairn drill`: the restored copy did not pass: recovery stopped short of its target
+    /// or went past it, the server stopped on its own, or a query returned no row.
+    DrillFailed = 19,
     /// A bug in cairn.
     Internal = 70,
     /// `archive-get` (not in standby mode): the archive has the requested file but cannot
@@ -94,6 +97,7 @@ impl ErrorKind {
             ErrorKind::LocalIo => "local-io",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::ArchiveTimeout => "archive-timeout",
+            ErrorKind::DrillFailed => "drill-failed",
             ErrorKind::Internal => "internal",
             ErrorKind::Undeliverable => "undeliverable",
         }
@@ -111,7 +115,7 @@ impl ErrorKind {
     }
 
     /// Every kind, for documentation and tests.
-    pub const ALL: [ErrorKind; 18] = [
+    pub const ALL: [ErrorKind; 19] = [
         ErrorKind::NotInArchive,
         ErrorKind::Usage,
         ErrorKind::Config,
@@ -128,6 +132,7 @@ impl ErrorKind {
         ErrorKind::LocalIo,
         ErrorKind::Unsupported,
         ErrorKind::ArchiveTimeout,
+        ErrorKind::DrillFailed,
         ErrorKind::Internal,
         ErrorKind::Undeliverable,
     ];

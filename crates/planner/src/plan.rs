@@ -49,6 +49,13 @@ pub struct Plan {
     pub timeline: TimelineId,
     pub wal: Vec<WalRange>,
     pub bytes_to_write: u64,
+    /// The end of the valid WAL in the last segment recovery reads (where a restore to the
+    /// end of the archive can get to at most, as the catalog knows it).
+    pub wal_end: Lsn,
+    /// The newest commit (or abort) in the segments recovery reads after the backup's first
+    /// segment, all of which lie after the backup began: to the end of the archive,
+    /// recovery replays it. `None` when those segments hold none.
+    pub last_commit: Option<PgTimestamp>,
 }
 
 impl Plan {
@@ -169,7 +176,7 @@ impl<'a> Archive<'a> {
     }
 }
 
-fn pg_time(rfc3339: &str) -> Option<PgTimestamp> {
+pub(crate) fn pg_time(rfc3339: &str) -> Option<PgTimestamp> {
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
         .ok()
         .and_then(PgTimestamp::from_offset_datetime)
@@ -373,6 +380,16 @@ pub fn plan(
         ),
     };
     let segments = wal_for(&archive, &hist, b, &req.target)?;
+    let start_seg = b.start_lsn.segment_number(archive.seg).0;
+    let (mut wal_end, mut last_commit) = (b.stop_lsn, None);
+    for &(t, n) in &segments {
+        if let Some(s) = archive.get(t, n) {
+            wal_end = wal_end.max(s.end_of_wal);
+            if n > start_seg && s.last_commit_time > last_commit {
+                last_commit = s.last_commit_time;
+            }
+        }
+    }
     Ok(Plan {
         backup: b.label.clone(),
         why,
@@ -381,6 +398,8 @@ pub fn plan(
         timeline: hist.tli,
         wal: ranges(&archive, &segments),
         bytes_to_write: b.db_size,
+        wal_end,
+        last_commit,
     })
 }
 

@@ -7,7 +7,7 @@ use cairn_pgformat::{PgTimestamp, TimelineId};
 use cairn_repo::{BackupSummary, DbId, WalCatalog};
 use serde::Serialize;
 
-use crate::plan::{Archive, off_path};
+use crate::plan::{Archive, off_path, pg_time};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecoveryWindow {
@@ -22,6 +22,17 @@ pub struct RecoveryWindow {
     pub gap: Option<String>,
 }
 
+/// Where a target time inside a window lands: from the first commit (or abort) the archive
+/// shows at or after the window's start to the window's last commit. Recovery to a time in
+/// `first..=last` stops after a commit that is itself in the window (when commit times
+/// follow WAL order, as they do for one session).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitSpan {
+    pub window: RecoveryWindow,
+    pub first: PgTimestamp,
+    pub last: PgTimestamp,
+}
+
 /// The windows of each timeline that has WAL or backups, in order: one from the earliest
 /// backup whose WAL is complete, and after a gap, another from the earliest backup that
 /// starts after the missing segment.
@@ -30,6 +41,35 @@ pub fn recoverable_windows(
     catalog: &WalCatalog,
     db: DbId,
 ) -> Vec<RecoveryWindow> {
+    walk_windows(backups, catalog, db)
+        .into_iter()
+        .map(|(w, _)| w)
+        .collect()
+}
+
+/// The [`CommitSpan`] of each recoverable window that has a commit after its start (what
+/// `cairn drill --random` picks a moment from).
+pub fn commit_spans(backups: &[BackupSummary], catalog: &WalCatalog, db: DbId) -> Vec<CommitSpan> {
+    walk_windows(backups, catalog, db)
+        .into_iter()
+        .filter_map(|(window, first)| {
+            let first = first?;
+            let last = window.to.as_deref()?.parse::<PgTimestamp>().ok()?;
+            (first <= last).then_some(CommitSpan {
+                window,
+                first,
+                last,
+            })
+        })
+        .collect()
+}
+
+/// Each window with the first commit known to come at or after its start.
+fn walk_windows(
+    backups: &[BackupSummary],
+    catalog: &WalCatalog,
+    db: DbId,
+) -> Vec<(RecoveryWindow, Option<PgTimestamp>)> {
     let archive = Archive::new(catalog, db);
     let mut mine: Vec<&BackupSummary> = backups.iter().filter(|b| b.db_id == db).collect();
     mine.sort_by_key(|b| b.start_lsn);
@@ -54,8 +94,8 @@ pub fn recoverable_windows(
             match window_from(&archive, &hist, b) {
                 // Its own WAL is incomplete: a later backup may still start a window.
                 Walk::Broken => {}
-                Walk::Window(w, next) => {
-                    out.push(w);
+                Walk::Window(w, first, next) => {
+                    out.push((w, first));
                     match next {
                         Some(n) => resume = n + 1,
                         None => break,
@@ -69,13 +109,16 @@ pub fn recoverable_windows(
 
 enum Walk {
     Broken,
-    /// The window, and the missing segment that ended it when later WAL exists.
-    Window(RecoveryWindow, Option<u64>),
+    /// The window, the first commit known at or after its start, and the missing segment
+    /// that ended it when later WAL exists.
+    Window(RecoveryWindow, Option<PgTimestamp>, Option<u64>),
 }
 
 fn window_from(archive: &Archive<'_>, hist: &TimelineHistory, b: &BackupSummary) -> Walk {
     let stop_seg = b.stop_lsn.segment_number(archive.seg).0;
+    let from = pg_time(&b.stop_time);
     let mut last: Option<PgTimestamp> = None;
+    let mut first: Option<PgTimestamp> = None;
     let mut gap = None;
     for (tli, n) in archive.walk(hist, b.start_lsn) {
         match archive.get(tli, n) {
@@ -84,6 +127,18 @@ fn window_from(archive: &Archive<'_>, hist: &TimelineHistory, b: &BackupSummary)
                     && let Some(c) = s.last_commit_time
                 {
                     last = Some(last.map_or(c, |l: PgTimestamp| l.max(c)));
+                }
+                // A segment keeps only its first and last commit times: the earliest of
+                // those at or after the start is a commit known to lie in the window.
+                if n >= stop_seg {
+                    for c in [s.first_commit_time, s.last_commit_time]
+                        .into_iter()
+                        .flatten()
+                    {
+                        if from.is_some_and(|f| c >= f) && first.is_none_or(|x| c < x) {
+                            first = Some(c);
+                        }
+                    }
                 }
             }
             None if n <= stop_seg => return Walk::Broken,
@@ -102,5 +157,5 @@ fn window_from(archive: &Archive<'_>, hist: &TimelineHistory, b: &BackupSummary)
         to: last.map(|l| l.to_string()),
         gap: gap.as_ref().map(|(name, _)| name.clone()),
     };
-    Walk::Window(w, gap.map(|(_, n)| n))
+    Walk::Window(w, first, gap.map(|(_, n)| n))
 }

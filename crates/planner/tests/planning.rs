@@ -481,3 +481,43 @@ fn a_gap_ends_a_window_and_a_newer_backup_after_it_starts_the_next() {
     assert_eq!(w[0].to, Some(at(60).to_string()));
     assert_eq!(w[0].gap.as_deref(), Some("000000010000000000000007"));
 }
+
+#[test]
+fn a_plan_says_where_the_wal_ends_and_its_last_commit_after_the_backup_began() {
+    let cat = WalCatalog::from_entries(segments(&timeline1(), &[]));
+    // B2 starts in segment 6; segments 7 and 8 (commits at 70 s, 80 s) lie wholly after it.
+    let p = plan(&backups(), &cat, &req(Target::EndOfArchive)).unwrap();
+    assert_eq!(p.last_commit, Some(at(80)));
+    assert_eq!(p.wal_end, Lsn(9 * MIB), "segment 8 ends with a switch");
+    // Immediate reads only segment 6, whose commit (60 s) may precede the backup's start.
+    let p = plan(&backups(), &cat, &req(Target::Immediate)).unwrap();
+    assert_eq!(p.last_commit, None);
+    assert_eq!(p.wal_end, Lsn(7 * MIB));
+}
+
+#[test]
+fn commit_spans_start_at_the_first_commit_after_a_window_opens() {
+    let cat = WalCatalog::from_entries(segments(&timeline1(), &[]));
+    let spans = cairn_planner::commit_spans(&backups(), &cat, DbId(1));
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    // B1 is consistent at 25 s: the commit at 20 s in its stop segment is before the window.
+    assert_eq!((spans[0].first, spans[0].last), (at(30), at(80)));
+    assert_eq!(spans[0].window.backup, "20270101-000020F");
+    // A gap in segment 4: two windows, each with its own span.
+    let cat = WalCatalog::from_entries(segments(&timeline1(), &[4]));
+    let spans = cairn_planner::commit_spans(&backups(), &cat, DbId(1));
+    let got: Vec<_> = spans.iter().map(|s| (s.first, s.last)).collect();
+    assert_eq!(got, vec![(at(30), at(30)), (at(70), at(80))]);
+    // A window with no commit after its start has no span: B2 alone, WAL up to segment 6.
+    let cat = WalCatalog::from_entries(
+        segments(&timeline1(), &[])
+            .into_iter()
+            .filter(|(_, e)| e.name.as_str() <= "000000010000000000000006"),
+    );
+    let only_b2 = &backups()[1..];
+    assert_eq!(
+        cairn_planner::recoverable_windows(only_b2, &cat, DbId(1)).len(),
+        1
+    );
+    assert!(cairn_planner::commit_spans(only_b2, &cat, DbId(1)).is_empty());
+}

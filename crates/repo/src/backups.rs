@@ -308,7 +308,7 @@ impl Repository {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::manifest::MANIFEST_FORMAT;
 
@@ -319,7 +319,7 @@ mod tests {
         (repo, stanza)
     }
 
-    fn manifest(label: &str, minute: u32) -> BackupManifest {
+    pub(crate) fn manifest(label: &str, minute: u32) -> BackupManifest {
         let label = BackupLabel::new(label).unwrap();
         BackupManifest {
             format: MANIFEST_FORMAT,

@@ -344,6 +344,7 @@ impl Repository {
                         index.exclude(pos);
                     }
                     set_pack(r, pos);
+                    index.count_table_entry(pos);
                     builder.push(r).map_err(|e| local_error(&e))
                 })
                 .await;

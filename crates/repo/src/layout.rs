@@ -293,6 +293,46 @@ pub fn backup_prefix(stanza: &StanzaName) -> String {
     format!("{}/backup/", stanza_root(stanza))
 }
 
+/// Everything of one backup: its manifest and the manifest's revisions.
+pub fn backup_dir_prefix(stanza: &StanzaName, label: &str) -> String {
+    format!("{}{label}/", backup_prefix(stanza))
+}
+
+/// Revision `rev` of a backup's manifest: 0 is the manifest the backup wrote
+/// ([`backup_manifest`]); a repack writes `manifest.00000001`, `manifest.00000002`, ...
+/// pointing its chunks at their new packs. The newest revision is the manifest.
+pub fn backup_manifest_revision(stanza: &StanzaName, label: &str, rev: u64) -> ObjectKey {
+    if rev == 0 {
+        return backup_manifest(stanza, label);
+    }
+    ObjectKey::built(format!(
+        "{}manifest.{rev:08}",
+        backup_dir_prefix(stanza, label)
+    ))
+}
+
+/// The revision a file name under a backup's directory is (`manifest` -> 0,
+/// `manifest.00000003` -> 3); `None` for anything else.
+pub fn parse_manifest_revision(file: &str) -> Option<u64> {
+    if file == "manifest" {
+        return Some(0);
+    }
+    let seq = file.strip_prefix("manifest.")?;
+    if seq.len() != 8 || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    seq.parse().ok().filter(|r| *r > 0)
+}
+
+/// Generation `seq` of the stanza's garbage-collection state (see `crate::gc`).
+pub fn gc_state(stanza: &StanzaName, seq: u64) -> ObjectKey {
+    ObjectKey::built(format!("{}{seq:08}", gc_prefix(stanza)))
+}
+
+pub fn gc_prefix(stanza: &StanzaName) -> String {
+    format!("{}/gc/", stanza_root(stanza))
+}
+
 /// Where the objects of one lock live: `stanza/<S>/lock/backup/`, `stanza/<S>/lock/maintenance/`
 /// or, repository-wide, `lock/keys/`. The holder is the highest sequence number.
 pub fn lock_prefix(target: &LockTarget) -> String {
@@ -371,6 +411,31 @@ mod tests {
         );
         assert_eq!(parse_copy_seq(key_file(3, true).as_str()), Some((3, true)));
         assert_eq!(parse_copy_seq("keyring/3.copy"), None);
+    }
+
+    #[test]
+    fn manifest_revisions() {
+        let s = StanzaName::new("main").unwrap();
+        let l = "20261201-100000F";
+        assert_eq!(backup_manifest_revision(&s, l, 0), backup_manifest(&s, l));
+        let r3 = backup_manifest_revision(&s, l, 3);
+        assert_eq!(
+            r3.as_str(),
+            "stanza/main/backup/20261201-100000F/manifest.00000003"
+        );
+        assert!(r3.as_str().starts_with(&backup_dir_prefix(&s, l)));
+        assert_eq!(parse_manifest_revision(r3.file_name()), Some(3));
+        assert_eq!(parse_manifest_revision("manifest"), Some(0));
+        for bad in [
+            "manifest.3",
+            "manifest.00000000",
+            "manifest.0000000x",
+            "other",
+        ] {
+            assert_eq!(parse_manifest_revision(bad), None, "{bad}");
+        }
+        assert_eq!(gc_state(&s, 7).as_str(), "stanza/main/gc/00000007");
+        assert_eq!(parse_seq(gc_state(&s, 7).as_str()), Some(7));
     }
 
     #[test]

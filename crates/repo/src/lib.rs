@@ -7,7 +7,9 @@
 //! 4. typed files: [`stanza`] info, the [`wal`] archive and its [`catalog`], backup
 //!    chunks in [`pack`]s and backup [`manifest`]s, and [`record`]s of what was done;
 //! 5. [`lock`]s, for writers that must not overlap (one backup of a stanza at a time);
-//! 6. [`check`]: what `cairn verify` needs to tell exactly what is wrong with an object.
+//! 6. [`check`]: what `cairn verify` needs to tell exactly what is wrong with an object;
+//! 7. [`gc`]: condemned packs and what `expire` must finish, and manifest revisions
+//!    (a repack points kept manifests at the chunks' new packs).
 //!
 //! It knows nothing of PostgreSQL connections; PostgreSQL byte formats come from
 //! `cairn-pgformat`.
@@ -27,6 +29,7 @@ pub mod catalog;
 pub mod check;
 mod chunk_snapshot;
 mod error;
+pub mod gc;
 pub mod journal;
 mod keyring;
 pub mod keys;
@@ -37,6 +40,7 @@ pub mod object;
 pub mod pack;
 pub mod record;
 mod repository;
+mod revision;
 pub mod stanza;
 pub mod wal;
 
@@ -46,6 +50,7 @@ pub use catalog::{DamagedSummary, TimelineArchive, WalCatalog, WalEvent};
 pub use chunk_snapshot::SNAPSHOT_AFTER;
 pub use check::{CopyCheck, Damage, Decoded, ObjectCheck};
 pub use error::{BackendError, ObjectError, RepoError};
+pub use gc::{GcState, GcStateRead, PackListing, StoredChunk};
 pub use journal::{DamagedEntry, JournalCheck, JournalName};
 pub use keyring::REPO_FORMAT;
 pub use keys::{ContentId, KdfParams, KeySet};

@@ -277,21 +277,32 @@ impl Repository {
     /// under and the system identifier of its cluster generation.
     pub async fn backup_listing(&self, stanza: &StanzaName) -> Result<BackupListing, RepoError> {
         let info = self.stanza_info(stanza).await?;
-        let listed = self
-            .backend()
-            .list(&layout::backup_prefix(stanza), None)
-            .await?;
-        let labels: Vec<BackupLabel> = listed
-            .iter()
-            .filter_map(|l| {
-                let rest = l.key.strip_prefix(&layout::backup_prefix(stanza))?;
-                BackupLabel::new(rest.strip_suffix("/manifest")?).ok()
-            })
-            .collect();
-        let read: Vec<Result<BackupManifest, DamagedBackup>> = futures::stream::iter(labels)
-            .map(|label| {
+        let prefix = layout::backup_prefix(stanza);
+        let listed = self.backend().list(&prefix, None).await?;
+        // Each backup's manifest revisions (see `crate::revision`), oldest first.
+        let mut revisions: std::collections::BTreeMap<BackupLabel, Vec<u64>> = Default::default();
+        for l in &listed {
+            let Some((label, file)) = l
+                .key
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split_once('/'))
+            else {
+                continue;
+            };
+            if let (Ok(label), Some(rev)) = (
+                BackupLabel::new(label),
+                layout::parse_manifest_revision(file),
+            ) {
+                revisions.entry(label).or_default().push(rev);
+            }
+        }
+        let read: Vec<Result<BackupManifest, DamagedBackup>> = futures::stream::iter(revisions)
+            .map(|(label, mut revs)| {
                 let info = info.as_ref();
-                async move { self.read_manifest(stanza, info, label).await }
+                async move {
+                    revs.sort_unstable();
+                    self.read_newest_manifest(stanza, info, &label, &revs).await
+                }
             })
             .buffer_unordered(16)
             .collect()
@@ -309,15 +320,17 @@ impl Repository {
         Ok(out)
     }
 
-    /// One backup's manifest, checked; `Err` says why it cannot be used.
+    /// One backup's manifest (its newest revision), checked; `Err` says why it cannot be
+    /// used.
     pub async fn manifest(
         &self,
         stanza: &StanzaName,
         label: &BackupLabel,
     ) -> Result<BackupManifest, RepoError> {
         let info = self.stanza_info(stanza).await?;
+        let revs = self.manifest_revisions(stanza, label).await?;
         match self
-            .read_manifest(stanza, info.as_ref(), label.clone())
+            .read_newest_manifest(stanza, info.as_ref(), label, &revs)
             .await
         {
             Ok(m) => Ok(m),
@@ -341,13 +354,15 @@ impl Repository {
         }
     }
 
-    async fn read_manifest(
+    /// One revision of a backup's manifest, checked against its label, stanza and system.
+    pub(crate) async fn read_revision(
         &self,
         stanza: &StanzaName,
         info: Option<&StanzaInfo>,
-        label: BackupLabel,
+        label: &BackupLabel,
+        rev: u64,
     ) -> Result<BackupManifest, DamagedBackup> {
-        let key = layout::backup_manifest(stanza, label.as_str());
+        let key = layout::backup_manifest_revision(stanza, label.as_str(), rev);
         let damaged = |reason: String| DamagedBackup {
             label: label.clone(),
             key: key.clone(),
@@ -364,7 +379,7 @@ impl Repository {
             // The store itself failing is not damage: say so rather than mislabel it.
             Err(e) => return Err(damaged(format!("could not be read: {e}"))),
         };
-        if m.label != label {
+        if &m.label != label {
             return Err(damaged(format!(
                 "the manifest says it is backup {}",
                 m.label

@@ -54,6 +54,7 @@ pub enum ObjectKind {
     BackupCatalog = 8,
     Lock = 9,
     Record = 10,
+    GcState = 11,
     ChunkIndexSnapshot = 12,
 }
 
@@ -70,6 +71,7 @@ impl ObjectKind {
             8 => ObjectKind::BackupCatalog,
             9 => ObjectKind::Lock,
             10 => ObjectKind::Record,
+            11 => ObjectKind::GcState,
             12 => ObjectKind::ChunkIndexSnapshot,
             _ => return None,
         })
@@ -87,6 +89,7 @@ impl ObjectKind {
             ObjectKind::BackupCatalog => "backup catalog",
             ObjectKind::Lock => "lock",
             ObjectKind::Record => "record",
+            ObjectKind::GcState => "garbage collection state",
             ObjectKind::ChunkIndexSnapshot => "chunk index snapshot",
         }
     }

@@ -148,6 +148,8 @@ pub struct ChunkIndex {
     tables: Vec<Arc<SortedTable>>,
     /// Packs whose table entries do not count (no longer listed, or condemned).
     excluded: HashSet<u32>,
+    /// Table entries per pack.
+    table_entries: HashMap<u32, u64>,
 }
 
 impl ChunkIndex {
@@ -172,6 +174,9 @@ impl ChunkIndex {
     }
     pub(crate) fn exclude(&mut self, pack: u32) {
         self.excluded.insert(pack);
+    }
+    pub(crate) fn count_table_entry(&mut self, pack: u32) {
+        *self.table_entries.entry(pack).or_default() += 1;
     }
     pub(crate) fn add_table(&mut self, table: Arc<SortedTable>) {
         self.tables.push(table);
@@ -201,9 +206,28 @@ impl ChunkIndex {
         self.positions.insert(pack.clone(), p);
         p
     }
-    /// Chunks indexed (snapshot entries of packs since deleted included).
+    /// Chunks indexed (a chunk both in the snapshot and in a pack read on its own
+    /// counts twice).
     pub fn len(&self) -> usize {
-        self.chunks.len() + self.from_snapshot() as usize
+        let table: u64 = self
+            .table_entries
+            .iter()
+            .filter(|(p, _)| !self.excluded.contains(p))
+            .map(|(_, n)| n)
+            .sum();
+        self.chunks.len() + table as usize
+    }
+    /// This index without the chunks stored in `packs` (condemned ones: see `crate::gc`).
+    pub fn without_packs(mut self, packs: &std::collections::BTreeSet<PackId>) -> ChunkIndex {
+        let gone: std::collections::HashSet<u32> = packs
+            .iter()
+            .filter_map(|p| self.positions.get(p).copied())
+            .collect();
+        if !gone.is_empty() {
+            self.chunks.retain(|_, s| !gone.contains(&s.pack));
+        }
+        self.excluded.extend(gone);
+        self
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -2,6 +2,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use cairn_exit::{Classify, ErrorKind};
+use cairn_planner::PlanError;
 use cairn_repo::RepoError;
 
 /// Why a manifest path cannot be restored as it stands.
@@ -135,6 +136,12 @@ pub enum RestoreError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// The target cannot be reached with what the repository holds.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// Reading the stanza, its catalogs or the chosen manifest failed.
+    #[error(transparent)]
+    Catalog(Box<RepoError>),
     #[error(
         "restore into {} stopped half-way and the directory is incomplete (marked by {}; \
          global/pg_control is withheld, so PostgreSQL cannot start on it): {source}",
@@ -196,6 +203,8 @@ impl Classify for RestoreError {
             RestoreError::Repo { source, .. } => source.kind(),
             RestoreError::Io { .. } => ErrorKind::LocalIo,
             RestoreError::Internal(_) => ErrorKind::Internal,
+            RestoreError::Plan(e) => e.kind(),
+            RestoreError::Catalog(e) => e.kind(),
             RestoreError::Incomplete { source, .. } => source.kind(),
         }
     }
@@ -237,6 +246,8 @@ impl Classify for RestoreError {
                 "check --pg-data; to restore into this directory anyway, empty it first".into(),
             ),
             RestoreError::Repo { source, .. } => source.hint(),
+            RestoreError::Plan(e) => e.hint(),
+            RestoreError::Catalog(e) => e.hint(),
             RestoreError::Incomplete {
                 pg_data, source, ..
             } => {

@@ -2,7 +2,10 @@
 //! backup into a data directory (and its tablespace directories) and sets it up for
 //! PostgreSQL to recover: `backup_label`, recovery settings in `postgresql.auto.conf`,
 //! and `recovery.signal` or `standby.signal`. Which backup to restore, and which WAL it
-//! needs, is the planner's business (`cairn-planner`).
+//! needs, is the planner's business (`cairn-planner`); [`RestoreSource`] reads what the
+//! planner works on (stanza info, backup and WAL catalogs) once, plans, and fetches the
+//! chosen manifest, passing over one found damaged: `cairn restore` and `cairn drill`
+//! both plan through it.
 //!
 //! Safety comes first, because an operator runs this on a bad day:
 //!
@@ -63,6 +66,7 @@ mod options;
 mod recovery;
 mod report;
 mod restore_command;
+mod source;
 mod tree;
 
 pub use archiving::{ArchiveMode, Archiving};
@@ -73,4 +77,5 @@ pub use layout::{INCOMPLETE_MARKER, NOT_RESTORED, check_manifest_paths};
 pub use options::RestoreOptions;
 pub use recovery::{MARKER as AUTO_CONF_MARKER, RecoverySettings, quote as quote_setting};
 pub use report::RestoreReport;
-pub use restore_command::RestoreCommand;
+pub use restore_command::{RestoreCommand, sh_quote};
+pub use source::{PlannedRestore, RestoreSource};

@@ -79,8 +79,9 @@ impl RestoreCommand {
     }
 }
 
-/// Quote for the shell PostgreSQL runs restore_command with, only when needed.
-fn sh_quote(s: &str) -> String {
+/// Quote for a POSIX shell (the one PostgreSQL runs restore_command with), only when
+/// needed.
+pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,".contains(&b))

@@ -248,6 +248,15 @@ impl S3Server {
 
     /// Every key in the bucket that starts with `prefix`, in S3's (lexicographic) order.
     pub fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .list_objects(prefix)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// Every object in the bucket under `prefix` with its size, in S3's order.
+    pub fn list_objects(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         let mut keys = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -264,7 +273,18 @@ impl S3Server {
             }
             let r = self.raw_request("GET", &target, &[], b"")?;
             let body = self.expect("GET", &target, r, &[200])?.text();
-            keys.extend(xml_values(&body, "Key"));
+            // Each <Contents> holds one <Key> and one <Size>.
+            for item in xml_values(&body, "Contents") {
+                let key = xml_values(&item, "Key")
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                let size = xml_values(&item, "Size")
+                    .first()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                keys.push((key, size));
+            }
             token = xml_values(&body, "NextContinuationToken")
                 .into_iter()
                 .next();

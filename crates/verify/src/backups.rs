@@ -64,10 +64,15 @@ pub(crate) async fn manifests(run: &mut Run<'_>) -> Result<Backups, VerifyError>
     let stanza = run.stanza;
     let checks: Vec<_> = futures::stream::iter(labels)
         .map(|label| async move {
-            let key = layout::backup_manifest(stanza, label.as_str());
-            let c = repo
-                .check_object(&key, ObjectKind::BackupManifest, &Identity::of(&key))
-                .await;
+            // The newest revision is the manifest (a repack writes revisions).
+            let c = async {
+                let key = repo.manifest_key(stanza, &label).await?;
+                let c = repo
+                    .check_object(&key, ObjectKind::BackupManifest, &Identity::of(&key))
+                    .await?;
+                Ok::<_, VerifyError>(c)
+            }
+            .await;
             (label, c)
         })
         .buffer_unordered(16)
@@ -182,11 +187,12 @@ pub(crate) async fn pack_plan(
     }
     broken.dedup_by(|a, b| a.0 == b.0);
     for (label, why) in broken {
+        let key = run.repo.manifest_key(run.stanza, &label).await?;
         run.problem(
             Problem {
                 severity: Severity::Damage,
                 object: ObjectClass::Manifest,
-                key: layout::backup_manifest(run.stanza, label.as_str()).to_string(),
+                key: key.to_string(),
                 damage: DamageKind::Malformed,
                 detail: why,
                 affects: Vec::new(),
