@@ -27,7 +27,7 @@ import time
 
 
 def run(cmd, env, out_path=None):
-    """Run cmd; return (seconds, peak RSS MiB, exit code, stdout text)."""
+    """Run cmd; return (seconds, peak RSS MiB, exit code, stdout text); CPU seconds in run.cpu."""
     with open(out_path or os.devnull, "w") as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
         p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
@@ -37,6 +37,7 @@ def run(cmd, env, out_path=None):
         err.seek(0)
         errtext = err.read().decode(errors="replace")
     text = open(out_path).read() if out_path else ""
+    run.cpu = usage.ru_utime + usage.ru_stime
     if p.returncode != 0:
         print(f"  ! {' '.join(cmd)} exited {p.returncode}: {errtext.strip()[-500:]}", file=sys.stderr)
     return secs, usage.ru_maxrss / 1024.0, p.returncode, text
@@ -154,21 +155,23 @@ def main():
         }
         row = {"segments": n, "generated": generated, "steps": {}}
         for step in steps:
-            times, rsss, out = [], [], ""
+            times, rsss, cpus, out = [], [], [], ""
             for r in range(a.repeat):
                 outp = os.path.join(d, f"{step}.out")
                 secs, rss, rc, out = run(commands[step], env, outp)
                 times.append(secs if rc == 0 else None)
                 rsss.append(rss)
+                cpus.append(run.cpu)
             ok = [t for t in times if t is not None]
             row["steps"][step] = {
                 "seconds": times,
                 "median": sorted(ok)[len(ok) // 2] if ok else None,
                 "rss_mib": max(rsss),
+                "cpu_seconds": cpus,
                 "output_tail": out.strip().splitlines()[-3:] if out else [],
             }
             med = row["steps"][step]["median"]
-            print(f"   {step:8} {['%.2f' % t if t else 'fail' for t in times]} s, peak RSS {max(rsss):.0f} MiB",
+            print(f"   {step:8} {['%.2f' % t if t else 'fail' for t in times]} s, CPU {['%.2f' % c for c in cpus]} s, peak RSS {max(rsss):.0f} MiB",
                   file=sys.stderr)
         results.append(row)
         if not a.keep:
@@ -184,7 +187,8 @@ def main():
         for r in results:
             s = r["steps"][step]
             med = "fail" if s["median"] is None else f"{s['median']:.2f} s"
-            cells.append(f"{med}, {s['rss_mib']:.0f} MiB")
+            cpu = sorted(s["cpu_seconds"])[len(s["cpu_seconds"]) // 2]
+            cells.append(f"{med} (CPU {cpu:.2f} s), {s['rss_mib']:.0f} MiB")
         print(f"| {names[step]} | " + " | ".join(cells) + " |")
     if a.json:
         with open(a.json, "w") as f:

@@ -287,7 +287,7 @@ impl Repository {
         &self,
         stanza: &StanzaName,
         head: &Head,
-        mut f: impl FnMut(&mut Raw, &PackId) -> Result<(), RepoError>,
+        mut f: impl FnMut(&mut Raw, usize) -> Result<(), RepoError>,
     ) -> Result<(), RepoError> {
         let mut parts = futures::stream::iter(0..head.parts)
             .map(|p| {
@@ -313,10 +313,10 @@ impl Repository {
             }
             for e in bytes.chunks_exact(ENTRY) {
                 let mut r: Raw = e.try_into().expect("ENTRY bytes");
-                let pack = head
-                    .packs
-                    .get(pack_of(&r) as usize)
-                    .ok_or_else(|| bad("an entry names no pack"))?;
+                let pack = pack_of(&r) as usize;
+                if pack >= head.packs.len() {
+                    return Err(bad("an entry names no pack"));
+                }
                 f(&mut r, pack)?;
             }
         }
@@ -337,17 +337,29 @@ impl Repository {
         // The delta first: it is newer, so its location of a chunk wins.
         for head in [&cur.delta, &cur.base].into_iter().flatten() {
             let mut builder = TableBuilder::new().map_err(|e| local_error(&e))?;
-            let loaded = self
-                .for_each_snapshot_entry(stanza, head, |r, pack| {
-                    let pos = index.pack_position(pack);
-                    if !listed.contains(pack) {
+            // The head's pack positions in the index, once per pack, not per entry.
+            let positions: Vec<u32> = head
+                .packs
+                .iter()
+                .map(|p| {
+                    let pos = index.pack_position(p);
+                    if !listed.contains(p) {
                         index.exclude(pos);
                     }
-                    set_pack(r, pos);
-                    index.count_table_entry(pos);
+                    pos
+                })
+                .collect();
+            let mut counts = vec![0u64; positions.len()];
+            let loaded = self
+                .for_each_snapshot_entry(stanza, head, |r, pack| {
+                    set_pack(r, positions[pack]);
+                    counts[pack] += 1;
                     builder.push(r).map_err(|e| local_error(&e))
                 })
                 .await;
+            for (pos, n) in positions.iter().zip(counts) {
+                index.count_table_entries(*pos, n);
+            }
             match loaded {
                 Ok(()) => tables.push(builder.finish().map_err(|e| local_error(&e))?),
                 Err(e @ (RepoError::Object { .. } | RepoError::Malformed { .. })) => {
@@ -439,9 +451,14 @@ impl Repository {
             cur.delta.iter().collect()
         };
         for head in inputs {
+            let keep: Vec<Option<u32>> = head
+                .packs
+                .iter()
+                .map(|p| listed.contains(p).then(|| position(p)))
+                .collect();
             self.for_each_snapshot_entry(stanza, head, |r, pack| {
-                if listed.contains(pack) {
-                    set_pack(r, position(pack));
+                if let Some(pos) = keep[pack] {
+                    set_pack(r, pos);
                     entries.push(*r);
                 }
                 Ok(())

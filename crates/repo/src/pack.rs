@@ -148,8 +148,8 @@ pub struct ChunkIndex {
     tables: Vec<Arc<SortedTable>>,
     /// Packs whose table entries do not count (no longer listed, or condemned).
     excluded: HashSet<u32>,
-    /// Table entries per pack.
-    table_entries: HashMap<u32, u64>,
+    /// Table entries per pack position.
+    table_entries: Vec<u64>,
 }
 
 impl ChunkIndex {
@@ -175,8 +175,12 @@ impl ChunkIndex {
     pub(crate) fn exclude(&mut self, pack: u32) {
         self.excluded.insert(pack);
     }
-    pub(crate) fn count_table_entry(&mut self, pack: u32) {
-        *self.table_entries.entry(pack).or_default() += 1;
+    pub(crate) fn count_table_entries(&mut self, pack: u32, n: u64) {
+        let p = pack as usize;
+        if self.table_entries.len() <= p {
+            self.table_entries.resize(p + 1, 0);
+        }
+        self.table_entries[p] += n;
     }
     pub(crate) fn add_table(&mut self, table: Arc<SortedTable>) {
         self.tables.push(table);
@@ -212,7 +216,8 @@ impl ChunkIndex {
         let table: u64 = self
             .table_entries
             .iter()
-            .filter(|(p, _)| !self.excluded.contains(p))
+            .enumerate()
+            .filter(|(p, _)| !self.excluded.contains(&(*p as u32)))
             .map(|(_, n)| n)
             .sum();
         self.chunks.len() + table as usize
