@@ -8,6 +8,10 @@ wall time, the ratio (pgBackRest time / cairn time: > 1 means cairn is faster), 
 sizes and each tool's peak RSS. Run as root after `cargo build --release --bins` and
 `scripts/install-test-deps.sh` (it needs PostgreSQL 15 and pgbackrest from Debian).
 
+It also measures the floor of a synchronous push on the same segments: the zstd CLI at the
+same level on all cores (-T0) reading the segment and writing the result, then fsync of the
+file and its directory.
+
 Usage: benches/archive_push_vs_pgbackrest.py [--segments 64] [--keep]
 """
 import argparse, os, pwd, resource, shutil, subprocess, sys, tempfile, time
@@ -23,7 +27,8 @@ def as_pg(cmd, **kw):
 
 
 def timed(cmd, env=None):
-    """Run cmd as postgres; return (seconds, peak RSS KiB of the child)."""
+    """Run cmd as postgres; return (seconds, peak RSS KiB, CPU seconds user + system) of the
+    child."""
     def drop():
         os.setgid(PG.pw_gid)
         os.setuid(PG.pw_uid)
@@ -35,7 +40,7 @@ def timed(cmd, env=None):
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}: {p.stderr.read().decode()}")
-    return dt, ru.ru_maxrss
+    return dt, ru.ru_maxrss, ru.ru_utime + ru.ru_stime
 
 
 def du(path):
@@ -53,6 +58,7 @@ def main():
     ap.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"),
                     help="where the cairn binaries are (default target/release; target/profiling for perf)")
     args = ap.parse_args()
+    load0 = f"{os.getloadavg()[0]:.2f}"
     work = tempfile.mkdtemp(prefix="cairn-bench-")
     os.chown(work, PG.pw_uid, PG.pw_gid)
     os.chmod(work, 0o755)
@@ -97,27 +103,47 @@ def main():
         pgbr = ["pgbackrest", f"--config={d('pgbackrest.conf')}", "--stanza=main"]
         as_pg(pgbr + ["stanza-create"])
 
-        results = {}
-        for name, cmd in [("cairn", lambda p: [d("bin", "cairn-archive-push"), p]),
-                          ("pgbackrest", lambda p: pgbr + ["archive-push", p])]:
-            times, rss = [], 0
-            for s in segs:
-                t, m = timed(cmd(d("wal", s)), env=env)
-                times.append(t)
-                rss = max(rss, m)
-            results[name] = (times, rss)
+        # The tools take turns segment by segment (cairn, pgBackRest, floor), so load from
+        # elsewhere on the machine falls on all three alike.
+        # CPU time (user + system, from wait4) is kept beside wall time: on a machine busy with
+        # other work, wall time mostly measures the wait for a core, CPU time does not.
+        results = {k: ([], 0) for k in ["cairn", "pgbackrest", "floor", "cairn-get", "pgbackrest-get"]}
+        cpu = {k: [] for k in results}
+
+        def record(name, t, m, c):
+            times, rss = results[name]
+            times.append(t)
+            results[name] = (times, max(rss, m))
+            cpu[name].append(c)
+
+        # The floor of a synchronous push on this machine: read the segment, zstd at the same
+        # level on all cores (the zstd CLI, -T0), write the result, fsync it and its directory
+        # (what makes a new file durable). One process per segment, as archive_command runs.
+        os.makedirs(d("floor"))
+        os.chown(d("floor"), PG.pw_uid, PG.pw_gid)
+
+        def floor(s):
+            out = d("floor", s + ".zst")
+            t0 = time.perf_counter()
+            _, m, c = timed(["zstd", "-q", "-3", "-T0", "-f", d("wal", s), "-o", out])
+            for path in [out, d("floor")]:
+                fd = os.open(path, os.O_RDONLY)
+                os.fsync(fd)
+                os.close(fd)
+            return time.perf_counter() - t0, m, c
+
+        for s in segs:
+            record("cairn", *timed([d("bin", "cairn-archive-push"), d("wal", s)], env=env))
+            record("pgbackrest", *timed(pgbr + ["archive-push", d("wal", s)], env=env))
+            record("floor", *floor(s))
         # archive-get of the same segments, as recovery runs it.
         os.makedirs(d("get"))
         os.chown(d("get"), PG.pw_uid, PG.pw_gid)
-        for name, cmd in [("cairn-get", lambda s: [d("bin", "cairn-archive-get"), s, d("get", s)]),
-                          ("pgbackrest-get", lambda s: pgbr + ["archive-get", s, d("get", s)])]:
-            times, rss = [], 0
-            for s in segs:
-                t, m = timed(cmd(s), env=env)
-                times.append(t)
-                rss = max(rss, m)
-                os.unlink(d("get", s))
-            results[name] = (times, rss)
+        for s in segs:
+            record("cairn-get", *timed([d("bin", "cairn-archive-get"), s, d("get", s)], env=env))
+            os.unlink(d("get", s))
+            record("pgbackrest-get", *timed(pgbr + ["archive-get", s, d("get", s)], env=env))
+            os.unlink(d("get", s))
         # cairn with [archive] async = true: PostgreSQL's view, one call per segment in order,
         # while the background worker pushes ahead (process-max 2).
         for sub in ["async-repo", "async-spool", "async-wal/pg_wal/archive_status"]:
@@ -148,10 +174,17 @@ def main():
     c_t, c_rss = results["cairn"]
     p_t, p_rss = results["pgbackrest"]
     c_mean, p_mean = sum(c_t) / len(c_t), sum(p_t) / len(p_t)
+    med = lambda xs: sorted(xs)[len(xs) // 2]
+    mean = lambda xs: sum(xs) / len(xs)
+    print(f"load average before / after: {load0} / {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
     print(f"segments: {len(c_t)} x 16 MiB (real WAL from an insert/update workload)")
     print(f"cairn-archive-push:     {c_mean*1000:8.1f} ms/segment  peak RSS {c_rss/1024:6.1f} MiB  repo {repo_sizes['cairn']/2**20:7.1f} MiB")
     print(f"pgbackrest archive-push:{p_mean*1000:8.1f} ms/segment  peak RSS {p_rss/1024:6.1f} MiB  repo {repo_sizes['pgbackrest']/2**20:7.1f} MiB")
-    print(f"push ratio (pgbackrest time / cairn time): {p_mean / c_mean:.2f}x")
+    print(f"push ratio (pgbackrest time / cairn time): {p_mean / c_mean:.2f}x (medians {med(p_t) / med(c_t):.2f}x)")
+    f_t = results["floor"][0]
+    f_mean = sum(f_t) / len(f_t)
+    print(f"push floor (zstd -3 -T0, write, fsync file + dir): {f_mean*1000:8.1f} ms/segment")
+    print(f"cairn push / floor: {c_mean / f_mean:.2f}x (medians {med(c_t) / med(f_t):.2f}x)")
     a_mean = results["cairn-async"][0]
     print(f"cairn-archive-push async (process-max 2): {a_mean*1000:8.1f} ms/segment as PostgreSQL sees it")
     print(f"async push ratio (pgbackrest sync time / cairn async time): {p_mean / a_mean:.2f}x")
@@ -160,7 +193,12 @@ def main():
     cg, pgm = sum(cg_t) / len(cg_t), sum(pg_t) / len(pg_t)
     print(f"cairn-archive-get:      {cg*1000:8.1f} ms/segment  peak RSS {cg_rss/1024:6.1f} MiB")
     print(f"pgbackrest archive-get: {pgm*1000:8.1f} ms/segment  peak RSS {pg_rss/1024:6.1f} MiB")
-    print(f"get ratio (pgbackrest time / cairn time): {pgm / cg:.2f}x")
+    print(f"get ratio (pgbackrest time / cairn time): {pgm / cg:.2f}x (medians {med(pg_t) / med(cg_t):.2f}x)")
+    for name in ["cairn", "pgbackrest", "floor", "cairn-get", "pgbackrest-get"]:
+        print(f"CPU (user + system) {name:15s}: {mean(cpu[name])*1000:8.1f} ms/segment")
+    print(f"CPU ratios: push pgbackrest / cairn {mean(cpu['pgbackrest']) / mean(cpu['cairn']):.2f}x, "
+          f"get pgbackrest / cairn {mean(cpu['pgbackrest-get']) / mean(cpu['cairn-get']):.2f}x, "
+          f"cairn push / floor {mean(cpu['cairn']) / mean(cpu['floor']):.2f}x")
 
 
 if __name__ == "__main__":

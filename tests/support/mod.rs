@@ -82,6 +82,12 @@ impl Cairn {
         );
         let config = dir.path().join("cairn.toml");
         std::fs::write(&config, text).unwrap();
+        // It holds the passphrase: private, as cairn asks (it warns about a readable one).
+        std::fs::set_permissions(
+            &config,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+        )
+        .unwrap();
         cairn_testkit::chown_to_postgres(&config).unwrap();
         Cairn {
             bin,
@@ -98,6 +104,13 @@ impl Cairn {
             &format!("[archive]\nasync = true\nprocess-max = {process_max}\n"),
             1,
         );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Add `key = value` (`value` in TOML, e.g. `"1s"` with its quotes) to `[repo]`.
+    pub fn set_repo(&self, key: &str, value: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = text.replacen("[repo]\n", &format!("[repo]\n{key} = {value}\n"), 1);
         std::fs::write(&self.config, text).unwrap();
     }
 

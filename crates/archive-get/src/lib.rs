@@ -1,6 +1,8 @@
 //! `cairn-archive-get`: what PostgreSQL's `restore_command` runs for every WAL file
-//! recovery needs. One GET, authenticate, decompress, write to a temporary file beside the
-//! destination and rename it into place, so PostgreSQL never sees a partial file.
+//! recovery needs. One GET, then the object is authenticated and decompressed straight into
+//! a temporary file beside the destination (no buffer of the segment's size), checked
+//! against its name by its first page, and renamed into place, so PostgreSQL never sees a
+//! partial file.
 //!
 //! With `[archive] async = true` the next segments are fetched ahead into the spool by a
 //! background worker ([`prefetch`]), and a call finds its segment there.
@@ -21,14 +23,17 @@
 
 pub mod delivery;
 pub mod prefetch;
+pub mod report;
+mod staged;
 
 use std::path::{Path, PathBuf};
 
 use cairn_exit::{Classify, ErrorKind, Failure};
 use cairn_pgformat::{WalFileName, WalSegmentSize};
-use cairn_repo::{DbId, Repository, StanzaInfo, StanzaName};
+use cairn_repo::{DbId, DeliverError, Repository, StanzaInfo, StanzaName};
 
 use crate::prefetch::Prefetch;
+use crate::staged::StagedFile;
 
 /// What `archive-get` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +110,16 @@ pub fn exit_failure(name: &str, mode: Mode, f: Failure) -> Failure {
     if f.kind == ErrorKind::Undeliverable || mode == Mode::Standby {
         return f;
     }
+    named(name, mode, f)
+}
+
+/// The failure for a file the archive has but cannot deliver.
+fn undeliverable(name: &WalFileName, mode: Mode, f: Failure) -> Failure {
+    named(&name.to_string(), mode, f)
+}
+
+/// `f` as a failure to deliver `name`: exit 126 in recovery, `f`'s own code on a standby.
+fn named(name: &str, mode: Mode, f: Failure) -> Failure {
     let mut out = Failure::from_error(&GetError::Undeliverable {
         name: name.to_string(),
         cause: f.message,
@@ -114,35 +129,39 @@ pub fn exit_failure(name: &str, mode: Mode, f: Failure) -> Failure {
     // The underlying hint says what to fix (a passphrase, a configuration); ours says why
     // recovery stopped.
     if let Some(h) = f.hint {
-        out.hint = Some(format!(
-            "{h}; recovery stopped (exit 126) rather than end short of the archive"
-        ));
+        out.hint = Some(match mode {
+            Mode::Recovery => {
+                format!("{h}; recovery stopped (exit 126) rather than end short of the archive")
+            }
+            Mode::Standby => h,
+        });
     }
     out
 }
 
-/// The failure for a file the archive has but cannot deliver.
-fn undeliverable(name: &WalFileName, mode: Mode, f: Failure) -> Failure {
-    Failure::from_error(&GetError::Undeliverable {
-        name: name.to_string(),
-        cause: f.message,
-        underlying: f.kind,
-        mode,
-    })
-}
-
-/// Fetch and check `wal`: `Ok(None)` only when the archive does not have it.
-async fn fetch_checked(
+/// Fetch `wal`, decoding it straight into a file beside `dest`, check it against its name
+/// and rename it into place. `Ok(None)` only when the archive does not have it; otherwise
+/// the size written.
+async fn deliver(
     repo: &Repository,
     info: &StanzaInfo,
     wal: &WalFileName,
+    dest: &Path,
     mode: Mode,
-) -> Result<Option<Vec<u8>>, Failure> {
-    let got = match repo.get_wal(info, wal).await {
-        Ok(got) => got,
-        Err(e) => return Err(undeliverable(wal, mode, Failure::from_error(&e))),
+) -> Result<Option<u64>, Failure> {
+    let write_error = |source| GetError::Write {
+        path: dest.to_path_buf(),
+        source,
     };
-    let Some(bytes) = got else {
+    let staged = StagedFile::beside(dest).map_err(write_error)?;
+    let got = match repo.get_wal_into(info, wal, staged.file()).await {
+        Ok(got) => got,
+        Err(DeliverError::Sink(e)) => return Err(write_error(e).into()),
+        Err(DeliverError::Repo(e)) => {
+            return Err(undeliverable(wal, mode, Failure::from_error(&e)));
+        }
+    };
+    let Some((len, _)) = got else {
         // Not under its key: it is "not in the archive" only if the catalog agrees.
         return match repo.wal_listed(info, wal).await {
             Ok(false) => Ok(None),
@@ -157,7 +176,10 @@ async fn fetch_checked(
             Err(e) => Err(undeliverable(wal, mode, Failure::from_error(&e))),
         };
     };
-    delivery::check_delivered(wal, &bytes, info).map_err(|why| {
+    let head = staged
+        .head(delivery::head_len(wal, len))
+        .map_err(write_error)?;
+    delivery::check_delivered(wal, &head, len, info).map_err(|why| {
         undeliverable(
             wal,
             mode,
@@ -167,7 +189,8 @@ async fn fetch_checked(
             ),
         )
     })?;
-    Ok(Some(bytes))
+    staged.finish(dest).map_err(write_error)?;
+    Ok(Some(len))
 }
 
 /// Fetch `name` with an opened repository and write it at `dest`.
@@ -181,16 +204,15 @@ pub async fn get_with(
     let wal: WalFileName = name.parse().map_err(|_| GetError::BadName {
         name: name.to_string(),
     })?;
-    let Some(bytes) = fetch_checked(repo, info, &wal, mode).await? else {
-        return Ok(GetOutcome::NotInArchive);
-    };
-    write_atomically(dest, &bytes)?;
-    Ok(GetOutcome::Written)
+    Ok(match deliver(repo, info, &wal, dest, mode).await? {
+        Some(_) => GetOutcome::Written,
+        None => GetOutcome::NotInArchive,
+    })
 }
 
 /// Like [`get_with`], but a segment comes from the prefetch spool when the worker has it,
 /// and the worker is told to fetch what follows. Trouble with the spool never fails the
-/// call: it falls back to fetching and says why on stderr (PostgreSQL's log).
+/// call: it falls back to fetching and says why in the log (PostgreSQL's, by default).
 pub async fn get_prefetching(
     repo: &Repository,
     info: &StanzaInfo,
@@ -206,10 +228,7 @@ pub async fn get_prefetching(
     let taken = match prefetch.take(repo.keys(), info, name, dest) {
         Ok(t) => t,
         Err(f) => {
-            eprintln!(
-                "cairn-archive-get: prefetch spool: {} (fetching directly)",
-                f.message
-            );
+            tracing::warn!("prefetch spool: {} (fetching directly)", f.message);
             None
         }
     };
@@ -217,18 +236,17 @@ pub async fn get_prefetching(
         Some(size) => size,
         None => {
             let wal = WalFileName::Segment(segment);
-            let Some(bytes) = fetch_checked(repo, info, &wal, mode).await? else {
+            let Some(size) = deliver(repo, info, &wal, dest, mode).await? else {
                 return Ok(GetOutcome::NotInArchive);
             };
-            write_atomically(dest, &bytes)?;
-            bytes.len() as u64
+            size
         }
     };
     // A segment's size is the cluster's wal_segment_size.
     if let Ok(seg) = WalSegmentSize::new(size as u32)
         && let Err(f) = prefetch.request(&segment, seg, worker.0, worker.1)
     {
-        eprintln!("cairn-archive-get: cannot prefetch: {}", f.message);
+        tracing::warn!("cannot prefetch: {}", f.message);
     }
     Ok(GetOutcome::Written)
 }
@@ -254,8 +272,13 @@ pub async fn get(
 ) -> Result<GetOutcome, Failure> {
     let (sname, _) = cfg.stanza(stanza)?;
     let stanza = StanzaName::new(sname).map_err(|m| Failure::new(ErrorKind::Config, m))?;
-    let repo = cairn_startup::open_repo(cfg).await?;
-    let info = repo.require_stanza(&stanza).await?;
+    // A store that does not answer fails here: the message names the file either way.
+    let opened = async {
+        let repo = cairn_startup::open_repo(cfg).await?;
+        let info = repo.require_stanza(&stanza).await?;
+        Ok::<_, Failure>((repo, info))
+    };
+    let (repo, info) = opened.await.map_err(|f| named(name, mode, f))?;
     if let Some(db) = generation {
         let only = info.only(db).ok_or_else(|| {
             Failure::new(

@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use cairn_archive_get::GetOutcome;
 use cairn_exit::ErrorKind;
-use cairn_startup::Runtime;
+use cairn_startup::{LogFlags, LogRole, Program, Runtime};
 use clap::Parser;
 
 /// Fetch one WAL file from the cairn repository. Exit 0: written; 1: not in the archive.
@@ -33,6 +34,8 @@ struct Args {
     /// Stanza (default: $CAIRN_STANZA, or the only one configured).
     #[arg(long, env = "CAIRN_STANZA")]
     stanza: Option<String>,
+    #[command(flatten)]
+    log: LogFlags,
 }
 
 fn main() -> ExitCode {
@@ -50,9 +53,17 @@ fn main() -> ExitCode {
     };
     let worker = args.prefetch_worker;
     let name = args.wal_name.clone();
-    cairn_startup::main_with(
-        "cairn-archive-get",
-        runtime,
+    let program = Program {
+        log: args.log.args(),
+        role: if worker {
+            LogRole::Worker
+        } else {
+            LogRole::Command
+        },
+        ..Program::new("cairn-archive-get", runtime)
+    };
+    cairn_startup::run(
+        program,
         || async {
             let cfg = cairn_startup::load_config(args.config.as_deref())?;
             let stanza = args.stanza.as_deref();
@@ -61,9 +72,12 @@ fn main() -> ExitCode {
                 return Ok(ExitCode::SUCCESS);
             }
             let generation = args.db_id.map(cairn_repo::DbId);
-            match cairn_archive_get::get(&cfg, stanza, &args.wal_name, &args.dest, mode, generation)
-                .await?
-            {
+            let started = Instant::now();
+            let got =
+                cairn_archive_get::get(&cfg, stanza, &args.wal_name, &args.dest, mode, generation)
+                    .await?;
+            cairn_archive_get::report::served(&args.wal_name, &args.dest, got, started.elapsed());
+            match got {
                 GetOutcome::Written => Ok(ExitCode::SUCCESS),
                 GetOutcome::NotInArchive => Ok(ExitCode::from(ErrorKind::NotInArchive.code())),
             }

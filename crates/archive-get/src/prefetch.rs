@@ -130,9 +130,9 @@ impl Prefetch {
         let Ok(bytes) = fs::read(path) else {
             return Ok(None);
         };
-        let right_file = name
-            .parse::<WalFileName>()
-            .is_ok_and(|n| crate::delivery::check_delivered(&n, &bytes, info).is_ok());
+        let right_file = name.parse::<WalFileName>().is_ok_and(|n| {
+            crate::delivery::check_delivered(&n, &bytes, bytes.len() as u64, info).is_ok()
+        });
         if keys.content_id(&bytes) != id || !right_file {
             // Damaged (a crash before writeback) or not ours: never handed to PostgreSQL.
             let _ = fs::remove_file(path);
@@ -253,12 +253,30 @@ impl Prefetch {
                     tokio::task::spawn_blocking(move || cairn_spool::write_whole(&path, &bytes))
                         .await;
                 match stored {
-                    Ok(Ok(())) => Fetched::Stored,
-                    _ => Fetched::Failed,
+                    Ok(Ok(())) => {
+                        tracing::debug!("prefetched {name}");
+                        Fetched::Stored
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!("cannot store prefetched {name} in the spool: {e}");
+                        Fetched::Failed
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot store prefetched {name}: {e}");
+                        Fetched::Failed
+                    }
                 }
             }
             Ok(None) => Fetched::NotInArchive,
-            Err(_) => Fetched::Failed,
+            Err(e) => {
+                let f = cairn_exit::Failure::from_error(&e);
+                tracing::error!(
+                    hint = f.hint.as_deref().unwrap_or(""),
+                    "cannot prefetch {name}: {}",
+                    f.message
+                );
+                Fetched::Failed
+            }
         };
         let _ = fs::remove_file(&marker);
         outcome

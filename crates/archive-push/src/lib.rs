@@ -9,6 +9,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod report;
 pub mod spool;
 mod validate;
 
@@ -66,42 +67,58 @@ pub async fn push_with(
     info: &StanzaInfo,
     path: &Path,
 ) -> Result<PushOutcome, Failure> {
+    let name = wal_name(path)?;
+    let bytes = read(path)?;
+    push_bytes(repo, info, &name, bytes).await
+}
+
+/// The WAL file name of `path`, as PostgreSQL gave it.
+fn wal_name(path: &Path) -> Result<WalFileName, PushError> {
     let file_name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_string();
-    let name: WalFileName = file_name.parse().map_err(|_| PushError::NotWalName {
-        name: file_name.clone(),
-    })?;
-    let bytes = Bytes::from(read(path)?);
+        .unwrap_or_default();
+    file_name.parse().map_err(|_| PushError::NotWalName {
+        name: file_name.to_string(),
+    })
+}
+
+/// Push the file `name` whose content is `bytes`.
+async fn push_bytes(
+    repo: &Repository,
+    info: &StanzaInfo,
+    name: &WalFileName,
+    bytes: Bytes,
+) -> Result<PushOutcome, Failure> {
     let generation = info.current();
     // Encoding (both cores) runs while this thread validates; nothing is stored until the
     // file has passed validation.
     let encoding = {
         let repo = repo.clone();
         let bytes = bytes.clone();
-        let (stanza, db_id, name) = (info.name.clone(), generation.db_id, name);
+        let (stanza, db_id, name) = (info.name.clone(), generation.db_id, *name);
         tokio::spawn(async move { repo.encode_wal(&stanza, db_id, &name, bytes).await })
     };
-    let detail = validate(&name, &bytes, generation).map_err(|source| PushError::Invalid {
-        name: file_name.clone(),
+    let detail = validate(name, &bytes, generation).map_err(|source| PushError::Invalid {
+        name: name.to_string(),
         source,
     });
     let encoded = encoding
         .await
         .map_err(|e| Failure::new(ErrorKind::Internal, format!("encoding task failed: {e}")))??;
     let outcome = repo
-        .push_wal(&info.name, generation.db_id, &name, &encoded, detail?)
+        .push_wal(&info.name, generation.db_id, name, &encoded, detail?)
         .await?;
     Ok(outcome)
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, PushError> {
-    std::fs::read(path).map_err(|source| PushError::Read {
-        path: path.display().to_string(),
-        source,
-    })
+fn read(path: &Path) -> Result<Bytes, PushError> {
+    std::fs::read(path)
+        .map(Bytes::from)
+        .map_err(|source| PushError::Read {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 /// Open the configured repository and stanza, then push `path` (or, with
@@ -119,9 +136,18 @@ pub async fn push(
         spool.await_segment(path, config, name)?;
         return Ok(PushOutcome::Stored);
     }
+    let wal = wal_name(path)?;
+    // The segment is read while the repository opens.
+    let reading = {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || read(&path))
+    };
     let repo = cairn_startup::open_repo(cfg).await?;
     let info = repo.require_stanza(&stanza_name).await?;
-    push_with(&repo, &info, path).await
+    let bytes = reading
+        .await
+        .map_err(|e| Failure::new(ErrorKind::Internal, format!("reading task failed: {e}")))??;
+    push_bytes(&repo, &info, &wal, bytes).await
 }
 
 /// The async worker's entry point (`cairn-archive-push --async-worker PG_WAL`).

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
-use cairn_repo::PushOutcome;
-use cairn_startup::Runtime;
+use cairn_startup::{LogFlags, LogRole, Program, Runtime};
 use clap::Parser;
 
 /// Archive one WAL file into the cairn repository. Exit 0 means it is durably stored.
@@ -22,29 +22,35 @@ struct Args {
     /// Stanza (default: $CAIRN_STANZA, or the only one configured).
     #[arg(long, env = "CAIRN_STANZA")]
     stanza: Option<String>,
+    #[command(flatten)]
+    log: LogFlags,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    cairn_startup::main("cairn-archive-push", Runtime::CurrentThread, || async {
-        let cfg = cairn_startup::load_config(args.config.as_deref())?;
-        let stanza = args.stanza.as_deref();
-        if args.async_worker {
-            cairn_archive_push::async_worker(&cfg, stanza, &args.wal_path).await?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        if let PushOutcome::Repaired { damage } =
-            cairn_archive_push::push(&cfg, stanza, &args.wal_path).await?
-        {
-            eprintln!(
-                "cairn-archive-push: WARNING: the stored copy of {} {}; replaced by this good copy",
-                args.wal_path.display(),
-                damage.map_or_else(
-                    || "had vanished".to_string(),
-                    |d| format!("was damaged ({d})")
-                )
-            );
-        }
-        Ok(ExitCode::SUCCESS)
-    })
+    let program = Program {
+        log: args.log.args(),
+        role: if args.async_worker {
+            LogRole::Worker
+        } else {
+            LogRole::Command
+        },
+        ..Program::new("cairn-archive-push", Runtime::CurrentThread)
+    };
+    cairn_startup::run(
+        program,
+        || async {
+            let cfg = cairn_startup::load_config(args.config.as_deref())?;
+            let stanza = args.stanza.as_deref();
+            if args.async_worker {
+                cairn_archive_push::async_worker(&cfg, stanza, &args.wal_path).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let started = Instant::now();
+            let outcome = cairn_archive_push::push(&cfg, stanza, &args.wal_path).await?;
+            cairn_archive_push::report::pushed(&args.wal_path, &outcome, started.elapsed());
+            Ok(ExitCode::SUCCESS)
+        },
+        |f| f,
+    )
 }

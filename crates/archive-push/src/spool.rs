@@ -156,9 +156,13 @@ pub async fn run_worker(
     };
     let mut idle_since = Instant::now();
     let mut in_flight: BTreeSet<String> = BTreeSet::new();
+    // Pushed and marked `.ok` by this worker while `.ready` still stands: the foreground may
+    // already have taken the marker before PostgreSQL renames `.ready` to `.done`, and a
+    // second push would leave a marker nobody collects.
+    let mut pushed: BTreeSet<String> = BTreeSet::new();
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let ready = ready_segments(&pg_wal, &spool, &in_flight);
+        let ready = ready_segments(&pg_wal, &spool, &in_flight, &mut pushed);
         for name in ready
             .into_iter()
             .take(process_max.saturating_sub(tasks.len()))
@@ -171,7 +175,16 @@ pub async fn run_worker(
                 pg_wal.join(&name),
             );
             tasks.spawn(async move {
+                let started = Instant::now();
                 let result = crate::push_with(&repo, &info, &path).await;
+                match &result {
+                    Ok(outcome) => crate::report::pushed(&path, outcome, started.elapsed()),
+                    Err(f) => tracing::error!(
+                        hint = f.hint.as_deref().unwrap_or(""),
+                        "cannot push {name}: {}",
+                        f.message
+                    ),
+                }
                 let marked = match &result {
                     Ok(_) => spool.write_marker(&name, "ok", ""),
                     Err(f) => spool.write_marker(
@@ -185,8 +198,7 @@ pub async fn run_worker(
                         ),
                     ),
                 };
-                let _ = marked;
-                name
+                (name, result.is_ok() && marked.is_ok())
             });
         }
         if tasks.is_empty() {
@@ -196,23 +208,37 @@ pub async fn run_worker(
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
-        if let Some(Ok(name)) = tasks.join_next().await {
+        if let Some(Ok((name, ok))) = tasks.join_next().await {
             in_flight.remove(&name);
+            if ok {
+                pushed.insert(name);
+            }
         }
         idle_since = Instant::now();
     }
 }
 
 /// Segments PostgreSQL has marked ready and the spool has no marker for, oldest first.
-fn ready_segments(pg_wal: &Path, spool: &Spool, in_flight: &BTreeSet<String>) -> Vec<String> {
+/// `pushed` forgets the segments whose `.ready` is gone.
+fn ready_segments(
+    pg_wal: &Path,
+    spool: &Spool,
+    in_flight: &BTreeSet<String>,
+    pushed: &mut BTreeSet<String>,
+) -> Vec<String> {
     let Ok(entries) = fs::read_dir(pg_wal.join("archive_status")) else {
         return Vec::new();
     };
-    let mut out: Vec<String> = entries
+    let ready: BTreeSet<String> = entries
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter_map(|f| f.strip_suffix(".ready").map(str::to_string))
+        .collect();
+    pushed.retain(|n| ready.contains(n));
+    let mut out: Vec<String> = ready
+        .into_iter()
         .filter(|n| {
             !in_flight.contains(n)
+                && !pushed.contains(n)
                 && !spool.marker(n, "ok").exists()
                 && !spool.marker(n, "error").exists()
         })

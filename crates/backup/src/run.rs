@@ -226,8 +226,8 @@ pub async fn run<S: BackupSource>(
                 {
                     last_report = Instant::now();
                     let secs = clock.elapsed().as_secs_f64().max(0.001);
-                    eprintln!(
-                        "cairn: backup {}: {} MiB received ({:.1} MiB/s)",
+                    tracing::info!(
+                        "backup {}: {} MiB received ({:.1} MiB/s)",
                         plan.label,
                         received >> 20,
                         received as f64 / secs / 1048576.0
@@ -276,8 +276,8 @@ pub async fn run<S: BackupSource>(
         }
     }
     if opts.progress_every.is_some() {
-        eprintln!(
-            "cairn: backup {}: {} MiB received, {} new chunks ({:.1} MiB stored), {} reused; waiting for WAL up to {stop_lsn}",
+        tracing::info!(
+            "backup {}: {} MiB received, {} new chunks ({:.1} MiB stored), {} reused; waiting for WAL up to {stop_lsn}",
             plan.label,
             received >> 20,
             chunked.new_chunks,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::duration::parse_duration;
+use crate::duration::{parse_duration, parse_threshold};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,6 +21,12 @@ pub struct Cli {
     /// Stanza to act on (default: $CAIRN_STANZA, or the only one configured).
     #[arg(long, global = true, env = "CAIRN_STANZA")]
     pub stanza: Option<String>,
+    #[command(flatten)]
+    pub log: cairn_startup::LogFlags,
+    /// Progress of backup, restore, verify and expire on stderr: a bar on a terminal, a
+    /// line every ten seconds otherwise (auto), or none (never).
+    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -34,7 +40,7 @@ pub enum Output {
 /// Whether to show progress on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressMode {
-    /// A line redrawn on a terminal, a plain line every ten seconds otherwise.
+    /// A bar on a terminal, a plain line every ten seconds otherwise.
     Auto,
     Never,
 }
@@ -83,6 +89,14 @@ pub enum Command {
         /// duration like 90s, 10m, 2h (at most 7d).
         #[arg(long, value_name = "DUR", default_value = "60", value_parser = parse_duration)]
         archive_timeout: Duration,
+        /// Fail (exit 17) when the newest backup finished longer ago than this, e.g. 26h
+        /// (default: [health] max-backup-age; unset: not checked).
+        #[arg(long, value_name = "DUR", value_parser = parse_threshold)]
+        max_backup_age: Option<Duration>,
+        /// Fail (exit 17) when the last WAL segment was archived longer ago than this,
+        /// e.g. 10m (default: [health] max-archive-lag; unset: not checked).
+        #[arg(long, value_name = "DUR", value_parser = parse_threshold)]
+        max_archive_lag: Option<Duration>,
     },
     /// Archive one WAL file (same as cairn-archive-push).
     ArchivePush {
@@ -158,9 +172,14 @@ pub enum Command {
         /// text for people, json for machines (schema: docs/verify-json.md).
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
-        /// Progress on stderr.
-        #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
-        progress: ProgressMode,
+    },
+    /// Print the stanzas' metrics in the Prometheus text format (docs/metrics.md), or
+    /// push them to a Pushgateway. Reads catalog objects only.
+    Metrics {
+        /// The Pushgateway's address (http://host:9091): each stanza's metrics are PUT to
+        /// URL/metrics/job/cairn/stanza/NAME instead of printed.
+        #[arg(long, value_name = "URL")]
+        push: Option<String>,
     },
     /// Test a restore: restore the newest suitable backup into a scratch directory, start
     /// PostgreSQL on it (archive_mode = off, a private socket), wait for recovery, run a

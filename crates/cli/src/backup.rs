@@ -10,9 +10,9 @@ use cairn_config::{Config, StanzaConfig};
 use cairn_exit::Failure;
 use cairn_repo::{BackupManifest, BackupType, IncrementalMode};
 
-use crate::args::BackupType as ArgType;
+use crate::args::{BackupType as ArgType, ProgressMode};
 use crate::pg;
-use crate::progress::Progress;
+use crate::progress::{self, Counted, Snapshot};
 use crate::quantity::size;
 use crate::stanza::stanza_name;
 
@@ -52,6 +52,7 @@ pub async fn run(
     requested: Option<ArgType>,
     archive_timeout: Duration,
     spread: bool,
+    progress: ProgressMode,
     extras: Extras,
 ) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
@@ -72,8 +73,7 @@ pub async fn run(
             &repo,
             &info,
             requested,
-            archive_timeout,
-            spread,
+            (archive_timeout, spread, progress),
             lock,
             extras,
         )
@@ -91,8 +91,7 @@ async fn take(
     repo: &cairn_repo::Repository,
     info: &cairn_repo::StanzaInfo,
     requested: Option<ArgType>,
-    archive_timeout: Duration,
-    spread: bool,
+    (archive_timeout, spread, progress): (Duration, bool, ProgressMode),
     lock: cairn_repo::LockWatch,
     (pin, annotations): (bool, BTreeMap<String, String>),
 ) -> Result<ExitCode, Failure> {
@@ -145,11 +144,16 @@ async fn take(
             ),
         })
         .await?;
-    let mut source = Progress::new(
-        started.source,
-        eta_basis(estimate, started.incremental_mode),
-        plan.label.as_str(),
-    );
+    let mut source = Counted::new(started.source);
+    let total = eta_basis(estimate, started.incremental_mode);
+    let done = source.counter();
+    let display = progress::start(progress, &format!("backup {}", plan.label), move || {
+        Snapshot {
+            done: done.load(std::sync::atomic::Ordering::Relaxed),
+            total,
+            phase: None,
+        }
+    });
     let opts = RunOptions {
         archive_timeout,
         wal_segment_size,
@@ -160,9 +164,9 @@ async fn take(
         pin,
         ..Default::default()
     };
-    let m = cairn_backup::run(repo, info, &plan, &mut source, &opts)
-        .await
-        .map_err(|e| Failure::from_error(&e))?;
+    let m = cairn_backup::run(repo, info, &plan, &mut source, &opts).await;
+    display.finish(m.is_ok()).await;
+    let m = m.map_err(|e| Failure::from_error(&e))?;
     println!("{}", completion_line(&m));
     Ok(ExitCode::SUCCESS)
 }

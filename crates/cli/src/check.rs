@@ -1,5 +1,7 @@
 //! `cairn check`: the configuration loads, the repository opens, the stanza matches the
-//! running cluster, archiving is configured, and a real WAL switch arrives in the archive.
+//! running cluster, archiving is configured and not failing (`pg_stat_archiver`), a real
+//! WAL switch arrives in the archive, and the stanza meets the `[health]` thresholds
+//! (exit 17 naming what is stale when it does not).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use cairn_config::Config;
 use cairn_exit::{ErrorKind, Failure};
 use cairn_pgformat::SegmentName;
 
+use crate::health;
 use crate::pg;
 use crate::stanza::stanza_name;
 
@@ -16,6 +19,7 @@ pub async fn run(
     cfg: &Config,
     stanza: Option<&str>,
     timeout: Duration,
+    thresholds: cairn_status::Thresholds,
 ) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     let (_, st) = cfg.stanza(stanza)?;
@@ -47,6 +51,17 @@ pub async fn run(
         )
         .with_hint("set archive_command = 'cairn-archive-push %p' and reload PostgreSQL"));
     }
+    // Where the async workers wrote why they failed, before any failure is reported.
+    if let Some(w) = health::worker_log_warning(cfg) {
+        eprintln!("cairn: WARNING: {w}");
+    }
+    // Archiving that fails now is said at once, not after the wait below.
+    if let Some(f) = health::Archiver::read(&client).await?.failure() {
+        return Err(f);
+    }
+    // Health is judged on the state before this check's own WAL switch.
+    let status = cairn_status::stanza_status(&repo, &name).await?;
+    let verdict = status.health(&thresholds, cairn_status::UtcTime::now());
     let row = client
         .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
         .await
@@ -58,12 +73,28 @@ pub async fn run(
             format!("server returned an odd WAL file name '{segment}'"),
         )
     })?;
-    match cairn_backup::wait_for_wal(&repo, &name, cur.db_id, [wal], timeout).await {
+    let waited = tokio::select! {
+        w = cairn_backup::wait_for_wal(&repo, &name, cur.db_id, [wal], timeout) => w,
+        f = health::watch_archiver(&client) => return Err(f),
+    };
+    match waited {
         Ok(()) => {
             println!(
-                "check passed: stanza '{name}', repository {}, WAL segment {segment} archived",
+                "WAL segment {segment} archived: stanza '{name}', repository {}",
                 repo.backend().location()
             );
+            if let Some(f) = health::unhealthy(&status, &verdict) {
+                return Err(f);
+            }
+            let newest = match &status.backups.newest {
+                Some(b) => format!(
+                    "newest backup {} finished {} ago",
+                    b.label,
+                    cairn_status::human_age(b.finished.age_at(cairn_status::UtcTime::now()))
+                ),
+                None => "no backup yet".to_string(),
+            };
+            println!("check passed: stanza '{name}', {newest}");
             Ok(ExitCode::SUCCESS)
         }
         Err(BackupError::WalNotArchived { segment, waited }) => Err(Failure::new(

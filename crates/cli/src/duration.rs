@@ -11,6 +11,18 @@ use cairn_config::{DurationError, HumanDuration};
 /// worth waiting for, and keeps deadline arithmetic far from overflow.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// The longest health threshold (`--max-backup-age`): ten years.
+pub const MAX_THRESHOLD: Duration = Duration::from_secs(3650 * 24 * 3600);
+
+/// Parse a health threshold: a positive duration of at most [`MAX_THRESHOLD`].
+pub fn parse_threshold(text: &str) -> Result<Duration, String> {
+    let d = parse_bounded(text, MAX_THRESHOLD)?;
+    if d.is_zero() {
+        return Err("must be more than 0s".into());
+    }
+    Ok(d)
+}
+
 /// Parse a duration of at most [`MAX_TIMEOUT`] (clap value parser).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     parse_bounded(text, MAX_TIMEOUT)

@@ -22,6 +22,9 @@ struct InfoDoc {
     format: u32,
     repository: RepoDoc,
     stanzas: Vec<StanzaDoc>,
+    /// With `[archive] async`: the async workers logged errors in the last hour, and where.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worker_log_warning: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -166,6 +169,7 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
             encrypted: repo.keys().encrypts(),
         },
         stanzas: Vec::new(),
+        worker_log_warning: crate::health::worker_log_warning(cfg),
     };
     for n in names {
         let name =
@@ -346,6 +350,9 @@ fn print_text(doc: &InfoDoc) {
         "not encrypted"
     };
     println!("repository: {} ({enc})", doc.repository.location);
+    if let Some(w) = &doc.worker_log_warning {
+        println!("WARNING: {w}");
+    }
     for s in &doc.stanzas {
         println!();
         println!("stanza: {}", s.name);

@@ -7,7 +7,9 @@ mod check;
 mod drill;
 mod duration;
 mod expire;
+mod health;
 mod info;
+mod metrics;
 mod pg;
 mod progress;
 mod quantity;
@@ -36,9 +38,15 @@ fn main() -> ExitCode {
         } => Some((wal_name.clone(), *standby)),
         _ => None,
     };
-    cairn_startup::main_with(
-        "cairn",
-        cairn_startup::Runtime::MultiThread { workers: Some(2) },
+    let program = cairn_startup::Program {
+        log: cli.log.args(),
+        ..cairn_startup::Program::new(
+            "cairn",
+            cairn_startup::Runtime::MultiThread { workers: Some(2) },
+        )
+    };
+    cairn_startup::run(
+        program,
         || run(cli),
         |f| match get {
             Some((name, standby)) => {
@@ -80,13 +88,24 @@ fn usage_error(e: clap::Error) -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let cfg = cairn_startup::load_config(cli.config.as_deref())?;
     let stanza = cli.stanza.as_deref();
+    let progress = cli.progress;
     match cli.command {
         Command::StanzaCreate => stanza::create(&cfg, stanza).await,
         Command::StanzaUpgrade => stanza::upgrade(&cfg, stanza).await,
         Command::StanzaDelete { force } => stanza::delete(&cfg, stanza, force).await,
-        Command::Check { archive_timeout } => check::run(&cfg, stanza, archive_timeout).await,
+        Command::Check {
+            archive_timeout,
+            max_backup_age,
+            max_archive_lag,
+        } => {
+            let t = health::thresholds(&cfg, max_backup_age, max_archive_lag);
+            check::run(&cfg, stanza, archive_timeout, t).await
+        }
+        Command::Metrics { push } => metrics::run(&cfg, stanza, push.as_deref()).await,
         Command::ArchivePush { wal_path } => {
-            cairn_archive_push::push(&cfg, stanza, &wal_path).await?;
+            let started = std::time::Instant::now();
+            let outcome = cairn_archive_push::push(&cfg, stanza, &wal_path).await?;
+            cairn_archive_push::report::pushed(&wal_path, &outcome, started.elapsed());
             Ok(ExitCode::SUCCESS)
         }
         Command::ArchiveGet {
@@ -101,7 +120,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 cairn_archive_get::Mode::Recovery
             };
             let generation = db_id.map(cairn_repo::DbId);
-            match cairn_archive_get::get(&cfg, stanza, &wal_name, &dest, mode, generation).await? {
+            let started = std::time::Instant::now();
+            let got =
+                cairn_archive_get::get(&cfg, stanza, &wal_name, &dest, mode, generation).await?;
+            cairn_archive_get::report::served(&wal_name, &dest, got, started.elapsed());
+            match got {
                 cairn_archive_get::GetOutcome::Written => Ok(ExitCode::SUCCESS),
                 cairn_archive_get::GetOutcome::NotInArchive => {
                     Ok(ExitCode::from(ErrorKind::NotInArchive.code()))
@@ -111,7 +134,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Info { output } => info::run(&cfg, stanza, output).await,
         Command::Drill(args) => drill::run(&cfg, stanza, &args).await,
         Command::Rekey { new_pass_file } => rekey::run(&cfg, new_pass_file.as_deref()).await,
-        Command::Restore(args) => restore::run(&cfg, stanza, &args).await,
+        Command::Restore(args) => restore::run(&cfg, stanza, &args, progress).await,
         Command::Backup {
             backup_type,
             archive_timeout,
@@ -120,17 +143,24 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             annotations,
         } => {
             let extras = backup::Extras { pin, annotations };
-            backup::run(&cfg, stanza, backup_type, archive_timeout, spread, extras).await
+            backup::run(
+                &cfg,
+                stanza,
+                backup_type,
+                archive_timeout,
+                spread,
+                progress,
+                extras,
+            )
+            .await
         }
         Command::Pin { label } => expire::pin(&cfg, stanza, &label, true).await,
         Command::Unpin { label } => expire::pin(&cfg, stanza, &label, false).await,
         Command::Expire { dry_run, set } => {
             expire::run(&cfg, stanza, dry_run, set.as_deref()).await
         }
-        Command::Verify {
-            set,
-            output,
-            progress,
-        } => verify::run(&cfg, stanza, set.as_deref(), output, progress).await,
+        Command::Verify { set, output } => {
+            verify::run(&cfg, stanza, set.as_deref(), output, progress).await
+        }
     }
 }

@@ -1,104 +1,209 @@
-//! Backup progress: a one-line bar on a terminal (bytes, rate, ETA), plain log lines every
-//! ten seconds otherwise. It wraps the backup source, so the backup code stays quiet.
+//! Progress of long commands (backup, restore, verify, expire), one implementation for
+//! all: the library reports through counters it only adds to; this module reads them a
+//! few times a second and shows a bar (indicatif) when stderr is a terminal, or a plain
+//! line every ten seconds and a last one at the end when it is not (cron, systemd, CI).
+//! `--progress never`: nothing.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cairn_backup::{BackupError, BackupSource, SourceEvent};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub struct Progress<S> {
-    inner: S,
-    total: Option<u64>,
-    done: u64,
-    started: Instant,
-    last: Instant,
-    tty: bool,
-    label: String,
+use crate::args::ProgressMode;
+
+/// What a run has done so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// Bytes done.
+    pub done: u64,
+    /// Bytes expected in all, once known (an estimate).
+    pub total: Option<u64>,
+    /// What it is doing now (`packs`, `WAL`), if it has phases.
+    pub phase: Option<String>,
 }
 
-impl<S> Progress<S> {
-    /// `total`: the expected bytes (an estimate), for the ETA.
-    pub fn new(inner: S, total: Option<u64>, label: &str) -> Progress<S> {
-        let now = Instant::now();
-        Progress {
-            inner,
-            total,
-            done: 0,
-            started: now,
-            last: now,
-            tty: std::io::stderr().is_terminal(),
-            label: label.to_string(),
-        }
-    }
+/// How often a plain line is written when stderr is not a terminal.
+const PLAIN_EVERY: Duration = Duration::from_secs(10);
+const BAR_EVERY: Duration = Duration::from_millis(200);
 
-    fn line(&self) -> String {
-        let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        let rate = self.done as f64 / secs;
-        let mib = |b: f64| b / 1048576.0;
-        match self.total.filter(|t| *t > 0) {
-            Some(t) => {
-                let pct = (self.done as f64 / t as f64 * 100.0).min(100.0);
-                let eta = if rate > 0.0 {
-                    (t.saturating_sub(self.done)) as f64 / rate
-                } else {
-                    0.0
-                };
-                let width = 30;
-                let filled = (pct / 100.0 * width as f64) as usize;
-                format!(
-                    "backup {} [{}{}] {:5.1}% {:.0}/{:.0} MiB {:.1} MiB/s ETA {:.0}s",
-                    self.label,
-                    "#".repeat(filled),
-                    " ".repeat(width - filled),
-                    pct,
-                    mib(self.done as f64),
-                    mib(t as f64),
-                    mib(rate),
-                    eta
-                )
-            }
-            None => format!(
-                "backup {}: {:.0} MiB {:.1} MiB/s",
-                self.label,
-                mib(self.done as f64),
-                mib(rate)
-            ),
-        }
-    }
+/// A progress display, running until [`Display::finish`].
+pub struct Display {
+    task: Option<tokio::task::JoinHandle<()>>,
+    bar: Option<ProgressBar>,
+    /// Plain lines: what to say last, so even a short run leaves its total and rate.
+    last_line: Option<Box<dyn FnOnce() -> String + Send>>,
+}
 
-    fn report(&mut self, force: bool) {
-        let every = if self.tty {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_secs(10)
+impl std::fmt::Debug for Display {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Display")
+            .field("bar", &self.bar.is_some())
+            .field("plain", &self.last_line.is_some())
+            .finish()
+    }
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / 1_048_576.0
+}
+
+/// The plain line: `cairn: backup 2026...F: packs: 120.0 of ~800.0 MiB (15%), 40.0 MiB/s`.
+pub fn plain_line(what: &str, s: &Snapshot, elapsed: Duration) -> String {
+    let rate = mib(s.done) / elapsed.as_secs_f64().max(0.001);
+    let phase = s
+        .phase
+        .as_deref()
+        .map(|p| format!("{p}: "))
+        .unwrap_or_default();
+    match s.total.filter(|t| *t > 0) {
+        Some(t) => format!(
+            "cairn: {what}: {phase}{:.1} of ~{:.1} MiB ({:.0}%), {rate:.1} MiB/s",
+            mib(s.done),
+            mib(t),
+            (s.done as f64 * 100.0 / t as f64).min(100.0)
+        ),
+        None => format!(
+            "cairn: {what}: {phase}{:.1} MiB, {rate:.1} MiB/s",
+            mib(s.done)
+        ),
+    }
+}
+
+/// Start showing the progress of `what`, reading it with `poll`.
+pub fn start(
+    mode: ProgressMode,
+    what: &str,
+    poll: impl Fn() -> Snapshot + Send + Sync + 'static,
+) -> Display {
+    if mode == ProgressMode::Never {
+        return Display {
+            task: None,
+            bar: None,
+            last_line: None,
         };
-        if !force && self.last.elapsed() < every {
-            return;
-        }
-        self.last = Instant::now();
-        let mut err = std::io::stderr().lock();
-        if self.tty {
-            let _ = write!(err, "\r\x1b[2K{}", self.line());
-            if force {
-                let _ = writeln!(err);
+    }
+    let what = what.to_string();
+    if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} {msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+            )
+            .expect("a valid template")
+            .progress_chars("#>-"),
+        );
+        bar.set_prefix(what);
+        let shown = bar.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(BAR_EVERY);
+            loop {
+                tick.tick().await;
+                let s = poll();
+                if let Some(t) = s.total {
+                    shown.set_length(t.max(s.done));
+                }
+                shown.set_position(s.done);
+                shown.set_message(s.phase.unwrap_or_default());
             }
-        } else {
-            let _ = writeln!(err, "cairn: {}", self.line());
+        });
+        return Display {
+            task: Some(task),
+            bar: Some(bar),
+            last_line: None,
+        };
+    }
+    let poll = Arc::new(poll);
+    let started = Instant::now();
+    let (periodic, label) = (poll.clone(), what.clone());
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PLAIN_EVERY);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            eprintln!("{}", plain_line(&label, &periodic(), started.elapsed()));
+        }
+    });
+    Display {
+        task: Some(task),
+        bar: None,
+        last_line: Some(Box::new(move || {
+            plain_line(&what, &poll(), started.elapsed())
+        })),
+    }
+}
+
+impl Display {
+    /// Stop and clear the display; plain lines end with the totals when the run `succeeded`
+    /// (a failure's own line says enough).
+    pub async fn finish(self, succeeded: bool) {
+        if let Some(t) = self.task {
+            t.abort();
+            let _ = t.await;
+        }
+        if let Some(b) = self.bar {
+            b.finish_and_clear();
+        }
+        if let Some(line) = self.last_line.filter(|_| succeeded) {
+            eprintln!("{}", line());
         }
     }
 }
 
-impl<S: BackupSource + Send> BackupSource for Progress<S> {
+/// A backup source that counts the bytes passing through it, for [`start`].
+pub struct Counted<S> {
+    inner: S,
+    done: Arc<AtomicU64>,
+}
+
+impl<S> Counted<S> {
+    pub fn new(inner: S) -> Counted<S> {
+        Counted {
+            inner,
+            done: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The counter, to read from elsewhere.
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.done.clone()
+    }
+}
+
+impl<S: BackupSource + Send> BackupSource for Counted<S> {
     async fn next_event(&mut self) -> Result<Option<SourceEvent>, BackupError> {
         let ev = self.inner.next_event().await;
-        match &ev {
-            Ok(Some(SourceEvent::Data(d))) => {
-                self.done += d.len() as u64;
-                self.report(false);
-            }
-            Ok(None) | Err(_) => self.report(true),
-            _ => {}
+        if let Ok(Some(SourceEvent::Data(d))) = &ev {
+            self.done.fetch_add(d.len() as u64, Ordering::Relaxed);
         }
         ev
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_lines_say_how_far_and_how_fast() {
+        let s = Snapshot {
+            done: 100 << 20,
+            total: Some(400 << 20),
+            phase: Some("packs".into()),
+        };
+        assert_eq!(
+            plain_line("verify main", &s, Duration::from_secs(10)),
+            "cairn: verify main: packs: 100.0 of ~400.0 MiB (25%), 10.0 MiB/s"
+        );
+        let s = Snapshot {
+            done: 3 << 20,
+            ..Default::default()
+        };
+        assert_eq!(
+            plain_line("backup X", &s, Duration::from_secs(1)),
+            "cairn: backup X: 3.0 MiB, 3.0 MiB/s"
+        );
     }
 }

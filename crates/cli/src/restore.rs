@@ -13,7 +13,8 @@ use cairn_repo::BackupLabel;
 use cairn_restore::{ArchiveMode, RecoverySettings, RestoreCommand, RestoreOptions, RestoreSource};
 use cairn_target::{RecoveryTarget, RestorePointName, TargetAction, TargetTime, TimelineTarget};
 
-use crate::args::{ActionArg, ArchiveModeArg, RestoreArgs, TargetArg};
+use crate::args::{ActionArg, ArchiveModeArg, ProgressMode, RestoreArgs, TargetArg};
+use crate::progress::{self, Snapshot};
 use crate::restore_output;
 use crate::stanza::stanza_name;
 
@@ -100,6 +101,7 @@ pub async fn run(
     cfg: &Config,
     stanza: Option<&str>,
     args: &RestoreArgs,
+    progress: ProgressMode,
 ) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     let target = target(args)?;
@@ -168,7 +170,18 @@ pub async fn run(
         restore_output::print_plan(&plan, &opts.recovery, args);
         return Ok(ExitCode::SUCCESS);
     }
-    let report = cairn_restore::restore_backup(&repo, &name, chosen, &opts).await?;
+    let total: u64 = chosen.files.iter().map(|f| f.size).sum();
+    let counters = opts.progress.clone();
+    let display = progress::start(progress, &format!("restore {}", chosen.label), move || {
+        Snapshot {
+            done: counters.bytes(),
+            total: Some(total),
+            phase: None,
+        }
+    });
+    let report = cairn_restore::restore_backup(&repo, &name, chosen, &opts).await;
+    display.finish(report.is_ok()).await;
+    let report = report?;
     restore_output::print_report(&plan, &opts.recovery, &report);
     Ok(ExitCode::SUCCESS)
 }

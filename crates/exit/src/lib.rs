@@ -58,6 +58,13 @@ pub enum ErrorKind {
     /// backup's start to its stop) did not reach the repository in time: `archive_command`
     /// is failing or slow. Retryable once archiving catches up.
     ArchiveTimeout = 16,
+    /// `cairn check`: a `[health]` threshold is exceeded (the newest backup is older than
+    /// `max-backup-age`, or the last archived segment older than `max-archive-lag`). The
+    /// message says what is stale. Everything else checked is in order.
+    Unhealthy = 17,
+    /// `cairn metrics --push`: the Pushgateway could not be reached or refused the
+    /// metrics. Retryable.
+    PushFailed = 18,
     /// `cairn drill`: the restored copy did not pass: recovery stopped short of its target
     /// or went past it, the server stopped on its own, or a query returned no row.
     DrillFailed = 19,
@@ -97,6 +104,8 @@ impl ErrorKind {
             ErrorKind::LocalIo => "local-io",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::ArchiveTimeout => "archive-timeout",
+            ErrorKind::Unhealthy => "unhealthy",
+            ErrorKind::PushFailed => "push-failed",
             ErrorKind::DrillFailed => "drill-failed",
             ErrorKind::Internal => "internal",
             ErrorKind::Undeliverable => "undeliverable",
@@ -111,11 +120,12 @@ impl ErrorKind {
                 | ErrorKind::Postgres
                 | ErrorKind::Locked
                 | ErrorKind::ArchiveTimeout
+                | ErrorKind::PushFailed
         )
     }
 
     /// Every kind, for documentation and tests.
-    pub const ALL: [ErrorKind; 19] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::NotInArchive,
         ErrorKind::Usage,
         ErrorKind::Config,
@@ -132,6 +142,8 @@ impl ErrorKind {
         ErrorKind::LocalIo,
         ErrorKind::Unsupported,
         ErrorKind::ArchiveTimeout,
+        ErrorKind::Unhealthy,
+        ErrorKind::PushFailed,
         ErrorKind::DrillFailed,
         ErrorKind::Internal,
         ErrorKind::Undeliverable,

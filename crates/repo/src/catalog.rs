@@ -365,23 +365,6 @@ impl Repository {
         Ok(WalCatalog::from_state(folded.state, folded.warnings))
     }
 
-    /// Announce an archived file in the `wal` journal (after the file is durable).
-    pub(crate) async fn announce_wal(
-        &self,
-        stanza: &StanzaName,
-        entry: WalEntry,
-    ) -> Result<(), RepoError> {
-        let tag = entry.name.clone();
-        self.journal_append(
-            stanza,
-            JournalName::Wal,
-            &tag,
-            &WalEvent::Archived { entry },
-        )
-        .await?;
-        Ok(())
-    }
-
     /// Record removals in the `wal` journal (before the files are deleted).
     pub async fn record_wal_event(
         &self,

@@ -30,6 +30,9 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use bytes::Bytes;
+
+use crate::backend::Staged;
 use crate::check::Damage;
 use crate::error::{BackendError, RepoError};
 use crate::layout::{self, Identity, ObjectKey, StanzaName};
@@ -42,6 +45,18 @@ pub const MARGIN: Duration = Duration::from_secs(3600);
 const SNAPSHOT_EVERY: usize = 64;
 /// Snapshots kept before the newest (fallbacks for a damaged one).
 const SNAPSHOTS_KEPT: u64 = 3;
+
+/// A journal entry staged by [`Repository::journal_stage`], not yet visible.
+#[derive(Debug)]
+pub struct StagedEntry {
+    staged: Staged,
+    key: ObjectKey,
+    started: time::OffsetDateTime,
+    stanza: StanzaName,
+    journal: JournalName,
+    tag: String,
+    json: Bytes,
+}
 
 /// A state folded from journal entries.
 pub trait Fold: Default + Serialize + DeserializeOwned + Send {
@@ -161,18 +176,69 @@ impl Repository {
         tag: &str,
         entry: &E,
     ) -> Result<ObjectKey, RepoError> {
+        let staged = self.journal_stage(stanza, journal, tag, entry).await?;
+        self.journal_commit(staged).await
+    }
+
+    /// The first half of [`Repository::journal_append`]: the entry is encoded and, on a
+    /// local repository, written and synced beside its key, but no reader sees it until
+    /// [`Repository::journal_commit`]. A caller whose entry must not be seen before
+    /// something else is stored stages it while storing that, and commits it after.
+    pub async fn journal_stage<E: Serialize>(
+        &self,
+        stanza: &StanzaName,
+        journal: JournalName,
+        tag: &str,
+        entry: &E,
+    ) -> Result<StagedEntry, RepoError> {
+        let json = serde_json::to_vec(entry).map_err(|e| RepoError::Encode {
+            message: e.to_string(),
+        })?;
+        self.stage_json(stanza, journal, tag, Bytes::from(json))
+            .await
+    }
+
+    async fn stage_json(
+        &self,
+        stanza: &StanzaName,
+        journal: JournalName,
+        tag: &str,
+        json: Bytes,
+    ) -> Result<StagedEntry, RepoError> {
+        let started = self.now();
+        let key = layout::journal_log(
+            stanza,
+            journal.as_str(),
+            &format!("{}-{:08x}-{tag}", stamp(started), rand::random::<u32>()),
+        );
+        let encoded = self
+            .encode_as(journal.entry_kind(), Identity::of(&key), json.clone())
+            .await?;
+        let staged = self.stage_encoded(&key, &encoded).await?;
+        Ok(StagedEntry {
+            staged,
+            key,
+            started,
+            stanza: stanza.clone(),
+            journal,
+            tag: tag.to_string(),
+            json,
+        })
+    }
+
+    /// Make a staged entry visible (and durable). Returns its log key; an entry whose write
+    /// took longer than half of [`MARGIN`] is written again under a fresh key.
+    pub async fn journal_commit(&self, entry: StagedEntry) -> Result<ObjectKey, RepoError> {
+        let mut entry = entry;
         loop {
-            let started = self.now();
-            let key = layout::journal_log(
-                stanza,
-                journal.as_str(),
-                &format!("{}-{:08x}-{tag}", stamp(started), rand::random::<u32>()),
-            );
-            self.put_json(&key, journal.entry_kind(), entry).await?;
-            let took = self.now() - started;
+            self.backend().commit(entry.staged).await?;
+            let took = self.now() - entry.started;
             if took < MARGIN / 2 {
-                return Ok(key);
+                return Ok(entry.key);
             }
+            entry = self
+                .stage_json(&entry.stanza, entry.journal, &entry.tag, entry.json)
+                .await?;
         }
     }
 

@@ -117,6 +117,11 @@ impl KeySet {
         blake3::Hasher::new_keyed(&self.id_key)
     }
 
+    /// The key content ids are hashed with (for joining pieces: [`crate::content_tree`]).
+    pub(crate) fn content_key(&self) -> &[u8; 32] {
+        &self.id_key
+    }
+
     /// The content id, hashed on the calling thread only (when other threads are busy).
     pub fn content_id_single(&self, data: &[u8]) -> ContentId {
         ContentId(*blake3::keyed_hash(&self.id_key, data).as_bytes())

@@ -28,6 +28,7 @@ mod backups;
 pub mod catalog;
 pub mod check;
 mod chunk_snapshot;
+mod content_tree;
 mod error;
 pub mod gc;
 pub mod journal;
@@ -60,7 +61,7 @@ pub use manifest::{
     BackupLabel, BackupListing, BackupManifest, BackupType, ChunkRef, DamagedBackup, FileKind,
     IncrementalMode, ManifestFile, TablespaceEntry,
 };
-pub use object::ObjectKind;
+pub use object::{ObjectKind, PlaintextSink, StreamError};
 pub use pack::{
     ChunkCodec, ChunkIndex, ChunkLocation, IndexedChunk, PackId, PackIndexCheck, PackInventory,
     PackWriter,
@@ -68,4 +69,4 @@ pub use pack::{
 pub use record::{Record, RecordKind};
 pub use repository::{Encoded, OpenOptions, Rekeyed, Repository};
 pub use stanza::{DbGeneration, StanzaCreated, StanzaInfo};
-pub use wal::{PushOutcome, WalDetail, WalEntry};
+pub use wal::{DeliverError, PushOutcome, WalDetail, WalEntry};

@@ -26,9 +26,16 @@
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{AeadInOut, Nonce, Tag};
 
+use blake3::hazmat::{ChainingValue, HasherExt};
+
+use crate::content_tree::{self, PieceTree};
 use crate::error::ObjectError;
 use crate::keys::{ContentId, KeySet};
 use crate::layout::Identity;
+
+mod stream;
+
+pub use stream::{PlaintextSink, StreamError, decode_into};
 
 pub const HEADER_LEN: usize = 128;
 /// Bytes covered by the header check.
@@ -270,36 +277,50 @@ fn compress_piece(piece: &[u8], level: i32) -> Result<Vec<u8>, String> {
 }
 
 /// Compress `plaintext` while computing its content id. Large inputs are cut into pieces
-/// compressed on all cores while the calling thread hashes, so a 16 MiB WAL segment keeps
-/// both cores busy from start to end.
+/// that are subtrees of the content id's hash tree ([`content_tree`]), each compressed and
+/// hashed on its own thread, so a 16 MiB WAL segment keeps every core busy from start to end.
 fn compress_and_hash(
     keys: &KeySet,
     plaintext: &[u8],
     level: i32,
 ) -> Result<(Vec<u8>, ContentId), String> {
-    if plaintext.len() < 2 * PARALLEL_PIECE {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let piece_len = content_tree::piece_len(plaintext.len(), threads, PARALLEL_PIECE);
+    let lens: Vec<u64> = plaintext
+        .chunks(piece_len.max(1))
+        .map(|p| p.len() as u64)
+        .collect();
+    let Some(tree) = PieceTree::new(&lens) else {
         return Ok((
             compress_piece(plaintext, level)?,
             keys.content_id(plaintext),
         ));
-    }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pieces = threads.min(plaintext.len() / PARALLEL_PIECE).max(1);
-    let piece_len = plaintext.len().div_ceil(pieces);
+    };
+    let work = |i: usize, piece: &[u8]| -> Result<(Vec<u8>, ChainingValue), String> {
+        let mut hasher = tree.hasher(keys, i);
+        hasher.update(piece);
+        Ok((compress_piece(piece, level)?, hasher.finalize_non_root()))
+    };
     std::thread::scope(|scope| {
-        let workers: Vec<_> = plaintext
-            .chunks(piece_len)
-            .map(|piece| scope.spawn(move || compress_piece(piece, level)))
+        let mut pieces = plaintext.chunks(piece_len);
+        let first = pieces.next().expect("two pieces or more");
+        let workers: Vec<_> = pieces
+            .enumerate()
+            .map(|(i, piece)| scope.spawn(move || work(i + 1, piece)))
             .collect();
-        let id = keys.content_id_single(plaintext);
-        let mut out = Vec::with_capacity(plaintext.len() / 3);
+        let mut done = vec![work(0, first)?];
         for w in workers {
-            out.extend_from_slice(
-                &w.join()
+            done.push(
+                w.join()
                     .map_err(|_| "compression thread panicked".to_string())??,
             );
         }
-        Ok((out, id))
+        let values: Vec<ChainingValue> = done.iter().map(|(_, v)| *v).collect();
+        let mut out = Vec::with_capacity(done.iter().map(|(c, _)| c.len()).sum());
+        for (compressed, _) in &done {
+            out.extend_from_slice(compressed);
+        }
+        Ok((out, tree.join(keys, &values)))
     })
 }
 
@@ -454,25 +475,17 @@ fn seal(
     Ok(out)
 }
 
-/// Decode an object, checking kind, identity, framing, authentication, length and
-/// content id.
-pub fn decode(
-    keys: &KeySet,
-    expected: ObjectKind,
-    identity: &Identity,
-    bytes: &[u8],
-) -> Result<Vec<u8>, ObjectError> {
-    decode_with_id(keys, expected, identity, bytes).map(|(plain, _)| plain)
-}
+/// No object cairn writes comes near this; a damaged length must not allocate the world.
+const MAX_PLAINTEXT: u64 = 2 << 30;
 
-/// [`decode`], also returning the content id it checked (so a caller that needs it does
-/// not hash the plaintext again).
-pub fn decode_with_id(
+/// Parse `bytes`' header and check everything that does not need the body: kind, key,
+/// binding to `identity`, and the total length the header promises.
+fn checked_header(
     keys: &KeySet,
     expected: ObjectKind,
     identity: &Identity,
     bytes: &[u8],
-) -> Result<(Vec<u8>, ContentId), ObjectError> {
+) -> Result<ObjectHeader, ObjectError> {
     let header = ObjectHeader::parse(bytes)?;
     if header.kind != expected {
         return Err(ObjectError::WrongKind {
@@ -492,6 +505,34 @@ pub fn decode_with_id(
     if have > want {
         return Err(ObjectError::Trailing { extra: have - want });
     }
+    if header.plaintext_len > MAX_PLAINTEXT {
+        return Err(ObjectError::Header {
+            message: "plaintext length too large".into(),
+        });
+    }
+    Ok(header)
+}
+
+/// Decode an object, checking kind, identity, framing, authentication, length and
+/// content id.
+pub fn decode(
+    keys: &KeySet,
+    expected: ObjectKind,
+    identity: &Identity,
+    bytes: &[u8],
+) -> Result<Vec<u8>, ObjectError> {
+    decode_with_id(keys, expected, identity, bytes).map(|(plain, _)| plain)
+}
+
+/// [`decode`], also returning the content id it checked (so a caller that needs it does
+/// not hash the plaintext again).
+pub fn decode_with_id(
+    keys: &KeySet,
+    expected: ObjectKind,
+    identity: &Identity,
+    bytes: &[u8],
+) -> Result<(Vec<u8>, ContentId), ObjectError> {
+    let header = checked_header(keys, expected, identity, bytes)?;
     let hbytes: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().expect("length checked");
     let body = &bytes[HEADER_LEN..];
     let payload: std::borrow::Cow<'_, [u8]> = if header.encrypted {
@@ -521,13 +562,6 @@ pub fn decode_with_id(
     } else {
         body.into()
     };
-    // No object cairn writes comes near this; a damaged length must not allocate the world.
-    const MAX_PLAINTEXT: u64 = 2 << 30;
-    if header.plaintext_len > MAX_PLAINTEXT {
-        return Err(ObjectError::Header {
-            message: "plaintext length too large".into(),
-        });
-    }
     let cap = header.plaintext_len as usize;
     let (plaintext, id) = match header.compression {
         Compression::None => {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{Backend, PutOutcome, StoreBackend};
+use crate::backend::{Backend, PutOutcome, Staged, StoreBackend};
 use crate::error::RepoError;
 use crate::keyring::{self, KeyFileBody, REPO_FORMAT};
 use crate::keys::{ContentId, KdfParams, KekCache, KeySet, KeyStorage};
@@ -320,6 +320,25 @@ impl Repository {
         key: &ObjectKey,
         encoded: &Encoded,
     ) -> Result<PutOutcome, RepoError> {
+        self.check_identity(key, encoded)?;
+        Ok(self
+            .backend
+            .put_if_absent(key, encoded.bytes.clone())
+            .await?)
+    }
+
+    /// Stage an encoded object for `key` ([`Backend::stage`]); commit it with
+    /// [`Backend::commit`]. The key must be the one the object was encoded for.
+    pub async fn stage_encoded(
+        &self,
+        key: &ObjectKey,
+        encoded: &Encoded,
+    ) -> Result<Staged, RepoError> {
+        self.check_identity(key, encoded)?;
+        Ok(self.backend.stage(key, encoded.bytes.clone()).await?)
+    }
+
+    fn check_identity(&self, key: &ObjectKey, encoded: &Encoded) -> Result<(), RepoError> {
         if encoded.identity != Identity::of(key) {
             return Err(RepoError::Encode {
                 message: format!(
@@ -328,10 +347,7 @@ impl Repository {
                 ),
             });
         }
-        Ok(self
-            .backend
-            .put_if_absent(key, encoded.bytes.clone())
-            .await?)
+        Ok(())
     }
 
     /// Encode and store `plaintext` under `key` unless the key exists.

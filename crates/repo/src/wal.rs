@@ -7,10 +7,12 @@ use cairn_pgformat::summary::SegmentSummary;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::PutOutcome;
+use crate::catalog::WalEvent;
 use crate::error::RepoError;
+use crate::journal::JournalName;
 use crate::keys::ContentId;
 use crate::layout::{self, DbId, Identity, ObjectKey, StanzaName};
-use crate::object::ObjectKind;
+use crate::object::{self, ObjectKind, PlaintextSink, StreamError};
 use crate::repository::{Encoded, Repository};
 use crate::stanza::StanzaInfo;
 
@@ -42,6 +44,31 @@ pub enum WalDetail {
     History { text: String },
     /// A backup history file, kept verbatim.
     BackupHistory { text: String },
+}
+
+/// Why [`Repository::get_wal_into`] failed: the repository, or writing the file.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("{0}")]
+    Sink(#[source] std::io::Error),
+}
+
+impl cairn_exit::Classify for DeliverError {
+    fn kind(&self) -> cairn_exit::ErrorKind {
+        match self {
+            DeliverError::Repo(e) => e.kind(),
+            DeliverError::Sink(_) => cairn_exit::ErrorKind::LocalIo,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            DeliverError::Repo(e) => e.hint(),
+            DeliverError::Sink(_) => None,
+        }
+    }
 }
 
 /// What a push did.
@@ -87,7 +114,27 @@ impl Repository {
     ) -> Result<PushOutcome, RepoError> {
         let key = layout::wal_file(stanza, db_id, name);
         let content_id = encoded.content_id;
-        let result = match self.put_encoded(&key, encoded).await? {
+        let entry = WalEntry {
+            name: name.to_string(),
+            db_id,
+            content_id,
+            size: encoded.plaintext_len,
+            archived_at: self
+                .now()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            detail,
+        };
+        // The file and its catalog entry are written and synced side by side; the entry
+        // becomes visible only once the file is stored: the catalog must never list a file
+        // that is not.
+        let tag = entry.name.clone();
+        let event = WalEvent::Archived { entry };
+        let (file, announced) = tokio::try_join!(
+            self.stage_encoded(&key, encoded),
+            self.journal_stage(stanza, JournalName::Wal, &tag, &event),
+        )?;
+        let result = match self.backend().commit(file).await? {
             PutOutcome::Created => PushOutcome::Stored,
             PutOutcome::Exists => match self.get_with_id(&key, ObjectKind::WalFile).await {
                 Ok(Some((_, stored))) if stored == content_id => PushOutcome::AlreadyStored,
@@ -107,19 +154,7 @@ impl Repository {
                 Err(e) => return Err(e),
             },
         };
-        // The summary comes second: the catalog must never list a file that is not stored.
-        let entry = WalEntry {
-            name: name.to_string(),
-            db_id,
-            content_id,
-            size: encoded.plaintext_len,
-            archived_at: self
-                .now()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-            detail,
-        };
-        self.announce_wal(stanza, entry).await?;
+        self.journal_commit(announced).await?;
         Ok(result)
     }
 
@@ -174,19 +209,85 @@ impl Repository {
     }
 
     /// [`Repository::get_wal`] with the file's content id (checked while decoding). A good
-    /// copy left beside a damaged one by a killed repair is served when the main key has
-    /// nothing.
+    /// copy left beside a damaged or missing one by a killed repair is served in its place.
     pub async fn get_wal_with_id(
         &self,
         info: &StanzaInfo,
         name: &WalFileName,
     ) -> Result<Option<(Vec<u8>, ContentId)>, RepoError> {
+        let mut damage = None;
         for generation in info.newest_first() {
             let key = layout::wal_file(&info.name, generation.db_id, name);
-            if let Some(got) = self.get_with_id(&key, ObjectKind::WalFile).await? {
-                return Ok(Some(got));
+            match self.get_with_id(&key, ObjectKind::WalFile).await {
+                Ok(Some(got)) => return Ok(Some(got)),
+                Ok(None) => continue,
+                Err(e @ RepoError::Object { .. }) => {
+                    damage = Some(e);
+                    break;
+                }
+                Err(e) => return Err(e),
             }
         }
+        if let Some(got) = self.wal_repair_copy(info, name).await? {
+            return Ok(Some(got));
+        }
+        damage.map_or(Ok(None), Err)
+    }
+
+    /// Fetch an archived file and decode it straight into `sink` (see
+    /// [`crate::object::decode_into`]): no buffer of the file's size. `None` when no
+    /// generation has it. As [`Repository::get_wal_with_id`], a good repair copy stands in
+    /// for a damaged or missing main copy (the sink is reset first). The sink holds a good
+    /// file only when this returns `Ok(Some(_))`.
+    pub async fn get_wal_into<S: PlaintextSink + ?Sized>(
+        &self,
+        info: &StanzaInfo,
+        name: &WalFileName,
+        sink: &S,
+    ) -> Result<Option<(u64, ContentId)>, DeliverError> {
+        let mut damage = None;
+        for generation in info.newest_first() {
+            let key = layout::wal_file(&info.name, generation.db_id, name);
+            let Some(bytes) = self.backend().get(&key).await.map_err(RepoError::from)? else {
+                continue;
+            };
+            let identity = Identity::of(&key);
+            match object::decode_into(
+                self.keys(),
+                ObjectKind::WalFile,
+                &identity,
+                Vec::from(bytes),
+                sink,
+            ) {
+                Ok(got) => return Ok(Some(got)),
+                Err(StreamError::Sink(e)) => return Err(DeliverError::Sink(e)),
+                Err(StreamError::Object(e)) => {
+                    damage = Some(RepoError::object(&key, e));
+                    break;
+                }
+            }
+        }
+        if let Some((bytes, id)) = self.wal_repair_copy(info, name).await? {
+            let write = || {
+                sink.reset()?;
+                sink.write_at(0, &bytes)
+            };
+            write().map_err(DeliverError::Sink)?;
+            return Ok(Some((bytes.len() as u64, id)));
+        }
+        match damage {
+            Some(e) => Err(e.into()),
+            None => Ok(None),
+        }
+    }
+
+    /// A good copy of `name` under `wal-repair/`, left by a repair killed before it
+    /// replaced the main copy.
+    async fn wal_repair_copy(
+        &self,
+        info: &StanzaInfo,
+        name: &WalFileName,
+    ) -> Result<Option<(Vec<u8>, ContentId)>, RepoError> {
         for generation in info.newest_first() {
             let prefix = layout::wal_repair_prefix(&info.name, generation.db_id);
             let want = format!("{prefix}{name}.");

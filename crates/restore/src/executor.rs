@@ -137,6 +137,7 @@ async fn write(
         bytes += w.written;
         kept += w.kept;
         chunks += w.chunks_read;
+        opts.progress.file_done(w.written + w.kept);
     }
     drop(restored);
 

@@ -74,7 +74,7 @@ pub use error::{PathProblem, RestoreError, TablespaceProblem};
 pub use executor::{check_restore, restore_backup};
 pub use file::READ_AHEAD;
 pub use layout::{INCOMPLETE_MARKER, NOT_RESTORED, check_manifest_paths};
-pub use options::RestoreOptions;
+pub use options::{RestoreOptions, RestoreProgress};
 pub use recovery::{MARKER as AUTO_CONF_MARKER, RecoverySettings, quote as quote_setting};
 pub use report::RestoreReport;
 pub use restore_command::{RestoreCommand, sh_quote};

@@ -1,5 +1,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::recovery::RecoverySettings;
 
@@ -23,6 +25,30 @@ pub struct RestoreOptions {
     /// Files restored at the same time (0 counts as 1). Each has a few chunks in flight, so
     /// memory stays near `concurrency * (READ_AHEAD + 1) * chunk size`.
     pub concurrency: usize,
+    /// Counters a progress display may read while the restore runs.
+    pub progress: Arc<RestoreProgress>,
+}
+
+/// How far a restore has got: files finished and their bytes (written or found unchanged).
+#[derive(Debug, Default)]
+pub struct RestoreProgress {
+    files: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl RestoreProgress {
+    pub(crate) fn file_done(&self, bytes: u64) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn files(&self) -> u64 {
+        self.files.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
 }
 
 impl RestoreOptions {
@@ -37,6 +63,7 @@ impl RestoreOptions {
             concurrency: std::thread::available_parallelism()
                 .map(|n| n.get() * 2)
                 .unwrap_or(4),
+            progress: Arc::default(),
         }
     }
 }

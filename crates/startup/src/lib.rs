@@ -4,10 +4,13 @@
 //! Each binary parses its arguments and hands the rest to [`main`], which
 //!
 //! 1. builds the tokio runtime the binary asks for ([`Runtime`]),
-//! 2. (logging is initialised here, next to the runtime, once it exists),
-//! 3. runs the binary's body, which loads the configuration with [`load_config`] and
-//!    opens the repository with [`open_repo`] / [`open_or_create_repo`],
-//! 4. and turns a [`Failure`] into its one-line message, `HINT:` and exit code.
+//! 2. sets up logging ([`logging`]: `tracing` to standard error at the command line's
+//!    level, [`LogArgs`]),
+//! 3. runs the binary's body, which loads the configuration with [`load_config`] (which
+//!    applies `[log]` and prints the configuration's warnings once) and opens the
+//!    repository with [`open_repo`] / [`open_or_create_repo`],
+//! 4. and turns a [`Failure`] into its one-line message, `HINT:` and exit code (and logs
+//!    it too when the log goes to a file, as a detached worker's does).
 //!
 //! It is also the only place that maps the configuration onto the repository:
 //! [`backend_for`] builds the storage `[repo]` names (local directory, S3, GCS, Azure, with
@@ -28,6 +31,7 @@
 //! }
 //! ```
 
+pub mod logging;
 mod store;
 
 use std::future::Future;
@@ -38,6 +42,9 @@ use cairn_config::{Config, ConfigError, Env};
 use cairn_exit::{Classify, ErrorKind, Failure};
 use cairn_repo::{KdfParams, OpenOptions, RepoError, Repository};
 
+pub use logging::{
+    LevelArg, LogArgs, LogFlags, LogRole, RecentErrors, recent_errors, worker_log_path,
+};
 pub use store::{AZURITE_ACCOUNT, AZURITE_KEY, StoreError, backend_for, retry_config};
 
 /// The tokio runtime a binary runs on.
@@ -66,6 +73,30 @@ impl Runtime {
     }
 }
 
+/// A binary, as [`run`] starts it.
+#[derive(Debug, Clone, Copy)]
+pub struct Program<'a> {
+    /// Its name, as messages start (`cairn-archive-push`).
+    pub name: &'a str,
+    pub runtime: Runtime,
+    /// `--log-level`, `-v`, `-q`.
+    pub log: LogArgs,
+    /// A detached worker logs to the spool's log file by default.
+    pub role: LogRole,
+}
+
+impl<'a> Program<'a> {
+    /// A command with default logging.
+    pub fn new(name: &'a str, runtime: Runtime) -> Program<'a> {
+        Program {
+            name,
+            runtime,
+            log: LogArgs::default(),
+            role: LogRole::Command,
+        }
+    }
+}
+
 /// Run a binary's `body` on `runtime` and return its exit code. A failure prints
 /// `PROGRAM: ERROR: reason` and `HINT: ...` and exits with its kind's code.
 pub fn main<F, Fut>(program: &str, runtime: Runtime, body: F) -> ExitCode
@@ -73,7 +104,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<ExitCode, Failure>>,
 {
-    main_with(program, runtime, body, |f| f)
+    run(Program::new(program, runtime), body, |f| f)
 }
 
 /// [`main`], with `map_failure` applied to a failure before it is printed: `archive-get` in
@@ -88,24 +119,51 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<ExitCode, Failure>>,
 {
-    let runtime = match runtime.build() {
+    run(Program::new(program, runtime), body, map_failure)
+}
+
+/// The one startup path: runtime, logging, body, failure to exit code.
+pub fn run<F, Fut>(
+    program: Program<'_>,
+    body: F,
+    map_failure: impl FnOnce(Failure) -> Failure,
+) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<ExitCode, Failure>>,
+{
+    logging::init(program.name, program.log, program.role);
+    let runtime = match program.runtime.build() {
         Ok(r) => r,
         Err(e) => {
             let f = Failure::new(ErrorKind::Internal, format!("cannot start runtime: {e}"));
-            return map_failure(f).exit(program);
+            return fail(program.name, map_failure(f));
         }
     };
-    // Logging setup belongs here: after the runtime, before the body can report anything.
     match runtime.block_on(body()) {
         Ok(code) => code,
-        Err(f) => map_failure(f).exit(program),
+        Err(f) => fail(program.name, map_failure(f)),
     }
 }
 
+fn fail(program: &str, f: Failure) -> ExitCode {
+    // A worker's standard error goes nowhere: its log file is where the failure is seen.
+    if logging::logs_to_file() {
+        match &f.hint {
+            Some(h) => tracing::error!(kind = f.kind.name(), hint = %h, "{}", f.message),
+            None => tracing::error!(kind = f.kind.name(), "{}", f.message),
+        }
+    }
+    f.exit(program)
+}
+
 /// Load the configuration: `explicit` (`--config`), else `CAIRN_CONFIG`, else
-/// `/etc/cairn/cairn.toml`, with the process's `CAIRN_*` overrides.
+/// `/etc/cairn/cairn.toml`, with the process's `CAIRN_*` overrides. Applies `[log]` to
+/// the process's logging and logs the configuration's warnings (once per process).
 pub fn load_config(explicit: Option<&Path>) -> Result<Config, ConfigError> {
-    Config::load(explicit, &Env::from_process())
+    let cfg = Config::load(explicit, &Env::from_process())?;
+    logging::configure(&cfg);
+    Ok(cfg)
 }
 
 /// Where derived key-encryption keys are cached: under the spool.

@@ -168,6 +168,26 @@ impl S3Server {
         }
     }
 
+    /// Stops the server with SIGSTOP, as a hung store: the kernel still accepts connections,
+    /// but no request is answered until [`resume`](Self::resume).
+    pub fn pause(&self) -> Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Continues a [`pause`](Self::pause)d server (SIGCONT).
+    pub fn resume(&self) -> Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, sig: &str) -> Result<()> {
+        let Some(child) = &self.child else {
+            return Err(Error::Invalid("the S3 server was killed".into()));
+        };
+        let mut cmd = Command::new("kill");
+        cmd.arg(sig).arg(child.id().to_string());
+        crate::command::run(&mut cmd, None).map(|_| ())
+    }
+
     /// Sends one request (`target` is the path and query, e.g. `/bucket/key?x=y`) with the
     /// kit's `Authorization` header.
     pub fn raw_request(

@@ -92,6 +92,32 @@ impl LocalBackend {
         blocking(move || put_file(&root, &path, &data).map_err(io_err("write", k.as_str()))).await
     }
 
+    /// Write `data` to a synced temporary file beside `key`, not yet under it: committing
+    /// ([`LocalBackend::commit`]) then costs only the link and a sync of the directory. Other
+    /// work (another object's write and sync) can overlap the expensive part.
+    pub async fn stage(&self, key: &ObjectKey, data: Bytes) -> Result<StagedFile, BackendError> {
+        self.check_writer()?;
+        let path = self.path(key);
+        let root = self.root.clone();
+        let k = key.clone();
+        let tmp = {
+            let (path, k) = (path.clone(), k.clone());
+            blocking(move || stage_file(&root, &path, &data).map_err(io_err("write", k.as_str())))
+                .await?
+        };
+        Ok(StagedFile { tmp, path, key: k })
+    }
+
+    /// Put a staged file under its key unless the key exists, durably.
+    pub async fn commit(&self, mut staged: StagedFile) -> Result<PutOutcome, BackendError> {
+        let Some(tmp) = staged.tmp.take() else {
+            return Ok(PutOutcome::Exists);
+        };
+        let path = staged.path.clone();
+        let k = staged.key.clone();
+        blocking(move || commit_file(&tmp, &path).map_err(io_err("write", k.as_str()))).await
+    }
+
     /// Overwrite (or create) `key`: for lock objects only, every other object is written once.
     pub(crate) async fn put_overwrite(
         &self,
@@ -183,21 +209,52 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// A file written and synced beside its object's key ([`LocalBackend::stage`]); removed if
+/// dropped uncommitted.
+#[derive(Debug)]
+pub struct StagedFile {
+    /// `None` when the key already existed at staging: nothing was written.
+    tmp: Option<PathBuf>,
+    path: PathBuf,
+    key: ObjectKey,
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
 fn put_file(root: &Path, path: &Path, data: &[u8]) -> std::io::Result<PutOutcome> {
+    match stage_file(root, path, data)? {
+        Some(tmp) => commit_file(&tmp, path),
+        None => Ok(PutOutcome::Exists),
+    }
+}
+
+/// Write `data` to a new synced temporary file beside `path`; `None` when `path` exists.
+fn stage_file(root: &Path, path: &Path, data: &[u8]) -> std::io::Result<Option<PathBuf>> {
     let parent = path.parent().expect("object paths have a parent");
     if path.exists() {
-        return Ok(PutOutcome::Exists);
+        return Ok(None);
     }
     create_dirs_durably(root, parent)?;
-    let tmp = write_temp(parent, path, data)?;
-    let result = match fs::hard_link(&tmp, path) {
+    write_temp(parent, path, data).map(Some)
+}
+
+/// Link a staged file under `path` unless it exists, remove the temporary name, and sync
+/// the directory.
+fn commit_file(tmp: &Path, path: &Path) -> std::io::Result<PutOutcome> {
+    let linked = match fs::hard_link(tmp, path) {
         Ok(()) => Ok(PutOutcome::Created),
         Err(e) if e.kind() == IoKind::AlreadyExists => Ok(PutOutcome::Exists),
         Err(e) => Err(e),
     };
-    let _ = fs::remove_file(&tmp);
-    let outcome = result?;
-    fsync_dir(parent)?;
+    let _ = fs::remove_file(tmp);
+    let outcome = linked?;
+    fsync_dir(path.parent().expect("object paths have a parent"))?;
     Ok(outcome)
 }
 

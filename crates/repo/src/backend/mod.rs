@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-pub use local::LocalBackend;
+pub use local::{LocalBackend, StagedFile};
 pub use store::StoreBackend;
 
 use crate::error::BackendError;
@@ -30,6 +30,17 @@ pub enum PutOutcome {
 pub struct Listed {
     pub key: String,
     pub size: u64,
+}
+
+/// An object prepared by [`Backend::stage`], not yet under its key; dropped uncommitted,
+/// it leaves nothing behind.
+#[derive(Debug)]
+pub struct Staged(StagedInner);
+
+#[derive(Debug)]
+enum StagedInner {
+    Local(StagedFile),
+    Store { key: ObjectKey, data: Bytes },
 }
 
 /// One entry of a listing, with the time it was last written.
@@ -67,6 +78,30 @@ impl Backend {
         match self {
             Backend::Local(b) => b.put_if_absent(key, data).await,
             Backend::Store(b) => b.put_if_absent(key, data).await,
+        }
+    }
+
+    /// Prepare `data` for [`Backend::commit`] under `key`. On a local repository this writes
+    /// and syncs it beside the key (the expensive part, which can overlap other work); an
+    /// object store only keeps it for the conditional PUT.
+    pub async fn stage(&self, key: &ObjectKey, data: Bytes) -> Result<Staged, BackendError> {
+        Ok(Staged(match self {
+            Backend::Local(b) => StagedInner::Local(b.stage(key, data).await?),
+            Backend::Store(_) => StagedInner::Store {
+                key: key.clone(),
+                data,
+            },
+        }))
+    }
+
+    /// Store a staged object under its key unless the key exists. `Created` means durable.
+    pub async fn commit(&self, staged: Staged) -> Result<PutOutcome, BackendError> {
+        match (self, staged.0) {
+            (Backend::Local(b), StagedInner::Local(f)) => b.commit(f).await,
+            (Backend::Store(b), StagedInner::Store { key, data }) => {
+                b.put_if_absent(&key, data).await
+            }
+            _ => unreachable!("an object is committed to the backend that staged it"),
         }
     }
 
