@@ -152,7 +152,9 @@ pub async fn generate(
         }
     };
     if !repo.wal_catalog(stanza).await?.is_empty() {
-        return Err(format!("stanza {stanza} already has WAL: generate into an empty repository").into());
+        return Err(
+            format!("stanza {stanza} already has WAL: generate into an empty repository").into(),
+        );
     }
     let mut g = Generator {
         repo,
@@ -197,7 +199,10 @@ impl Generator {
             .map(|j| ((j as f64 + 0.5) * n as f64 / self.shape.backups as f64) as u64)
             .collect();
         let fold_every = (n / 100).max(1_000);
-        let switches = [self.tls.switch(2, self.seg).0, self.tls.switch(3, self.seg).0];
+        let switches = [
+            self.tls.switch(2, self.seg).0,
+            self.tls.switch(3, self.seg).0,
+        ];
         let mut next_backup = 0usize;
         let mut last_report = Instant::now();
         let mut i = 0;
@@ -249,7 +254,12 @@ impl Generator {
         let name = WalFileName::History(TimelineId(tli));
         let enc = self
             .repo
-            .encode_wal(&self.stanza, self.db_id, &name, text.clone().into_bytes().into())
+            .encode_wal(
+                &self.stanza,
+                self.db_id,
+                &name,
+                text.clone().into_bytes().into(),
+            )
             .await?;
         self.repo
             .push_wal(
@@ -266,7 +276,9 @@ impl Generator {
     async fn push_segment(&self, i: u64) -> Result<(), Failure> {
         let (tli, segno) = self.tls.place(i);
         let seg_bytes = u64::from(self.seg.bytes());
-        let start = XLogSegNo(segno).start_lsn(self.seg).expect("a valid segment");
+        let start = XLogSegNo(segno)
+            .start_lsn(self.seg)
+            .expect("a valid segment");
         let t = self.time_of(i);
         let name = WalFileName::Segment(SegmentName::from_segno(
             TimelineId(tli),
@@ -324,7 +336,9 @@ impl Generator {
         let start_time = self.time_of(at);
         self.set_now(start_time);
         let (tli, segno) = self.tls.place(at);
-        let seg_start = XLogSegNo(segno).start_lsn(self.seg).expect("a valid segment");
+        let seg_start = XLogSegNo(segno)
+            .start_lsn(self.seg)
+            .expect("a valid segment");
         // Past the middle of the segment, where a timeline switch falls.
         let start_lsn = Lsn(seg_start.0 + u64::from(self.seg.bytes()) * 3 / 4);
         let stop_lsn = Lsn(start_lsn.0 + 0x10_0000);
@@ -358,7 +372,7 @@ impl Generator {
         self.packs_written += per_backup;
         self.chunks_written += per_backup * cpp as u64;
 
-        let full = j % FULL_EVERY == 0 || self.full.is_none();
+        let full = j.is_multiple_of(FULL_EVERY) || self.full.is_none();
         let (backup_type, parent, mode) = if full {
             (BackupType::Full, None, IncrementalMode::Full)
         } else {

@@ -452,10 +452,19 @@ pub(crate) mod tests {
         // Newer entries than the late ones, enough for a snapshot of each journal.
         for i in 0..70u32 {
             let label = format!("20261201-{:02}{:02}00F", 10 + i / 60, i % 60);
-            repo.put_manifest(&s, &manifest(&label, i % 60)).await.unwrap();
+            repo.put_manifest(&s, &manifest(&label, i % 60))
+                .await
+                .unwrap();
             let name = WalFileName::History(TimelineId(i + 2));
-            let text = format!("{}\t0/{:X}\tno recovery target specified\n", i + 1, (i + 2) << 24);
-            let enc = repo.encode_wal(&s, DbId(1), &name, text.clone().into()).await.unwrap();
+            let text = format!(
+                "{}\t0/{:X}\tno recovery target specified\n",
+                i + 1,
+                (i + 2) << 24
+            );
+            let enc = repo
+                .encode_wal(&s, DbId(1), &name, text.clone().into())
+                .await
+                .unwrap();
             repo.push_wal(&s, DbId(1), &name, &enc, WalDetail::History { text })
                 .await
                 .unwrap();
@@ -482,7 +491,10 @@ pub(crate) mod tests {
         let bytes = wal.segment(0);
         let summary = summarize_segment(&bytes).unwrap();
         let segment = WalFileName::Segment(wal.segment_name(0));
-        let enc = slow.encode_wal(&s, DbId(1), &segment, bytes.into()).await.unwrap();
+        let enc = slow
+            .encode_wal(&s, DbId(1), &segment, bytes.into())
+            .await
+            .unwrap();
         slow.push_wal(
             &s,
             DbId(1),
@@ -511,7 +523,10 @@ pub(crate) mod tests {
             .find(|l| l.key.ends_with(late.label.as_str()))
             .unwrap()
             .key;
-        assert!(late_key < newest, "the backup's entry is keyed before the newest");
+        assert!(
+            late_key < newest,
+            "the backup's entry is keyed before the newest"
+        );
 
         let wal_catalog = repo.wal_catalog(&s).await.unwrap();
         assert_eq!(wal_catalog.len(), 71);
@@ -521,7 +536,10 @@ pub(crate) mod tests {
         );
         let backups = repo.backup_catalog(&s).await.unwrap();
         assert_eq!(backups.usable.len(), 71);
-        assert_eq!(backups.usable[0].label, late.label, "the late backup shows up");
+        assert_eq!(
+            backups.usable[0].label, late.label,
+            "the late backup shows up"
+        );
         // From its journal entry, not found by listing and announced again.
         let entries = log("backups")
             .await

@@ -150,7 +150,7 @@ impl TableBuilder {
         if self.last.is_some_and(|l| l >= id) {
             return Err(std::io::Error::other("entries out of order"));
         }
-        if self.len % BLOCK as u64 == 0 {
+        if self.len.is_multiple_of(BLOCK as u64) {
             self.fences.push(id[..8].try_into().expect("8 bytes"));
         }
         self.out.write_all(r)?;
@@ -213,10 +213,18 @@ struct Current {
 }
 
 impl Repository {
-    async fn chunk_snapshot_head(&self, stanza: &StanzaName, seq: u64) -> Result<Option<Head>, RepoError> {
+    async fn chunk_snapshot_head(
+        &self,
+        stanza: &StanzaName,
+        seq: u64,
+    ) -> Result<Option<Head>, RepoError> {
         let key = layout::chunk_snapshot_head(stanza, seq);
         match self
-            .get_json::<Head>(&key, ObjectKind::ChunkIndexSnapshot, "chunk index snapshot head")
+            .get_json::<Head>(
+                &key,
+                ObjectKind::ChunkIndexSnapshot,
+                "chunk index snapshot head",
+            )
             .await?
         {
             Some(h) if h.seq == seq => Ok(Some(h)),
@@ -308,7 +316,7 @@ impl Repository {
                 key: key.clone(),
                 message: message.into(),
             };
-            if bytes.len() % ENTRY != 0 {
+            if !bytes.len().is_multiple_of(ENTRY) {
                 return Err(bad("not a whole number of entries"));
             }
             for e in bytes.chunks_exact(ENTRY) {
@@ -331,7 +339,9 @@ impl Repository {
         listed: &HashSet<PackId>,
         index: &mut ChunkIndex,
     ) -> Result<HashSet<PackId>, RepoError> {
-        let cur = self.chunk_snapshot_current(stanza, &mut index.warnings).await?;
+        let cur = self
+            .chunk_snapshot_current(stanza, &mut index.warnings)
+            .await?;
         let mut covered = HashSet::new();
         let mut tables = Vec::new();
         // The delta first: it is newer, so its location of a chunk wins.
@@ -381,7 +391,10 @@ impl Repository {
     /// Bring the chunk index snapshot up to date when at least [`SNAPSHOT_AFTER`] pack
     /// indexes are not in it: a backup calls this after its manifest. Returns the generation
     /// written, if any.
-    pub async fn update_chunk_snapshot(&self, stanza: &StanzaName) -> Result<Option<u64>, RepoError> {
+    pub async fn update_chunk_snapshot(
+        &self,
+        stanza: &StanzaName,
+    ) -> Result<Option<u64>, RepoError> {
         let prefix = layout::pack_index_prefix(stanza);
         let listed: HashSet<PackId> = self
             .backend()
@@ -414,9 +427,7 @@ impl Repository {
                 {
                     // A damaged index stays uncovered: the start reads (and warns about) it.
                     Ok(Some(pi)) if pi.pack == p => Ok(Some(pi)),
-                    Ok(_) | Err(RepoError::Object { .. } | RepoError::Malformed { .. }) => {
-                        Ok(None)
-                    }
+                    Ok(_) | Err(RepoError::Object { .. } | RepoError::Malformed { .. }) => Ok(None),
                     Err(e) => Err(e),
                 }
             })
@@ -427,7 +438,8 @@ impl Repository {
         let fresh_entries: u64 = fresh.iter().map(|p| p.chunks.len() as u64).sum();
         let base_entries = cur.base.as_ref().map_or(0, |b| b.entries);
         let delta_entries = cur.delta.as_ref().map_or(0, |d| d.entries);
-        let new_base = cur.base.is_none() || (delta_entries + fresh_entries) * DELTA_RATIO > base_entries;
+        let new_base =
+            cur.base.is_none() || (delta_entries + fresh_entries) * DELTA_RATIO > base_entries;
 
         // Entries of the new generation, newest first so deduplication keeps the newest.
         let mut packs: Vec<PackId> = Vec::new();
@@ -507,7 +519,8 @@ impl Repository {
     ) -> Result<(), RepoError> {
         let mut start = 0;
         for p in 0..head.parts {
-            let end = start + entries[start..].partition_point(|e| part_of(&e[..32], head.parts) <= p);
+            let end =
+                start + entries[start..].partition_point(|e| part_of(&e[..32], head.parts) <= p);
             let mut body = Vec::with_capacity((end - start) * ENTRY);
             for e in &entries[start..end] {
                 body.extend_from_slice(e);
@@ -540,7 +553,11 @@ impl Repository {
             keep.insert(h.seq);
         }
         let oldest_kept = keep.iter().next().copied().unwrap_or(0);
-        for &seq in cur.seqs.iter().filter(|s| !keep.contains(s) && **s < oldest_kept.max(new.seq)) {
+        for &seq in cur
+            .seqs
+            .iter()
+            .filter(|s| !keep.contains(s) && **s < oldest_kept.max(new.seq))
+        {
             let Ok(Some(h)) = self.chunk_snapshot_head(stanza, seq).await else {
                 continue;
             };
@@ -558,7 +575,10 @@ impl Repository {
 
 fn local_error(e: &std::io::Error) -> RepoError {
     RepoError::Encode {
-        message: format!("the local chunk index file in {}: {e}", std::env::temp_dir().display()),
+        message: format!(
+            "the local chunk index file in {}: {e}",
+            std::env::temp_dir().display()
+        ),
     }
 }
 
@@ -598,13 +618,20 @@ mod tests {
         let repo = Repository::in_memory().await;
         let s = StanzaName::new("main").unwrap();
         let mut stored = store(&repo, &s, SNAPSHOT_AFTER - 1).await;
-        assert_eq!(repo.update_chunk_snapshot(&s).await.unwrap(), None, "too few");
+        assert_eq!(
+            repo.update_chunk_snapshot(&s).await.unwrap(),
+            None,
+            "too few"
+        );
         stored.extend(store(&repo, &s, 600).await);
         assert_eq!(repo.update_chunk_snapshot(&s).await.unwrap(), Some(1));
         stored.extend(store(&repo, &s, SNAPSHOT_AFTER + 1).await);
         // 65 new packs against a base of 663: a delta on it.
         assert_eq!(repo.update_chunk_snapshot(&s).await.unwrap(), Some(2));
-        let cur = repo.chunk_snapshot_current(&s, &mut Vec::new()).await.unwrap();
+        let cur = repo
+            .chunk_snapshot_current(&s, &mut Vec::new())
+            .await
+            .unwrap();
         assert_eq!(heads(&cur), (Some(1), Some(2)));
         stored.extend(store(&repo, &s, 3).await);
 
@@ -631,7 +658,10 @@ mod tests {
         // no longer names the deleted pack; the oldest generations are pruned.
         stored.extend(store(&repo, &s, 100).await);
         assert_eq!(repo.update_chunk_snapshot(&s).await.unwrap(), Some(3));
-        let cur = repo.chunk_snapshot_current(&s, &mut Vec::new()).await.unwrap();
+        let cur = repo
+            .chunk_snapshot_current(&s, &mut Vec::new())
+            .await
+            .unwrap();
         assert_eq!(heads(&cur), (Some(3), None));
         let base = cur.base.unwrap();
         assert!(!base.packs.contains(&gone.pack));
@@ -649,7 +679,10 @@ mod tests {
         let s = StanzaName::new("main").unwrap();
         let stored = store(&repo, &s, SNAPSHOT_AFTER).await;
         assert_eq!(repo.update_chunk_snapshot(&s).await.unwrap(), Some(1));
-        let cur = repo.chunk_snapshot_current(&s, &mut Vec::new()).await.unwrap();
+        let cur = repo
+            .chunk_snapshot_current(&s, &mut Vec::new())
+            .await
+            .unwrap();
         let part = layout::chunk_snapshot_part(&s, &cur.base.unwrap().id, 0);
         repo.backend().delete(&part).await.unwrap();
         repo.backend()
@@ -669,8 +702,8 @@ mod tests {
     fn a_table_finds_every_entry_across_blocks_and_nothing_else() {
         let mut ids: Vec<[u8; 32]> = (0..1000).map(|_| rand::random()).collect();
         // Ids sharing their first 8 bytes across a block boundary.
-        for i in 60..70 {
-            ids[i][..8].copy_from_slice(&[9; 8]);
+        for id in &mut ids[60..70] {
+            id[..8].copy_from_slice(&[9; 8]);
         }
         ids.sort();
         let mut b = TableBuilder::new().unwrap();
@@ -678,10 +711,16 @@ mod tests {
             b.push(&raw(&ContentId(*id), i as u32, i as u64 * 10, 5, 6))
                 .unwrap();
         }
-        assert!(b.push(&raw(&ContentId(ids[0]), 0, 0, 0, 0)).is_err(), "order is checked");
+        assert!(
+            b.push(&raw(&ContentId(ids[0]), 0, 0, 0, 0)).is_err(),
+            "order is checked"
+        );
         let t = b.finish().unwrap();
         for (i, id) in ids.iter().enumerate() {
-            assert_eq!(t.find(&ContentId(*id)), Some((i as u32, i as u64 * 10, 5, 6)));
+            assert_eq!(
+                t.find(&ContentId(*id)),
+                Some((i as u32, i as u64 * 10, 5, 6))
+            );
         }
         let mut other = ids[64];
         other[31] ^= 1;

@@ -102,7 +102,11 @@ struct Clock(Option<Arc<dyn Fn() -> time::OffsetDateTime + Send + Sync>>);
 
 impl std::fmt::Debug for Clock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "synthetic" } else { "system" })
+        f.write_str(if self.0.is_some() {
+            "synthetic"
+        } else {
+            "system"
+        })
     }
 }
 
