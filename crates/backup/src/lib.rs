@@ -14,8 +14,9 @@
 //! Against a live server, a [`Session`] connects, checks the server is the stanza's cluster
 //! and negotiates the stream: changed blocks only (PostgreSQL 17+ WAL summaries) when it
 //! can, every file otherwise or when the server refuses, reporting the choice through
-//! [`StartNotice`]. [`wait_for_wal`] is the one wait for WAL to reach the repository, used
-//! by [`run`] and by `cairn check`.
+//! [`StartNotice`]. [`take`] does all of it, lock to manifest, for `cairn backup` and
+//! `cairn serve`, telling a [`TakeObserver`] what happens. [`wait_for_wal`] is the one
+//! wait for WAL to reach the repository, used by [`run`] and by `cairn check`.
 //!
 //! ```no_run
 //! # async fn demo<S: cairn_backup::BackupSource>(repo: &cairn_repo::Repository, info: &cairn_repo::StanzaInfo, src: &mut S) -> Result<(), cairn_backup::BackupError> {
@@ -35,6 +36,7 @@ mod run;
 mod server;
 mod session;
 mod source;
+mod take;
 mod wal_wait;
 
 pub use chunker::CHUNK_SIZE;
@@ -45,4 +47,5 @@ pub use run::{RunOptions, annotation, run};
 pub use server::ServerSource;
 pub use session::{Session, StartNotice, Started};
 pub use source::{BackupSource, EntryKind, SourceEvent};
+pub use take::{Quiet, TakeNotice, TakeObserver, TakeOptions, take};
 pub use wal_wait::{segments_between, wait_for_wal};

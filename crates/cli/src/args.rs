@@ -181,6 +181,9 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         push: Option<String>,
     },
+    /// Run the [schedule] jobs, the HTTP API, /metrics, /healthz and the status page
+    /// ([serve]) until SIGTERM.
+    Serve,
     /// Test a restore: restore the newest suitable backup into a scratch directory, start
     /// PostgreSQL on it (archive_mode = off, a private socket), wait for recovery, run a
     /// sanity query and --sql, record the outcome in the repository, and remove it all.

@@ -1,18 +1,23 @@
 //! `cairn backup`: connect over the replication protocol, check the cluster is the
-//! stanza's, choose type and parent, stream the base backup into the repository.
+//! stanza's, choose type and parent, stream the base backup into the repository. The
+//! orchestration is `cairn_backup::take` (shared with `cairn serve`); this draws it.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn_backup::{BackupPlan, RunOptions, Session, StartNotice};
+use cairn_backup::{BackupError, StartNotice, TakeNotice, TakeObserver, TakeOptions};
 use cairn_config::{Config, StanzaConfig};
 use cairn_exit::Failure;
-use cairn_repo::{BackupManifest, BackupType, IncrementalMode};
+use cairn_repo::{BackupManifest, BackupType, IncrementalMode, StanzaInfo};
 
 use crate::args::{BackupType as ArgType, ProgressMode};
 use crate::pg;
-use crate::progress::{self, Counted, Snapshot};
+use crate::progress::{self, Display, Snapshot};
 use crate::quantity::size;
 use crate::stanza::stanza_name;
 
@@ -63,111 +68,32 @@ pub async fn run(
         annotations.insert(k, v);
     }
     let repo = cairn_startup::open_repo(cfg).await?;
-    let info = repo.require_stanza(&name).await?;
-    // Before PostgreSQL is contacted: a second backup of the stanza fails at once.
-    let warn = |w: &str| eprintln!("cairn: WARNING: {w}");
-    let extras = (extras.pin, annotations);
-    cairn_backup::with_lock(&repo, &name, &Default::default(), warn, async |lock| {
-        take(
-            st,
-            &repo,
-            &info,
-            requested,
-            (archive_timeout, spread, progress),
-            lock,
-            extras,
-        )
-        .await
-    })
-    .await?;
-    // After the backup lock is given back (decision 011's order): one call.
-    crate::expire::after_backup(cfg, &repo, &name).await?;
-    Ok(ExitCode::SUCCESS)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn take(
-    st: &StanzaConfig,
-    repo: &cairn_repo::Repository,
-    info: &cairn_repo::StanzaInfo,
-    requested: Option<ArgType>,
-    (archive_timeout, spread, progress): (Duration, bool, ProgressMode),
-    lock: cairn_repo::LockWatch,
-    (pin, annotations): (bool, BTreeMap<String, String>),
-) -> Result<ExitCode, Failure> {
-    let mut session = Session::connect(&pg::conn_params(st, "cairn backup"), info).await?;
-    // The same checks `cairn check` makes: the server runs on pg-data and is the stanza's
-    // cluster.
-    let sql = pg::connect(st).await?;
-    pg::require_stanza_cluster(&sql, st, &info.name, info).await?;
-    let estimate = size_estimate(&sql).await;
-    let requested = requested.map(|t| match t {
+    let mut opts = TakeOptions::new(pg::conn_params(st, "cairn backup"));
+    opts.requested = requested.map(|t| match t {
         ArgType::Full => BackupType::Full,
         ArgType::Diff => BackupType::Diff,
         ArgType::Incr => BackupType::Incr,
     });
-    let plan = BackupPlan::prepare(
-        repo,
-        &info.name,
-        requested,
-        info.current().db_id,
-        time::OffsetDateTime::now_utc(),
-    )
-    .await?;
-    for p in &plan.passed_over {
-        eprintln!("cairn: WARNING: backup {p} cannot be used as a parent; passed over");
-    }
-    if plan.promoted_to_full {
-        eprintln!("cairn: no full backup of this cluster exists yet: taking a full backup");
-    }
-    let on_top = plan
-        .parent
-        .as_ref()
-        .map(|p| format!(" on top of {}", p.label))
-        .unwrap_or_default();
-    let wal_segment_size = session.wal_segment_size;
-    let started = session
-        .start(&plan, !spread, |notice| match notice {
-            StartNotice::WalSummaries => eprintln!(
-                "cairn: {} backup {}{on_top} starting (WAL summaries: the server sends only blocks changed since the parent)",
-                plan.backup_type, plan.label
-            ),
-            StartNotice::ContentAddressed { .. } if plan.parent.is_none() => {
-                eprintln!("cairn: {} backup {} starting", plan.backup_type, plan.label)
-            }
-            StartNotice::ContentAddressed { why } => eprintln!(
-                "cairn: {} backup {}{on_top} starting (changes found by content addressing: the server sends every file because {why})",
-                plan.backup_type, plan.label
-            ),
-            StartNotice::Refused { error } => eprintln!(
-                "cairn: the server refused an incremental backup ({error}); falling back to the server sending every file (content addressing)"
-            ),
-        })
-        .await?;
-    let mut source = Counted::new(started.source);
-    let total = eta_basis(estimate, started.incremental_mode);
-    let done = source.counter();
-    let display = progress::start(progress, &format!("backup {}", plan.label), move || {
-        Snapshot {
-            done: done.load(std::sync::atomic::Ordering::Relaxed),
-            total,
-            phase: None,
-        }
-    });
-    let opts = RunOptions {
-        archive_timeout,
-        wal_segment_size,
-        progress_every: None,
-        incremental_mode: started.incremental_mode,
-        lock: Some(lock),
-        annotations,
-        pin,
-        ..Default::default()
+    opts.archive_timeout = archive_timeout;
+    opts.fast_checkpoint = !spread;
+    opts.pin = extras.pin;
+    opts.annotations = annotations;
+    let terminal = Terminal {
+        st,
+        estimate: Mutex::new(None),
+        mode: progress,
+        done: Arc::new(AtomicU64::new(0)),
+        display: Mutex::new(None),
     };
-    let m = cairn_backup::run(repo, info, &plan, &mut source, &opts).await;
-    display.finish(m.is_ok()).await;
+    let m = cairn_backup::take(&repo, &name, &opts, &terminal).await;
+    let display = terminal.display.lock().expect("display").take();
+    if let Some(d) = display {
+        d.finish(m.is_ok()).await;
+    }
     let m = m.map_err(|e| Failure::from_error(&e))?;
     println!("{}", completion_line(&m));
+    // After the backup lock is given back (decision 011's order): one call.
+    crate::expire::after_backup(cfg, &repo, &name).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -193,6 +119,100 @@ fn completion_line(m: &BackupManifest) -> String {
         size(m.bytes_received),
         size(m.repo_added)
     )
+}
+
+/// What a backup run from a terminal shows on stderr: warnings, how the backup starts,
+/// and a progress bar.
+struct Terminal<'a> {
+    st: &'a StanzaConfig,
+    /// The databases' size, for the ETA (read in the preflight).
+    estimate: Mutex<Option<u64>>,
+    mode: ProgressMode,
+    /// Bytes received so far, read by the display.
+    done: Arc<AtomicU64>,
+    display: Mutex<Option<Display>>,
+}
+
+impl TakeObserver for Terminal<'_> {
+    fn preflight<'s>(
+        &'s self,
+        info: &'s StanzaInfo,
+    ) -> Pin<Box<dyn Future<Output = Result<(), BackupError>> + Send + 's>> {
+        // The same checks `cairn check` makes: the server runs on pg-data and is the
+        // stanza's cluster.
+        Box::pin(async move {
+            let sql = pg::connect(self.st).await.map_err(failure_to_backup)?;
+            pg::require_stanza_cluster(&sql, self.st, &info.name, info)
+                .await
+                .map_err(failure_to_backup)?;
+            *self.estimate.lock().expect("estimate") = size_estimate(&sql).await;
+            Ok(())
+        })
+    }
+
+    fn warning(&self, text: &str) {
+        eprintln!("cairn: WARNING: {text}");
+    }
+
+    fn notice(&self, notice: TakeNotice<'_>) {
+        match notice {
+            TakeNotice::PassedOver(p) => {
+                eprintln!("cairn: WARNING: backup {p} cannot be used as a parent; passed over")
+            }
+            TakeNotice::PromotedToFull => {
+                eprintln!("cairn: no full backup of this cluster exists yet: taking a full backup")
+            }
+            TakeNotice::Starting { plan, how } => {
+                let on_top = plan
+                    .parent
+                    .as_ref()
+                    .map(|p| format!(" on top of {}", p.label))
+                    .unwrap_or_default();
+                match how {
+                    StartNotice::WalSummaries => eprintln!(
+                        "cairn: {} backup {}{on_top} starting (WAL summaries: the server sends only blocks changed since the parent)",
+                        plan.backup_type, plan.label
+                    ),
+                    StartNotice::ContentAddressed { .. } if plan.parent.is_none() => {
+                        eprintln!("cairn: {} backup {} starting", plan.backup_type, plan.label)
+                    }
+                    StartNotice::ContentAddressed { why } => eprintln!(
+                        "cairn: {} backup {}{on_top} starting (changes found by content addressing: the server sends every file because {why})",
+                        plan.backup_type, plan.label
+                    ),
+                    StartNotice::Refused { error } => eprintln!(
+                        "cairn: the server refused an incremental backup ({error}); falling back to the server sending every file (content addressing)"
+                    ),
+                }
+            }
+            TakeNotice::Streaming {
+                label,
+                incremental_mode,
+            } => {
+                let total = eta_basis(*self.estimate.lock().expect("estimate"), incremental_mode);
+                let done = self.done.clone();
+                let d = progress::start(self.mode, &format!("backup {label}"), move || Snapshot {
+                    done: done.load(Ordering::Relaxed),
+                    total,
+                    phase: None,
+                });
+                *self.display.lock().expect("display") = Some(d);
+            }
+        }
+    }
+
+    fn received(&self, total: u64) {
+        self.done.store(total, Ordering::Relaxed);
+    }
+}
+
+/// A preflight failure travels through the backup library with its kind and hint intact.
+fn failure_to_backup(f: Failure) -> BackupError {
+    BackupError::Source {
+        message: f.message,
+        hint: f.hint,
+        kind: f.kind,
+    }
 }
 
 #[cfg(test)]

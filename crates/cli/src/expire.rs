@@ -14,15 +14,7 @@ use crate::stanza::stanza_name;
 
 /// The rules `[retention]` sets.
 pub fn rules(r: &RetentionConfig) -> RetentionRules {
-    RetentionRules {
-        full: r.full,
-        diff: r.diff,
-        recovery_window: r.recovery_window.map(|d| d.as_duration()),
-        keep_daily: r.keep_daily,
-        keep_weekly: r.keep_weekly,
-        keep_monthly: r.keep_monthly,
-        keep_yearly: r.keep_yearly,
-    }
+    cairn_expire::configured_rules(r)
 }
 
 fn label(text: &str) -> Result<BackupLabel, Failure> {

@@ -1,159 +1,17 @@
 //! `cairn info`: stanzas and their WAL archive, as text for people and JSON for machines
-//! (schema: docs/info-json.md; fields are only ever added).
+//! (the document is cairn-info's; schema: docs/info-json.md; fields are only ever added).
 
 use std::process::ExitCode;
 
 use cairn_config::Config;
 use cairn_drill::{DrillRecord, DrillStatus};
 use cairn_exit::Failure;
-use cairn_planner::RecoveryWindow;
-use cairn_repo::{BackupSummary, StanzaName, TimelineArchive};
+use cairn_info::{BackupDoc, InfoDoc};
+use cairn_repo::StanzaName;
 use cairn_verify::{Status, VerifyRecord};
-use serde::Serialize;
 
 use crate::args::Output;
 use crate::quantity::{count, size};
-
-/// Version of the JSON document; bumped only for incompatible changes.
-const INFO_FORMAT: u32 = 1;
-
-#[derive(Debug, Serialize)]
-struct InfoDoc {
-    format: u32,
-    repository: RepoDoc,
-    stanzas: Vec<StanzaDoc>,
-    /// With `[archive] async`: the async workers logged errors in the last hour, and where.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    worker_log_warning: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct RepoDoc {
-    location: String,
-    repo_id: String,
-    encrypted: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct StanzaDoc {
-    name: String,
-    status: &'static str,
-    db: Vec<DbDoc>,
-    backups: Vec<BackupDoc>,
-    /// Backups whose manifest cannot be used, also listed in `backups` with
-    /// `"status": "damaged"`; kept apart here so the usable list keeps its full shape.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    damaged_backups: Vec<DamagedDoc>,
-    /// What reading the repository worked around (a damaged snapshot or key file copy).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    warnings: Vec<String>,
-    archive: Vec<TimelineArchive>,
-    recovery_windows: Vec<RecoveryWindow>,
-    /// The newest `cairn verify` run recorded, `None` before the first.
-    last_verify: Option<VerifyRecord>,
-    /// The newest `cairn drill` recorded, `None` before the first.
-    last_drill: Option<DrillRecord>,
-}
-
-/// A backup that cannot be used: its label, type (from the label) and why.
-#[derive(Debug, Serialize)]
-struct DamagedDoc {
-    label: String,
-    #[serde(rename = "type")]
-    backup_type: &'static str,
-    status: &'static str,
-    reason: String,
-    key: String,
-}
-
-impl DamagedDoc {
-    fn from_damaged(d: &cairn_repo::DamagedBackup) -> DamagedDoc {
-        DamagedDoc {
-            label: d.label.to_string(),
-            backup_type: match d.label.as_str().as_bytes().last() {
-                Some(b'D') => "diff",
-                Some(b'I') => "incr",
-                _ => "full",
-            },
-            status: "damaged",
-            reason: d.reason.clone(),
-            key: d.key.to_string(),
-        }
-    }
-}
-
-/// One backup, as `info` shows it (docs/info-json.md).
-#[derive(Debug, Serialize)]
-struct BackupDoc {
-    label: String,
-    /// `ok`; damaged backups are in `damaged_backups`.
-    status: &'static str,
-    #[serde(rename = "type")]
-    backup_type: String,
-    parent: Option<String>,
-    db_id: u32,
-    timeline: u32,
-    start: PointDoc,
-    stop: PointDoc,
-    incremental_mode: String,
-    db_size: u64,
-    bytes_received: u64,
-    repo_added: u64,
-    repo_size: u64,
-    repo_reused: u64,
-    files: usize,
-    /// Never expired while pinned (`cairn pin`).
-    pinned: bool,
-    /// `cairn backup --annotation KEY=VALUE`.
-    annotations: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Debug, Serialize)]
-struct PointDoc {
-    lsn: String,
-    time: String,
-}
-
-impl BackupDoc {
-    fn from_summary(m: &BackupSummary) -> BackupDoc {
-        BackupDoc {
-            label: m.label.to_string(),
-            status: "ok",
-            backup_type: m.backup_type.to_string(),
-            parent: m.parent.as_ref().map(|p| p.to_string()),
-            db_id: m.db_id.0,
-            timeline: m.timeline.0,
-            start: PointDoc {
-                lsn: m.start_lsn.to_string(),
-                time: m.start_time.clone(),
-            },
-            stop: PointDoc {
-                lsn: m.stop_lsn.to_string(),
-                time: m.stop_time.clone(),
-            },
-            incremental_mode: serde_json::to_value(m.incremental_mode)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
-            db_size: m.db_size,
-            bytes_received: m.bytes_received,
-            repo_added: m.repo_added,
-            repo_size: m.repo_size,
-            repo_reused: m.repo_size.saturating_sub(m.repo_added),
-            files: m.files as usize,
-            pinned: m.pinned,
-            annotations: m.annotations.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-struct DbDoc {
-    db_id: u32,
-    system_id: String,
-    pg_version: u32,
-    current: bool,
-}
 
 pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<ExitCode, Failure> {
     let repo = cairn_startup::open_repo(cfg).await?;
@@ -161,73 +19,12 @@ pub async fn run(cfg: &Config, stanza: Option<&str>, output: Output) -> Result<E
         Some(s) => vec![cfg.stanza(Some(s))?.0.to_string()],
         None => cfg.stanzas.keys().cloned().collect(),
     };
-    let mut doc = InfoDoc {
-        format: INFO_FORMAT,
-        repository: RepoDoc {
-            location: repo.backend().location(),
-            repo_id: repo.repo_id().to_string(),
-            encrypted: repo.keys().encrypts(),
-        },
-        stanzas: Vec::new(),
-        worker_log_warning: crate::health::worker_log_warning(cfg),
-    };
-    for n in names {
-        let name =
-            StanzaName::new(&n).map_err(|m| Failure::new(cairn_exit::ErrorKind::Config, m))?;
-        let Some(info) = repo.stanza_info(&name).await? else {
-            doc.stanzas.push(StanzaDoc {
-                name: n,
-                status: "missing",
-                db: vec![],
-                backups: vec![],
-                damaged_backups: vec![],
-                warnings: vec![],
-                archive: vec![],
-                recovery_windows: vec![],
-                last_verify: None,
-                last_drill: None,
-            });
-            continue;
-        };
-        let catalog = repo.wal_catalog(&name).await?;
-        let listing = repo.backup_catalog(&name).await?;
-        let backups = listing.usable;
-        let current = info.current().db_id;
-        let mut warnings: Vec<String> = repo.warnings().to_vec();
-        warnings.extend(listing.warnings.iter().cloned());
-        warnings.extend(catalog.warnings().iter().cloned());
-        warnings.extend(catalog.damaged().iter().map(|d| {
-            format!(
-                "the summary of {} ({}) cannot be read: {}",
-                d.name, d.log_key, d.reason
-            )
-        }));
-        doc.stanzas.push(StanzaDoc {
-            name: n,
-            status: "ok",
-            db: info
-                .history
-                .iter()
-                .map(|g| DbDoc {
-                    db_id: g.db_id.0,
-                    system_id: g.system_id.to_string(),
-                    pg_version: g.pg_major,
-                    current: g.db_id == current,
-                })
-                .collect(),
-            backups: backups.iter().map(BackupDoc::from_summary).collect(),
-            damaged_backups: listing
-                .damaged
-                .iter()
-                .map(DamagedDoc::from_damaged)
-                .collect(),
-            warnings,
-            archive: catalog.timelines(),
-            recovery_windows: cairn_planner::recoverable_windows(&backups, &catalog, current),
-            last_verify: cairn_verify::last_verify(&repo, &name).await?,
-            last_drill: cairn_drill::last_drill(&repo, &name).await?,
-        });
-    }
+    let names = names
+        .iter()
+        .map(|n| StanzaName::new(n).map_err(|m| Failure::new(cairn_exit::ErrorKind::Config, m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut doc = InfoDoc::gather(&repo, &names).await?;
+    doc.worker_log_warning = crate::health::worker_log_warning(cfg);
     match output {
         Output::Json => {
             let s = serde_json::to_string_pretty(&doc).expect("info document serializes");
@@ -274,38 +71,6 @@ fn stored_words(b: &BackupDoc) -> String {
     }
 }
 
-fn last_verify_text(v: Option<&VerifyRecord>) -> String {
-    let Some(v) = v else {
-        return "never (run `cairn verify`)".into();
-    };
-    let scope = match &v.set {
-        Some(l) => format!("backup {l}"),
-        None => "whole stanza".into(),
-    };
-    let outcome = match v.status {
-        Status::Ok => "ok".to_string(),
-        Status::Damaged => "DAMAGED".to_string(),
-    };
-    let mut s = format!(
-        "{outcome} at {} ({scope}, {}, {}, {:.1}s)",
-        v.finished,
-        count(v.objects, "object", "objects"),
-        size(v.bytes),
-        v.duration_seconds
-    );
-    if v.status == Status::Damaged {
-        s.push_str(&format!(
-            ": {} damaged",
-            count(v.damaged, "object", "objects")
-        ));
-        if !v.unrestorable.is_empty() {
-            let labels: Vec<&str> = v.unrestorable.iter().map(|l| l.as_str()).collect();
-            s.push_str(&format!("; cannot restore {}", labels.join(", ")));
-        }
-    }
-    s
-}
-
 fn last_drill_text(d: Option<&DrillRecord>) -> String {
     let Some(d) = d else {
         return "never (run `cairn drill`)".into();
@@ -341,6 +106,38 @@ fn last_drill_text(d: Option<&DrillRecord>) -> String {
             d.error.as_deref().unwrap_or("no reason recorded")
         ),
     }
+}
+
+fn last_verify_text(v: Option<&VerifyRecord>) -> String {
+    let Some(v) = v else {
+        return "never (run `cairn verify`)".into();
+    };
+    let scope = match &v.set {
+        Some(l) => format!("backup {l}"),
+        None => "whole stanza".into(),
+    };
+    let outcome = match v.status {
+        Status::Ok => "ok".to_string(),
+        Status::Damaged => "DAMAGED".to_string(),
+    };
+    let mut s = format!(
+        "{outcome} at {} ({scope}, {}, {}, {:.1}s)",
+        v.finished,
+        count(v.objects, "object", "objects"),
+        size(v.bytes),
+        v.duration_seconds
+    );
+    if v.status == Status::Damaged {
+        s.push_str(&format!(
+            ": {} damaged",
+            count(v.damaged, "object", "objects")
+        ));
+        if !v.unrestorable.is_empty() {
+            let labels: Vec<&str> = v.unrestorable.iter().map(|l| l.as_str()).collect();
+            s.push_str(&format!("; cannot restore {}", labels.join(", ")));
+        }
+    }
+    s
 }
 
 fn print_text(doc: &InfoDoc) {
@@ -477,6 +274,7 @@ fn print_text(doc: &InfoDoc) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_info::PointDoc;
 
     fn backup(size: u64, added: u64) -> BackupDoc {
         let at = || PointDoc {

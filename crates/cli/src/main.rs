@@ -16,6 +16,7 @@ mod quantity;
 mod rekey;
 mod restore;
 mod restore_output;
+mod serve;
 mod stanza;
 mod verify;
 
@@ -132,6 +133,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Info { output } => info::run(&cfg, stanza, output).await,
+        Command::Serve => serve::run(cfg).await,
         Command::Drill(args) => drill::run(&cfg, stanza, &args).await,
         Command::Rekey { new_pass_file } => rekey::run(&cfg, new_pass_file.as_deref()).await,
         Command::Restore(args) => restore::run(&cfg, stanza, &args, progress).await,

@@ -6,10 +6,8 @@
 
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cairn_backup::{BackupError, BackupSource, SourceEvent};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::ProgressMode;
@@ -149,36 +147,6 @@ impl Display {
         if let Some(line) = self.last_line.filter(|_| succeeded) {
             eprintln!("{}", line());
         }
-    }
-}
-
-/// A backup source that counts the bytes passing through it, for [`start`].
-pub struct Counted<S> {
-    inner: S,
-    done: Arc<AtomicU64>,
-}
-
-impl<S> Counted<S> {
-    pub fn new(inner: S) -> Counted<S> {
-        Counted {
-            inner,
-            done: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// The counter, to read from elsewhere.
-    pub fn counter(&self) -> Arc<AtomicU64> {
-        self.done.clone()
-    }
-}
-
-impl<S: BackupSource + Send> BackupSource for Counted<S> {
-    async fn next_event(&mut self) -> Result<Option<SourceEvent>, BackupError> {
-        let ev = self.inner.next_event().await;
-        if let Ok(Some(SourceEvent::Data(d))) = &ev {
-            self.done.fetch_add(d.len() as u64, Ordering::Relaxed);
-        }
-        ev
     }
 }
 

@@ -2,109 +2,15 @@
 //! what was written and what the operator does next.
 
 use cairn_planner::Plan;
-use cairn_restore::{ArchiveMode, Archiving, RecoverySettings, RestoreReport};
-use cairn_target::{RecoveryTarget, TargetAction, TargetTime};
-use serde::Serialize;
+use cairn_restore::{ArchiveMode, Archiving, DryRun, RecoverySettings, RestoreReport};
+use cairn_target::{RecoveryTarget, TargetAction};
 
 use crate::args::{Output, RestoreArgs};
 use crate::quantity::{count, size};
 
-/// A target time as RFC 3339, in UTC and in the offset the operator wrote.
-#[derive(Serialize)]
-struct TimeDoc {
-    utc: String,
-    given: String,
-}
-
-impl TimeDoc {
-    fn of(t: &TargetTime) -> TimeDoc {
-        let rfc = |at: time::OffsetDateTime| {
-            at.format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default()
-        };
-        TimeDoc {
-            utc: rfc(t.at.to_offset(time::UtcOffset::UTC)),
-            given: rfc(t.at),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct WalRangeDoc {
-    timeline: u32,
-    first: String,
-    last: String,
-    segments: u64,
-}
-
-/// The plan as `--dry-run --output json` shows it (and, later, the HTTP API).
-#[derive(Serialize)]
-struct PlanDoc {
-    backup: String,
-    why: String,
-    target: String,
-    timeline: u32,
-    wal: Vec<WalRangeDoc>,
-    bytes_to_write: u64,
-    /// recovery_target* and recovery_target_timeline, in the order they are written.
-    settings: Vec<(&'static str, String)>,
-}
-
-impl PlanDoc {
-    fn of(plan: &Plan, recovery: &RecoverySettings) -> PlanDoc {
-        PlanDoc {
-            backup: plan.backup.to_string(),
-            why: plan.why.clone(),
-            target: plan.target_description(),
-            timeline: plan.timeline.0,
-            wal: plan
-                .wal
-                .iter()
-                .map(|r| WalRangeDoc {
-                    timeline: r.timeline.0,
-                    first: r.first.to_string(),
-                    last: r.last.to_string(),
-                    segments: r.segments,
-                })
-                .collect(),
-            bytes_to_write: plan.bytes_to_write,
-            settings: recovery.target_settings(),
-        }
-    }
-}
-
-fn archive_mode_name(mode: ArchiveMode) -> &'static str {
-    match mode {
-        ArchiveMode::Preserve => "preserve",
-        ArchiveMode::Off => "off",
-    }
-}
-
 pub fn print_plan(plan: &Plan, recovery: &RecoverySettings, args: &RestoreArgs) {
-    let restore_command = recovery.restore_command();
     if args.output == Output::Json {
-        #[derive(Serialize)]
-        struct DryRun<'a> {
-            plan: PlanDoc,
-            target_time: Option<TimeDoc>,
-            pg_data: String,
-            restore_command: &'a str,
-            target_action: Option<&'static str>,
-            signal: &'static str,
-            archive_mode: &'static str,
-        }
-        let doc = DryRun {
-            plan: PlanDoc::of(plan, recovery),
-            target_time: match &plan.target {
-                RecoveryTarget::Time(t) => Some(TimeDoc::of(t)),
-                _ => None,
-            },
-            pg_data: args.pg_data.display().to_string(),
-            restore_command: &restore_command,
-            target_action: recovery.action.map(TargetAction::as_str),
-            signal: recovery.signal_file(),
-            archive_mode: archive_mode_name(recovery.archive_mode),
-        };
+        let doc = DryRun::new(plan, recovery, &args.pg_data);
         println!(
             "{}",
             serde_json::to_string_pretty(&doc).expect("plan serializes")

@@ -438,6 +438,13 @@ pub const KEYS: &[KeyDoc] = &[
         "A file holding the bearer token that `/api/*` requires. Keep it mode 0600."
     ),
     key!(
+        "serve",
+        "shutdown-grace",
+        ValueKind::Duration,
+        Some("60s"),
+        "On SIGTERM, how long a running job may go on before it is abandoned (a backup without its manifest is never listed)."
+    ),
+    key!(
         "schedule",
         "backup-full",
         ValueKind::Cron,

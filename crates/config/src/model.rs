@@ -232,6 +232,9 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// The bearer token for `/api/*` is this file's content.
     pub token_file: Option<PathBuf>,
+    /// On SIGTERM, how long a running job may go on before it is abandoned.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: HumanDuration,
 }
 
 impl Default for ServeConfig {
@@ -239,8 +242,13 @@ impl Default for ServeConfig {
         ServeConfig {
             listen: default_listen(),
             token_file: None,
+            shutdown_grace: default_shutdown_grace(),
         }
     }
+}
+
+fn default_shutdown_grace() -> HumanDuration {
+    HumanDuration::from_secs(60)
 }
 
 fn default_listen() -> SocketAddr {

@@ -114,6 +114,7 @@ fn shown(c: &Config, k: &KeyDoc) -> Option<String> {
         ("health", "max-archive-lag") => d(c.health.max_archive_lag),
         ("serve", "listen") => Some(c.serve.listen.to_string()),
         ("serve", "token-file") => p(&c.serve.token_file),
+        ("serve", "shutdown-grace") => Some(c.serve.shutdown_grace.as_secs().to_string()),
         ("schedule", "backup-full") => cron(&s.backup_full),
         ("schedule", "backup-diff") => cron(&s.backup_diff),
         ("schedule", "backup-incr") => cron(&s.backup_incr),

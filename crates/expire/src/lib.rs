@@ -41,6 +41,19 @@ use cairn_repo::lock::{LockOptions, LockTarget};
 use cairn_repo::{Repository, StanzaName};
 use cairn_retention::RetentionRules;
 
+/// The rules `[retention]` sets, for `cairn expire` and `cairn serve` alike.
+pub fn configured_rules(r: &cairn_config::RetentionConfig) -> RetentionRules {
+    RetentionRules {
+        full: r.full,
+        diff: r.diff,
+        recovery_window: r.recovery_window.map(|d| d.as_duration()),
+        keep_daily: r.keep_daily,
+        keep_weekly: r.keep_weekly,
+        keep_monthly: r.keep_monthly,
+        keep_yearly: r.keep_yearly,
+    }
+}
+
 /// What a run decided and, unless it was a dry run, did.
 #[derive(Debug, Clone)]
 pub struct Outcome {

@@ -1,4 +1,5 @@
 use cairn_exit::{Classify, ErrorKind};
+use std::time::Duration;
 
 use crate::layout::ObjectKey;
 use crate::lock::{LockHolder, age};
@@ -137,6 +138,16 @@ pub enum RepoError {
     /// under it must not be committed.
     #[error("{lock} was lost: {reason}")]
     LockLost { lock: String, reason: String },
+    /// The lock's newest generation cannot be read, and was written too recently to be
+    /// stale: its holder may be alive.
+    #[error("{lock} cannot be read: {key} is damaged ({reason}), last written {} ago", age(*written_ago))]
+    LockDamaged {
+        lock: String,
+        key: ObjectKey,
+        reason: String,
+        written_ago: Duration,
+        stale_after: Duration,
+    },
 }
 
 fn unsupported_format(found: u32, supported: u32) -> String {
@@ -182,7 +193,9 @@ impl Classify for RepoError {
             RepoError::Concurrent { .. } => ErrorKind::Locked,
             RepoError::Conflict { .. } => ErrorKind::Conflict,
             RepoError::Encode { .. } => ErrorKind::Internal,
-            RepoError::Locked { .. } | RepoError::LockLost { .. } => ErrorKind::Locked,
+            RepoError::Locked { .. }
+            | RepoError::LockLost { .. }
+            | RepoError::LockDamaged { .. } => ErrorKind::Locked,
         }
     }
 
@@ -245,6 +258,14 @@ impl Classify for RepoError {
                 "wait for it to finish. cairn takes a lock over only when its heartbeat is older \
                  than {}, or at once when a cairn on the holder's host finds its process gone",
                 age(holder.stale_after)
+            )),
+            RepoError::LockDamaged {
+                key, stale_after, ..
+            } => Some(format!(
+                "a damaged lock object is taken over once it was last written more than {} ago; \
+                 to go on sooner, make sure no cairn command of this stanza is running, then \
+                 remove {key}",
+                age(*stale_after)
             )),
             RepoError::LockLost { .. } => Some(
                 "nothing was committed after the loss; the next run reuses what this one stored. \

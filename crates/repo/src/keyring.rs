@@ -95,7 +95,7 @@ pub(crate) async fn load(backend: &Backend) -> Result<Loaded, RepoError> {
         .collect();
     seqs.sort_unstable();
     seqs.dedup();
-    let Some(&seq) = seqs.last() else {
+    if seqs.is_empty() {
         if backend.get(&layout::format1_config()).await?.is_some() {
             return Err(RepoError::UnsupportedFormat {
                 found: 1,
@@ -105,41 +105,46 @@ pub(crate) async fn load(backend: &Backend) -> Result<Loaded, RepoError> {
         return Err(RepoError::NoRepository {
             location: backend.location(),
         });
-    };
+    }
+    // The newest generation with a good copy is in force (decision 010): a newer one
+    // damaged in both copies (a stray object, a rekey killed half-way) is reported, not
+    // allowed to lock the repository.
     let mut problems = Vec::new();
-    for copy in [false, true] {
-        let key = layout::key_file(seq, copy);
-        match backend.get(&key).await? {
-            None => problems.push((key, "is missing".to_string())),
-            Some(bytes) => match KeyFileBody::parse(&bytes, seq) {
-                Ok(body) => {
-                    if body.format > REPO_FORMAT {
-                        return Err(RepoError::UnsupportedFormat {
-                            found: body.format,
-                            supported: REPO_FORMAT,
-                        });
-                    }
-                    if !copy {
-                        // Look at the copy too, so damage to it is reported, not hidden.
-                        let copy_key = layout::key_file(seq, true);
-                        match backend.get(&copy_key).await? {
-                            None => problems.push((copy_key, "is missing".into())),
-                            Some(b) => {
-                                if let Err(why) = KeyFileBody::parse(&b, seq) {
-                                    problems.push((copy_key, why));
+    for (i, &seq) in seqs.iter().enumerate().rev() {
+        for copy in [false, true] {
+            let key = layout::key_file(seq, copy);
+            match backend.get(&key).await? {
+                None => problems.push((key, "is missing".to_string())),
+                Some(bytes) => match KeyFileBody::parse(&bytes, seq) {
+                    Ok(body) => {
+                        if body.format > REPO_FORMAT {
+                            return Err(RepoError::UnsupportedFormat {
+                                found: body.format,
+                                supported: REPO_FORMAT,
+                            });
+                        }
+                        if !copy {
+                            // Look at the copy too, so damage to it is reported, not hidden.
+                            let copy_key = layout::key_file(seq, true);
+                            match backend.get(&copy_key).await? {
+                                None => problems.push((copy_key, "is missing".into())),
+                                Some(b) => {
+                                    if let Err(why) = KeyFileBody::parse(&b, seq) {
+                                        problems.push((copy_key, why));
+                                    }
                                 }
                             }
                         }
+                        let older = seqs[..i].to_vec();
+                        return Ok(Loaded {
+                            body,
+                            problems,
+                            older,
+                        });
                     }
-                    let older = seqs[..seqs.len() - 1].to_vec();
-                    return Ok(Loaded {
-                        body,
-                        problems,
-                        older,
-                    });
-                }
-                Err(why) => problems.push((key, why)),
-            },
+                    Err(why) => problems.push((key, why)),
+                },
+            }
         }
     }
     Err(RepoError::KeyFilesDamaged {
@@ -340,6 +345,23 @@ mod tests {
         assert_eq!(loaded.body, newer);
         assert_eq!(loaded.older, vec![1]);
         assert_eq!(loaded.problems.len(), 1, "the missing copy is reported");
+
+        // A generation 3 damaged in both copies (here: generation 2 stored under its
+        // keys) does not lock the repository: generation 2 stays in force, and both bad
+        // copies are reported.
+        b.put_if_absent(&layout::key_file(2, true), newer.to_bytes().into())
+            .await
+            .unwrap();
+        for copy in [false, true] {
+            b.put_if_absent(&layout::key_file(3, copy), newer.to_bytes().into())
+                .await
+                .unwrap();
+        }
+        let loaded = load(&b).await.unwrap();
+        assert_eq!(loaded.body, newer);
+        assert_eq!(loaded.older, vec![1]);
+        let bad: Vec<&str> = loaded.problems.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(bad, vec!["keyring/00000003", "keyring/00000003.copy"]);
 
         let old = backend();
         old.put_if_absent(&layout::format1_config(), bytes::Bytes::from_static(b"{}"))

@@ -414,43 +414,50 @@ impl Repository {
             let generations = self.lock_generations(&target).await?;
             let (seq, previous) = match generations.last() {
                 None => (1, None),
-                Some((top, key)) => {
-                    let Some(holder) = self.read_lock(key).await? else {
-                        continue;
-                    };
-                    let heartbeat_age = holder.heartbeat_age(key)?;
-                    let reason = if holder.released.is_some() {
-                        None
-                    } else if let Some(why) = me.proves_gone(&holder.owner) {
-                        Some(why)
-                    } else if heartbeat_age > opts.stale_after {
-                        Some(format!(
-                            "its heartbeat is {} old, more than the {} after which a lock is stale",
-                            age(heartbeat_age),
-                            age(opts.stale_after)
-                        ))
-                    } else {
-                        return Err(RepoError::Locked {
-                            holder: Box::new(LockHolder {
-                                lock: target.clone(),
-                                record: Some(holder),
-                                heartbeat_age,
-                                stale_after: opts.stale_after,
-                            }),
+                Some((top, key)) => match self.read_lock(key).await {
+                    Ok(None) => continue,
+                    // A damaged generation tells nothing of its holder (decision 011).
+                    Err(e @ (RepoError::Object { .. } | RepoError::Malformed { .. })) => {
+                        last_seen = None;
+                        let previous = self.damaged_holder(&target, key, &e, opts).await?;
+                        (top + 1, Some(previous))
+                    }
+                    Err(e) => return Err(e),
+                    Ok(Some(holder)) => {
+                        let heartbeat_age = holder.heartbeat_age(key)?;
+                        let reason = if holder.released.is_some() {
+                            None
+                        } else if let Some(why) = me.proves_gone(&holder.owner) {
+                            Some(why)
+                        } else if heartbeat_age > opts.stale_after {
+                            Some(format!(
+                                "its heartbeat is {} old, more than the {} after which a lock is stale",
+                                age(heartbeat_age),
+                                age(opts.stale_after)
+                            ))
+                        } else {
+                            return Err(RepoError::Locked {
+                                holder: Box::new(LockHolder {
+                                    lock: target.clone(),
+                                    record: Some(holder),
+                                    heartbeat_age,
+                                    stale_after: opts.stale_after,
+                                }),
+                            });
+                        };
+                        let previous = reason.map(|reason| PreviousHolder {
+                            id: holder.id.clone(),
+                            command: holder.command.clone(),
+                            host: holder.owner.host.clone(),
+                            pid: holder.owner.pid,
+                            started: holder.started.clone(),
+                            heartbeat: holder.heartbeat.clone(),
+                            reason,
                         });
-                    };
-                    let previous = reason.map(|reason| PreviousHolder {
-                        id: holder.id.clone(),
-                        command: holder.command.clone(),
-                        host: holder.owner.host.clone(),
-                        pid: holder.owner.pid,
-                        started: holder.started.clone(),
-                        heartbeat: holder.heartbeat.clone(),
-                        reason,
-                    });
-                    last_seen = Some((holder, heartbeat_age));
-                    (top + 1, previous)
-                }
+                        last_seen = Some((holder, heartbeat_age));
+                        (top + 1, previous)
+                    }
+                },
             };
             let now = now_rfc3339();
             let record = LockRecord {
@@ -563,6 +570,51 @@ impl Repository {
         Ok(out)
     }
 
+    /// A generation that cannot be read: its last write stands in for its heartbeat. Older
+    /// than `stale_after`, it is taken over (the reason names the damage); newer, its holder
+    /// may be alive and rewriting it, so the lock is refused.
+    async fn damaged_holder(
+        &self,
+        target: &LockTarget,
+        key: &ObjectKey,
+        damage: &RepoError,
+        opts: &LockOptions,
+    ) -> Result<PreviousHolder, RepoError> {
+        let written = self
+            .backend()
+            .list_modified(&layout::lock_prefix(target))
+            .await?
+            .into_iter()
+            .find(|l| l.key == key.as_str())
+            .map(|l| l.modified);
+        let written_ago = written
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or(Duration::ZERO);
+        if written_ago <= opts.stale_after {
+            return Err(RepoError::LockDamaged {
+                lock: target.to_string(),
+                key: key.clone(),
+                reason: damage.to_string(),
+                written_ago,
+                stale_after: opts.stale_after,
+            });
+        }
+        Ok(PreviousHolder {
+            id: String::new(),
+            command: "(unknown)".into(),
+            host: "(unknown)".into(),
+            pid: 0,
+            started: String::new(),
+            heartbeat: String::new(),
+            reason: format!(
+                "its object {key} is damaged ({damage}) and was last written {} ago, more than \
+                 the {} after which a lock is stale",
+                age(written_ago),
+                age(opts.stale_after)
+            ),
+        })
+    }
+
     async fn read_lock(&self, key: &ObjectKey) -> Result<Option<LockRecord>, RepoError> {
         self.get_json::<LockRecord>(key, ObjectKind::Lock, "lock")
             .await
@@ -604,6 +656,56 @@ mod tests {
             repo.backend().put_overwrite(&key, cut).await.unwrap();
             assert!(repo.read_lock(&key).await.is_err(), "cut at {n} read");
         }
+    }
+
+    /// A damaged generation says nothing of its holder: refused (exit 11, naming it) while
+    /// it was written recently, taken over with a report once older than `stale_after`.
+    #[tokio::test]
+    async fn a_damaged_generation_is_refused_while_fresh_and_taken_over_when_stale() {
+        let repo = Repository::in_memory().await;
+        let target = LockTarget::Backup(StanzaName::new("main").unwrap());
+        let guard = repo
+            .lock(target.clone(), "backup", &LockOptions::default())
+            .await
+            .unwrap();
+        let key = guard.key().clone();
+        guard.release().await.unwrap();
+        let mut bad = repo.backend().get(&key).await.unwrap().unwrap().to_vec();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x01;
+        repo.backend()
+            .put_overwrite(&key, bad.into())
+            .await
+            .unwrap();
+        let Err(e) = repo
+            .lock(target.clone(), "backup", &LockOptions::default())
+            .await
+        else {
+            panic!("a fresh damaged generation is refused");
+        };
+        assert!(matches!(e, RepoError::LockDamaged { .. }), "{e}");
+        assert!(e.to_string().contains(key.as_str()), "{e}");
+        assert_eq!(
+            cairn_exit::Classify::kind(&e),
+            cairn_exit::ErrorKind::Locked
+        );
+
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let quick = LockOptions {
+            heartbeat: Duration::from_secs(30),
+            stale_after: Duration::from_millis(20),
+        };
+        let guard = repo.lock(target, "backup", &quick).await.unwrap();
+        assert_eq!(layout::parse_seq(guard.key().as_str()), Some(2));
+        let t = guard
+            .takeover()
+            .expect("the takeover is reported")
+            .to_string();
+        assert!(t.contains(key.as_str()) && t.contains("damaged"), "{t}");
+        assert!(
+            repo.backend().get(&key).await.unwrap().is_none(),
+            "the damaged generation is removed"
+        );
     }
 
     #[test]

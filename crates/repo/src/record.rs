@@ -66,6 +66,20 @@ impl Repository {
         kind: &RecordKind,
         value: &T,
     ) -> Result<ObjectKey, RepoError> {
+        self.put_record_keeping(stanza, kind, value, RECORDS_KEPT)
+            .await
+    }
+
+    /// [`Repository::put_record`], keeping the newest `keep` records of the kind (at least
+    /// one: the one just written).
+    pub async fn put_record_keeping<T: Serialize>(
+        &self,
+        stanza: &StanzaName,
+        kind: &RecordKind,
+        value: &T,
+        keep: usize,
+    ) -> Result<ObjectKey, RepoError> {
+        let keep = keep.max(1);
         let key = loop {
             let name = format!(
                 "{}-{:08x}",
@@ -80,8 +94,8 @@ impl Repository {
             }
         };
         let keys = self.record_keys(stanza, kind).await?;
-        if keys.len() > RECORDS_KEPT {
-            for old in &keys[..keys.len() - RECORDS_KEPT] {
+        if keys.len() > keep {
+            for old in &keys[..keys.len() - keep] {
                 let _ = self.backend().delete(old).await;
             }
         }
@@ -104,6 +118,29 @@ impl Repository {
             }
         }
         Ok(None)
+    }
+
+    /// The newest `limit` readable records of `kind`, oldest first. Damaged ones are
+    /// passed over (and counted in the second value).
+    pub async fn records<T: DeserializeOwned>(
+        &self,
+        stanza: &StanzaName,
+        kind: &RecordKind,
+        limit: usize,
+    ) -> Result<(Vec<Record<T>>, usize), RepoError> {
+        let keys = self.record_keys(stanza, kind).await?;
+        let mut out = Vec::new();
+        let mut damaged = 0;
+        for key in keys.into_iter().rev().take(limit) {
+            match self.get_json::<T>(&key, ObjectKind::Record, "record").await {
+                Ok(Some(value)) => out.push(Record { key, value }),
+                Ok(None) => {}
+                Err(RepoError::Object { .. } | RepoError::Malformed { .. }) => damaged += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        out.reverse();
+        Ok((out, damaged))
     }
 
     /// The keys of the stanza's records of `kind`, oldest first.
@@ -174,6 +211,28 @@ mod tests {
             Some(Outcome {
                 n: RECORDS_KEPT as u32 + 1
             })
+        );
+        // All of them, oldest first, the damaged one counted and passed over.
+        let (all, damaged) = repo.records::<Outcome>(&stanza, &kind, 100).await.unwrap();
+        assert_eq!(damaged, 1);
+        let ns: Vec<u32> = all.iter().map(|r| r.value.n).collect();
+        assert_eq!(ns, (3..RECORDS_KEPT as u32 + 2).collect::<Vec<_>>());
+        let (two, _) = repo.records::<Outcome>(&stanza, &kind, 3).await.unwrap();
+        assert_eq!(
+            two.iter().map(|r| r.value.n).collect::<Vec<_>>(),
+            [RECORDS_KEPT as u32, RECORDS_KEPT as u32 + 1],
+            "the newest 3 keys, of which one is damaged"
+        );
+        // A kind may keep more than the default.
+        let job = RecordKind::new("job").unwrap();
+        for n in 0..(RECORDS_KEPT as u32 + 5) {
+            repo.put_record_keeping(&stanza, &job, &Outcome { n }, RECORDS_KEPT + 2)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            repo.record_keys(&stanza, &job).await.unwrap().len(),
+            RECORDS_KEPT + 2
         );
         // Another kind is separate.
         let drill = RecordKind::new("drill").unwrap();

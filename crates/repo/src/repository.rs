@@ -124,7 +124,10 @@ impl Repository {
             .problems
             .iter()
             .map(|(key, why)| {
-                format!("key file {key} {why}; the other copy was used (run `cairn verify`)")
+                format!(
+                    "key file {key} {why}; generation {} is in use (run `cairn verify`)",
+                    loaded.body.seq
+                )
             })
             .collect();
         Ok(Repository {

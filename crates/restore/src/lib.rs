@@ -32,7 +32,9 @@
 //!
 //! The recovery settings are typed ([`RecoverySettings`]: a `cairn-target` target, action
 //! and timeline, a [`RestoreCommand`], an [`ArchiveMode`]); this crate renders and quotes
-//! them. [`check_restore`] runs every check without writing, for `--dry-run`.
+//! them. [`check_restore`] runs every check without writing, for `--dry-run`;
+//! [`RestoreSource`] chooses the backup (through the planner) and [`DryRun`] is the plan's
+//! JSON document.
 //!
 //! ```no_run
 //! # async fn demo(repo: &cairn_repo::Repository, stanza: &cairn_repo::StanzaName)
@@ -58,6 +60,7 @@
 mod archiving;
 mod delta;
 mod destination;
+mod dry_run;
 mod error;
 mod executor;
 mod file;
@@ -70,6 +73,7 @@ mod source;
 mod tree;
 
 pub use archiving::{ArchiveMode, Archiving};
+pub use dry_run::{DryRun, PlanDoc, TimeDoc, WalRangeDoc, archive_mode_name};
 pub use error::{PathProblem, RestoreError, TablespaceProblem};
 pub use executor::{check_restore, restore_backup};
 pub use file::READ_AHEAD;

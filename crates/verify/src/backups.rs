@@ -30,11 +30,22 @@ impl Backups {
 
 /// Read and check each manifest in scope (damaged ones become problems).
 pub(crate) async fn manifests(run: &mut Run<'_>) -> Result<Backups, VerifyError> {
-    let listing = match run.repo.backup_listing(run.stanza).await {
+    let mut listing = match run.repo.backup_listing(run.stanza).await {
         Ok(l) => l,
         Err(RepoError::StanzaInfoDamaged { .. }) => BackupListing::default(),
         Err(e) => return Err(e.into()),
     };
+    // A backup the catalog knows whose manifest is gone is not in the listing: it is
+    // damage too. (A catalog that cannot be read is reported with the journals.)
+    if let Ok(catalog) = run.repo.backup_catalog(run.stanza).await {
+        for d in catalog.damaged {
+            let listed = listing.usable.iter().any(|m| m.label == d.label)
+                || listing.damaged.iter().any(|l| l.label == d.label);
+            if !listed {
+                listing.damaged.push(d);
+            }
+        }
+    }
     let set = run.opts.set.clone();
     let wanted = |l: &BackupLabel| set.as_ref().is_none_or(|s| s == l);
     if let Some(set) = &set
@@ -228,9 +239,8 @@ pub(crate) async fn pack_plan(
             }
             (Some(d), listed) => {
                 let text = if listed.is_none() {
-                    "every new backup fails while it is unreadable (a backup reads every pack \
-                     index first); restores read chunks through their manifests and are not \
-                     affected"
+                    "new backups skip it and store the chunks it lists again; restores read \
+                     chunks through their manifests and are not affected"
                 } else {
                     "new backups reuse the chunks it lists, which are not where it says: they \
                      would not restore; restores of existing backups read chunks through their \
@@ -247,7 +257,29 @@ pub(crate) async fn pack_plan(
     let indexed: BTreeSet<&PackId> = inv.indexes.iter().map(|ix| &ix.pack).collect();
     for (pack, size) in &inv.packs {
         match plan.packs.get_mut(pack) {
-            Some(work) => work.size = Some(*size),
+            Some(work) => {
+                work.size = Some(*size);
+                // A backup's pack is indexed before its manifest is written: without an
+                // index, it was lost.
+                if !indexed.contains(pack) {
+                    run.problem(
+                        Problem {
+                            severity: Severity::Damage,
+                            object: ObjectClass::PackIndex,
+                            key: layout::pack_index(run.stanza, pack.as_str()).to_string(),
+                            damage: DamageKind::Missing,
+                            detail: "is missing, although backups use its pack".into(),
+                            affects: Vec::new(),
+                        }
+                        .with(Effect::new(
+                            EffectKind::NewBackups,
+                            "new backups do not know the chunks of its pack and store them \
+                             again; restores read chunks through their manifests and are not \
+                             affected",
+                        )),
+                    );
+                }
+            }
             None if run.full() && !indexed.contains(pack) => run.problem(Problem {
                 severity: Severity::Warning,
                 object: ObjectClass::Pack,

@@ -151,6 +151,7 @@ pub async fn verify(
     if run.full() {
         metadata::journals(&mut run, &catalog, info.as_ref()).await?;
         metadata::records(&mut run).await?;
+        metadata::locks(&mut run).await?;
     }
     progress.phase(Phase::Manifests);
     let backups = backups::manifests(&mut run).await?;

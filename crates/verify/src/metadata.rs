@@ -4,6 +4,7 @@
 use cairn_pgformat::WalFileName;
 use cairn_repo::catalog::WalState;
 use cairn_repo::layout::{self, records_prefix};
+use cairn_repo::lock::LockTarget;
 use cairn_repo::{
     BackupEvent, CopyCheck, Damage, Identity, JournalCheck, JournalName, ObjectKey, ObjectKind,
     RepoError, StanzaInfo, WalCatalog, WalEvent,
@@ -263,6 +264,48 @@ pub(crate) async fn records(run: &mut Run<'_>) -> Result<(), VerifyError> {
                 "info and metrics show the record before it",
             )),
         );
+    }
+    Ok(())
+}
+
+/// The stanza's lock generations and the repository's keys lock decode: a damaged one is
+/// refused by the next command that takes the lock until it is stale (decision 011).
+pub(crate) async fn locks(run: &mut Run<'_>) -> Result<(), VerifyError> {
+    let targets = [
+        LockTarget::Backup(run.stanza.clone()),
+        LockTarget::Maintenance(run.stanza.clone()),
+        LockTarget::Keys,
+    ];
+    for target in targets {
+        let prefix = layout::lock_prefix(&target);
+        for l in run.repo.backend().list(&prefix, None).await? {
+            let Ok(key) = ObjectKey::new(l.key.clone()) else {
+                stray(run, &l.key);
+                continue;
+            };
+            let c = run
+                .repo
+                .check_object(&key, ObjectKind::Lock, &Identity::of(&key))
+                .await?;
+            run.read(c.bytes);
+            let damage = match c.result {
+                Err(Damage::Missing) => continue,
+                Err(d) => d,
+                Ok(d) => match serde_json::from_slice::<serde_json::Value>(&d.plaintext) {
+                    Ok(_) => continue,
+                    Err(e) => Damage::Content(format!("not a lock: {e}")),
+                },
+            };
+            run.problem(
+                Problem::damage(ObjectClass::Lock, key.to_string(), &damage).with(Effect::new(
+                    EffectKind::Nothing,
+                    format!(
+                        "{target} is refused while this object was written less than the stale \
+                         timeout ago, then taken over with a warning; no data depends on it"
+                    ),
+                )),
+            );
+        }
     }
     Ok(())
 }

@@ -43,6 +43,7 @@ pub enum ObjectClass {
     WalFile,
     WalRepairCopy,
     Record,
+    Lock,
     Stray,
 }
 
@@ -59,6 +60,7 @@ impl ObjectClass {
             ObjectClass::WalFile => "WAL file",
             ObjectClass::WalRepairCopy => "WAL repair copy",
             ObjectClass::Record => "record",
+            ObjectClass::Lock => "lock",
             ObjectClass::Stray => "unknown object",
         }
     }

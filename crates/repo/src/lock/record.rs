@@ -113,6 +113,10 @@ pub struct Takeover {
 impl fmt::Display for Takeover {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.previous;
+        if p.id.is_empty() {
+            // Taken over from a generation that could not be read: nothing known of it.
+            return write!(f, "took over {}: {}", self.lock, p.reason);
+        }
         write!(
             f,
             "took over {} from `cairn {}` on host {} (pid {}, started {}, last heartbeat {} ago): {}",

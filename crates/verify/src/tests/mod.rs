@@ -173,6 +173,23 @@ async fn a_damaged_pack_index_costs_new_backups_not_restores() {
 }
 
 #[tokio::test]
+async fn a_deleted_pack_index_is_missing_and_costs_new_backups_not_restores() {
+    let fx = Fixture::new(&[]).await;
+    let pack = &fx.full.packs[0];
+    let key = layout::pack_index(&fx.stanza, pack.as_str());
+    fx.delete(&key).await;
+    let r = fx.verify().await;
+    let p = only(&r);
+    assert_eq!(
+        (p.object, p.key.as_str()),
+        (ObjectClass::PackIndex, key.as_str())
+    );
+    assert_eq!(p.damage, DamageKind::Missing, "{}", r.text());
+    assert!(has_effect(p, EffectKind::NewBackups));
+    assert!(r.unrestorable.is_empty(), "{}", r.text());
+}
+
+#[tokio::test]
 async fn a_deleted_wal_segment_is_named_with_the_window_it_ends() {
     let fx = Fixture::new(&[]).await;
     fx.delete(&fx.wal_key(4)).await;
@@ -273,6 +290,21 @@ async fn a_truncated_manifest_names_its_backup_only() {
         fx.repo.backend().list(&log, None).await.unwrap().len(),
         entries
     );
+}
+
+/// A deleted manifest is not in the listing; the backup catalog still knows the backup.
+#[tokio::test]
+async fn a_deleted_manifest_is_missing_for_its_backup() {
+    let fx = Fixture::new(&[]).await;
+    let key = layout::backup_manifest(&fx.stanza, fx.incr.label.as_str());
+    fx.delete(&key).await;
+    let r = fx.verify().await;
+    let p = only(&r);
+    assert_eq!(p.object, ObjectClass::Manifest);
+    assert_eq!(p.key, key.to_string());
+    assert_eq!(p.damage, DamageKind::Missing);
+    assert_eq!(r.status, Status::Damaged);
+    assert_eq!(r.unrestorable, vec![fx.incr.label.clone()]);
 }
 
 #[tokio::test]
@@ -481,4 +513,26 @@ async fn a_damaged_record_is_named_and_the_one_before_it_is_shown() {
         })
         .await;
     assert_eq!(only(&r).object, ObjectClass::Record);
+}
+
+#[tokio::test]
+async fn a_damaged_lock_is_named() {
+    let fx = Fixture::new(&[]).await;
+    let target = cairn_repo::LockTarget::Backup(fx.stanza.clone());
+    let guard = fx
+        .repo
+        .lock(target, "backup", &Default::default())
+        .await
+        .unwrap();
+    let key = guard.key().clone();
+    guard.release().await.unwrap();
+    assert!(damaged(&fx.verify().await).is_empty());
+    fx.flip(&key, 100).await;
+    let r = fx.verify().await;
+    let p = only(&r);
+    assert_eq!(
+        (p.object, p.key.as_str()),
+        (ObjectClass::Lock, key.as_str())
+    );
+    assert!(r.unrestorable.is_empty());
 }
