@@ -333,6 +333,9 @@ pub async fn run<S: BackupSource>(
         .await?;
     }
     repo.put_manifest(&info.name, &manifest).await?;
+    // The next backup's start reads the snapshot instead of every pack index. Best effort:
+    // without it that start reads the pack indexes it does not cover.
+    let _ = repo.update_chunk_snapshot(&info.name).await;
     Ok(manifest)
 }
 

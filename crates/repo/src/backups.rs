@@ -436,4 +436,116 @@ pub(crate) mod tests {
         assert!(c.usable.is_empty());
         assert_eq!(c.damaged[0].label, b.label);
     }
+
+    /// Issue 10, "one catalog fault": a WAL summary and a backup whose writers were slow
+    /// (their entries keyed half the journal margin before everything written since) land
+    /// after both catalogs were folded into snapshots, and both show up, from the journal.
+    #[tokio::test]
+    async fn a_summary_and_a_backup_landing_far_behind_the_newest_both_show_up() {
+        use cairn_pgformat::builder::WalBuilder;
+        use cairn_pgformat::{WalFileName, XLogSegNo, summarize_segment};
+
+        use crate::journal::MARGIN;
+        use crate::wal::WalDetail;
+
+        let (repo, s) = setup().await;
+        // Newer entries than the late ones, enough for a snapshot of each journal.
+        for i in 0..70u32 {
+            let label = format!("20261201-{:02}{:02}00F", 10 + i / 60, i % 60);
+            repo.put_manifest(&s, &manifest(&label, i % 60))
+                .await
+                .unwrap();
+            let name = WalFileName::History(TimelineId(i + 2));
+            let text = format!(
+                "{}\t0/{:X}\tno recovery target specified\n",
+                i + 1,
+                (i + 2) << 24
+            );
+            let enc = repo
+                .encode_wal(&s, DbId(1), &name, text.clone().into())
+                .await
+                .unwrap();
+            repo.push_wal(&s, DbId(1), &name, &enc, WalDetail::History { text })
+                .await
+                .unwrap();
+        }
+        assert_eq!(repo.backup_catalog(&s).await.unwrap().usable.len(), 70);
+        assert_eq!(repo.wal_catalog(&s).await.unwrap().len(), 70);
+        for journal in ["backups", "wal"] {
+            let snaps = repo
+                .backend()
+                .list(&layout::journal_snap_prefix(&s, journal), None)
+                .await
+                .unwrap();
+            assert_eq!(snaps.len(), 1, "the {journal} journal was snapshotted");
+        }
+
+        // The slow writers: every entry they write is keyed half the margin ago.
+        let slow = repo.clone().with_clock(std::sync::Arc::new(|| {
+            time::OffsetDateTime::now_utc() - MARGIN / 2
+        }));
+        let mut wal = WalBuilder::new(XLogSegNo(1))
+            .segment_size(cairn_pgformat::WalSegmentSize::new(1 << 20).unwrap());
+        wal.append_commit(700, cairn_pgformat::PgTimestamp(850_000_000_000_000));
+        wal.append_switch();
+        let bytes = wal.segment(0);
+        let summary = summarize_segment(&bytes).unwrap();
+        let segment = WalFileName::Segment(wal.segment_name(0));
+        let enc = slow
+            .encode_wal(&s, DbId(1), &segment, bytes.into())
+            .await
+            .unwrap();
+        slow.push_wal(
+            &s,
+            DbId(1),
+            &segment,
+            &enc,
+            WalDetail::Segment {
+                summary: Box::new(summary),
+            },
+        )
+        .await
+        .unwrap();
+        let late = manifest("20261130-235900F", 0);
+        slow.put_manifest(&s, &late).await.unwrap();
+        let log = |journal: &'static str| {
+            let repo = repo.clone();
+            let s = s.clone();
+            async move {
+                let prefix = layout::journal_log_prefix(&s, journal);
+                repo.backend().list(&prefix, None).await.unwrap()
+            }
+        };
+        let newest = log("backups").await.last().unwrap().key.clone();
+        let late_key = log("backups")
+            .await
+            .into_iter()
+            .find(|l| l.key.ends_with(late.label.as_str()))
+            .unwrap()
+            .key;
+        assert!(
+            late_key < newest,
+            "the backup's entry is keyed before the newest"
+        );
+
+        let wal_catalog = repo.wal_catalog(&s).await.unwrap();
+        assert_eq!(wal_catalog.len(), 71);
+        assert!(
+            wal_catalog.entries().any(|e| e.name == segment.to_string()),
+            "the late summary shows up"
+        );
+        let backups = repo.backup_catalog(&s).await.unwrap();
+        assert_eq!(backups.usable.len(), 71);
+        assert_eq!(
+            backups.usable[0].label, late.label,
+            "the late backup shows up"
+        );
+        // From its journal entry, not found by listing and announced again.
+        let entries = log("backups")
+            .await
+            .into_iter()
+            .filter(|l| l.key.ends_with(late.label.as_str()))
+            .count();
+        assert_eq!(entries, 1);
+    }
 }

@@ -205,7 +205,7 @@ impl Repository {
         tag: &str,
         json: Bytes,
     ) -> Result<StagedEntry, RepoError> {
-        let started = time::OffsetDateTime::now_utc();
+        let started = self.now();
         let key = layout::journal_log(
             stanza,
             journal.as_str(),
@@ -232,7 +232,7 @@ impl Repository {
         let mut entry = entry;
         loop {
             self.backend().commit(entry.staged).await?;
-            let took = time::OffsetDateTime::now_utc() - entry.started;
+            let took = self.now() - entry.started;
             if took < MARGIN / 2 {
                 return Ok(entry.key);
             }

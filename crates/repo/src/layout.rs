@@ -261,6 +261,29 @@ pub fn pack_index_prefix(stanza: &StanzaName) -> String {
     format!("{}/pack-index/", stanza_root(stanza))
 }
 
+/// Generation `seq` of the chunk index snapshot: its head (which packs it covers, where its
+/// parts are), written after the parts.
+pub fn chunk_snapshot_head(stanza: &StanzaName, seq: u64) -> ObjectKey {
+    ObjectKey::built(format!("{}{seq:016}", chunk_snapshot_head_prefix(stanza)))
+}
+
+pub fn chunk_snapshot_head_prefix(stanza: &StanzaName) -> String {
+    format!("{}/chunk-index/head/", stanza_root(stanza))
+}
+
+/// Part `part` of the snapshot whose parts are named `id` (random: two writers of the
+/// same generation never share a part).
+pub fn chunk_snapshot_part(stanza: &StanzaName, id: &str, part: u32) -> ObjectKey {
+    ObjectKey::built(format!(
+        "{}{part:03}",
+        chunk_snapshot_part_prefix(stanza, id)
+    ))
+}
+
+pub fn chunk_snapshot_part_prefix(stanza: &StanzaName, id: &str) -> String {
+    format!("{}/chunk-index/part/{id}/", stanza_root(stanza))
+}
+
 /// A backup's manifest: written last, it is the backup's commit point.
 pub fn backup_manifest(stanza: &StanzaName, label: &str) -> ObjectKey {
     ObjectKey::built(format!("{}{label}/manifest", backup_prefix(stanza)))

@@ -32,6 +32,7 @@ mod backend;
 mod backups;
 pub mod catalog;
 pub mod check;
+mod chunk_snapshot;
 mod content_tree;
 mod error;
 pub mod gc;
@@ -57,6 +58,7 @@ pub use backend::{
 pub use backups::{BackupCatalog, BackupEvent, BackupSummary};
 pub use catalog::{DamagedSummary, TimelineArchive, WalCatalog, WalEvent};
 pub use check::{CopyCheck, Damage, Decoded, ObjectCheck};
+pub use chunk_snapshot::SNAPSHOT_AFTER;
 pub use error::{BackendError, ObjectError, RepoError};
 pub use gc::{GcState, GcStateRead, PackListing, StoredChunk};
 pub use journal::{DamagedEntry, JournalCheck, JournalName};

@@ -62,6 +62,7 @@ pub enum ObjectKind {
     Lock = 9,
     Record = 10,
     GcState = 11,
+    ChunkIndexSnapshot = 12,
 }
 
 impl ObjectKind {
@@ -78,6 +79,7 @@ impl ObjectKind {
             9 => ObjectKind::Lock,
             10 => ObjectKind::Record,
             11 => ObjectKind::GcState,
+            12 => ObjectKind::ChunkIndexSnapshot,
             _ => return None,
         })
     }
@@ -95,6 +97,7 @@ impl ObjectKind {
             ObjectKind::Lock => "lock",
             ObjectKind::Record => "record",
             ObjectKind::GcState => "garbage collection state",
+            ObjectKind::ChunkIndexSnapshot => "chunk index snapshot",
         }
     }
 }

@@ -4,7 +4,7 @@
 //! index object listing its chunks; the union of the indexes tells a later backup which
 //! chunks are already stored, including those of a backup that was interrupted.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::check::Damage;
+use crate::chunk_snapshot::SortedTable;
 use crate::error::{BackendError, ObjectError, RepoError};
 use crate::keys::{ContentId, KeySet};
 use crate::layout::{self, Identity, ObjectKey, StanzaName};
@@ -117,9 +118,9 @@ pub struct ChunkLocation {
 
 /// A pack's index object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct PackIndex {
-    pack: PackId,
-    chunks: Vec<(ContentId, u64, u32, u32)>,
+pub(crate) struct PackIndex {
+    pub(crate) pack: PackId,
+    pub(crate) chunks: Vec<(ContentId, u64, u32, u32)>,
 }
 
 /// Where a chunk is, with its pack as a position in [`ChunkIndex::packs`]: a stanza's
@@ -133,27 +134,60 @@ struct Slot {
     offset: u64,
 }
 
-/// Every chunk the stanza's packs hold.
+/// Every chunk the stanza's packs hold: those of the chunk index snapshot in local sorted
+/// tables (`crate::chunk_snapshot`), those of the pack indexes it does not cover in memory.
 #[derive(Debug, Clone, Default)]
 pub struct ChunkIndex {
-    /// Pack indexes that could not be read (their chunks are stored again if needed).
+    /// Pack indexes (or a snapshot) that could not be read (their chunks are stored
+    /// again if needed).
     pub warnings: Vec<String>,
     packs: Vec<PackId>,
     positions: HashMap<PackId, u32>,
     chunks: HashMap<ContentId, Slot>,
+    /// Snapshot tables, newest first.
+    tables: Vec<Arc<SortedTable>>,
+    /// Packs whose table entries do not count (no longer listed, or condemned).
+    excluded: HashSet<u32>,
+    /// Table entries per pack position.
+    table_entries: Vec<u64>,
 }
 
 impl ChunkIndex {
     pub fn get(&self, id: &ContentId) -> Option<ChunkLocation> {
-        self.chunks.get(id).map(|s| ChunkLocation {
-            pack: self.packs[s.pack as usize].clone(),
-            offset: s.offset,
-            len: s.len,
-            size: s.size,
+        let loc = |pack: u32, offset, len, size| ChunkLocation {
+            pack: self.packs[pack as usize].clone(),
+            offset,
+            len,
+            size,
+        };
+        if let Some(s) = self.chunks.get(id) {
+            return Some(loc(s.pack, s.offset, s.len, s.size));
+        }
+        self.tables.iter().find_map(|t| {
+            t.find(id)
+                .filter(|(pack, ..)| !self.excluded.contains(pack))
+                .map(|(pack, offset, len, size)| loc(pack, offset, len, size))
         })
     }
     pub fn contains(&self, id: &ContentId) -> bool {
-        self.chunks.contains_key(id)
+        self.chunks.contains_key(id) || self.get(id).is_some()
+    }
+    pub(crate) fn exclude(&mut self, pack: u32) {
+        self.excluded.insert(pack);
+    }
+    pub(crate) fn count_table_entries(&mut self, pack: u32, n: u64) {
+        let p = pack as usize;
+        if self.table_entries.len() <= p {
+            self.table_entries.resize(p + 1, 0);
+        }
+        self.table_entries[p] += n;
+    }
+    pub(crate) fn add_table(&mut self, table: Arc<SortedTable>) {
+        self.tables.push(table);
+    }
+    /// Chunks found in the snapshot (the rest came from pack indexes read one by one).
+    pub fn from_snapshot(&self) -> u64 {
+        self.tables.iter().map(|t| t.len()).sum()
     }
     pub fn insert(&mut self, id: ContentId, loc: ChunkLocation) {
         let pack = self.pack_position(&loc.pack);
@@ -167,7 +201,7 @@ impl ChunkIndex {
             },
         );
     }
-    fn pack_position(&mut self, pack: &PackId) -> u32 {
+    pub(crate) fn pack_position(&mut self, pack: &PackId) -> u32 {
         if let Some(p) = self.positions.get(pack) {
             return *p;
         }
@@ -176,8 +210,17 @@ impl ChunkIndex {
         self.positions.insert(pack.clone(), p);
         p
     }
+    /// Chunks indexed (a chunk both in the snapshot and in a pack read on its own
+    /// counts twice).
     pub fn len(&self) -> usize {
-        self.chunks.len()
+        let table: u64 = self
+            .table_entries
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| !self.excluded.contains(&(*p as u32)))
+            .map(|(_, n)| n)
+            .sum();
+        self.chunks.len() + table as usize
     }
     /// This index without the chunks stored in `packs` (condemned ones: see `crate::gc`).
     pub fn without_packs(mut self, packs: &std::collections::BTreeSet<PackId>) -> ChunkIndex {
@@ -188,10 +231,11 @@ impl ChunkIndex {
         if !gone.is_empty() {
             self.chunks.retain(|_, s| !gone.contains(&s.pack));
         }
+        self.excluded.extend(gone);
         self
     }
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.len() == 0
     }
 }
 
@@ -491,14 +535,39 @@ impl Repository {
         codec.encode(data, codec.content_id(data))
     }
 
-    /// Read every pack index of the stanza.
+    /// Every chunk of the stanza: the chunk index snapshot, and the pack indexes it does
+    /// not cover.
     pub async fn chunk_index(&self, stanza: &StanzaName) -> Result<ChunkIndex, RepoError> {
-        let listed = self
-            .backend()
-            .list(&layout::pack_index_prefix(stanza), None)
-            .await?;
+        self.chunk_index_with(stanza, true).await
+    }
+
+    /// [`Repository::chunk_index`] from the pack indexes alone (`snapshot` false): what
+    /// a start did before snapshots, for the scale benchmark and tests.
+    pub async fn chunk_index_with(
+        &self,
+        stanza: &StanzaName,
+        snapshot: bool,
+    ) -> Result<ChunkIndex, RepoError> {
+        let prefix = layout::pack_index_prefix(stanza);
+        let listed = self.backend().list(&prefix, None).await?;
+        let mut index = ChunkIndex::default();
+        let covered = if snapshot {
+            let packs: HashSet<PackId> = listed
+                .iter()
+                .filter_map(|l| PackId::try_from(l.key.strip_prefix(&prefix)?.to_string()).ok())
+                .collect();
+            self.load_chunk_snapshot(stanza, &packs, &mut index).await?
+        } else {
+            HashSet::new()
+        };
         let keys: Vec<ObjectKey> = listed
             .into_iter()
+            .filter(|l| {
+                l.key
+                    .strip_prefix(&prefix)
+                    .and_then(|p| PackId::try_from(p.to_string()).ok())
+                    .is_none_or(|p| !covered.contains(&p))
+            })
             .filter_map(|l| ObjectKey::new(l.key).ok())
             .collect();
         let read: Vec<(ObjectKey, Result<Option<PackIndex>, RepoError>)> =
@@ -512,7 +581,6 @@ impl Repository {
                 .buffer_unordered(16)
                 .collect()
                 .await;
-        let mut index = ChunkIndex::default();
         let mut indexes = Vec::with_capacity(read.len());
         for (key, got) in read {
             match got {

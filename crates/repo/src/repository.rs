@@ -93,6 +93,23 @@ pub struct Repository {
     older_key_seqs: Arc<Vec<u64>>,
     /// What opening noticed and worked around (a damaged key file copy), for warnings.
     warnings: Arc<Vec<String>>,
+    /// Where journal entries take their time from (the system clock unless a synthetic
+    /// repository is being generated: `test-util`).
+    clock: Clock,
+}
+
+/// The time source of journal keys and archive times.
+#[derive(Clone, Default)]
+struct Clock(Option<Arc<dyn Fn() -> time::OffsetDateTime + Send + Sync>>);
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "synthetic"
+        } else {
+            "system"
+        })
+    }
 }
 
 impl Repository {
@@ -123,6 +140,7 @@ impl Repository {
             key_seq: loaded.body.seq,
             older_key_seqs: Arc::new(loaded.older),
             warnings: Arc::new(warnings),
+            clock: Clock::default(),
         })
     }
 
@@ -222,6 +240,25 @@ impl Repository {
             .await
             .expect("an in-memory repository opens");
         repo
+    }
+
+    /// This repository with journal entries and archive times taken from `clock` instead
+    /// of the system clock: for generating a synthetic year-old repository (benches/).
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn with_clock(
+        mut self,
+        clock: Arc<dyn Fn() -> time::OffsetDateTime + Send + Sync>,
+    ) -> Repository {
+        self.clock = Clock(Some(clock));
+        self
+    }
+
+    /// Now, by this repository's clock.
+    pub(crate) fn now(&self) -> time::OffsetDateTime {
+        match &self.clock.0 {
+            Some(c) => c(),
+            None => time::OffsetDateTime::now_utc(),
+        }
     }
 
     pub(crate) fn backend(&self) -> &Backend {

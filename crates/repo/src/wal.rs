@@ -13,7 +13,7 @@ use crate::journal::JournalName;
 use crate::keys::ContentId;
 use crate::layout::{self, DbId, Identity, ObjectKey, StanzaName};
 use crate::object::{self, ObjectKind, PlaintextSink, StreamError};
-use crate::repository::{Encoded, Repository, now_rfc3339};
+use crate::repository::{Encoded, Repository};
 use crate::stanza::StanzaInfo;
 
 /// What is known about one archived file without reading it.
@@ -119,7 +119,10 @@ impl Repository {
             db_id,
             content_id,
             size: encoded.plaintext_len,
-            archived_at: now_rfc3339(),
+            archived_at: self
+                .now()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
             detail,
         };
         // The file and its catalog entry are written and synced side by side; the entry
