@@ -101,6 +101,21 @@ fn scenario(store: &dyn Store) {
     assert_eq!(table_checksum(&restored), expected, "restore of {label}");
     restored.stop().unwrap();
 
+    // Verify reads every object back from the store; expire drops the full there, and its
+    // incr (every manifest is complete) still verifies and stays listed.
+    cairn.cairn_ok(&["verify"]);
+    let full_label = full["label"].as_str().unwrap();
+    cairn.cairn_ok(&["expire", "--set", full_label]);
+    cairn.cairn_ok(&["verify", "--set", label]);
+    let info = cairn.info_json();
+    let listed: Vec<&str> = info["stanzas"][0]["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [label], "{info:#}");
+
     // Everything went to the store, nothing to the local repository directory.
     assert!(std::fs::read_dir(&cairn.repo_dir).unwrap().next().is_none());
     let keys = store.keys("cairn-test/");
