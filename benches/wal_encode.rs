@@ -7,8 +7,9 @@
 
 use std::time::Duration;
 
+use cairn_repo::ObjectKind;
 use cairn_repo::keys::{KdfParams, KeyStorage};
-use cairn_repo::object::{ObjectKind, decode, encode};
+use cairn_repo::test_util::{decode, encode};
 use cairn_testkit::{ClusterOptions, PgCluster, PgInstall, TestDir};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 

@@ -3,6 +3,7 @@
 //! and extended files), an unchanged chunk is reused without being read, and a file the
 //! parent lacks is refused.
 
+use cairn_repo::test_util::RawBackend;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -224,8 +225,8 @@ async fn changed_blocks_are_applied_and_an_unchanged_chunk_is_reused_unread() {
         &info.name,
         parent.location(unchanged).unwrap().pack.as_str(),
     );
-    let pack = repo.backend().get(&pack_key).await.unwrap().unwrap();
-    repo.backend().delete(&pack_key).await.unwrap();
+    let pack = RawBackend::of(&repo).get(&pack_key).await.unwrap().unwrap();
+    RawBackend::of(&repo).delete(&pack_key).await.unwrap();
 
     let changed = [5, 40, 41, 99];
     let inc = incremental_file(PARENT_BLOCKS, &changed);
@@ -253,7 +254,10 @@ async fn changed_blocks_are_applied_and_an_unchanged_chunk_is_reused_unread() {
     // A complete backup's label: PostgreSQL would refuse to start from the other.
     assert_eq!(m.backup_label, FULL_LABEL);
 
-    repo.backend().put_if_absent(&pack_key, pack).await.unwrap();
+    RawBackend::of(&repo)
+        .put_if_absent(&pack_key, pack)
+        .await
+        .unwrap();
     assert_eq!(
         contents(&repo, &info, &m, REL).await,
         expected(PARENT_BLOCKS, &changed, |_| false)

@@ -81,7 +81,7 @@ pub async fn run(
         Ok(()) => {
             println!(
                 "WAL segment {segment} archived: stanza '{name}', repository {}",
-                repo.backend().location()
+                repo.location()
             );
             if let Some(f) = health::unhealthy(&status, &verdict) {
                 return Err(f);

@@ -220,9 +220,10 @@ fn print_text(doc: &InfoDoc) {
         }
         for w in &s.recovery_windows {
             // Window ends are shown exactly: they are meant to be copied into --target-time.
-            let to =
-                w.to.as_deref()
-                    .unwrap_or("(no commit after the backup yet)");
+            let to = w.to.map_or_else(
+                || "(no commit after the backup yet)".into(),
+                |t| t.to_string(),
+            );
             println!(
                 "    recoverable on timeline {}: {} .. {} (from backup {})",
                 w.timeline, w.from, to, w.backup

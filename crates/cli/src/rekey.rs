@@ -68,7 +68,7 @@ pub async fn run(cfg: &Config, new_pass_file: Option<&Path>) -> Result<ExitCode,
         .await?;
     println!(
         "rekeyed {}: key file generation {} replaces {}; no data object was rewritten",
-        repo.backend().location(),
+        repo.location(),
         done.to,
         done.from
     );

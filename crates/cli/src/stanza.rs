@@ -49,15 +49,9 @@ pub async fn create(cfg: &Config, stanza: Option<&str>) -> Result<ExitCode, Fail
     let (repo, created_repo) = cairn_startup::open_or_create_repo(cfg).await?;
     if created_repo {
         if repo.keys().encrypts() {
-            println!(
-                "created repository at {} (encrypted)",
-                repo.backend().location()
-            );
+            println!("created repository at {} (encrypted)", repo.location());
         } else {
-            println!(
-                "created repository at {} (NOT encrypted)",
-                repo.backend().location()
-            );
+            println!("created repository at {} (NOT encrypted)", repo.location());
             println!(
                 "WARNING: without repo.cipher-pass, anyone who can read the repository can read \
                  every backup and WAL file, and its key is stored in the clear: checks detect \

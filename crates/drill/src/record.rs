@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use cairn_pgformat::Lsn;
+use cairn_pgformat::{Lsn, TimelineId};
 use cairn_repo::{BackupLabel, ObjectKey, RecordKind, RepoError, Repository, StanzaName};
 use serde::{Deserialize, Serialize};
 
@@ -49,8 +49,8 @@ pub struct ReachedPoint {
 /// The recoverable window a `--random` target was drawn from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowRecord {
-    pub timeline: u32,
-    pub backup: String,
+    pub timeline: TimelineId,
+    pub backup: BackupLabel,
     /// The window's start (the backup's consistency point) and its last commit.
     pub from: String,
     pub to: String,

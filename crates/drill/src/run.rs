@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cairn_exit::Classify;
-use cairn_pgformat::{PgTimestamp, SegmentName, TimelineId, WalSegmentSize};
+use cairn_pgformat::{PgTimestamp, SegmentName, WalSegmentSize};
 use cairn_planner::{Plan, PlanRequest};
 use cairn_repo::{ObjectKey, Repository, StanzaName, WalDetail};
 use cairn_restore::{
@@ -384,7 +384,7 @@ fn choose_target(
             record.window = Some(WindowRecord {
                 timeline: span.window.timeline,
                 backup: span.window.backup.clone(),
-                from: span.window.from.clone(),
+                from: span.window.from.to_string(),
                 to: span.last.to_string(),
             });
             let time = TargetTime {
@@ -392,7 +392,7 @@ fn choose_target(
             };
             (
                 RecoveryTarget::Time(time),
-                TimelineTarget::Id(TimelineId(span.window.timeline)),
+                TimelineTarget::Id(span.window.timeline),
             )
         }
     };

@@ -31,8 +31,7 @@ pub(crate) fn pick(
             let from = s
                 .window
                 .from
-                .parse::<PgTimestamp>()
-                .ok()
+                .pg()
                 .map_or(s.first.0, |f| f.0.saturating_add(1));
             let lo = s.first.0.max(from);
             (lo <= s.last.0).then_some((lo, s.last.0, s))
@@ -62,10 +61,10 @@ mod tests {
     fn span(from_micros: i64, first: i64, last: i64) -> CommitSpan {
         CommitSpan {
             window: RecoveryWindow {
-                timeline: 1,
-                backup: "20270101-000000F".into(),
-                from: PgTimestamp(from_micros).to_string(),
-                to: Some(PgTimestamp(last).to_string()),
+                timeline: cairn_pgformat::TimelineId(1),
+                backup: cairn_repo::BackupLabel::new("20270101-000000F").unwrap(),
+                from: cairn_planner::BackupTime(PgTimestamp(from_micros).to_offset_datetime()),
+                to: Some(PgTimestamp(last)),
                 gap: None,
             },
             first: PgTimestamp(first),
@@ -82,18 +81,11 @@ mod tests {
         assert_eq!(pick(&spans, |n| n).map(|(t, _)| t.0), Some(1_010));
         assert_eq!(pick(&spans, |_| 50).map(|(t, _)| t.0), Some(200));
         let (t, s) = pick(&spans, |_| 51).unwrap();
-        assert_eq!(
-            (t.0, s.window.from.as_str()),
-            (1_001, spans[1].window.from.as_str())
-        );
+        assert_eq!((t.0, s.window.from), (1_001, spans[1].window.from));
         let mut seen = std::collections::BTreeSet::new();
         for k in 0..61 {
             let (t, s) = pick(&spans, |_| k).unwrap();
-            assert!(
-                t >= s.first
-                    && t <= s.last
-                    && t.0 > s.window.from.parse::<PgTimestamp>().unwrap().0
-            );
+            assert!(t >= s.first && t <= s.last && t.0 > s.window.from.pg().unwrap().0);
             seen.insert(t.0);
         }
         assert_eq!(seen.len(), 61, "every moment once");

@@ -92,7 +92,7 @@ impl Run<'_> {
     async fn delete_all(&self, keys: &[ObjectKey], step: Step) -> Result<(), ExpireError> {
         let results: Vec<Result<(), RepoError>> = futures::stream::iter(keys.to_vec())
             .map(|k| async move {
-                self.repo.backend().delete(&k).await?;
+                self.repo.delete(&k).await?;
                 self.reached(step).await;
                 Ok(())
             })

@@ -3,6 +3,7 @@
 
 mod common;
 
+use cairn_repo::test_util::RawBackend;
 use std::time::Duration;
 
 use cairn_expire::{ExpireError, ExpireOptions};
@@ -114,9 +115,7 @@ async fn count_retention_keeps_two_chains_and_the_wal_from_the_older_ones_start(
     assert_eq!(tls[0].ranges.len(), 1);
     assert!(tls[0].gaps.is_empty());
     // The journal entries of the removed files are gone too.
-    let log = fx
-        .repo
-        .backend()
+    let log = RawBackend::of(&fx.repo)
         .list("stanza/main/journal/wal/log/", None)
         .await
         .unwrap();

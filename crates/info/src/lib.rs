@@ -167,7 +167,7 @@ impl InfoDoc {
         let mut doc = InfoDoc {
             format: INFO_FORMAT,
             repository: RepoDoc {
-                location: repo.backend().location(),
+                location: repo.location(),
                 repo_id: repo.repo_id().to_string(),
                 encrypted: repo.keys().encrypts(),
             },

@@ -1,7 +1,9 @@
 use cairn_exit::{Classify, ErrorKind};
-use cairn_pgformat::TimelineId;
+use cairn_pgformat::{Lsn, PgTimestamp, SegmentName, TimelineId};
 use cairn_repo::BackupLabel;
-use cairn_target::RestorePointName;
+use cairn_target::{RestorePointName, TargetTime};
+
+use crate::window::BackupTime;
 
 /// Why a restore cannot be planned. Each says what can be reached instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,8 +15,15 @@ pub enum PlanError {
         label: BackupLabel,
         known: Vec<BackupLabel>,
     },
-    #[error("the target is before the earliest backup's consistency point ({earliest})")]
-    BeforeEarliestBackup { earliest: String },
+    #[error(
+        "the target is before the earliest backup's consistency point ({})",
+        point(*.earliest, .at.as_ref())
+    )]
+    BeforeEarliestBackup {
+        earliest: Lsn,
+        /// Its time (`None`: its manifest's time does not parse).
+        at: Option<BackupTime>,
+    },
     #[error("{}", not_descendant(*.timeline, .backup.as_ref()))]
     TimelineNotDescendant {
         timeline: TimelineId,
@@ -23,14 +32,21 @@ pub enum PlanError {
         /// Timelines that a backup (the forced one, or any) can reach, oldest first.
         reachable: Vec<TimelineId>,
     },
-    #[error("the target time {target} is after the last archived commit ({last_commit})")]
-    AfterLastCommit { target: String, last_commit: String },
+    #[error(
+        "the target time {target} is after the last archived commit ({})",
+        commit(.last_commit.as_ref())
+    )]
+    AfterLastCommit {
+        target: TargetTime,
+        /// `None`: no commit after the backup.
+        last_commit: Option<PgTimestamp>,
+    },
     #[error("the target LSN {target} is beyond the end of the archived WAL ({end})")]
-    AfterArchiveEnd { target: String, end: String },
+    AfterArchiveEnd { target: Lsn, end: Lsn },
     #[error("no archived WAL contains the restore point '{name}'")]
     UnknownRestorePoint {
         name: RestorePointName,
-        known: Vec<String>,
+        known: Vec<RestorePointName>,
     },
     #[error("no archived WAL after a backup contains a commit of transaction {xid}")]
     UnknownXid {
@@ -41,8 +57,9 @@ pub enum PlanError {
     },
     #[error("WAL segment {missing} is missing from the archive: recovery would stop there")]
     Gap {
-        missing: String,
-        reachable: Option<String>,
+        missing: SegmentName,
+        /// The newest commit before the gap.
+        reachable: Option<PgTimestamp>,
     },
     #[error("the chosen backup set {label} cannot reach the target: {why}")]
     SetCannotReach { label: BackupLabel, why: String },
@@ -57,8 +74,11 @@ impl Classify for PlanError {
         Some(match self {
             PlanError::NoBackups => "run `cairn backup` first".into(),
             PlanError::NoSuchSet { known, .. } => format!("existing sets: {}", list(known)),
-            PlanError::BeforeEarliestBackup { earliest } => {
-                format!("the earliest reachable point is {earliest}")
+            PlanError::BeforeEarliestBackup { earliest, at } => {
+                format!(
+                    "the earliest reachable point is {}",
+                    point(*earliest, at.as_ref())
+                )
             }
             PlanError::TimelineNotDescendant {
                 reachable, backup, ..
@@ -77,7 +97,8 @@ impl Classify for PlanError {
             },
             PlanError::AfterLastCommit { last_commit, .. } => {
                 format!(
-                    "the latest time that can be reached is {last_commit}; or restore without a target to replay all archived WAL"
+                    "the latest time that can be reached is {}; or restore without a target to replay all archived WAL",
+                    commit(last_commit.as_ref())
                 )
             }
             PlanError::AfterArchiveEnd { end, .. } => format!("the archive ends at {end}"),
@@ -85,7 +106,7 @@ impl Classify for PlanError {
                 "no restore points are archived".into()
             }
             PlanError::UnknownRestorePoint { known, .. } => {
-                format!("archived restore points: {}", known.join(", "))
+                format!("archived restore points: {}", list(known))
             }
             PlanError::UnknownXid {
                 archived: Some((lo, hi)),
@@ -129,4 +150,16 @@ fn list<T: ToString>(items: &[T]) -> String {
         .map(T::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A backup's consistency point: `0/200200 at 2027-01-01T00:00:25Z`.
+fn point(lsn: Lsn, at: Option<&BackupTime>) -> String {
+    match at {
+        Some(t) => format!("{lsn} at {t}"),
+        None => lsn.to_string(),
+    }
+}
+
+fn commit(t: Option<&PgTimestamp>) -> String {
+    t.map_or_else(|| "none after the backup".into(), |t| t.to_string())
 }

@@ -26,4 +26,4 @@ mod window;
 
 pub use error::PlanError;
 pub use plan::{Plan, PlanRequest, WalRange, plan};
-pub use window::{CommitSpan, RecoveryWindow, commit_spans, recoverable_windows};
+pub use window::{BackupTime, CommitSpan, RecoveryWindow, commit_spans, recoverable_windows};

@@ -10,9 +10,10 @@ use cairn_pgformat::{
     Lsn, PgTimestamp, SegmentName, TimelineId, WalFileName, WalSegmentSize, XLogSegNo,
 };
 use cairn_repo::{BackupLabel, BackupSummary, DbId, WalCatalog, WalDetail};
-use cairn_target::{RecoveryTarget as Target, TimelineTarget};
+use cairn_target::{RecoveryTarget as Target, RestorePointName, TimelineTarget};
 
 use crate::error::PlanError;
+use crate::window::BackupTime;
 
 /// What the operator asked for.
 #[derive(Debug, Clone)]
@@ -169,10 +170,6 @@ impl<'a> Archive<'a> {
 
     pub(crate) fn segment(&self, tli: TimelineId, segno: u64) -> SegmentName {
         SegmentName::from_segno(tli, XLogSegNo(segno), self.seg)
-    }
-
-    pub(crate) fn name(&self, tli: TimelineId, segno: u64) -> String {
-        self.segment(tli, segno).to_string()
     }
 }
 
@@ -445,10 +442,13 @@ fn no_backup_error(
     };
     match &req.target {
         Target::Name(n) => {
-            let mut known: Vec<String> = Vec::new();
+            let mut known: Vec<RestorePointName> = Vec::new();
             for rp in archive.segs.values().flat_map(|s| &s.restore_points) {
-                if !known.contains(&rp.name) {
-                    known.push(rp.name.clone());
+                // PostgreSQL allows no longer name than RestorePointName does.
+                if let Ok(name) = RestorePointName::new(&rp.name)
+                    && !known.contains(&name)
+                {
+                    known.push(name);
                 }
             }
             PlanError::UnknownRestorePoint {
@@ -462,7 +462,8 @@ fn no_backup_error(
         },
         // Time and LSN: every backup on the path became consistent after the target.
         _ => PlanError::BeforeEarliestBackup {
-            earliest: format!("{} at {}", earliest.stop_lsn, earliest.stop_time),
+            earliest: earliest.stop_lsn,
+            at: BackupTime::parse(&earliest.stop_time),
         },
     }
 }
@@ -490,10 +491,10 @@ fn wal_for(
     };
     for (tli, n) in archive.walk(hist, b.start_lsn) {
         let Some(s) = archive.get(tli, n) else {
-            let reachable = last_commit.map(|t| t.to_string());
+            let reachable = last_commit;
             if n <= stop_seg || archive.any_after(hist, n) {
                 return Err(PlanError::Gap {
-                    missing: archive.name(tli, n),
+                    missing: archive.segment(tli, n),
                     reachable,
                 });
             }
@@ -501,15 +502,15 @@ fn wal_for(
             return match target {
                 Target::EndOfArchive => Ok(out),
                 Target::Time(t) => Err(PlanError::AfterLastCommit {
-                    target: t.to_string(),
-                    last_commit: reachable.unwrap_or_else(|| "none after the backup".into()),
+                    target: *t,
+                    last_commit: reachable,
                 }),
                 Target::Lsn(l) => Err(PlanError::AfterArchiveEnd {
-                    target: l.to_string(),
-                    end: end_of_wal.to_string(),
+                    target: *l,
+                    end: end_of_wal,
                 }),
                 _ => Err(PlanError::Gap {
-                    missing: archive.name(tli, n),
+                    missing: archive.segment(tli, n),
                     reachable,
                 }),
             };
@@ -524,8 +525,8 @@ fn wal_for(
             (Target::Lsn(l), Some(end)) if n >= end => {
                 if *l > s.end_of_wal && !archive.any_after(hist, n) {
                     return Err(PlanError::AfterArchiveEnd {
-                        target: l.to_string(),
-                        end: s.end_of_wal.to_string(),
+                        target: *l,
+                        end: s.end_of_wal,
                     });
                 }
                 true

@@ -2,24 +2,71 @@
 //! point to the last archived commit reachable from it without a gap. A gap ends a window;
 //! a newer backup that starts after the gap begins the next one.
 
+use std::fmt;
+
 use cairn_pgformat::history::TimelineHistory;
-use cairn_pgformat::{PgTimestamp, TimelineId};
-use cairn_repo::{BackupSummary, DbId, WalCatalog};
-use serde::Serialize;
+use cairn_pgformat::{PgTimestamp, SegmentName, TimelineId};
+use cairn_repo::{BackupLabel, BackupSummary, DbId, WalCatalog};
+use serde::{Serialize, Serializer};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
-use crate::plan::{Archive, off_path, pg_time};
+use crate::plan::{Archive, off_path};
 
+/// One recoverable window. Serialized as `cairn info --output json` shows it
+/// (docs/info-json.md): the timeline as a number, times and names as text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecoveryWindow {
-    pub timeline: u32,
+    pub timeline: TimelineId,
     /// The earliest backup that can start recovery in this window.
-    pub backup: String,
+    pub backup: BackupLabel,
     /// Its consistency point: the earliest time a restore can land on.
-    pub from: String,
+    pub from: BackupTime,
     /// The last commit reachable from it without a gap (`None`: none after the backup).
-    pub to: Option<String>,
+    #[serde(serialize_with = "commit_time")]
+    pub to: Option<PgTimestamp>,
     /// The first missing segment that ends the window early, when WAL exists after it.
-    pub gap: Option<String>,
+    pub gap: Option<SegmentName>,
+}
+
+/// A time on cairn's clock that a backup recorded (its stop time: the backup's
+/// consistency point). Shown as RFC 3339 with as many fractional digits as needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackupTime(pub OffsetDateTime);
+
+impl BackupTime {
+    /// Parse a manifest's RFC 3339 time.
+    pub fn parse(rfc3339: &str) -> Option<BackupTime> {
+        OffsetDateTime::parse(rfc3339, &Rfc3339)
+            .ok()
+            .map(BackupTime)
+    }
+
+    /// The instant as PostgreSQL stores commit times (microseconds).
+    pub fn pg(&self) -> Option<PgTimestamp> {
+        PgTimestamp::from_offset_datetime(self.0)
+    }
+}
+
+impl fmt::Display for BackupTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0.format(&Rfc3339).map_err(|_| fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+impl Serialize for BackupTime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A commit time as text (RFC 3339, six fractional digits), or null.
+fn commit_time<S: Serializer>(t: &Option<PgTimestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.collect_str(t),
+        None => s.serialize_none(),
+    }
 }
 
 /// Where a target time inside a window lands: from the first commit (or abort) the archive
@@ -54,7 +101,7 @@ pub fn commit_spans(backups: &[BackupSummary], catalog: &WalCatalog, db: DbId) -
         .into_iter()
         .filter_map(|(window, first)| {
             let first = first?;
-            let last = window.to.as_deref()?.parse::<PgTimestamp>().ok()?;
+            let last = window.to?;
             (first <= last).then_some(CommitSpan {
                 window,
                 first,
@@ -116,7 +163,11 @@ enum Walk {
 
 fn window_from(archive: &Archive<'_>, hist: &TimelineHistory, b: &BackupSummary) -> Walk {
     let stop_seg = b.stop_lsn.segment_number(archive.seg).0;
-    let from = pg_time(&b.stop_time);
+    // A stop time that does not parse is a damaged manifest: it opens no window.
+    let Some(start) = BackupTime::parse(&b.stop_time) else {
+        return Walk::Broken;
+    };
+    let from = start.pg();
     let mut last: Option<PgTimestamp> = None;
     let mut first: Option<PgTimestamp> = None;
     let mut gap = None;
@@ -144,18 +195,18 @@ fn window_from(archive: &Archive<'_>, hist: &TimelineHistory, b: &BackupSummary)
             None if n <= stop_seg => return Walk::Broken,
             None => {
                 if archive.any_after(hist, n) {
-                    gap = Some((archive.name(tli, n), n));
+                    gap = Some((archive.segment(tli, n), n));
                 }
                 break;
             }
         }
     }
     let w = RecoveryWindow {
-        timeline: hist.tli.0,
-        backup: b.label.to_string(),
-        from: b.stop_time.clone(),
-        to: last.map(|l| l.to_string()),
-        gap: gap.as_ref().map(|(name, _)| name.clone()),
+        timeline: hist.tli,
+        backup: b.label.clone(),
+        from: start,
+        to: last,
+        gap: gap.map(|(name, _)| name),
     };
     Walk::Window(w, first, gap.map(|(_, n)| n))
 }

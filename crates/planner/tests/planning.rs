@@ -174,7 +174,7 @@ fn refusals_say_what_is_reachable() {
             let PlanError::AfterLastCommit { last_commit, .. } = &e else {
                 unreachable!()
             };
-            assert_eq!(*last_commit, at(80).to_string());
+            assert_eq!(*last_commit, Some(at(80)));
             assert!(hint(&e).contains(&at(80).to_string()), "{}", hint(&e));
         }
         other => panic!("{other:?}"),
@@ -192,7 +192,7 @@ fn refusals_say_what_is_reachable() {
             let PlanError::UnknownRestorePoint { known, .. } = &e else {
                 unreachable!()
             };
-            assert_eq!(*known, vec!["rp-a".to_string()]);
+            assert_eq!(*known, vec![RestorePointName::new("rp-a").unwrap()]);
             assert_eq!(hint(&e), "archived restore points: rp-a");
         }
         other => panic!("{other:?}"),
@@ -233,7 +233,7 @@ fn refusals_say_what_is_reachable() {
             let PlanError::AfterArchiveEnd { end, .. } = &e else {
                 unreachable!()
             };
-            assert!(hint(&e).contains(end.as_str()), "{}", hint(&e));
+            assert!(hint(&e).contains(&end.to_string()), "{}", hint(&e));
         }
         other => panic!("{other:?}"),
     }
@@ -247,8 +247,8 @@ fn a_gap_is_refused_with_the_last_reachable_time() {
             let PlanError::Gap { missing, reachable } = &e else {
                 unreachable!()
             };
-            assert_eq!(missing, "000000010000000000000004");
-            assert_eq!(*reachable, Some(at(30).to_string()));
+            assert_eq!(missing.to_string(), "000000010000000000000004");
+            assert_eq!(*reachable, Some(at(30)));
             assert_eq!(
                 hint(&e),
                 format!("the latest point reachable before the gap is {}", at(30))
@@ -434,9 +434,9 @@ fn recoverable_windows_per_timeline() {
     let cat = WalCatalog::from_entries(segments(&timeline1(), &[]));
     let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
     assert_eq!(w.len(), 1);
-    assert_eq!(w[0].backup, "20270101-000020F");
-    assert_eq!(w[0].from, rfc(25));
-    assert_eq!(w[0].to, Some(at(80).to_string()));
+    assert_eq!(w[0].backup.as_str(), "20270101-000020F");
+    assert_eq!(w[0].from.to_string(), rfc(25));
+    assert_eq!(w[0].to, Some(at(80)));
     assert_eq!(w[0].gap, None);
 }
 
@@ -447,39 +447,41 @@ fn a_gap_ends_a_window_and_a_newer_backup_after_it_starts_the_next() {
     let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
     assert_eq!(w.len(), 2, "{w:?}");
     assert_eq!(
-        (w[0].backup.as_str(), w[0].to.clone(), w[0].gap.as_deref()),
+        (
+            w[0].backup.as_str(),
+            w[0].to,
+            w[0].gap.map(|g| g.to_string())
+        ),
         (
             "20270101-000020F",
-            Some(at(30).to_string()),
-            Some("000000010000000000000004")
+            Some(at(30)),
+            Some("000000010000000000000004".to_string())
         )
     );
     assert_eq!(
         (
             w[1].backup.as_str(),
-            w[1].from.as_str(),
-            w[1].to.clone(),
-            w[1].gap.as_deref()
+            w[1].from.to_string(),
+            w[1].to,
+            w[1].gap
         ),
-        (
-            "20270101-000060F",
-            rfc(65).as_str(),
-            Some(at(80).to_string()),
-            None
-        )
+        ("20270101-000060F", rfc(65), Some(at(80)), None)
     );
     // A gap inside B1's own WAL (its stop segment): only B2 starts a window.
     let cat = WalCatalog::from_entries(segments(&timeline1(), &[2]));
     let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
     assert_eq!(w.len(), 1, "{w:?}");
-    assert_eq!(w[0].backup, "20270101-000060F");
+    assert_eq!(w[0].backup.as_str(), "20270101-000060F");
     // A gap after the last backup ends the only window there is: no backup follows it.
     let cat = WalCatalog::from_entries(segments(&timeline1(), &[7]));
     let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
     assert_eq!(w.len(), 1, "{w:?}");
-    assert_eq!(w[0].backup, "20270101-000020F");
-    assert_eq!(w[0].to, Some(at(60).to_string()));
-    assert_eq!(w[0].gap.as_deref(), Some("000000010000000000000007"));
+    assert_eq!(w[0].backup.as_str(), "20270101-000020F");
+    assert_eq!(w[0].to, Some(at(60)));
+    assert_eq!(
+        w[0].gap.map(|g| g.to_string()).as_deref(),
+        Some("000000010000000000000007")
+    );
 }
 
 #[test]
@@ -502,7 +504,7 @@ fn commit_spans_start_at_the_first_commit_after_a_window_opens() {
     assert_eq!(spans.len(), 1, "{spans:?}");
     // B1 is consistent at 25 s: the commit at 20 s in its stop segment is before the window.
     assert_eq!((spans[0].first, spans[0].last), (at(30), at(80)));
-    assert_eq!(spans[0].window.backup, "20270101-000020F");
+    assert_eq!(spans[0].window.backup.as_str(), "20270101-000020F");
     // A gap in segment 4: two windows, each with its own span.
     let cat = WalCatalog::from_entries(segments(&timeline1(), &[4]));
     let spans = cairn_planner::commit_spans(&backups(), &cat, DbId(1));
@@ -520,4 +522,30 @@ fn commit_spans_start_at_the_first_commit_after_a_window_opens() {
         1
     );
     assert!(cairn_planner::commit_spans(only_b2, &cat, DbId(1)).is_empty());
+}
+
+#[test]
+fn windows_serialize_as_info_json_shows_them() {
+    // docs/info-json.md: the timeline a number, times and names as text, `to` with six
+    // fractional digits, `from` exactly as the backup recorded its stop time.
+    let cat = WalCatalog::from_entries(segments(&timeline1(), &[4]));
+    let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
+    assert_eq!(
+        serde_json::to_value(&w).unwrap(),
+        serde_json::json!([
+            { "timeline": 1, "backup": "20270101-000020F", "from": rfc(25),
+              "to": at(30).to_string(), "gap": "000000010000000000000004" },
+            { "timeline": 1, "backup": "20270101-000060F", "from": rfc(65),
+              "to": at(80).to_string(), "gap": null },
+        ])
+    );
+    assert!(at(30).to_string().ends_with(":30.000000Z"));
+    for stop in [
+        "2026-11-22T14:05:09Z",
+        "2026-11-22T14:05:09.5Z",
+        "2026-11-22T14:05:09.123456789Z",
+    ] {
+        let t = cairn_planner::BackupTime::parse(stop).unwrap();
+        assert_eq!(serde_json::to_value(t).unwrap(), serde_json::json!(stop));
+    }
 }

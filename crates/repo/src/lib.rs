@@ -1,8 +1,10 @@
 //! `cairn-repo`: the repository, in layers (as rustic_core does):
 //!
-//! 1. [`backend`]: storage (a local directory with fsync + create-if-absent, or any
-//!    `object_store` store with conditional PUT);
-//! 2. [`object`]: the encoding of every object (zstd, AES-256-GCM frames, content id);
+//! 1. `backend` (private): storage (a local directory with fsync + create-if-absent, or
+//!    any `object_store` store with conditional PUT). Other crates build a [`Backend`] and
+//!    hand it to [`Repository::open`]; its raw reads and writes stay in here;
+//! 2. `object` (private): the encoding of every object (zstd, AES-256-GCM frames,
+//!    content id). Only typed access through [`Repository`] encodes and decodes;
 //! 3. [`keys`]: the master key, its Argon2id wrap and the derived keys;
 //! 4. typed files: [`stanza`] info, the [`wal`] archive and its [`catalog`], backup
 //!    chunks in [`pack`]s and backup [`manifest`]s, and [`record`]s of what was done;
@@ -10,6 +12,9 @@
 //! 6. [`check`]: what `cairn verify` needs to tell exactly what is wrong with an object;
 //! 7. [`gc`]: condemned packs and what `expire` must finish, and manifest revisions
 //!    (a repack points kept manifests at the chunks' new packs).
+//!
+//! The `test-util` feature (for dev-dependencies only) opens [`test_util`]: raw access
+//! for fault injection and the encoder for benches.
 //!
 //! It knows nothing of PostgreSQL connections; PostgreSQL byte formats come from
 //! `cairn-pgformat`.
@@ -23,7 +28,7 @@
 //! # Ok(()) }
 //! ```
 
-pub mod backend;
+mod backend;
 mod backups;
 pub mod catalog;
 pub mod check;
@@ -37,15 +42,19 @@ pub mod keys;
 pub mod layout;
 pub mod lock;
 pub mod manifest;
-pub mod object;
+mod object;
 pub mod pack;
 pub mod record;
 mod repository;
 mod revision;
 pub mod stanza;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 pub mod wal;
 
-pub use backend::{Backend, ListedAt, LocalBackend, PutOutcome, StoreBackend, TempLeftover};
+pub use backend::{
+    Backend, Listed, ListedAt, LocalBackend, PutOutcome, StoreBackend, TempLeftover,
+};
 pub use backups::{BackupCatalog, BackupEvent, BackupSummary};
 pub use catalog::{DamagedSummary, TimelineArchive, WalCatalog, WalEvent};
 pub use check::{CopyCheck, Damage, Decoded, ObjectCheck};

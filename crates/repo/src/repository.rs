@@ -1,14 +1,16 @@
 //! Opening a repository: storage, the key files ([`crate::keyring`]), and typed access to
 //! encoded objects, each bound to the identity it is stored under.
 
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{Backend, PutOutcome, Staged, StoreBackend};
+use crate::backend::{Backend, Listed, ListedAt, PutOutcome, Staged, StoreBackend, TempLeftover};
 use crate::error::RepoError;
 use crate::keyring::{self, KeyFileBody, REPO_FORMAT};
 use crate::keys::{ContentId, KdfParams, KekCache, KeySet, KeyStorage};
@@ -259,7 +261,7 @@ impl Repository {
         }
     }
 
-    pub fn backend(&self) -> &Backend {
+    pub(crate) fn backend(&self) -> &Backend {
         &self.backend
     }
 
@@ -293,6 +295,47 @@ impl Repository {
     /// What opening worked around (e.g. a damaged key file copy): print these as warnings.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Where the repository is, for messages (`/var/lib/cairn`, `s3://bucket/prefix`).
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    /// Keys stored under `prefix` (ending in `/`), sorted: for scans that must also find
+    /// what no catalog lists (verify).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, RepoError> {
+        Ok(self.backend.list(prefix, None).await?)
+    }
+
+    /// [`Repository::list`] with each object's last-modified time.
+    pub async fn list_modified(&self, prefix: &str) -> Result<Vec<ListedAt>, RepoError> {
+        Ok(self.backend.list_modified(prefix).await?)
+    }
+
+    /// Remove temporary files of writers killed more than `older_than` ago (local
+    /// repositories only); returns what was removed.
+    pub async fn remove_stale_temps(
+        &self,
+        older_than: Duration,
+    ) -> Result<Vec<TempLeftover>, RepoError> {
+        Ok(self.backend.remove_stale_temps(older_than).await?)
+    }
+
+    /// Remove an object that a plan condemned (expire, verify's cleanup of repair
+    /// leftovers); one that is not there is not an error. Nothing is ever overwritten.
+    pub async fn delete(&self, key: &ObjectKey) -> Result<(), RepoError> {
+        Ok(self.backend.delete(key).await?)
+    }
+
+    /// Bytes `range` of an object as stored (still encoded), or `None` when it does not
+    /// exist: for readers that decode parts themselves (a pack's chunks).
+    pub async fn get_stored_range(
+        &self,
+        key: &ObjectKey,
+        range: Range<u64>,
+    ) -> Result<Option<Bytes>, RepoError> {
+        Ok(self.backend.get_range(key, range).await?)
     }
 
     /// Encode `plaintext` (compress, encrypt, content id) as `identity`. Large objects are

@@ -1,13 +1,14 @@
 //! Lock scenarios (decision 011), each run against the in-memory store, a local directory
 //! and a real S3 server (moto on 127.0.0.1).
 
+use cairn_repo::test_util::RawBackend;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_exit::{Classify, ErrorKind};
+use cairn_repo::ObjectKind;
 use cairn_repo::lock::{LockOwner, LockRecord};
-use cairn_repo::object::ObjectKind;
 use cairn_repo::{
     Backend, KdfParams, LocalBackend, LockGuard, LockOptions, LockTarget, OpenOptions, RepoError,
     Repository, StanzaName, StoreBackend, layout,
@@ -76,7 +77,7 @@ async fn plant(repo: &Repository, target: &LockTarget, seq: u64, owner: LockOwne
 }
 
 async fn generations(repo: &Repository, target: &LockTarget) -> Vec<String> {
-    repo.backend()
+    RawBackend::of(repo)
         .list(&layout::lock_prefix(target), None)
         .await
         .unwrap()

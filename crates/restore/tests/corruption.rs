@@ -5,6 +5,7 @@ mod common;
 
 use cairn_exit::{Classify, ErrorKind};
 use cairn_repo::layout;
+use cairn_repo::test_util::RawBackend;
 use cairn_restore::{INCOMPLETE_MARKER, RestoreError, RestoreOptions, restore_backup};
 use common::{Backup, recovery};
 
@@ -54,10 +55,15 @@ async fn altered_pack_object() {
         .unwrap();
     let c = &file.chunks[5];
     let key = layout::pack(&stanza, manifest.packs[c.pack as usize].as_str());
-    let mut bytes = repo.backend().get(&key).await.unwrap().unwrap().to_vec();
+    let mut bytes = RawBackend::of(&repo)
+        .get(&key)
+        .await
+        .unwrap()
+        .unwrap()
+        .to_vec();
     bytes[(c.offset + u64::from(c.len) / 2) as usize] ^= 0x40;
-    repo.backend().delete(&key).await.unwrap();
-    repo.backend()
+    RawBackend::of(&repo).delete(&key).await.unwrap();
+    RawBackend::of(&repo)
         .put_if_absent(&key, bytes.into())
         .await
         .unwrap();
@@ -81,7 +87,7 @@ async fn altered_pack_object() {
 async fn missing_pack_object() {
     let (repo, stanza, manifest) = backup_with_big_file().await;
     let last = manifest.packs.last().unwrap();
-    repo.backend()
+    RawBackend::of(&repo)
         .delete(&layout::pack(&stanza, last.as_str()))
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::job::{Job, JobStatus};
 use cairn_status::RunOutcome;
 
-use crate::status::{PageStanza, parse_time};
+use crate::status::PageStanza;
 
 /// Text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -113,20 +113,19 @@ fn windows_svg(h: &mut String, s: &PageStanza, now: OffsetDateTime) {
         .doc
         .recovery_windows
         .iter()
-        .filter_map(|w| {
-            let from = parse_time(&w.from)?;
+        .map(|w| {
+            let from = w.from.0;
             let to =
-                w.to.as_deref()
-                    .and_then(parse_time)
+                w.to.and_then(|t| t.try_to_offset_datetime())
                     .unwrap_or(from)
                     .max(from);
-            Some(Span {
-                timeline: w.timeline,
+            Span {
+                timeline: w.timeline.0,
                 from,
                 to,
-                gap: w.gap.clone(),
-                label: w.backup.clone(),
-            })
+                gap: w.gap.map(|g| g.to_string()),
+                label: w.backup.to_string(),
+            }
         })
         .collect();
     if spans.is_empty() {
@@ -335,11 +334,11 @@ mod tests {
 
     fn window(tl: u32, from: &str, to: Option<&str>, gap: Option<&str>) -> RecoveryWindow {
         RecoveryWindow {
-            timeline: tl,
-            backup: "20261201-010000F".into(),
-            from: from.into(),
-            to: to.map(Into::into),
-            gap: gap.map(Into::into),
+            timeline: cairn_pgformat::TimelineId(tl),
+            backup: cairn_repo::BackupLabel::new("20261201-010000F").unwrap(),
+            from: cairn_planner::BackupTime::parse(from).unwrap(),
+            to: to.map(|t| t.parse().unwrap()),
+            gap: gap.map(|g| g.parse().unwrap()),
         }
     }
 

@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use cairn_config::{Config, Env};
+use cairn_repo::test_util::RawBackend;
 use cairn_repo::{Backend, ObjectKey, PutOutcome};
 use cairn_testkit::{AzuriteServer, GcsServer, S3Server};
 
@@ -27,6 +28,7 @@ fn key(s: &str) -> ObjectKey {
 
 /// Create, create again with other bytes, read back; list finds the key once.
 fn second_create_reports_exists(b: &Backend) {
+    let b = RawBackend::from_backend(b);
     let rt = runtime();
     let k = key("probe/create-once");
     let first = rt
@@ -74,6 +76,7 @@ fn azure_create_if_absent_is_honoured_by_azurite() {
         az.endpoint()
     ));
     second_create_reports_exists(&b);
+    let b = RawBackend::from_backend(&b);
     // What cairn wrote is where the emulator's own API finds it (the damage tests rely on it).
     let rt = runtime();
     let k = key("probe/raw");
@@ -100,6 +103,7 @@ fn gcs_emulator_refuses_cairns_writes_and_cairn_reports_it() {
         gcs.url("cc"),
         gcs.endpoint()
     ));
+    let b = RawBackend::from_backend(&b);
     let rt = runtime();
     let k = key("probe/create-once");
     // object_store uploads through GCS's XML API; fake-gcs-server answers 400. cairn must

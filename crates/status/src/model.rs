@@ -266,13 +266,11 @@ fn archive_stats(wal: &WalCatalog) -> ArchiveStats {
 fn span_of(windows: &[RecoveryWindow]) -> Option<TimeSpan> {
     let mut span: Option<TimeSpan> = None;
     for w in windows {
-        let Some(start) = UtcTime::parse_rfc3339(&w.from) else {
-            continue;
-        };
+        let start = UtcTime::from_offset(w.from.0);
         // A window with no commit after its backup reaches only the backup's end.
         let end =
-            w.to.as_deref()
-                .and_then(UtcTime::parse_rfc3339)
+            w.to.and_then(|t| t.try_to_offset_datetime())
+                .map(UtcTime::from_offset)
                 .map_or(start, |e| e.max(start));
         span = Some(match span {
             None => TimeSpan { start, end },

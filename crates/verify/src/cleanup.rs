@@ -19,7 +19,7 @@ pub(crate) async fn run(
     wal: &WalResults,
 ) -> Result<(), VerifyError> {
     let age = run.opts.leftover_age;
-    for t in run.repo.backend().remove_stale_temps(age).await? {
+    for t in run.repo.remove_stale_temps(age).await? {
         run.report.removed.push(Removed {
             key: t.path,
             bytes: t.size,
@@ -48,7 +48,7 @@ async fn repair_copies(
     wal: &WalResults,
 ) -> Result<(), VerifyError> {
     let root = layout::wal_repair_root(run.stanza);
-    let listed = run.repo.backend().list_modified(&root).await?;
+    let listed = run.repo.list_modified(&root).await?;
     let now = SystemTime::now();
     for l in listed {
         let parsed = l
@@ -84,7 +84,7 @@ async fn repair_copies(
         let old = now.duration_since(l.modified).unwrap_or_default() > run.opts.leftover_age;
         if main_good {
             if old {
-                run.repo.backend().delete(&side).await?;
+                run.repo.delete(&side).await?;
                 run.report.removed.push(Removed {
                     key: l.key,
                     bytes: l.size,

@@ -128,7 +128,7 @@ pub async fn verify(
         opts,
         report: VerifyReport {
             format: REPORT_FORMAT,
-            repository: repo.backend().location(),
+            repository: repo.location(),
             stanza: stanza.clone(),
             set: opts.set.clone(),
             started: now_rfc3339(),

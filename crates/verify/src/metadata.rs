@@ -234,11 +234,7 @@ async fn wal_entry_effect(
 
 /// Every record of the stanza (verify results, drills, jobs) decodes.
 pub(crate) async fn records(run: &mut Run<'_>) -> Result<(), VerifyError> {
-    let listed = run
-        .repo
-        .backend()
-        .list(&records_prefix(run.stanza), None)
-        .await?;
+    let listed = run.repo.list(&records_prefix(run.stanza)).await?;
     for l in listed {
         let Ok(key) = ObjectKey::new(l.key.clone()) else {
             stray(run, &l.key);
@@ -278,7 +274,7 @@ pub(crate) async fn locks(run: &mut Run<'_>) -> Result<(), VerifyError> {
     ];
     for target in targets {
         let prefix = layout::lock_prefix(&target);
-        for l in run.repo.backend().list(&prefix, None).await? {
+        for l in run.repo.list(&prefix).await? {
             let Ok(key) = ObjectKey::new(l.key.clone()) else {
                 stray(run, &l.key);
                 continue;

@@ -60,8 +60,7 @@ async fn read_span(
     span: Span,
 ) -> Result<(Span, u64, Vec<Result<(), Damage>>), VerifyError> {
     let Some(bytes) = repo
-        .backend()
-        .get_range(&span.key, span.start..span.end)
+        .get_stored_range(&span.key, span.start..span.end)
         .await?
     else {
         let n = span.chunks.len();

@@ -260,19 +260,21 @@ impl<'a> Coverage<'a> {
         if !self.full {
             return Vec::new();
         }
-        let name = name_at(p, self.seg).to_string();
+        let segment = name_at(p, self.seg);
+        let name = segment.to_string();
         let mut out = Vec::new();
         for (db, w) in &self.windows {
             if *db != p.0 {
                 continue;
             }
-            let ends_here = w.gap.as_deref() == Some(name.as_str());
+            let ends_here = w.gap == Some(segment);
             // The last window of the timeline, which would reach past `p`.
             let open_end = w.gap.is_none()
-                && w.timeline == p.1
-                && self.usable.iter().any(|b| {
-                    b.label.as_str() == w.backup && b.stop_lsn.segment_number(self.seg).0 < p.2
-                });
+                && w.timeline.0 == p.1
+                && self
+                    .usable
+                    .iter()
+                    .any(|b| b.label == w.backup && b.stop_lsn.segment_number(self.seg).0 < p.2);
             if !(ends_here || open_end) {
                 continue;
             }
@@ -287,9 +289,9 @@ impl<'a> Coverage<'a> {
                 ),
             };
             out.push(Effect {
-                timeline: Some(w.timeline),
+                timeline: Some(w.timeline.0),
                 segment: Some(name.clone()),
-                windows_end: w.to.clone(),
+                windows_end: w.to.map(|t| t.to_string()),
                 ..Effect::new(
                     EffectKind::RecoveryWindow,
                     format!("timeline {}: segment {name} {what}; {end}", w.timeline),

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use cairn_repo::test_util::RawBackend;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -12,8 +13,8 @@ use cairn_pgformat::builder::{DEFAULT_SYSTEM_IDENTIFIER, WalBuilder};
 use cairn_pgformat::{Lsn, PgTimestamp, TimelineId, WalFileName, WalSegmentSize, XLogSegNo};
 use cairn_repo::{
     BackupLabel, BackupManifest, BackupType, ChunkRef, DbId, FileKind, IncrementalMode,
-    ManifestFile, ObjectKey, PackWriter, Repository, StanzaName, WalDetail, layout,
-    manifest::MANIFEST_FORMAT, object::ObjectKind,
+    ManifestFile, ObjectKey, ObjectKind, PackWriter, Repository, StanzaName, WalDetail, layout,
+    manifest::MANIFEST_FORMAT,
 };
 use cairn_retention::RetentionRules;
 
@@ -246,7 +247,7 @@ impl Fx {
     pub async fn everything(&self) -> Vec<(String, u64)> {
         let mut all: Vec<(String, u64)> = Vec::new();
         for prefix in ["stanza/", "keyring/"] {
-            for l in self.repo.backend().list(prefix, None).await.unwrap() {
+            for l in RawBackend::of(&self.repo).list(prefix, None).await.unwrap() {
                 all.push((l.key, l.size));
             }
         }
@@ -281,9 +282,7 @@ impl Fx {
 
     /// The names of the WAL objects stored (a listing, for checking deletes).
     pub async fn wal_objects(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .repo
-            .backend()
+        let mut v: Vec<String> = RawBackend::of(&self.repo)
             .list(&format!("stanza/{}/wal/", self.stanza), None)
             .await
             .unwrap()

@@ -80,7 +80,7 @@ impl LocalBackend {
         self.root.join(key.as_str())
     }
 
-    pub async fn put_if_absent(
+    pub(crate) async fn put_if_absent(
         &self,
         key: &ObjectKey,
         data: Bytes,
@@ -95,7 +95,11 @@ impl LocalBackend {
     /// Write `data` to a synced temporary file beside `key`, not yet under it: committing
     /// ([`LocalBackend::commit`]) then costs only the link and a sync of the directory. Other
     /// work (another object's write and sync) can overlap the expensive part.
-    pub async fn stage(&self, key: &ObjectKey, data: Bytes) -> Result<StagedFile, BackendError> {
+    pub(crate) async fn stage(
+        &self,
+        key: &ObjectKey,
+        data: Bytes,
+    ) -> Result<StagedFile, BackendError> {
         self.check_writer()?;
         let path = self.path(key);
         let root = self.root.clone();
@@ -109,7 +113,7 @@ impl LocalBackend {
     }
 
     /// Put a staged file under its key unless the key exists, durably.
-    pub async fn commit(&self, mut staged: StagedFile) -> Result<PutOutcome, BackendError> {
+    pub(crate) async fn commit(&self, mut staged: StagedFile) -> Result<PutOutcome, BackendError> {
         let Some(tmp) = staged.tmp.take() else {
             return Ok(PutOutcome::Exists);
         };
@@ -132,7 +136,7 @@ impl LocalBackend {
             .await
     }
 
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         key: &ObjectKey,
         range: Option<Range<u64>>,
@@ -142,7 +146,7 @@ impl LocalBackend {
         blocking(move || read_file(&path, range).map_err(io_err("read", k.as_str()))).await
     }
 
-    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
         Ok(self
             .list_modified(prefix)
             .await?
@@ -154,7 +158,7 @@ impl LocalBackend {
             .collect())
     }
 
-    pub async fn list_modified(&self, prefix: &str) -> Result<Vec<ListedAt>, BackendError> {
+    pub(crate) async fn list_modified(&self, prefix: &str) -> Result<Vec<ListedAt>, BackendError> {
         let root = self.root.clone();
         let prefix = prefix.to_string();
         blocking(move || {
@@ -168,7 +172,7 @@ impl LocalBackend {
     }
 
     /// Remove `.tmp.*` files (see [`put_file`]) last written more than `older_than` ago.
-    pub async fn remove_stale_temps(
+    pub(crate) async fn remove_stale_temps(
         &self,
         older_than: Duration,
     ) -> Result<Vec<TempLeftover>, BackendError> {
@@ -182,7 +186,7 @@ impl LocalBackend {
         .await
     }
 
-    pub async fn delete(&self, key: &ObjectKey) -> Result<(), BackendError> {
+    pub(crate) async fn delete(&self, key: &ObjectKey) -> Result<(), BackendError> {
         self.check_writer()?;
         let path = self.path(key);
         let k = key.clone();

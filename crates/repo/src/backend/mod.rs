@@ -70,7 +70,7 @@ pub enum Backend {
 
 impl Backend {
     /// Write `data` under `key` unless the key exists. `Created` means durable.
-    pub async fn put_if_absent(
+    pub(crate) async fn put_if_absent(
         &self,
         key: &ObjectKey,
         data: Bytes,
@@ -84,7 +84,7 @@ impl Backend {
     /// Prepare `data` for [`Backend::commit`] under `key`. On a local repository this writes
     /// and syncs it beside the key (the expensive part, which can overlap other work); an
     /// object store only keeps it for the conditional PUT.
-    pub async fn stage(&self, key: &ObjectKey, data: Bytes) -> Result<Staged, BackendError> {
+    pub(crate) async fn stage(&self, key: &ObjectKey, data: Bytes) -> Result<Staged, BackendError> {
         Ok(Staged(match self {
             Backend::Local(b) => StagedInner::Local(b.stage(key, data).await?),
             Backend::Store(_) => StagedInner::Store {
@@ -95,7 +95,7 @@ impl Backend {
     }
 
     /// Store a staged object under its key unless the key exists. `Created` means durable.
-    pub async fn commit(&self, staged: Staged) -> Result<PutOutcome, BackendError> {
+    pub(crate) async fn commit(&self, staged: Staged) -> Result<PutOutcome, BackendError> {
         match (self, staged.0) {
             (Backend::Local(b), StagedInner::Local(f)) => b.commit(f).await,
             (Backend::Store(b), StagedInner::Store { key, data }) => {
@@ -119,7 +119,7 @@ impl Backend {
     }
 
     /// The whole object, or `None` when it does not exist.
-    pub async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, BackendError> {
+    pub(crate) async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, BackendError> {
         match self {
             Backend::Local(b) => b.get(key, None).await,
             Backend::Store(b) => b.get(key, None).await,
@@ -127,7 +127,7 @@ impl Backend {
     }
 
     /// Part of an object, or `None` when it does not exist.
-    pub async fn get_range(
+    pub(crate) async fn get_range(
         &self,
         key: &ObjectKey,
         range: Range<u64>,
@@ -139,7 +139,7 @@ impl Backend {
     }
 
     /// Keys under `prefix` (a string ending in `/`), sorted, those after `start_after` only.
-    pub async fn list(
+    pub(crate) async fn list(
         &self,
         prefix: &str,
         start_after: Option<&str>,
@@ -156,7 +156,7 @@ impl Backend {
     }
 
     /// [`Backend::list`] with each object's last-modified time (sorted by key).
-    pub async fn list_modified(&self, prefix: &str) -> Result<Vec<ListedAt>, BackendError> {
+    pub(crate) async fn list_modified(&self, prefix: &str) -> Result<Vec<ListedAt>, BackendError> {
         let mut out = match self {
             Backend::Local(b) => b.list_modified(prefix).await?,
             Backend::Store(b) => b.list_modified(prefix).await?,
@@ -168,7 +168,7 @@ impl Backend {
     /// Remove the temporary files of writers killed mid-write that were last written more
     /// than `older_than` ago, anywhere in the repository; returns what was removed. Object
     /// stores have none: a PUT is atomic and leaves nothing behind when it fails.
-    pub async fn remove_stale_temps(
+    pub(crate) async fn remove_stale_temps(
         &self,
         older_than: Duration,
     ) -> Result<Vec<TempLeftover>, BackendError> {
@@ -179,7 +179,7 @@ impl Backend {
     }
 
     /// Remove an object; removing one that is not there is not an error.
-    pub async fn delete(&self, key: &ObjectKey) -> Result<(), BackendError> {
+    pub(crate) async fn delete(&self, key: &ObjectKey) -> Result<(), BackendError> {
         match self {
             Backend::Local(b) => b.delete(key).await,
             Backend::Store(b) => b.delete(key).await,

@@ -71,7 +71,7 @@ impl StoreBackend {
         }
     }
 
-    pub async fn put_if_absent(
+    pub(crate) async fn put_if_absent(
         &self,
         key: &ObjectKey,
         data: Bytes,
@@ -108,7 +108,7 @@ impl StoreBackend {
             .map_err(Self::err("write", key.as_str()))
     }
 
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         key: &ObjectKey,
         range: Option<Range<u64>>,
@@ -128,7 +128,7 @@ impl StoreBackend {
         }
     }
 
-    pub async fn list(
+    pub(crate) async fn list(
         &self,
         prefix: &str,
         start_after: Option<&str>,
@@ -155,7 +155,7 @@ impl StoreBackend {
             .collect())
     }
 
-    pub async fn list_modified(&self, prefix: &str) -> Result<Vec<ListedAt>, BackendError> {
+    pub(crate) async fn list_modified(&self, prefix: &str) -> Result<Vec<ListedAt>, BackendError> {
         let p = self.path(prefix.trim_end_matches('/'));
         let metas: Vec<_> = self
             .store
@@ -181,7 +181,7 @@ impl StoreBackend {
             .collect())
     }
 
-    pub async fn delete(&self, key: &ObjectKey) -> Result<(), BackendError> {
+    pub(crate) async fn delete(&self, key: &ObjectKey) -> Result<(), BackendError> {
         match self.store.delete(&self.path(key.as_str())).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(Self::err("delete", key.as_str())(e)),

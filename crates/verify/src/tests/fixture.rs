@@ -1,6 +1,7 @@
 //! An in-memory repository with WAL on timeline 1 and two backups sharing chunks, and the
 //! ways to damage it.
 
+use cairn_repo::test_util::RawBackend;
 use std::collections::HashMap;
 
 use bytes::Bytes;
@@ -275,8 +276,7 @@ impl Fixture {
     }
 
     pub async fn bytes(&self, key: &ObjectKey) -> Vec<u8> {
-        self.repo
-            .backend()
+        RawBackend::of(&self.repo)
             .get(key)
             .await
             .unwrap()
@@ -286,9 +286,8 @@ impl Fixture {
 
     /// Replace whatever is under `key` with `bytes`.
     pub async fn replace(&self, key: &ObjectKey, bytes: Vec<u8>) {
-        self.repo.backend().delete(key).await.unwrap();
-        self.repo
-            .backend()
+        RawBackend::of(&self.repo).delete(key).await.unwrap();
+        RawBackend::of(&self.repo)
             .put_if_absent(key, Bytes::from(bytes))
             .await
             .unwrap();
@@ -306,6 +305,6 @@ impl Fixture {
     }
 
     pub async fn delete(&self, key: &ObjectKey) {
-        self.repo.backend().delete(key).await.unwrap();
+        RawBackend::of(&self.repo).delete(key).await.unwrap();
     }
 }

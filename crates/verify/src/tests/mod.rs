@@ -3,6 +3,7 @@
 
 mod fixture;
 
+use cairn_repo::test_util::RawBackend;
 use std::time::Duration;
 
 use cairn_repo::{BackupLabel, DbId, Identity, ObjectKind, WalDetail, layout};
@@ -284,10 +285,18 @@ async fn a_truncated_manifest_names_its_backup_only() {
     assert_eq!(catalog.damaged.len(), 1);
     assert_eq!(catalog.damaged[0].label, fx.incr.label);
     let log = layout::journal_log_prefix(&fx.stanza, "backups");
-    let entries = fx.repo.backend().list(&log, None).await.unwrap().len();
+    let entries = RawBackend::of(&fx.repo)
+        .list(&log, None)
+        .await
+        .unwrap()
+        .len();
     fx.verify().await;
     assert_eq!(
-        fx.repo.backend().list(&log, None).await.unwrap().len(),
+        RawBackend::of(&fx.repo)
+            .list(&log, None)
+            .await
+            .unwrap()
+            .len(),
         entries
     );
 }
@@ -357,11 +366,9 @@ async fn a_damaged_catalog_entry_and_snapshot_are_named() {
     }
     fx.repo.wal_catalog(&fx.stanza).await.unwrap();
     let snap = layout::journal_snap(&fx.stanza, "wal", 1);
-    assert!(fx.repo.backend().get(&snap).await.unwrap().is_some());
+    assert!(RawBackend::of(&fx.repo).get(&snap).await.unwrap().is_some());
     // The entry of segment 5 damaged: the snapshot still holds its summary.
-    let log = fx
-        .repo
-        .backend()
+    let log = RawBackend::of(&fx.repo)
         .list(&layout::journal_log_prefix(&fx.stanza, "wal"), None)
         .await
         .unwrap();
@@ -470,7 +477,7 @@ async fn repair_copies_are_removed_when_the_main_object_is_whole_and_kept_otherw
     let r = fx.verify_with(now.clone()).await;
     assert_eq!(r.removed.len(), 1, "{}", r.text());
     assert_eq!(r.removed[0].key, side.as_str());
-    assert!(fx.repo.backend().get(&side).await.unwrap().is_none());
+    assert!(RawBackend::of(&fx.repo).get(&side).await.unwrap().is_none());
     // With the main object damaged, a good side copy is kept and pointed out.
     let side = layout::wal_repair(&fx.stanza, DbId(1), &name);
     fx.replace(&side, fx.bytes(&fx.wal_key(4)).await).await;
@@ -483,7 +490,7 @@ async fn repair_copies_are_removed_when_the_main_object_is_whole_and_kept_otherw
         .find(|p| p.object == ObjectClass::WalRepairCopy)
         .unwrap();
     assert_eq!(w.severity, Severity::Warning);
-    assert!(fx.repo.backend().get(&side).await.unwrap().is_some());
+    assert!(RawBackend::of(&fx.repo).get(&side).await.unwrap().is_some());
     // The side copy decodes as the main object, which is what archive-get serves.
     let c = fx
         .repo
