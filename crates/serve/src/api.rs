@@ -23,7 +23,7 @@ use serde_json::json;
 use crate::context::Context;
 use crate::job::{DrillRequest, Job, JobKind, Origin, plausible_id};
 use crate::queue::Refusal;
-use crate::status::StanzaStatus;
+use crate::status::{Checked, PageStanza};
 
 type Ctx = State<Arc<Context>>;
 
@@ -420,12 +420,13 @@ async fn plan(
     Ok(axum::Json(DryRun::new(&plan, &recovery, &pg_data)))
 }
 
-async fn statuses(ctx: &Context) -> Result<Vec<StanzaStatus>, ApiError> {
-    let now = time::OffsetDateTime::now_utc();
+async fn statuses(ctx: &Context) -> Result<Vec<Checked>, ApiError> {
+    let thresholds = cairn_status::Thresholds::from_config(&ctx.cfg.health);
+    let now = cairn_status::UtcTime::now();
     let mut out = Vec::new();
     for s in &ctx.stanzas {
         out.push(
-            StanzaStatus::gather(&ctx.repo, s, &ctx.cfg.health, now)
+            Checked::gather(&ctx.repo, s, &thresholds, now)
                 .await
                 .map_err(failure)?,
         );
@@ -442,9 +443,9 @@ async fn healthz(State(ctx): Ctx) -> Response {
             return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
         }
     };
-    let healthy = all.iter().all(|s| s.health.healthy);
-    let health: Vec<_> = all.iter().map(|s| &s.health).collect();
-    let body = json!({ "healthy": healthy, "stanzas": health });
+    let healthy = all.iter().all(|c| c.health.healthy);
+    let stanzas: Vec<_> = all.iter().map(Checked::healthz_entry).collect();
+    let body = json!({ "healthy": healthy, "stanzas": stanzas });
     let status = if healthy {
         StatusCode::OK
     } else {
@@ -459,7 +460,7 @@ async fn metrics(State(ctx): Ctx) -> Result<Response, ApiError> {
     let mut h = HeaderMap::new();
     h.insert(
         header::CONTENT_TYPE,
-        "text/plain; version=0.0.4; charset=utf-8"
+        cairn_status::metrics::CONTENT_TYPE
             .parse()
             .expect("a header value"),
     );
@@ -467,7 +468,13 @@ async fn metrics(State(ctx): Ctx) -> Result<Response, ApiError> {
 }
 
 async fn page(State(ctx): Ctx) -> Result<Html<String>, ApiError> {
-    let all = statuses(&ctx).await?;
+    let mut all = Vec::new();
+    for checked in statuses(&ctx).await? {
+        let doc = cairn_info::StanzaDoc::gather(&ctx.repo, &checked.status.stanza)
+            .await
+            .map_err(failure)?;
+        all.push(PageStanza { checked, doc });
+    }
     let jobs: Vec<Vec<Job>> = ctx
         .stanzas
         .iter()

@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 use time::OffsetDateTime;
 
 use crate::job::{Job, JobStatus};
-use crate::status::StanzaStatus;
+use cairn_status::RunOutcome;
+
+use crate::status::PageStanza;
 
 /// Text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -34,7 +36,7 @@ svg{background:#fff;border:1px solid #ddd}rect.window{fill:#4b8bd6}line.gap{stro
 text{font-size:11px;fill:#444}";
 
 /// The whole page.
-pub fn render(stanzas: &[StanzaStatus], jobs: &[Vec<Job>], now: OffsetDateTime) -> String {
+pub fn render(stanzas: &[PageStanza], jobs: &[Vec<Job>], now: OffsetDateTime) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -42,7 +44,7 @@ pub fn render(stanzas: &[StanzaStatus], jobs: &[Vec<Job>], now: OffsetDateTime) 
          <style>{STYLE}</style></head><body><h1>cairn</h1><p class=\"muted\">as of {}</p>",
         esc(&crate::job::rfc3339(now))
     );
-    let healthy = stanzas.iter().all(|s| s.health.healthy);
+    let healthy = stanzas.iter().all(|s| s.checked.health.healthy);
     let _ = write!(
         h,
         "<p id=\"health\" class=\"{}\">{}</p>",
@@ -65,22 +67,23 @@ pub fn render(stanzas: &[StanzaStatus], jobs: &[Vec<Job>], now: OffsetDateTime) 
     h
 }
 
-fn stanza(h: &mut String, s: &StanzaStatus, jobs: &[Job], now: OffsetDateTime) {
-    let name = esc(&s.doc.name);
+fn stanza(h: &mut String, s: &PageStanza, jobs: &[Job], now: OffsetDateTime) {
+    let name = esc(s.checked.status.stanza.as_str());
     let _ = write!(
         h,
         "<section class=\"stanza\" id=\"stanza-{name}\"><h2>stanza {name}</h2>"
     );
-    if s.health.healthy {
+    let health = &s.checked.health;
+    if health.healthy {
         h.push_str("<p class=\"ok health\">healthy</p>");
     } else {
         h.push_str("<ul class=\"bad health\">");
-        for r in &s.health.reasons {
+        for r in health.reasons() {
             let _ = write!(h, "<li>{}</li>", esc(r));
         }
         h.push_str("</ul>");
     }
-    if s.doc.status != "ok" {
+    if !s.checked.status.exists {
         h.push_str("<p>not created yet (run <code>cairn stanza-create</code>)</p></section>");
         return;
     }
@@ -90,7 +93,7 @@ fn stanza(h: &mut String, s: &StanzaStatus, jobs: &[Job], now: OffsetDateTime) {
         let _ = write!(h, "<p class=\"bad\">WARNING: {}</p>", esc(w));
     }
     backups(h, s);
-    last_runs(h, s);
+    last_runs(h, &s.checked.status);
     recent_jobs(h, jobs);
     h.push_str("</section>");
 }
@@ -105,7 +108,7 @@ struct Span {
     label: String,
 }
 
-fn windows_svg(h: &mut String, s: &StanzaStatus, now: OffsetDateTime) {
+fn windows_svg(h: &mut String, s: &PageStanza, now: OffsetDateTime) {
     let spans: Vec<Span> = s
         .doc
         .recovery_windows
@@ -221,7 +224,7 @@ fn short_time(t: OffsetDateTime) -> String {
     )
 }
 
-fn backups(h: &mut String, s: &StanzaStatus) {
+fn backups(h: &mut String, s: &PageStanza) {
     let _ = write!(h, "<h3>backups ({})</h3>", s.doc.backups.len());
     if s.doc.backups.is_empty() && s.doc.damaged_backups.is_empty() {
         h.push_str("<p class=\"muted\">none yet</p>");
@@ -253,39 +256,33 @@ fn backups(h: &mut String, s: &StanzaStatus) {
     h.push_str("</table>");
 }
 
-fn last_runs(h: &mut String, s: &StanzaStatus) {
-    let verify = match &s.doc.last_verify {
-        None => "<span class=\"muted\">never</span>".to_string(),
-        Some(v) => {
-            let ok = v.status == cairn_verify::Status::Ok;
-            format!(
-                "<span class=\"{}\">{}</span> at {} ({} objects, {:.1}s)",
-                if ok { "ok" } else { "bad" },
-                if ok { "ok" } else { "DAMAGED" },
-                esc(&v.finished),
-                v.objects,
-                v.duration_seconds
-            )
-        }
+/// The newest run of a recorded job, from `cairn-status` (what `/metrics` reports).
+fn run_cell(run: Option<&RunOutcome>, ok_word: &str, bad_word: &str) -> String {
+    let Some(r) = run else {
+        return "<span class=\"muted\">never</span>".to_string();
     };
-    // The drill record in the repository (`cairn drill` from cron and serve's drill jobs).
-    let drill = match &s.doc.last_drill {
-        None => "<span class=\"muted\">never</span>".to_string(),
-        Some(d) => {
-            let ok = d.status == cairn_drill::DrillStatus::Succeeded;
-            format!(
-                "<span class=\"{}\">{}</span> at {} ({:.1}s){}",
-                if ok { "ok" } else { "bad" },
-                if ok { "succeeded" } else { "FAILED" },
-                esc(&d.finished),
-                d.duration_seconds,
-                d.error
-                    .as_deref()
-                    .map(|e| format!(": {}", esc(e)))
-                    .unwrap_or_default()
-            )
-        }
-    };
+    let mut cell = format!(
+        "<span class=\"{}\">{}</span> at {}",
+        if r.success { "ok" } else { "bad" },
+        if r.success { ok_word } else { bad_word },
+        esc(&r.finished.to_string())
+    );
+    if let Some(d) = r.duration_seconds {
+        let _ = write!(cell, " ({d:.1}s)");
+    }
+    if !r.whole_stanza {
+        cell.push_str(" (one backup)");
+    }
+    if let Some(e) = r.error.as_deref().filter(|_| !r.success) {
+        let _ = write!(cell, ": {}", esc(e));
+    }
+    cell
+}
+
+fn last_runs(h: &mut String, s: &cairn_status::StanzaStatus) {
+    // Records written by `cairn verify` / `cairn drill` from cron and by serve's jobs.
+    let verify = run_cell(s.verify.last.as_ref(), "ok", "DAMAGED");
+    let drill = run_cell(s.drill.last.as_ref(), "succeeded", "FAILED");
     let _ = write!(
         h,
         "<table class=\"last\"><tr><th>last verify</th><td id=\"last-verify\">{verify}</td></tr>\
@@ -330,9 +327,10 @@ fn recent_jobs(h: &mut String, jobs: &[Job]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::Health;
+    use crate::status::Checked;
     use cairn_info::StanzaDoc;
     use cairn_planner::RecoveryWindow;
+    use cairn_status::{RunHistory, StanzaStatus, Thresholds, UtcTime};
 
     fn window(tl: u32, from: &str, to: Option<&str>, gap: Option<&str>) -> RecoveryWindow {
         RecoveryWindow {
@@ -372,25 +370,51 @@ mod tests {
             ],
             last_verify: None,
         };
-        let s = StanzaStatus {
-            health: Health {
-                stanza: doc.name.clone(),
-                healthy: false,
-                reasons: vec!["newest backup is 30h old".into()],
-            },
-            doc,
-            last_archived: None,
-            last_verify_success: None,
-        };
         let now = time::macros::datetime!(2026-12-01 10:00:00 UTC);
+        let mut status = StanzaStatus::missing(cairn_repo::StanzaName::new("main").unwrap());
+        status.exists = true;
+        let finished = UtcTime::parse_rfc3339("2026-12-01T09:00:00Z").unwrap();
+        let run = |success: bool, error: Option<&str>| RunOutcome {
+            started: None,
+            finished,
+            duration_seconds: Some(12.0),
+            success,
+            status: None,
+            whole_stanza: true,
+            error: error.map(Into::into),
+        };
+        status.verify = RunHistory {
+            last: Some(run(false, Some("chunk <x> damaged"))),
+            last_success: None,
+        };
+        status.drill = RunHistory {
+            last: Some(run(true, None)),
+            last_success: Some(run(true, None)),
+        };
+        let thresholds = Thresholds {
+            max_backup_age: Some(std::time::Duration::from_secs(26 * 3600)),
+            max_archive_lag: None,
+        };
+        let health = status.health(&thresholds, UtcTime::from_offset(now));
+        let s = PageStanza {
+            checked: Checked { status, health },
+            doc,
+        };
         let html = render(&[s], &[vec![]], now);
         assert_eq!(html.matches("<rect class=\"window\"").count(), 3);
         assert_eq!(html.matches("<line class=\"gap\"").count(), 1);
         assert!(html.contains("timeline 2"));
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;"));
-        assert!(html.contains("stanza ma&lt;in"));
-        assert!(html.contains("newest backup is 30h old"));
+        assert!(html.contains("aria-label=\"recoverable windows of stanza ma&lt;in\""));
+        assert!(html.contains("there is no backup yet"), "{html}");
+        let cell = |id: &str| {
+            let at = html.find(&format!("id=\"{id}\"")).expect(id);
+            html[at..].split("</td>").next().unwrap().to_string()
+        };
+        assert!(cell("last-drill").contains("succeeded"), "{html}");
+        let verify = cell("last-verify");
+        assert!(verify.contains("DAMAGED") && verify.contains("chunk &lt;x&gt; damaged"));
         assert!(!html.contains("<script"), "no script on the page");
     }
 }
