@@ -95,9 +95,21 @@ fn count_retention(store: Store<'_>) {
     );
 
     // The real run.
-    let out = cairn.cairn_ok(&["expire"]);
+    let run = cairn.run("cairn", &["expire"]);
+    assert!(run.status.success(), "{}", describe(&run));
+    let out = String::from_utf8_lossy(&run.stdout).into_owned();
     eprintln!("expire:\n{out}");
     assert!(out.contains("expire done: 2 backups removed"), "{out}");
+    // Without a terminal, progress ends with one line of what was deleted.
+    let err = String::from_utf8_lossy(&run.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("cairn: expire main: "))
+        .unwrap_or_else(|| panic!("no progress line in {err}"));
+    assert!(
+        line.contains("deleted") && !line.contains(" 0 objects deleted"),
+        "{line}"
+    );
     assert_eq!(labels(&cairn), all[2..].to_vec());
     // WAL: everything before the oldest kept backup's start is gone, nothing after it.
     let oldest = backup_doc(&cairn, &chains[1].full);

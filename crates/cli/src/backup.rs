@@ -93,7 +93,7 @@ pub async fn run(
     let m = m.map_err(|e| Failure::from_error(&e))?;
     println!("{}", completion_line(&m));
     // After the backup lock is given back (decision 011's order): one call.
-    crate::expire::after_backup(cfg, &repo, &name).await?;
+    crate::expire::after_backup(cfg, &repo, &name, progress).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,6 +3,7 @@
 //! calls, and prints.
 
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 use cairn_config::{Config, RetentionConfig};
 use cairn_exit::{ErrorKind, Failure};
@@ -10,6 +11,9 @@ use cairn_expire::{ExpireOptions, Step};
 use cairn_repo::{BackupLabel, Repository, StanzaName};
 use cairn_retention::RetentionRules;
 
+use crate::args::ProgressMode;
+use crate::progress::{self, Snapshot};
+use crate::quantity::count;
 use crate::stanza::stanza_name;
 
 /// The rules `[retention]` sets.
@@ -48,11 +52,12 @@ pub async fn run(
     stanza: Option<&str>,
     dry_run: bool,
     set: Option<&str>,
+    mode: ProgressMode,
 ) -> Result<ExitCode, Failure> {
     let name = stanza_name(cfg, stanza)?;
     let set = set.map(label).transpose()?;
     let repo = cairn_startup::open_repo(cfg).await?;
-    expire(cfg, &repo, &name, options(cfg, dry_run, set)).await?;
+    expire(cfg, &repo, &name, options(cfg, dry_run, set), mode).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -62,11 +67,26 @@ pub async fn expire(
     repo: &Repository,
     name: &StanzaName,
     opts: ExpireOptions,
+    mode: ProgressMode,
 ) -> Result<(), Failure> {
     let notify = |w: &str| eprintln!("cairn: WARNING: {w}");
-    let outcome = cairn_expire::expire(repo, name, &rules(&cfg.retention), &opts, &notify)
-        .await
-        .map_err(|e| Failure::from_error(&e))?;
+    let counters = opts.progress.clone();
+    let display = (!opts.dry_run).then(|| {
+        progress::start(mode, &format!("expire {name}"), move || Snapshot {
+            done: counters.pack_bytes.load(Ordering::Relaxed),
+            total: None,
+            phase: Some(count(
+                counters.objects.load(Ordering::Relaxed),
+                "object deleted",
+                "objects deleted",
+            )),
+        })
+    });
+    let result = cairn_expire::expire(repo, name, &rules(&cfg.retention), &opts, &notify).await;
+    if let Some(display) = display {
+        display.finish(result.is_ok()).await;
+    }
+    let outcome = result.map_err(|e| Failure::from_error(&e))?;
     for line in outcome.plan.lines(opts.dry_run) {
         match line.strip_prefix("WARNING: ") {
             Some(w) => eprintln!("cairn: WARNING: {w}"),
@@ -84,11 +104,12 @@ pub async fn after_backup(
     cfg: &Config,
     repo: &Repository,
     name: &StanzaName,
+    mode: ProgressMode,
 ) -> Result<(), Failure> {
     if !cfg.retention.auto {
         return Ok(());
     }
-    expire(cfg, repo, name, options(cfg, false, None))
+    expire(cfg, repo, name, options(cfg, false, None), mode)
         .await
         .map_err(|f| {
             f.context("the backup succeeded, but the expire after it ([retention] auto) failed")

@@ -159,7 +159,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Pin { label } => expire::pin(&cfg, stanza, &label, true).await,
         Command::Unpin { label } => expire::pin(&cfg, stanza, &label, false).await,
         Command::Expire { dry_run, set } => {
-            expire::run(&cfg, stanza, dry_run, set.as_deref()).await
+            expire::run(&cfg, stanza, dry_run, set.as_deref(), progress).await
         }
         Command::Verify { set, output } => {
             verify::run(&cfg, stanza, set.as_deref(), output, progress).await

@@ -24,6 +24,8 @@ use cairn_repo::{
 use futures::StreamExt;
 
 use crate::error::ExpireError;
+use std::sync::atomic::Ordering;
+
 use crate::plan::{ExpireOptions, ExpirePlan, Step};
 use crate::wal::WalFileDrop;
 
@@ -60,6 +62,9 @@ struct Run<'a> {
 impl Run<'_> {
     /// Count a step; at the configured pause point, stop here for good.
     async fn reached(&self, step: Step) {
+        if step.deletes() {
+            self.opts.progress.objects.fetch_add(1, Ordering::Relaxed);
+        }
         let n = {
             let mut r = self.reached.lock().expect("step counts");
             let n = r.entry(step).or_default();
@@ -199,6 +204,7 @@ pub async fn execute(
                 let run = &run;
                 async move {
                     repo.delete_pack(stanza, &pack).await?;
+                    opts.progress.pack_bytes.fetch_add(size, Ordering::Relaxed);
                     run.reached(Step::PackDeleted).await;
                     Ok(size)
                 }

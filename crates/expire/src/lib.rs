@@ -35,7 +35,7 @@ pub mod wal;
 
 pub use error::ExpireError;
 pub use execute::{ExpireReport, execute};
-pub use plan::{ExpireOptions, ExpirePlan, GC_GRACE, RunningBackup, Step, plan};
+pub use plan::{ExpireOptions, ExpirePlan, ExpireProgress, GC_GRACE, RunningBackup, Step, plan};
 
 use cairn_repo::lock::{LockOptions, LockTarget};
 use cairn_repo::{Repository, StanzaName};

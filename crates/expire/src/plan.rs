@@ -51,6 +51,14 @@ impl Step {
         Step::ManifestRevised,
     ];
 
+    /// Whether reaching this step means an object was deleted.
+    pub fn deletes(self) -> bool {
+        matches!(
+            self,
+            Step::BackupRemoved | Step::WalDeleted | Step::PackDeleted
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Step::BackupRecorded => "backup-recorded",
@@ -87,6 +95,17 @@ pub struct ExpireOptions {
     pub batch: usize,
     /// Stop for good at the N-th time this step is reached (tests of killed runs).
     pub pause: Option<(Step, usize)>,
+    /// What the run has deleted so far, for a progress display.
+    pub progress: std::sync::Arc<ExpireProgress>,
+}
+
+/// Counters a running expire only adds to; a display reads them while it runs.
+#[derive(Debug, Default)]
+pub struct ExpireProgress {
+    /// Objects deleted: WAL files, manifests, packs and their indexes.
+    pub objects: std::sync::atomic::AtomicU64,
+    /// Bytes of packs deleted.
+    pub pack_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// The default `[retention] gc-grace`.
@@ -101,6 +120,7 @@ impl Default for ExpireOptions {
             concurrency: 16,
             batch: 1000,
             pause: None,
+            progress: Default::default(),
         }
     }
 }
