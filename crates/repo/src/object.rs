@@ -589,14 +589,14 @@ mod tests {
         p: 1,
     };
 
-    fn keysets() -> [KeySet; 2] {
+    pub(super) fn keysets() -> [KeySet; 2] {
         [
             KeyStorage::create(None, FAST).unwrap().1,
             KeyStorage::create(Some("p"), FAST).unwrap().1,
         ]
     }
 
-    fn here() -> Identity {
+    pub(super) fn here() -> Identity {
         Identity::of(
             &ObjectKey::new("stanza/main/wal/1/00000001/000000010000000000000001").unwrap(),
         )

@@ -268,8 +268,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::keys::{KdfParams, KeyStorage};
-    use crate::layout::ObjectKey;
+    use crate::object::tests::{here, keysets};
     use crate::object::{decode, encode};
     use proptest::prelude::*;
 
@@ -301,25 +300,6 @@ mod tests {
             self.bytes.lock().unwrap().clear();
             Ok(())
         }
-    }
-
-    const FAST: KdfParams = KdfParams {
-        m_kib: 64,
-        t: 1,
-        p: 1,
-    };
-
-    fn keysets() -> [KeySet; 2] {
-        [
-            KeyStorage::create(None, FAST).unwrap().1,
-            KeyStorage::create(Some("p"), FAST).unwrap().1,
-        ]
-    }
-
-    fn here() -> Identity {
-        Identity::of(
-            &ObjectKey::new("stanza/main/wal/1/00000001/000000010000000000000001").unwrap(),
-        )
     }
 
     fn streamed(keys: &KeySet, enc: &[u8]) -> Result<Vec<u8>, StreamError> {
