@@ -105,7 +105,13 @@ fn pg15_tablespaces_and_an_interrupted_backup() {
             Ok::<_, std::io::Error>(
                 std::fs::read_dir(&index_dir)
                     .ok()
-                    .and_then(|mut d| d.next())
+                    .and_then(|mut d| {
+                        // A pack index is staged as a `.tmp.*` file beside its final name.
+                        d.find(|e| {
+                            e.as_ref()
+                                .is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                        })
+                    })
                     .map(|_| ()),
             )
         },
