@@ -118,7 +118,7 @@ pub async fn run(
     };
     let tablespace_map = parse_tablespace_map(&args.tablespace_map)?;
     let repo = cairn_startup::open_repo(cfg).await?;
-    let source = RestoreSource::load(&repo, &name).await?;
+    let mut source = RestoreSource::load(&repo, &name).await?;
     for w in &source.warnings {
         eprintln!("cairn: WARNING: {w}");
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cairn_exit::Classify;
 use cairn_pgformat::{PgTimestamp, SegmentName, WalSegmentSize};
-use cairn_planner::{Plan, PlanRequest};
+use cairn_planner::{CommitSpan, Plan, PlanRequest};
 use cairn_repo::{ObjectKey, Repository, StanzaName, WalDetail};
 use cairn_restore::{
     ArchiveMode, RecoverySettings, RestoreCommand, RestoreOptions, RestoreSource, sh_quote,
@@ -111,7 +111,7 @@ pub async fn drill(
     if rustix::process::geteuid().is_root() {
         return Err(DrillError::RunningAsRoot);
     }
-    let source = RestoreSource::load(repo, stanza).await?;
+    let mut source = RestoreSource::load(repo, stanza).await?;
     let started = OffsetDateTime::now_utc();
     let clock = Instant::now();
     let mut run = Run {
@@ -150,7 +150,7 @@ pub async fn drill(
         bins: None,
     };
     let outcome = tokio::select! {
-        r = run.execute(repo, &source, opts) => r,
+        r = run.execute(repo, &mut source, opts) => r,
         signal = interrupted() => Err(DrillError::Interrupted { signal }),
     };
     let mut failure = outcome.err();
@@ -207,7 +207,7 @@ impl Run {
     async fn execute(
         &mut self,
         repo: &Repository,
-        source: &RestoreSource,
+        source: &mut RestoreSource,
         opts: &DrillOptions,
     ) -> Result<(), DrillError> {
         let Run {
@@ -217,7 +217,11 @@ impl Run {
             server: server_slot,
             bins: bins_slot,
         } = self;
-        let (target, timeline) = choose_target(record, source, &opts.target)?;
+        let spans = match opts.target {
+            DrillTarget::Random => source.commit_spans(repo).await?,
+            _ => Vec::new(),
+        };
+        let (target, timeline) = choose_target(record, &spans, &opts.target)?;
         let request = PlanRequest {
             target,
             timeline,
@@ -369,17 +373,15 @@ impl Run {
 /// The planner's target for what was asked; `--random` draws it here.
 fn choose_target(
     record: &mut DrillRecord,
-    source: &RestoreSource,
+    spans: &[CommitSpan],
     asked: &DrillTarget,
 ) -> Result<(RecoveryTarget, TimelineTarget), DrillError> {
     let chosen = match asked {
         DrillTarget::EndOfArchive => (RecoveryTarget::EndOfArchive, TimelineTarget::Latest),
         DrillTarget::Time(t) => (RecoveryTarget::Time(*t), TimelineTarget::Latest),
         DrillTarget::Random => {
-            let spans =
-                cairn_planner::commit_spans(&source.backups.usable, &source.wal, source.db_id());
             let mut rng = rand::rng();
-            let (at, span) = target::pick(&spans, |n| rand::Rng::random_range(&mut rng, 0..=n))
+            let (at, span) = target::pick(spans, |n| rand::Rng::random_range(&mut rng, 0..=n))
                 .ok_or(DrillError::NoWindow)?;
             record.window = Some(WindowRecord {
                 timeline: span.window.timeline,
@@ -527,6 +529,7 @@ fn segment_size(source: &RestoreSource) -> WalSegmentSize {
             WalDetail::Segment { summary } => Some(summary.seg_size()),
             _ => None,
         })
+        .or_else(|| source.wal.pages().values().next().map(|p| p.seg_size))
         .unwrap_or(WalSegmentSize::DEFAULT)
 }
 

@@ -198,10 +198,18 @@ impl StanzaDoc {
                 last_drill: None,
             });
         };
-        let catalog = repo.wal_catalog(name).await?;
+        let mut catalog = repo.wal_catalog_paged(name).await?;
         let listing = repo.backup_catalog(name).await?;
         let backups = listing.usable;
         let current = info.current().db_id;
+        let recovery_windows = loop {
+            match cairn_planner::recoverable_windows(&backups, &catalog, current) {
+                Ok(w) => break w,
+                Err(cairn_planner::PageNotLoaded(page)) => {
+                    repo.load_wal_pages(name, &mut catalog, &[page]).await?
+                }
+            }
+        };
         let mut warnings: Vec<String> = repo.warnings().to_vec();
         warnings.extend(listing.warnings.iter().cloned());
         warnings.extend(catalog.warnings().iter().cloned());
@@ -232,7 +240,7 @@ impl StanzaDoc {
                 .collect(),
             warnings,
             archive: catalog.timelines(),
-            recovery_windows: cairn_planner::recoverable_windows(&backups, &catalog, current),
+            recovery_windows,
             last_verify: cairn_verify::last_verify(repo, name).await?,
             last_drill: cairn_drill::last_drill(repo, name).await?,
         })

@@ -1,6 +1,6 @@
 use cairn_exit::{Classify, ErrorKind};
 use cairn_pgformat::{Lsn, PgTimestamp, SegmentName, TimelineId};
-use cairn_repo::BackupLabel;
+use cairn_repo::{BackupLabel, PageId};
 use cairn_target::{RestorePointName, TargetTime};
 
 use crate::window::BackupTime;
@@ -63,11 +63,24 @@ pub enum PlanError {
     },
     #[error("the chosen backup set {label} cannot reach the target: {why}")]
     SetCannotReach { label: BackupLabel, why: String },
+    /// Not a refusal: load the page and plan again.
+    #[error(transparent)]
+    PageNotLoaded(#[from] PageNotLoaded),
 }
+
+/// A summary the planner needs lies in a page of the WAL catalog that is not loaded: load
+/// it (`Repository::load_wal_pages`) and ask again. Callers that read the catalog with
+/// `Repository::wal_catalog` never see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("WAL catalog page {} of timeline {} is not loaded", .0.page, .0.timeline)]
+pub struct PageNotLoaded(pub PageId);
 
 impl Classify for PlanError {
     fn kind(&self) -> ErrorKind {
-        ErrorKind::Unreachable
+        match self {
+            PlanError::PageNotLoaded(_) => ErrorKind::Internal,
+            _ => ErrorKind::Unreachable,
+        }
     }
 
     fn hint(&self) -> Option<String> {
@@ -125,6 +138,7 @@ impl Classify for PlanError {
                 reachable: None, ..
             } => "the gap is before any commit after the backup; take a new backup".into(),
             PlanError::SetCannotReach { .. } => "omit --set to let cairn choose".into(),
+            PlanError::PageNotLoaded(_) => return None,
         })
     }
 }

@@ -24,6 +24,6 @@ mod error;
 mod plan;
 mod window;
 
-pub use error::PlanError;
+pub use error::{PageNotLoaded, PlanError};
 pub use plan::{Plan, PlanRequest, WalRange, plan};
 pub use window::{BackupTime, CommitSpan, RecoveryWindow, commit_spans, recoverable_windows};

@@ -5,14 +5,14 @@
 use std::collections::BTreeMap;
 
 use cairn_pgformat::history::TimelineHistory;
-use cairn_pgformat::summary::SegmentSummary;
+use cairn_pgformat::summary::{RestorePointAt, SegmentSummary};
 use cairn_pgformat::{
     Lsn, PgTimestamp, SegmentName, TimelineId, WalFileName, WalSegmentSize, XLogSegNo,
 };
-use cairn_repo::{BackupLabel, BackupSummary, DbId, WalCatalog, WalDetail};
+use cairn_repo::{BackupLabel, BackupSummary, DbId, PageId, PageRef, WalCatalog, WalDetail};
 use cairn_target::{RecoveryTarget as Target, RestorePointName, TimelineTarget};
 
-use crate::error::PlanError;
+use crate::error::{PageNotLoaded, PlanError};
 use crate::window::BackupTime;
 
 /// What the operator asked for.
@@ -73,11 +73,23 @@ impl Plan {
     }
 }
 
-/// The archive as the planner sees it: segment summaries by (timeline, segment number).
+/// The archive as the planner sees it: segment summaries by (timeline, segment number),
+/// and pages of summaries not loaded (see `cairn_repo::wal_index`). A walk that needs a
+/// summary inside a page stops with [`PageNotLoaded`]; the caller loads it and plans again.
 pub(crate) struct Archive<'a> {
     segs: BTreeMap<(u32, u64), &'a SegmentSummary>,
+    /// By timeline and first segment.
+    pages: BTreeMap<(u32, u64), (&'a PageId, &'a PageRef)>,
     histories: BTreeMap<u32, TimelineHistory>,
     pub(crate) seg: WalSegmentSize,
+}
+
+/// What the archive knows of one segment.
+pub(crate) enum Seg<'a> {
+    Absent,
+    Loaded(&'a SegmentSummary),
+    /// Archived, in a page whose summaries are not loaded.
+    Paged(&'a PageId, &'a PageRef),
 }
 
 impl<'a> Archive<'a> {
@@ -99,8 +111,16 @@ impl<'a> Archive<'a> {
                 _ => {}
             }
         }
+        let mut pages = BTreeMap::new();
+        for (id, p) in catalog.pages().iter().filter(|(id, _)| id.db_id == db) {
+            seg = p.seg_size;
+            if let Some((first, _)) = p.runs.first() {
+                pages.insert((id.timeline, *first), (id, p));
+            }
+        }
         Archive {
             segs,
+            pages,
             histories,
             seg,
         }
@@ -113,52 +133,58 @@ impl<'a> Archive<'a> {
             .unwrap_or_else(|| TimelineHistory::root(tli))
     }
 
+    /// Every timeline with segments or a history file, in order.
     pub(crate) fn timelines(&self) -> Vec<u32> {
         let mut t: Vec<u32> = self
             .segs
             .keys()
             .map(|(t, _)| *t)
+            .chain(self.pages.keys().map(|(t, _)| *t))
             .chain(self.histories.keys().copied())
             .collect();
+        t.sort_unstable();
         t.dedup();
         t
     }
 
     fn latest_timeline(&self, backups: &[&BackupSummary]) -> TimelineId {
         let seen = self
-            .segs
-            .keys()
-            .map(|(t, _)| *t)
-            .chain(self.histories.keys().copied())
+            .timelines()
+            .into_iter()
             .chain(backups.iter().map(|b| b.timeline.0));
         TimelineId(seen.max().unwrap_or(1))
     }
 
-    pub(crate) fn get(&self, tli: TimelineId, segno: u64) -> Option<&'a SegmentSummary> {
-        self.segs.get(&(tli.0, segno)).copied()
+    pub(crate) fn lookup(&self, tli: TimelineId, segno: u64) -> Seg<'a> {
+        if let Some(s) = self.segs.get(&(tli.0, segno)) {
+            return Seg::Loaded(s);
+        }
+        // Pages of a timeline do not overlap: only the last one starting at or before
+        // `segno` can hold it.
+        match self.pages.range((tli.0, 0)..=(tli.0, segno)).next_back() {
+            Some((_, (id, p))) if p.holds(segno) => Seg::Paged(id, p),
+            _ => Seg::Absent,
+        }
     }
 
-    /// The segments recovery reads along `hist` from `from`, in order (endless).
-    pub(crate) fn walk<'h>(
-        &self,
-        hist: &'h TimelineHistory,
-        from: Lsn,
-    ) -> impl Iterator<Item = (TimelineId, u64)> + 'h {
-        let seg = self.seg;
-        let first = from.segment_number(seg).0;
-        // The segment holding a switchpoint is read from the child timeline.
-        let spans: Vec<(TimelineId, Option<u64>)> = hist
-            .spans()
+    /// The timeline recovery along `hist` reads segment `n` from (the segment holding a
+    /// switchpoint is read from the child timeline).
+    pub(crate) fn timeline_at(&self, hist: &TimelineHistory, n: u64) -> TimelineId {
+        hist.spans()
             .into_iter()
-            .map(|s| (s.tli, s.end.map(|e| e.segment_number(seg).0)))
-            .collect();
-        (first..).map(move |n| {
-            let tli = spans
-                .iter()
-                .find(|(_, end)| end.is_none_or(|e| n < e))
-                .map_or(hist.tli, |(t, _)| *t);
-            (tli, n)
-        })
+            .find(|s| s.end.is_none_or(|e| n < e.segment_number(self.seg).0))
+            .map_or(hist.tli, |s| s.tli)
+    }
+
+    /// A page recovery along `hist` reads whole and from its first segment when it
+    /// reaches segment `n`, and the last segment of it: then the page's figures stand for
+    /// its segments' (no gap inside, no timeline switch, nothing before `n`).
+    pub(crate) fn whole_page(&self, hist: &TimelineHistory, p: &PageRef, n: u64) -> Option<u64> {
+        let [(first, last)] = p.runs[..] else {
+            return None;
+        };
+        let tli = self.timeline_at(hist, n);
+        (first == n && self.timeline_at(hist, last) == tli).then_some(last)
     }
 
     /// Whether any segment at or after `segno` exists on the path (tells a gap from the end).
@@ -166,6 +192,19 @@ impl<'a> Archive<'a> {
         self.segs
             .keys()
             .any(|(t, n)| *n > segno && hist.contains(TimelineId(*t)))
+            || self.pages.iter().any(|((t, _), (_, p))| {
+                hist.contains(TimelineId(*t)) && p.runs.iter().any(|(_, b)| *b > segno)
+            })
+    }
+
+    /// The highest segment number archived on any timeline.
+    fn last_segno(&self) -> Option<u64> {
+        let loaded = self.segs.keys().map(|(_, n)| *n);
+        let paged = self
+            .pages
+            .values()
+            .filter_map(|(_, p)| p.runs.last().map(|r| r.1));
+        loaded.chain(paged).max()
     }
 
     pub(crate) fn segment(&self, tli: TimelineId, segno: u64) -> SegmentName {
@@ -216,9 +255,9 @@ fn unsuitable(
     hist: &TimelineHistory,
     target: &Target,
     archive: &Archive<'_>,
-) -> Option<Refusal> {
+) -> Result<Option<Refusal>, PageNotLoaded> {
     if let Some(why) = off_path(b, hist) {
-        return Some(Refusal::Timeline(why));
+        return Ok(Some(Refusal::Timeline(why)));
     }
     let why = match target {
         Target::Time(t) => match pg_time(&b.stop_time) {
@@ -236,13 +275,13 @@ fn unsuitable(
                 "no restore point '{n}' follows its consistency point"
             )),
         },
-        Target::Xid(x) => match find_xid(archive, hist, b, *x) {
+        Target::Xid(x) => match find_xid(archive, hist, b, *x)? {
             Some(_) => None,
             None => Some(format!("no archived commit of transaction {x} follows it")),
         },
         Target::Immediate | Target::EndOfArchive => None,
     };
-    why.map(Refusal::Target)
+    Ok(why.map(Refusal::Target))
 }
 
 /// Timelines recovery can follow from at least one of `backups`, in order: what to
@@ -260,12 +299,42 @@ fn reachable_timelines(archive: &Archive<'_>, backups: &[&BackupSummary]) -> Vec
 }
 
 /// The smallest and largest xid that ended in the WAL from `b`'s stop segment on.
-fn xid_range(archive: &Archive<'_>, b: &BackupSummary) -> Option<(u32, u32)> {
+fn xid_range(
+    archive: &Archive<'_>,
+    b: &BackupSummary,
+) -> Result<Option<(u32, u32)>, PageNotLoaded> {
     let stop = b.stop_lsn.segment_number(archive.seg).0;
     let ended = archive.segs.iter().filter(|((_, n), _)| *n >= stop);
-    let lo = ended.clone().filter_map(|(_, s)| s.min_xid).min()?;
-    let hi = ended.filter_map(|(_, s)| s.max_xid).max()?;
-    Some((lo, hi))
+    let mut lo = ended.clone().filter_map(|(_, s)| s.min_xid).min();
+    let mut hi = ended.filter_map(|(_, s)| s.max_xid).max();
+    for (id, p) in archive.pages.values() {
+        match p.runs.first() {
+            Some((first, _)) if *first >= stop => {
+                lo = lo.into_iter().chain(p.min_xid).min();
+                hi = hi.max(p.max_xid);
+            }
+            _ if p.runs.last().is_some_and(|(_, last)| *last >= stop) => {
+                return Err(PageNotLoaded(**id));
+            }
+            _ => {}
+        }
+    }
+    Ok(lo.zip(hi))
+}
+
+/// Every restore point archived on a timeline of `hist`, with its timeline.
+fn restore_points<'a>(
+    archive: &'a Archive<'_>,
+) -> impl Iterator<Item = (TimelineId, &'a RestorePointAt)> + 'a {
+    let loaded = archive
+        .segs
+        .iter()
+        .flat_map(|((t, _), s)| s.restore_points.iter().map(move |rp| (TimelineId(*t), rp)));
+    let paged = archive
+        .pages
+        .iter()
+        .flat_map(|((t, _), (_, p))| p.restore_points.iter().map(move |rp| (TimelineId(*t), rp)));
+    loaded.chain(paged)
 }
 
 fn find_restore_point(
@@ -274,16 +343,15 @@ fn find_restore_point(
     after: Lsn,
     name: &str,
 ) -> Option<Lsn> {
-    let mut hits: Vec<Lsn> = archive
-        .segs
-        .iter()
-        .filter(|((t, _), _)| hist.contains(TimelineId(*t)))
-        .flat_map(|((t, _), s)| s.restore_points.iter().map(move |rp| (TimelineId(*t), rp)))
-        .filter(|(t, rp)| rp.name == name && rp.lsn >= after && hist.timeline_at(rp.lsn) == *t)
+    restore_points(archive)
+        .filter(|(t, rp)| {
+            hist.contains(*t)
+                && rp.name == name
+                && rp.lsn >= after
+                && hist.timeline_at(rp.lsn) == *t
+        })
         .map(|(_, rp)| rp.lsn)
-        .collect();
-    hits.sort();
-    hits.first().copied()
+        .min()
 }
 
 fn find_xid(
@@ -291,19 +359,21 @@ fn find_xid(
     hist: &TimelineHistory,
     b: &BackupSummary,
     xid: u32,
-) -> Option<u64> {
+) -> Result<Option<u64>, PageNotLoaded> {
     let stop = b.stop_lsn.segment_number(archive.seg).0;
-    let last = archive.segs.keys().map(|(_, n)| *n).max()?;
-    archive
-        .walk(hist, b.start_lsn)
-        .take_while(|(_, n)| *n <= last)
-        .filter(|(_, n)| *n >= stop)
-        .find(|(t, n)| {
-            archive.get(*t, *n).is_some_and(
-                |s| matches!((s.min_xid, s.max_xid), (Some(a), Some(z)) if a <= xid && xid <= z),
-            )
-        })
-        .map(|(_, n)| n)
+    let Some(last) = archive.last_segno() else {
+        return Ok(None);
+    };
+    let first = b.start_lsn.segment_number(archive.seg).0;
+    for n in first.max(stop)..=last {
+        let holds = |lo: Option<u32>, hi: Option<u32>| matches!((lo, hi), (Some(a), Some(z)) if a <= xid && xid <= z);
+        match archive.lookup(archive.timeline_at(hist, n), n) {
+            Seg::Loaded(s) if holds(s.min_xid, s.max_xid) => return Ok(Some(n)),
+            Seg::Paged(id, p) if holds(p.min_xid, p.max_xid) => return Err(PageNotLoaded(*id)),
+            _ => {}
+        }
+    }
+    Ok(None)
 }
 
 /// Plan a restore.
@@ -337,7 +407,7 @@ pub fn plan(
             TimelineTarget::Id(t) => t,
         };
         let hist = archive.history(tli);
-        match unsuitable(b, &hist, &req.target, &archive) {
+        match unsuitable(b, &hist, &req.target, &archive)? {
             None => {
                 chosen = Some((*b, hist));
                 break;
@@ -380,11 +450,18 @@ pub fn plan(
     let start_seg = b.start_lsn.segment_number(archive.seg).0;
     let (mut wal_end, mut last_commit) = (b.stop_lsn, None);
     for &(t, n) in &segments {
-        if let Some(s) = archive.get(t, n) {
-            wal_end = wal_end.max(s.end_of_wal);
-            if n > start_seg && s.last_commit_time > last_commit {
-                last_commit = s.last_commit_time;
+        // wal_for passed over whole pages only: their figures are their segments'.
+        let (end, commit) = match archive.lookup(t, n) {
+            Seg::Loaded(s) => (s.end_of_wal, s.last_commit_time),
+            Seg::Paged(_, p) if p.runs.first().is_some_and(|r| r.0 > start_seg) => {
+                (p.end_of_wal, p.last_commit)
             }
+            Seg::Paged(id, _) => return Err(PageNotLoaded(*id).into()),
+            Seg::Absent => continue,
+        };
+        wal_end = wal_end.max(end);
+        if n > start_seg && commit > last_commit {
+            last_commit = commit;
         }
     }
     Ok(Plan {
@@ -443,7 +520,7 @@ fn no_backup_error(
     match &req.target {
         Target::Name(n) => {
             let mut known: Vec<RestorePointName> = Vec::new();
-            for rp in archive.segs.values().flat_map(|s| &s.restore_points) {
+            for (_, rp) in restore_points(archive) {
                 // PostgreSQL allows no longer name than RestorePointName does.
                 if let Ok(name) = RestorePointName::new(&rp.name)
                     && !known.contains(&name)
@@ -456,9 +533,9 @@ fn no_backup_error(
                 known,
             }
         }
-        Target::Xid(x) => PlanError::UnknownXid {
-            xid: *x,
-            archived: xid_range(archive, earliest),
+        Target::Xid(x) => match xid_range(archive, earliest) {
+            Ok(archived) => PlanError::UnknownXid { xid: *x, archived },
+            Err(missing) => missing.into(),
         },
         // Time and LSN: every backup on the path became consistent after the target.
         _ => PlanError::BeforeEarliestBackup {
@@ -486,34 +563,59 @@ fn wal_for(
         Target::Lsn(l) => Some(l.segment_number(seg).0),
         Target::Name(n) => find_restore_point(archive, hist, b.stop_lsn, n.as_str())
             .map(|l| l.segment_number(seg).0),
-        Target::Xid(x) => find_xid(archive, hist, b, *x),
+        Target::Xid(x) => find_xid(archive, hist, b, *x)?,
         Target::Time(_) | Target::EndOfArchive => None,
     };
-    for (tli, n) in archive.walk(hist, b.start_lsn) {
-        let Some(s) = archive.get(tli, n) else {
-            let reachable = last_commit;
-            if n <= stop_seg || archive.any_after(hist, n) {
-                return Err(PlanError::Gap {
-                    missing: archive.segment(tli, n),
-                    reachable,
-                });
+    let mut n = b.start_lsn.segment_number(seg).0;
+    loop {
+        let tli = archive.timeline_at(hist, n);
+        let s = match archive.lookup(tli, n) {
+            Seg::Loaded(s) => s,
+            Seg::Paged(id, p) => {
+                // A whole page the target cannot be inside is passed over on its figures.
+                let inside = |last: u64| match target {
+                    Target::Time(t) => {
+                        last >= stop_seg && p.last_commit.is_some_and(|c| c > t.pg())
+                    }
+                    Target::EndOfArchive => false,
+                    _ => fixed_end.is_none_or(|e| e <= last),
+                };
+                match archive.whole_page(hist, p, n) {
+                    Some(last) if !inside(last) => {
+                        out.extend((n..=last).map(|m| (tli, m)));
+                        end_of_wal = end_of_wal.max(p.end_of_wal);
+                        last_commit = last_commit.max(p.last_commit);
+                        n = last + 1;
+                        continue;
+                    }
+                    _ => return Err(PageNotLoaded(*id).into()),
+                }
             }
-            // The end of the archive.
-            return match target {
-                Target::EndOfArchive => Ok(out),
-                Target::Time(t) => Err(PlanError::AfterLastCommit {
-                    target: *t,
-                    last_commit: reachable,
-                }),
-                Target::Lsn(l) => Err(PlanError::AfterArchiveEnd {
-                    target: *l,
-                    end: end_of_wal,
-                }),
-                _ => Err(PlanError::Gap {
-                    missing: archive.segment(tli, n),
-                    reachable,
-                }),
-            };
+            Seg::Absent => {
+                let reachable = last_commit;
+                if n <= stop_seg || archive.any_after(hist, n) {
+                    return Err(PlanError::Gap {
+                        missing: archive.segment(tli, n),
+                        reachable,
+                    });
+                }
+                // The end of the archive.
+                return match target {
+                    Target::EndOfArchive => Ok(out),
+                    Target::Time(t) => Err(PlanError::AfterLastCommit {
+                        target: *t,
+                        last_commit: reachable,
+                    }),
+                    Target::Lsn(l) => Err(PlanError::AfterArchiveEnd {
+                        target: *l,
+                        end: end_of_wal,
+                    }),
+                    _ => Err(PlanError::Gap {
+                        missing: archive.segment(tli, n),
+                        reachable,
+                    }),
+                };
+            }
         };
         out.push((tli, n));
         end_of_wal = s.end_of_wal;
@@ -537,8 +639,8 @@ fn wal_for(
         if reached {
             return Ok(out);
         }
+        n += 1;
     }
-    unreachable!("walk is endless; every target ends it")
 }
 
 fn ranges(archive: &Archive<'_>, segs: &[(TimelineId, u64)]) -> Vec<WalRange> {

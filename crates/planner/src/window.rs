@@ -11,7 +11,8 @@ use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::plan::{Archive, off_path};
+use crate::error::PageNotLoaded;
+use crate::plan::{Archive, Seg, off_path};
 
 /// One recoverable window. Serialized as `cairn info --output json` shows it
 /// (docs/info-json.md): the timeline as a number, times and names as text.
@@ -87,17 +88,21 @@ pub fn recoverable_windows(
     backups: &[BackupSummary],
     catalog: &WalCatalog,
     db: DbId,
-) -> Vec<RecoveryWindow> {
-    walk_windows(backups, catalog, db)
+) -> Result<Vec<RecoveryWindow>, PageNotLoaded> {
+    Ok(walk_windows(backups, catalog, db)?
         .into_iter()
         .map(|(w, _)| w)
-        .collect()
+        .collect())
 }
 
 /// The [`CommitSpan`] of each recoverable window that has a commit after its start (what
 /// `cairn drill --random` picks a moment from).
-pub fn commit_spans(backups: &[BackupSummary], catalog: &WalCatalog, db: DbId) -> Vec<CommitSpan> {
-    walk_windows(backups, catalog, db)
+pub fn commit_spans(
+    backups: &[BackupSummary],
+    catalog: &WalCatalog,
+    db: DbId,
+) -> Result<Vec<CommitSpan>, PageNotLoaded> {
+    Ok(walk_windows(backups, catalog, db)?
         .into_iter()
         .filter_map(|(window, first)| {
             let first = first?;
@@ -108,7 +113,7 @@ pub fn commit_spans(backups: &[BackupSummary], catalog: &WalCatalog, db: DbId) -
                 last,
             })
         })
-        .collect()
+        .collect())
 }
 
 /// Each window with the first commit known to come at or after its start.
@@ -116,7 +121,7 @@ fn walk_windows(
     backups: &[BackupSummary],
     catalog: &WalCatalog,
     db: DbId,
-) -> Vec<(RecoveryWindow, Option<PgTimestamp>)> {
+) -> Result<Vec<(RecoveryWindow, Option<PgTimestamp>)>, PageNotLoaded> {
     let archive = Archive::new(catalog, db);
     let mut mine: Vec<&BackupSummary> = backups.iter().filter(|b| b.db_id == db).collect();
     mine.sort_by_key(|b| b.start_lsn);
@@ -138,7 +143,7 @@ fn walk_windows(
             if b.start_lsn.segment_number(archive.seg).0 < resume {
                 continue;
             }
-            match window_from(&archive, &hist, b) {
+            match window_from(&archive, &hist, b)? {
                 // Its own WAL is incomplete: a later backup may still start a window.
                 Walk::Broken => {}
                 Walk::Window(w, first, next) => {
@@ -151,7 +156,7 @@ fn walk_windows(
             }
         }
     }
-    out
+    Ok(out)
 }
 
 enum Walk {
@@ -161,45 +166,57 @@ enum Walk {
     Window(RecoveryWindow, Option<PgTimestamp>, Option<u64>),
 }
 
-fn window_from(archive: &Archive<'_>, hist: &TimelineHistory, b: &BackupSummary) -> Walk {
+fn window_from(
+    archive: &Archive<'_>,
+    hist: &TimelineHistory,
+    b: &BackupSummary,
+) -> Result<Walk, PageNotLoaded> {
     let stop_seg = b.stop_lsn.segment_number(archive.seg).0;
     // A stop time that does not parse is a damaged manifest: it opens no window.
     let Some(start) = BackupTime::parse(&b.stop_time) else {
-        return Walk::Broken;
+        return Ok(Walk::Broken);
     };
     let from = start.pg();
     let mut last: Option<PgTimestamp> = None;
     let mut first: Option<PgTimestamp> = None;
     let mut gap = None;
-    for (tli, n) in archive.walk(hist, b.start_lsn) {
-        match archive.get(tli, n) {
-            Some(s) => {
-                if n >= stop_seg
-                    && let Some(c) = s.last_commit_time
-                {
-                    last = Some(last.map_or(c, |l: PgTimestamp| l.max(c)));
-                }
-                // A segment keeps only its first and last commit times: the earliest of
-                // those at or after the start is a commit known to lie in the window.
-                if n >= stop_seg {
-                    for c in [s.first_commit_time, s.last_commit_time]
-                        .into_iter()
-                        .flatten()
-                    {
-                        if from.is_some_and(|f| c >= f) && first.is_none_or(|x| c < x) {
-                            first = Some(c);
-                        }
-                    }
-                }
+    // A segment (or a whole page) keeps only its first and last commit times: the
+    // earliest of those at or after the start is a commit known to lie in the window.
+    let mut commits = |n: u64, f: Option<PgTimestamp>, l: Option<PgTimestamp>| {
+        if n < stop_seg {
+            return;
+        }
+        last = last.max(l);
+        for c in [f, l].into_iter().flatten() {
+            if from.is_some_and(|f| c >= f) && first.is_none_or(|x| c < x) {
+                first = Some(c);
             }
-            None if n <= stop_seg => return Walk::Broken,
-            None => {
+        }
+    };
+    let mut n = b.start_lsn.segment_number(archive.seg).0;
+    loop {
+        let tli = archive.timeline_at(hist, n);
+        match archive.lookup(tli, n) {
+            Seg::Loaded(s) => commits(n, s.first_commit_time, s.last_commit_time),
+            Seg::Paged(id, p) => match archive.whole_page(hist, p, n) {
+                // Before the consistency point only presence counts; after it the page's
+                // figures stand for its segments'.
+                Some(end) if end < stop_seg || n >= stop_seg => {
+                    commits(n, p.first_commit, p.last_commit);
+                    n = end + 1;
+                    continue;
+                }
+                _ => return Err(PageNotLoaded(*id)),
+            },
+            Seg::Absent if n <= stop_seg => return Ok(Walk::Broken),
+            Seg::Absent => {
                 if archive.any_after(hist, n) {
                     gap = Some((archive.segment(tli, n), n));
                 }
                 break;
             }
         }
+        n += 1;
     }
     let w = RecoveryWindow {
         timeline: hist.tli,
@@ -208,5 +225,5 @@ fn window_from(archive: &Archive<'_>, hist: &TimelineHistory, b: &BackupSummary)
         to: last,
         gap: gap.map(|(name, _)| name),
     };
-    Walk::Window(w, first, gap.map(|(_, n)| n))
+    Ok(Walk::Window(w, first, gap.map(|(_, n)| n)))
 }

@@ -432,7 +432,7 @@ fn a_timeline_that_does_not_descend_from_the_backup_is_refused_naming_one_that_d
 #[test]
 fn recoverable_windows_per_timeline() {
     let cat = WalCatalog::from_entries(segments(&timeline1(), &[]));
-    let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
+    let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1)).unwrap();
     assert_eq!(w.len(), 1);
     assert_eq!(w[0].backup.as_str(), "20270101-000020F");
     assert_eq!(w[0].from.to_string(), rfc(25));
@@ -444,7 +444,7 @@ fn recoverable_windows_per_timeline() {
 fn a_gap_ends_a_window_and_a_newer_backup_after_it_starts_the_next() {
     // Segment 4 is missing: B1 (segment 2) reaches T0+30 s; B2 (segment 6) continues.
     let cat = WalCatalog::from_entries(segments(&timeline1(), &[4]));
-    let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
+    let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1)).unwrap();
     assert_eq!(w.len(), 2, "{w:?}");
     assert_eq!(
         (
@@ -469,12 +469,12 @@ fn a_gap_ends_a_window_and_a_newer_backup_after_it_starts_the_next() {
     );
     // A gap inside B1's own WAL (its stop segment): only B2 starts a window.
     let cat = WalCatalog::from_entries(segments(&timeline1(), &[2]));
-    let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
+    let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1)).unwrap();
     assert_eq!(w.len(), 1, "{w:?}");
     assert_eq!(w[0].backup.as_str(), "20270101-000060F");
     // A gap after the last backup ends the only window there is: no backup follows it.
     let cat = WalCatalog::from_entries(segments(&timeline1(), &[7]));
-    let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
+    let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1)).unwrap();
     assert_eq!(w.len(), 1, "{w:?}");
     assert_eq!(w[0].backup.as_str(), "20270101-000020F");
     assert_eq!(w[0].to, Some(at(60)));
@@ -500,14 +500,14 @@ fn a_plan_says_where_the_wal_ends_and_its_last_commit_after_the_backup_began() {
 #[test]
 fn commit_spans_start_at_the_first_commit_after_a_window_opens() {
     let cat = WalCatalog::from_entries(segments(&timeline1(), &[]));
-    let spans = cairn_planner::commit_spans(&backups(), &cat, DbId(1));
+    let spans = cairn_planner::commit_spans(&backups(), &cat, DbId(1)).unwrap();
     assert_eq!(spans.len(), 1, "{spans:?}");
     // B1 is consistent at 25 s: the commit at 20 s in its stop segment is before the window.
     assert_eq!((spans[0].first, spans[0].last), (at(30), at(80)));
     assert_eq!(spans[0].window.backup.as_str(), "20270101-000020F");
     // A gap in segment 4: two windows, each with its own span.
     let cat = WalCatalog::from_entries(segments(&timeline1(), &[4]));
-    let spans = cairn_planner::commit_spans(&backups(), &cat, DbId(1));
+    let spans = cairn_planner::commit_spans(&backups(), &cat, DbId(1)).unwrap();
     let got: Vec<_> = spans.iter().map(|s| (s.first, s.last)).collect();
     assert_eq!(got, vec![(at(30), at(30)), (at(70), at(80))]);
     // A window with no commit after its start has no span: B2 alone, WAL up to segment 6.
@@ -518,10 +518,16 @@ fn commit_spans_start_at_the_first_commit_after_a_window_opens() {
     );
     let only_b2 = &backups()[1..];
     assert_eq!(
-        cairn_planner::recoverable_windows(only_b2, &cat, DbId(1)).len(),
+        cairn_planner::recoverable_windows(only_b2, &cat, DbId(1))
+            .unwrap()
+            .len(),
         1
     );
-    assert!(cairn_planner::commit_spans(only_b2, &cat, DbId(1)).is_empty());
+    assert!(
+        cairn_planner::commit_spans(only_b2, &cat, DbId(1))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -529,7 +535,7 @@ fn windows_serialize_as_info_json_shows_them() {
     // docs/info-json.md: the timeline a number, times and names as text, `to` with six
     // fractional digits, `from` exactly as the backup recorded its stop time.
     let cat = WalCatalog::from_entries(segments(&timeline1(), &[4]));
-    let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1));
+    let w = cairn_planner::recoverable_windows(&backups(), &cat, DbId(1)).unwrap();
     assert_eq!(
         serde_json::to_value(&w).unwrap(),
         serde_json::json!([

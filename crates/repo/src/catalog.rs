@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use cairn_pgformat::{Lsn, SegmentName, WalFileName};
+use cairn_pgformat::{Lsn, PgTimestamp, SegmentName, TimelineId, WalFileName, XLogSegNo};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RepoError;
@@ -13,6 +13,7 @@ use crate::journal::{Fold, JournalName};
 use crate::layout::{DbId, StanzaName};
 use crate::repository::Repository;
 use crate::wal::{WalDetail, WalEntry};
+use crate::wal_index::{PageId, PageRef};
 
 /// One event of the `wal` journal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,30 +42,30 @@ pub struct DamagedSummary {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Cut {
+pub(crate) struct Cut {
     db_id: DbId,
     timeline: u32,
     below: Lsn,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Record {
-    entry: WalEntry,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Record {
+    pub(crate) entry: WalEntry,
     /// Every journal entry that announced this file (a retried push writes another).
-    log_keys: Vec<String>,
+    pub(crate) log_keys: Vec<String>,
 }
 
 /// The folded state of the `wal` journal (what snapshots hold).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WalState {
-    files: BTreeMap<String, Record>,
-    cuts: Vec<Cut>,
-    forgotten: Vec<(DbId, String)>,
-    damaged: BTreeMap<String, DamagedSummary>,
+    pub(crate) files: BTreeMap<String, Record>,
+    pub(crate) cuts: Vec<Cut>,
+    pub(crate) forgotten: Vec<(DbId, String)>,
+    pub(crate) damaged: BTreeMap<String, DamagedSummary>,
 }
 
 /// Sorts by generation, timeline and name: consecutive segments are neighbours.
-fn sort_key(db: DbId, name: &WalFileName) -> String {
+pub(crate) fn sort_key(db: DbId, name: &WalFileName) -> String {
     format!("{db}/{:08X}/{name}", name.timeline().0)
 }
 
@@ -167,6 +168,16 @@ pub struct SegmentRange {
     pub segments: u64,
 }
 
+impl SegmentRange {
+    fn new(first: SegmentName, last: SegmentName, segments: u64) -> SegmentRange {
+        SegmentRange {
+            first: first.to_string(),
+            last: last.to_string(),
+            segments,
+        }
+    }
+}
+
 /// One timeline's archive, as `info` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TimelineArchive {
@@ -184,12 +195,19 @@ pub struct TimelineArchive {
 }
 
 /// All archived WAL of a stanza, by generation, timeline and name.
+///
+/// Read through the [WAL index](crate::wal_index), it holds the summaries of recent
+/// segments and, for older ones, only [pages](PageRef): which segments a page holds and
+/// their commit times. [`Repository::load_wal_pages`] reads a page's summaries when a
+/// reader needs them; [`Repository::wal_catalog`] reads everything.
 #[derive(Debug, Clone, Default)]
 pub struct WalCatalog {
     entries: BTreeMap<String, WalEntry>,
     log_keys: BTreeMap<String, Vec<String>>,
     damaged: Vec<DamagedSummary>,
     warnings: Vec<String>,
+    /// Pages whose summaries are not loaded.
+    pages: BTreeMap<PageId, PageRef>,
 }
 
 impl WalCatalog {
@@ -207,7 +225,7 @@ impl WalCatalog {
         c
     }
 
-    fn from_state(state: WalState, warnings: Vec<String>) -> WalCatalog {
+    pub(crate) fn from_state(state: WalState, warnings: Vec<String>) -> WalCatalog {
         let mut c = WalCatalog {
             log_keys: state
                 .files
@@ -217,9 +235,59 @@ impl WalCatalog {
             entries: state.files.into_iter().map(|(k, r)| (k, r.entry)).collect(),
             damaged: state.damaged.into_values().collect(),
             warnings,
+            pages: BTreeMap::new(),
         };
         c.stitch();
         c
+    }
+
+    /// A catalog of recent files (`state`) over pages not yet loaded.
+    pub(crate) fn paged(
+        state: WalState,
+        warnings: Vec<String>,
+        pages: BTreeMap<PageId, PageRef>,
+    ) -> WalCatalog {
+        let mut c = WalCatalog::from_state(state, warnings);
+        c.pages = pages;
+        c
+    }
+
+    /// Add a loaded page's records (stitched when its index was written); a file also
+    /// announced since keeps both announcements.
+    pub(crate) fn absorb_page(&mut self, id: &PageId, records: Vec<Record>) {
+        self.pages.remove(id);
+        for r in records {
+            let Some(name) = r.entry.file_name() else {
+                continue;
+            };
+            let key = sort_key(r.entry.db_id, &name);
+            let keys = self.log_keys.entry(key.clone()).or_default();
+            for k in r.log_keys {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+            self.entries.entry(key).or_insert(r.entry);
+        }
+        self.stitch();
+    }
+
+    /// Replace this catalog by `full` (a page could not be read), keeping the warnings.
+    pub(crate) fn replace_with(&mut self, mut full: WalCatalog, warning: String) {
+        let mut warnings = std::mem::take(&mut self.warnings);
+        warnings.push(warning);
+        full.prepend_warnings(warnings);
+        *self = full;
+    }
+
+    pub(crate) fn prepend_warnings(&mut self, warnings: Vec<String>) {
+        self.warnings.splice(0..0, warnings);
+    }
+
+    /// Pages whose summaries are not loaded (none when read with
+    /// [`Repository::wal_catalog`]).
+    pub fn pages(&self) -> &BTreeMap<PageId, PageRef> {
+        &self.pages
     }
 
     /// Journal entries that could not be read (their files' summaries are lost).
@@ -244,12 +312,18 @@ impl WalCatalog {
         self.entries.values()
     }
 
+    /// Files known, loaded or in pages.
     pub fn len(&self) -> usize {
         self.entries.len()
+            + self
+                .pages
+                .values()
+                .map(|p| p.segments as usize)
+                .sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// Fold every record that spans two archived segments into the earlier summary, so a
@@ -283,14 +357,27 @@ impl WalCatalog {
                     .push(e);
             }
         }
+        let mut paged: BTreeMap<(DbId, u32), Vec<&PageRef>> = BTreeMap::new();
+        for (id, p) in &self.pages {
+            by_tl.entry((id.db_id, id.timeline)).or_default();
+            paged.entry((id.db_id, id.timeline)).or_default().push(p);
+        }
         by_tl
             .into_iter()
-            .map(|((db_id, timeline), entries)| timeline_archive(db_id, timeline, &entries))
+            .map(|((db_id, timeline), entries)| {
+                let pages = paged.remove(&(db_id, timeline)).unwrap_or_default();
+                timeline_archive(db_id, timeline, &entries, &pages)
+            })
             .collect()
     }
 }
 
-fn timeline_archive(db_id: DbId, timeline: u32, entries: &[&WalEntry]) -> TimelineArchive {
+fn timeline_archive(
+    db_id: DbId,
+    timeline: u32,
+    entries: &[&WalEntry],
+    pages: &[&PageRef],
+) -> TimelineArchive {
     let mut tl = TimelineArchive {
         db_id,
         timeline,
@@ -302,66 +389,91 @@ fn timeline_archive(db_id: DbId, timeline: u32, entries: &[&WalEntry]) -> Timeli
         last_commit: None,
         restore_points: Vec::new(),
     };
-    let mut segs: Vec<(u64, SegmentName, &cairn_pgformat::summary::SegmentSummary)> = Vec::new();
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let mut seg_size = None;
+    let mut first_commit: Option<PgTimestamp> = None;
+    let mut last_commit: Option<PgTimestamp> = None;
+    let mut points: Vec<(Lsn, String)> = Vec::new();
+    let mut commits = |first: Option<PgTimestamp>, last: Option<PgTimestamp>| {
+        if let Some(t) = first {
+            first_commit = Some(first_commit.map_or(t, |f| f.min(t)));
+        }
+        if let Some(t) = last {
+            last_commit = Some(last_commit.map_or(t, |l| l.max(t)));
+        }
+    };
     for e in entries {
         match (e.file_name(), &e.detail) {
             (Some(WalFileName::Segment(s)), WalDetail::Segment { summary }) => {
-                let seg_size = summary.seg_size();
-                segs.push((s.segno(seg_size).0, s, summary));
+                seg_size = Some(summary.seg_size());
+                let n = s.segno(summary.seg_size()).0;
+                runs.push((n, n));
+                commits(summary.first_commit_time, summary.last_commit_time);
+                points.extend(
+                    summary
+                        .restore_points
+                        .iter()
+                        .map(|r| (r.lsn, r.name.clone())),
+                );
             }
             (Some(WalFileName::Partial(_)), _) => tl.partials.push(e.name.clone()),
             (Some(WalFileName::History(_)), _) => tl.has_history = true,
             _ => {}
         }
     }
-    segs.sort_by_key(|(n, _, _)| *n);
-    let mut first_commit = None;
-    let mut last_commit = None;
-    for (_, _, s) in &segs {
-        if let Some(t) = s.first_commit_time {
-            first_commit = Some(first_commit.map_or(t, |f: cairn_pgformat::PgTimestamp| f.min(t)));
-        }
-        if let Some(t) = s.last_commit_time {
-            last_commit = Some(last_commit.map_or(t, |l: cairn_pgformat::PgTimestamp| l.max(t)));
-        }
-        tl.restore_points
-            .extend(s.restore_points.iter().map(|r| r.name.clone()));
+    for p in pages {
+        seg_size = Some(p.seg_size);
+        runs.extend(p.runs.iter().copied());
+        commits(p.first_commit, p.last_commit);
+        points.extend(p.restore_points.iter().map(|r| (r.lsn, r.name.clone())));
     }
+    points.sort();
+    tl.restore_points = points.into_iter().map(|(_, n)| n).collect();
     tl.first_commit = first_commit.map(|t| t.to_string());
     tl.last_commit = last_commit.map(|t| t.to_string());
-    let mut i = 0;
-    while i < segs.len() {
-        let start = i;
-        while i + 1 < segs.len() && segs[i + 1].0 == segs[i].0 + 1 {
-            i += 1;
+    let Some(seg_size) = seg_size else {
+        return tl;
+    };
+    let name = |n: u64| SegmentName::from_segno(TimelineId(timeline), XLogSegNo(n), seg_size);
+    let mut prev_end: Option<u64> = None;
+    for (a, b) in merge_runs(runs) {
+        if let Some(end) = prev_end {
+            tl.gaps
+                .push(SegmentRange::new(name(end + 1), name(a - 1), a - end - 1));
         }
-        tl.ranges.push(SegmentRange {
-            first: segs[start].1.to_string(),
-            last: segs[i].1.to_string(),
-            segments: segs[i].0 - segs[start].0 + 1,
-        });
-        if i + 1 < segs.len() {
-            let seg_size = segs[i].2.seg_size();
-            let tli = segs[i].1.tli;
-            let from = cairn_pgformat::XLogSegNo(segs[i].0 + 1);
-            let to = cairn_pgformat::XLogSegNo(segs[i + 1].0 - 1);
-            tl.gaps.push(SegmentRange {
-                first: SegmentName::from_segno(tli, from, seg_size).to_string(),
-                last: SegmentName::from_segno(tli, to, seg_size).to_string(),
-                segments: to.0 - from.0 + 1,
-            });
-        }
-        i += 1;
+        tl.ranges
+            .push(SegmentRange::new(name(a), name(b), b - a + 1));
+        prev_end = Some(b);
     }
     tl
 }
 
+/// Sorted, disjoint, non-adjacent runs covering the same segment numbers as `runs`.
+pub(crate) fn merge_runs(mut runs: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    runs.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(runs.len());
+    for (a, b) in runs {
+        match out.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
 impl Repository {
     /// Read the stanza's WAL catalog (snapshot + journal entries written since).
+    /// Every summary is loaded: for `expire`, `verify` and anything else that goes through
+    /// all archived files. Writing a snapshot also writes the [WAL index](crate::wal_index)
+    /// derived from it.
     pub async fn wal_catalog(&self, stanza: &StanzaName) -> Result<WalCatalog, RepoError> {
         let folded = self
             .journal_fold::<WalState>(stanza, JournalName::Wal)
             .await?;
+        if let Some(meta) = &folded.written {
+            // Best effort, as the snapshot: readers fall back to the snapshot without it.
+            let _ = self.write_wal_index(stanza, meta, &folded.state).await;
+        }
         Ok(WalCatalog::from_state(folded.state, folded.warnings))
     }
 

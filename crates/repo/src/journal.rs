@@ -42,9 +42,9 @@ use crate::repository::Repository;
 /// How far before its newest entry a snapshot tells readers to resume listing.
 pub const MARGIN: Duration = Duration::from_secs(3600);
 /// New entries that make a reader write the next snapshot.
-const SNAPSHOT_EVERY: usize = 64;
+pub(crate) const SNAPSHOT_EVERY: usize = 64;
 /// Snapshots kept before the newest (fallbacks for a damaged one).
-const SNAPSHOTS_KEPT: u64 = 3;
+pub(crate) const SNAPSHOTS_KEPT: u64 = 3;
 
 /// A journal entry staged by [`Repository::journal_stage`], not yet visible.
 #[derive(Debug)]
@@ -117,10 +117,25 @@ pub struct Folded<S> {
     pub warnings: Vec<String>,
     /// Entries read from the log (not from a snapshot) on this read.
     pub fresh: usize,
+    /// The snapshot this read wrote, if it wrote one.
+    pub written: Option<SnapshotMeta>,
+}
+
+/// Where a snapshot's folding stopped: what a reader starting from it lists and skips.
+/// Derived views of a snapshot (the WAL index) carry the same, so a reader of the view
+/// folds exactly the entries the snapshot does not hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub seq: u64,
+    pub resume_after: Option<String>,
+    /// Log keys after `resume_after` that the state already holds.
+    pub folded_after: BTreeSet<String>,
+    /// The newest log key folded.
+    pub newest: Option<String>,
 }
 
 /// One log entry as read: absent (deleted since the listing), or damaged.
-type Fetched<E> = (ObjectKey, Result<Option<E>, RepoError>);
+pub(crate) type Fetched<E> = (ObjectKey, Result<Option<E>, RepoError>);
 
 /// The time part of a log key: `20261201T101500.123456Z`.
 pub(crate) fn stamp(t: time::OffsetDateTime) -> String {
@@ -289,26 +304,9 @@ impl Repository {
             Some(s) => (s.state, s.resume_after, s.folded_after, s.newest),
             None => (S::default(), None, BTreeSet::new(), None),
         };
-        let log_prefix = layout::journal_log_prefix(stanza, journal.as_str());
-        let listed = self
-            .backend()
-            .list(&log_prefix, resume_after.as_deref())
+        let fetched: Vec<Fetched<S::Entry>> = self
+            .journal_fresh(stanza, journal, resume_after.as_deref(), &folded_after)
             .await?;
-        let fresh: Vec<ObjectKey> = listed
-            .into_iter()
-            .filter(|l| !folded_after.contains(&l.key))
-            .filter_map(|l| ObjectKey::new(l.key).ok())
-            .collect();
-        let fetched: Vec<Fetched<S::Entry>> = futures::stream::iter(fresh)
-            .map(|key| async move {
-                let got = self
-                    .get_json::<S::Entry>(&key, journal.entry_kind(), "journal entry")
-                    .await;
-                (key, got)
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await;
         let count = fetched.len();
         let mut all_keys: BTreeSet<String> = folded_after;
         for (key, got) in fetched {
@@ -326,14 +324,15 @@ impl Repository {
             }
             all_keys.insert(key.to_string());
         }
-        let folded = Folded {
+        let mut folded = Folded {
             state,
             warnings,
             fresh: count,
+            written: None,
         };
         if count >= SNAPSHOT_EVERY {
             // Best effort: a reader without write access still gets the state.
-            let _ = self
+            folded.written = self
                 .write_journal_snapshot(
                     stanza,
                     journal,
@@ -342,9 +341,38 @@ impl Repository {
                     newest,
                     all_keys,
                 )
-                .await;
+                .await
+                .ok();
         }
         Ok(folded)
+    }
+
+    /// The log entries written after `resume_after` that are not in `folded_after`, read
+    /// (each absent, damaged or its entry).
+    pub(crate) async fn journal_fresh<E: DeserializeOwned + Send>(
+        &self,
+        stanza: &StanzaName,
+        journal: JournalName,
+        resume_after: Option<&str>,
+        folded_after: &BTreeSet<String>,
+    ) -> Result<Vec<Fetched<E>>, RepoError> {
+        let log_prefix = layout::journal_log_prefix(stanza, journal.as_str());
+        let listed = self.backend().list(&log_prefix, resume_after).await?;
+        let fresh: Vec<ObjectKey> = listed
+            .into_iter()
+            .filter(|l| !folded_after.contains(&l.key))
+            .filter_map(|l| ObjectKey::new(l.key).ok())
+            .collect();
+        Ok(futures::stream::iter(fresh)
+            .map(|key| async move {
+                let got = self
+                    .get_json::<E>(&key, journal.entry_kind(), "journal entry")
+                    .await;
+                (key, got)
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await)
     }
 
     async fn write_journal_snapshot<S: Fold>(
@@ -355,7 +383,7 @@ impl Repository {
         state: &S,
         newest: Option<String>,
         keys: BTreeSet<String>,
-    ) -> Result<(), RepoError> {
+    ) -> Result<SnapshotMeta, RepoError> {
         let resume_after = newest.as_deref().and_then(|n| {
             let t = parse_stamp(log_key_tag_stamp(n))?;
             let back = t - MARGIN;
@@ -368,6 +396,12 @@ impl Repository {
         let folded_after = match &resume_after {
             Some(r) => keys.into_iter().filter(|k| k > r).collect(),
             None => keys,
+        };
+        let meta = SnapshotMeta {
+            seq,
+            resume_after: resume_after.clone(),
+            folded_after: folded_after.clone(),
+            newest: newest.clone(),
         };
         let snap = Snapshot {
             seq,
@@ -388,7 +422,7 @@ impl Repository {
                 .delete(&layout::journal_snap(stanza, journal.as_str(), old))
                 .await;
         }
-        Ok(())
+        Ok(meta)
     }
 }
 

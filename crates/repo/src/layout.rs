@@ -243,6 +243,28 @@ pub fn journal_snap_prefix(stanza: &StanzaName, name: &str) -> String {
     format!("{}/journal/{name}/snap/", stanza_root(stanza))
 }
 
+/// Index `seq` of the stanza's WAL catalog (derived from snapshot `seq`: see
+/// `wal_index`).
+pub fn wal_index(stanza: &StanzaName, seq: u64) -> ObjectKey {
+    ObjectKey::built(format!("{}{seq:016}", wal_index_prefix(stanza)))
+}
+
+pub fn wal_index_prefix(stanza: &StanzaName) -> String {
+    format!("{}/journal/wal/index/", stanza_root(stanza))
+}
+
+/// A page of WAL summaries, named by generation, timeline, page number and content.
+pub fn wal_page(stanza: &StanzaName, db: DbId, timeline: u32, page: u64, id: &str) -> ObjectKey {
+    ObjectKey::built(format!(
+        "{}{db}-{timeline:08X}-{page:016X}-{id}",
+        wal_page_prefix(stanza)
+    ))
+}
+
+pub fn wal_page_prefix(stanza: &StanzaName) -> String {
+    format!("{}/journal/wal/page/", stanza_root(stanza))
+}
+
 /// A pack: many encoded chunks appended, written once.
 pub fn pack(stanza: &StanzaName, pack: &str) -> ObjectKey {
     ObjectKey::built(format!(

@@ -51,6 +51,7 @@ pub mod stanza;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 pub mod wal;
+pub mod wal_index;
 
 pub use backend::{
     Backend, Listed, ListedAt, LocalBackend, PutOutcome, StoreBackend, TempLeftover,
@@ -79,3 +80,4 @@ pub use record::{Record, RecordKind};
 pub use repository::{Encoded, OpenOptions, Rekeyed, Repository};
 pub use stanza::{DbGeneration, StanzaCreated, StanzaInfo};
 pub use wal::{DeliverError, PushOutcome, WalDetail, WalEntry};
+pub use wal_index::{PageId, PageRef};

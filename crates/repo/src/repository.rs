@@ -96,6 +96,8 @@ pub struct Repository {
     /// Where journal entries take their time from (the system clock unless a synthetic
     /// repository is being generated: `test-util`).
     clock: Clock,
+    /// Segments per page of the WAL index (smaller in tests, to make many pages).
+    wal_page_segments: u64,
 }
 
 /// The time source of journal keys and archive times.
@@ -141,6 +143,7 @@ impl Repository {
             older_key_seqs: Arc::new(loaded.older),
             warnings: Arc::new(warnings),
             clock: Clock::default(),
+            wal_page_segments: crate::wal_index::PAGE_SEGMENTS,
         })
     }
 
@@ -251,6 +254,18 @@ impl Repository {
     ) -> Repository {
         self.clock = Clock(Some(clock));
         self
+    }
+
+    /// This repository writing WAL index pages of `segments` segments: tests make many
+    /// pages out of few segments.
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn with_wal_page_segments(mut self, segments: u64) -> Repository {
+        self.wal_page_segments = segments.max(1);
+        self
+    }
+
+    pub(crate) fn wal_page_segments(&self) -> u64 {
+        self.wal_page_segments
     }
 
     /// Now, by this repository's clock.

@@ -2,9 +2,9 @@
 //! itself: `cairn restore` and `cairn drill` both go through here, so they pick the same
 //! backup for the same target and pass over a damaged manifest the same way.
 
-use cairn_planner::{Plan, PlanRequest, RecoveryWindow};
+use cairn_planner::{CommitSpan, PageNotLoaded, Plan, PlanError, PlanRequest, RecoveryWindow};
 use cairn_repo::{
-    BackupCatalog, BackupLabel, BackupManifest, DbId, RepoError, Repository, StanzaInfo,
+    BackupCatalog, BackupLabel, BackupManifest, DbId, PageId, RepoError, Repository, StanzaInfo,
     StanzaName, WalCatalog,
 };
 
@@ -38,7 +38,7 @@ impl RestoreSource {
         let backups = repo.backup_catalog(stanza).await?;
         let mut warnings = backups.warnings.clone();
         warnings.extend(repo.warnings().iter().cloned());
-        let wal = repo.wal_catalog(stanza).await?;
+        let wal = repo.wal_catalog_paged(stanza).await?;
         Ok(RestoreSource {
             stanza: stanza.clone(),
             info,
@@ -75,15 +75,39 @@ impl RestoreSource {
     }
 
     /// The recoverable windows of the current generation.
-    pub fn windows(&self) -> Vec<RecoveryWindow> {
-        cairn_planner::recoverable_windows(&self.backups.usable, &self.wal, self.db_id())
+    pub async fn windows(&mut self, repo: &Repository) -> Result<Vec<RecoveryWindow>, RepoError> {
+        loop {
+            match cairn_planner::recoverable_windows(&self.backups.usable, &self.wal, self.db_id())
+            {
+                Ok(w) => return Ok(w),
+                Err(PageNotLoaded(page)) => self.load_page(repo, page).await?,
+            }
+        }
+    }
+
+    /// The commit spans of the current generation's windows (`cairn drill --random`).
+    pub async fn commit_spans(&mut self, repo: &Repository) -> Result<Vec<CommitSpan>, RepoError> {
+        loop {
+            match cairn_planner::commit_spans(&self.backups.usable, &self.wal, self.db_id()) {
+                Ok(w) => return Ok(w),
+                Err(PageNotLoaded(page)) => self.load_page(repo, page).await?,
+            }
+        }
+    }
+
+    /// Read a page of WAL summaries the planner asked for.
+    async fn load_page(&mut self, repo: &Repository, page: PageId) -> Result<(), RepoError> {
+        repo.load_wal_pages(&self.stanza, &mut self.wal, &[page])
+            .await?;
+        self.warnings.extend(self.wal.warnings().iter().cloned());
+        Ok(())
     }
 
     /// Plan `request` and read the chosen backup's manifest. A `--set` naming a backup the
     /// catalog knows is damaged is refused; a manifest found damaged only now costs only its
     /// backup: the plan is made again without it, unless `request.set` names it.
     pub async fn plan(
-        &self,
+        &mut self,
         repo: &Repository,
         request: &PlanRequest,
     ) -> Result<PlannedRestore, RestoreError> {
@@ -101,7 +125,15 @@ impl RestoreSource {
         let mut usable = self.backups.usable.clone();
         let mut warnings = Vec::new();
         loop {
-            let plan = cairn_planner::plan(&usable, &self.wal, request)?;
+            let plan = match cairn_planner::plan(&usable, &self.wal, request) {
+                Err(PlanError::PageNotLoaded(PageNotLoaded(page))) => {
+                    self.load_page(repo, page)
+                        .await
+                        .map_err(|e| RestoreError::Catalog(Box::new(e)))?;
+                    continue;
+                }
+                other => other?,
+            };
             match repo.manifest(&self.stanza, &plan.backup).await {
                 Ok(manifest) => {
                     return Ok(PlannedRestore {

@@ -383,7 +383,7 @@ async fn plan(
         Some("off") => ArchiveMode::Off,
         Some(_) => return Err(bad("archive-mode is preserve or off".into())),
     };
-    let source = cairn_restore::RestoreSource::load(&ctx.repo, &s)
+    let mut source = cairn_restore::RestoreSource::load(&ctx.repo, &s)
         .await
         .map_err(failure)?;
     let request = PlanRequest {

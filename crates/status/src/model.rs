@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use cairn_pgformat::WalFileName;
-use cairn_planner::RecoveryWindow;
+use cairn_planner::{PageNotLoaded, RecoveryWindow};
 use cairn_repo::{
     BackupCatalog, BackupLabel, BackupSummary, BackupType, RepoError, Repository, StanzaName,
     WalCatalog, WalDetail,
@@ -173,11 +173,13 @@ impl StanzaStatus {
     }
 
     /// Status from catalogs already read (no I/O): what [`stanza_status`] computes.
+    /// `windows` are the recoverable windows of `current_db` (`recoverable_windows` over
+    /// these catalogs, with the WAL pages they need loaded).
     pub fn from_catalogs(
         stanza: StanzaName,
         backups: &BackupCatalog,
         wal: &WalCatalog,
-        current_db: cairn_repo::DbId,
+        windows: Vec<RecoveryWindow>,
         verify: RunHistory,
         drill: RunHistory,
     ) -> StanzaStatus {
@@ -187,7 +189,7 @@ impl StanzaStatus {
         s.archive = archive_stats(wal);
         let backup_bytes: u64 = backups.usable.iter().map(|b| b.repo_added).sum();
         s.repo_size_bytes = backup_bytes + s.archive.bytes;
-        s.windows = cairn_planner::recoverable_windows(&backups.usable, wal, current_db);
+        s.windows = windows;
         s.recovery_window = span_of(&s.windows);
         s.verify = verify;
         s.drill = drill;
@@ -254,6 +256,26 @@ fn archive_stats(wal: &WalCatalog) -> ArchiveStats {
             a.last_commit = Some(a.last_commit.map_or(c, |l| l.max(c)));
         }
     }
+    for p in wal.pages().values() {
+        a.files += p.segments;
+        a.segments += p.segments;
+        a.bytes += p.bytes;
+        if let Some((at, name)) = &p.newest_archived
+            && let Some(at) = UtcTime::parse_rfc3339(at)
+            && a.last_segment
+                .as_ref()
+                .is_none_or(|l| (at, name.as_str()) > (l.archived_at, l.name.as_str()))
+        {
+            a.last_segment = Some(ArchivedSegment {
+                name: name.clone(),
+                archived_at: at,
+            });
+        }
+        if let Some(c) = p.last_commit.and_then(|t| t.try_to_offset_datetime()) {
+            let c = UtcTime::from_offset(c);
+            a.last_commit = Some(a.last_commit.map_or(c, |l| l.max(c)));
+        }
+    }
     a.gaps = wal
         .timelines()
         .iter()
@@ -292,20 +314,19 @@ pub async fn stanza_status(
     let Some(info) = repo.stanza_info(stanza).await? else {
         return Ok(StanzaStatus::missing(stanza.clone()));
     };
-    let (backups, wal, verify, drill) = futures::try_join!(
+    let (backups, mut wal, verify, drill) = futures::try_join!(
         repo.backup_catalog(stanza),
-        repo.wal_catalog(stanza),
+        repo.wal_catalog_paged(stanza),
         run_history(repo, stanza, "verify"),
         run_history(repo, stanza, "drill"),
     )?;
-    let mut s = StanzaStatus::from_catalogs(
-        stanza.clone(),
-        &backups,
-        &wal,
-        info.current().db_id,
-        verify,
-        drill,
-    );
+    let windows = loop {
+        match cairn_planner::recoverable_windows(&backups.usable, &wal, info.current().db_id) {
+            Ok(w) => break w,
+            Err(PageNotLoaded(page)) => repo.load_wal_pages(stanza, &mut wal, &[page]).await?,
+        }
+    };
+    let mut s = StanzaStatus::from_catalogs(stanza.clone(), &backups, &wal, windows, verify, drill);
     s.warnings.splice(0..0, repo.warnings().iter().cloned());
     Ok(s)
 }

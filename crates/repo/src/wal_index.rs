@@ -1,0 +1,414 @@
+//! The WAL index: what `info`, `check`, metrics and the planner read instead of every
+//! segment's summary, so their cost stays flat as the archive grows to a million segments.
+//!
+//! ```text
+//! stanza/S/journal/wal/index/0000000000000007            index 7, derived from snapshot 7
+//! stanza/S/journal/wal/page/1-00000002-0000000000000003-<id>   summaries of 1,024 segments
+//! ```
+//!
+//! Whoever writes a `wal` journal snapshot also writes the index derived from it: the
+//! segments' summaries cut into pages of [`PAGE_SEGMENTS`] consecutive segments of one
+//! timeline, and for each page what readers ask without its summaries (which segments it
+//! holds, its first and last commit, its xid range, its restore points, where its WAL
+//! ends). History, partial and backup history files stay in the index itself. A page is
+//! named by a keyed hash of its content, so an unchanged page is written once and shared
+//! by the indexes that follow.
+//!
+//! **A cache, never the truth.** The index carries its snapshot's resume point, so a
+//! reader folds the same journal entries on top of it as a reader of the snapshot would.
+//! Whenever the index cannot answer exactly (none written yet, damaged, an `expire` since,
+//! a page that cannot be read) the reader falls back to the whole catalog, with a warning
+//! for damage.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cairn_pgformat::summary::RestorePointAt;
+use cairn_pgformat::{Lsn, PgTimestamp, WalFileName, WalSegmentSize};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Record, WalCatalog, WalEvent, WalState};
+use crate::error::RepoError;
+use crate::journal::{Fold, JournalName, SNAPSHOT_EVERY, SNAPSHOTS_KEPT, SnapshotMeta};
+use crate::layout::{self, DbId, ObjectKey, StanzaName};
+use crate::object::ObjectKind;
+use crate::repository::Repository;
+use crate::wal::WalDetail;
+
+/// Segments per page: 16 GiB of WAL at the default segment size.
+pub const PAGE_SEGMENTS: u64 = 1024;
+
+/// Which page: a generation, a timeline and a block of consecutive segment numbers
+/// ([`PAGE_SEGMENTS`] of them; readers go by a page's runs, never by the block size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PageId {
+    pub db_id: DbId,
+    pub timeline: u32,
+    pub page: u64,
+}
+
+impl PageId {
+    /// The page that holds segment `segno` of `timeline`, `per_page` segments a page.
+    fn of(db_id: DbId, timeline: u32, segno: u64, per_page: u64) -> PageId {
+        PageId {
+            db_id,
+            timeline,
+            page: segno / per_page,
+        }
+    }
+}
+
+/// A page as the index describes it: enough to answer `info` and to tell whether a plan
+/// needs the page's summaries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageRef {
+    /// The page object.
+    pub key: String,
+    /// Segments in the page.
+    pub segments: u64,
+    /// Runs of consecutive segment numbers, inclusive, in order.
+    pub runs: Vec<(u64, u64)>,
+    pub seg_size: WalSegmentSize,
+    /// Earliest and latest commit (or abort) time of its segments.
+    pub first_commit: Option<PgTimestamp>,
+    pub last_commit: Option<PgTimestamp>,
+    /// Smallest and largest xid that ended in its segments.
+    pub min_xid: Option<u32>,
+    pub max_xid: Option<u32>,
+    pub restore_points: Vec<RestorePointAt>,
+    /// The end of the valid WAL of its last segment.
+    pub end_of_wal: Lsn,
+    /// Bytes of its segments as PostgreSQL wrote them.
+    pub bytes: u64,
+    /// The segment archived last, and when (RFC 3339).
+    pub newest_archived: Option<(String, String)>,
+}
+
+impl PageRef {
+    /// Whether the page holds segment `segno`.
+    pub fn holds(&self, segno: u64) -> bool {
+        self.runs.iter().any(|&(a, b)| a <= segno && segno <= b)
+    }
+
+    /// Whether it holds every segment from `from` to `to`, inclusive.
+    pub fn holds_all(&self, from: u64, to: u64) -> bool {
+        self.runs.iter().any(|&(a, b)| a <= from && to <= b)
+    }
+
+    fn of(key: String, records: &[Record]) -> PageRef {
+        let mut p = PageRef {
+            key,
+            segments: 0,
+            runs: Vec::new(),
+            seg_size: WalSegmentSize::DEFAULT,
+            first_commit: None,
+            last_commit: None,
+            min_xid: None,
+            max_xid: None,
+            restore_points: Vec::new(),
+            end_of_wal: Lsn(0),
+            bytes: 0,
+            newest_archived: None,
+        };
+        let mut segnos = Vec::new();
+        for r in records {
+            let (Some(WalFileName::Segment(name)), WalDetail::Segment { summary }) =
+                (r.entry.file_name(), &r.entry.detail)
+            else {
+                continue;
+            };
+            p.seg_size = summary.seg_size();
+            let n = name.segno(p.seg_size).0;
+            segnos.push((n, n));
+            p.segments += 1;
+            p.first_commit = min_opt(p.first_commit, summary.first_commit_time);
+            p.last_commit = max_opt(p.last_commit, summary.last_commit_time);
+            p.min_xid = min_opt(p.min_xid, summary.min_xid);
+            p.max_xid = max_opt(p.max_xid, summary.max_xid);
+            p.restore_points
+                .extend(summary.restore_points.iter().cloned());
+            p.end_of_wal = p.end_of_wal.max(summary.end_of_wal);
+            p.bytes += r.entry.size;
+            let this = (r.entry.archived_at.clone(), r.entry.name.clone());
+            if p.newest_archived.as_ref().is_none_or(|n| this > *n) {
+                p.newest_archived = Some(this);
+            }
+        }
+        p.runs = crate::catalog::merge_runs(segnos);
+        p
+    }
+}
+
+fn min_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn max_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    a.max(b)
+}
+
+/// The index object.
+#[derive(Serialize, Deserialize)]
+struct WalIndex {
+    meta: SnapshotMeta,
+    /// The snapshot's state without the segments that went into pages.
+    state: WalState,
+    pages: Vec<(PageId, PageRef)>,
+}
+
+impl Repository {
+    /// Read the stanza's WAL catalog through its index: the summaries of segments archived
+    /// since the index and of the files it keeps itself, and the other segments as pages
+    /// not loaded ([`Repository::load_wal_pages`] reads them). Falls back to
+    /// [`Repository::wal_catalog`] where the index cannot answer exactly.
+    pub async fn wal_catalog_paged(&self, stanza: &StanzaName) -> Result<WalCatalog, RepoError> {
+        let mut warnings = Vec::new();
+        let Some(index) = self.newest_wal_index(stanza, &mut warnings).await? else {
+            return self.wal_catalog_noting(stanza, warnings).await;
+        };
+        let fetched = self
+            .journal_fresh::<WalEvent>(
+                stanza,
+                JournalName::Wal,
+                index.meta.resume_after.as_deref(),
+                &index.meta.folded_after,
+            )
+            .await?;
+        // Removals (expire) are applied by the whole catalog until the next index; many
+        // new entries mean a reader is due to write the next snapshot and index.
+        let removal = fetched
+            .iter()
+            .any(|(_, got)| matches!(got, Ok(Some(e)) if !matches!(e, WalEvent::Archived { .. })));
+        if removal || fetched.len() >= SNAPSHOT_EVERY {
+            return self.wal_catalog_noting(stanza, warnings).await;
+        }
+        let mut state = index.state;
+        for (key, got) in fetched {
+            match got {
+                Ok(Some(event)) => state.apply(key.as_str(), event),
+                Ok(None) => {}
+                Err(e @ (RepoError::Object { .. } | RepoError::Malformed { .. })) => state.damaged(
+                    key.as_str(),
+                    crate::journal::log_key_tag(key.as_str()),
+                    e.to_string(),
+                ),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(WalCatalog::paged(
+            state,
+            warnings,
+            index.pages.into_iter().collect(),
+        ))
+    }
+
+    async fn wal_catalog_noting(
+        &self,
+        stanza: &StanzaName,
+        warnings: Vec<String>,
+    ) -> Result<WalCatalog, RepoError> {
+        let mut full = self.wal_catalog(stanza).await?;
+        full.prepend_warnings(warnings);
+        Ok(full)
+    }
+
+    /// Read the summaries of `pages` into `catalog`. A page that cannot be read costs the
+    /// index, not the answer: the whole catalog is read instead, with a warning.
+    pub async fn load_wal_pages(
+        &self,
+        stanza: &StanzaName,
+        catalog: &mut WalCatalog,
+        pages: &[PageId],
+    ) -> Result<(), RepoError> {
+        for id in pages {
+            let Some(page) = catalog.pages().get(id).cloned() else {
+                continue;
+            };
+            let why = match self.read_wal_page(stanza, &page.key).await {
+                Ok(Some(records)) => {
+                    catalog.absorb_page(id, records);
+                    continue;
+                }
+                Ok(None) => format!("WAL catalog page {} is missing", page.key),
+                Err(e @ (RepoError::Object { .. } | RepoError::Malformed { .. })) => e.to_string(),
+                Err(e) => return Err(e),
+            };
+            let full = self.wal_catalog(stanza).await?;
+            catalog.replace_with(full, format!("{why}; read the whole WAL catalog instead"));
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    async fn read_wal_page(
+        &self,
+        stanza: &StanzaName,
+        key: &str,
+    ) -> Result<Option<Vec<Record>>, RepoError> {
+        let prefix = layout::wal_page_prefix(stanza);
+        let Some(key) = key
+            .starts_with(&prefix)
+            .then(|| ObjectKey::new(key.to_string()).ok())
+            .flatten()
+        else {
+            return Ok(None);
+        };
+        self.get_json(&key, ObjectKind::WalCatalog, "WAL catalog page")
+            .await
+    }
+
+    /// The newest index that reads back, noting damaged ones passed over.
+    async fn newest_wal_index(
+        &self,
+        stanza: &StanzaName,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<WalIndex>, RepoError> {
+        let mut seqs = self.wal_index_seqs(stanza).await?;
+        seqs.reverse();
+        for seq in seqs {
+            let key = layout::wal_index(stanza, seq);
+            match self
+                .get_json::<WalIndex>(&key, ObjectKind::WalCatalog, "WAL index")
+                .await
+            {
+                Ok(Some(i)) if i.meta.seq == seq => return Ok(Some(i)),
+                Ok(Some(_)) => warnings.push(format!("{key} holds another index; passed over")),
+                Ok(None) => {}
+                Err(e @ (RepoError::Object { .. } | RepoError::Malformed { .. })) => {
+                    warnings.push(format!("{e}; using an older WAL index"))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Index sequence numbers, oldest first.
+    pub(crate) async fn wal_index_seqs(&self, stanza: &StanzaName) -> Result<Vec<u64>, RepoError> {
+        let mut seqs: Vec<u64> = self
+            .backend()
+            .list(&layout::wal_index_prefix(stanza), None)
+            .await?
+            .iter()
+            .filter_map(|l| layout::parse_seq(&l.key))
+            .collect();
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    /// Write the index derived from snapshot `meta.seq` of `state`, the pages it needs that
+    /// the newest index does not have, and drop indexes (and their pages) older than the
+    /// snapshots kept.
+    pub(crate) async fn write_wal_index(
+        &self,
+        stanza: &StanzaName,
+        meta: &SnapshotMeta,
+        state: &WalState,
+    ) -> Result<(), RepoError> {
+        let previous = self.newest_wal_index(stanza, &mut Vec::new()).await?;
+        let had: BTreeSet<String> = previous
+            .iter()
+            .flat_map(|i| i.pages.iter().map(|(_, p)| p.key.clone()))
+            .collect();
+        // Stitched, so a page's summaries hold the records that span into the next one.
+        let stitched = WalCatalog::from_state(state.clone(), Vec::new());
+        let mut paged: BTreeMap<PageId, Vec<Record>> = BTreeMap::new();
+        let mut kept = state.clone();
+        for e in stitched.entries() {
+            let Some(WalFileName::Segment(name)) = e.file_name() else {
+                continue;
+            };
+            let WalDetail::Segment { summary } = &e.detail else {
+                continue;
+            };
+            let segno = name.segno(summary.seg_size()).0;
+            let id = PageId::of(e.db_id, name.tli.0, segno, self.wal_page_segments());
+            kept.files.remove(&crate::catalog::sort_key(
+                e.db_id,
+                &WalFileName::Segment(name),
+            ));
+            paged.entry(id).or_default().push(Record {
+                entry: e.clone(),
+                log_keys: stitched.log_keys(e).to_vec(),
+            });
+        }
+        let mut pages = Vec::with_capacity(paged.len());
+        for (id, records) in paged {
+            let json = serde_json::to_vec(&records).map_err(|e| RepoError::Encode {
+                message: e.to_string(),
+            })?;
+            let content = self.keys().content_id_single(&json).to_string();
+            let key = layout::wal_page(stanza, id.db_id, id.timeline, id.page, &content[..32]);
+            if !had.contains(key.as_str()) {
+                self.put(&key, ObjectKind::WalCatalog, json.into()).await?;
+            }
+            pages.push((id, PageRef::of(key.to_string(), &records)));
+        }
+        let index = WalIndex {
+            meta: meta.clone(),
+            state: kept,
+            pages,
+        };
+        self.put_json(
+            &layout::wal_index(stanza, meta.seq),
+            ObjectKind::WalCatalog,
+            &index,
+        )
+        .await?;
+        self.drop_old_wal_indexes(stanza, meta.seq).await
+    }
+
+    /// Delete indexes older than the snapshots kept before `newest`, and their pages that
+    /// no kept index uses. A kept index that cannot be read keeps every page.
+    async fn drop_old_wal_indexes(
+        &self,
+        stanza: &StanzaName,
+        newest: u64,
+    ) -> Result<(), RepoError> {
+        let seqs = self.wal_index_seqs(stanza).await?;
+        let floor = newest.saturating_sub(SNAPSHOTS_KEPT);
+        let (old, kept): (Vec<u64>, Vec<u64>) = seqs.into_iter().partition(|s| *s < floor);
+        if old.is_empty() {
+            return Ok(());
+        }
+        let mut in_use = BTreeSet::new();
+        let mut all_read = true;
+        for seq in kept {
+            match self.index_page_keys(stanza, seq).await {
+                Some(keys) => in_use.extend(keys),
+                None => all_read = false,
+            }
+        }
+        for seq in old {
+            let pages = self.index_page_keys(stanza, seq).await;
+            self.backend()
+                .delete(&layout::wal_index(stanza, seq))
+                .await?;
+            if !all_read {
+                continue;
+            }
+            for key in pages.into_iter().flatten() {
+                if !in_use.contains(&key)
+                    && let Ok(k) = ObjectKey::new(key)
+                {
+                    self.backend().delete(&k).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn index_page_keys(&self, stanza: &StanzaName, seq: u64) -> Option<Vec<String>> {
+        let index = self
+            .get_json::<WalIndex>(
+                &layout::wal_index(stanza, seq),
+                ObjectKind::WalCatalog,
+                "WAL index",
+            )
+            .await
+            .ok()??;
+        Some(index.pages.into_iter().map(|(_, p)| p.key).collect())
+    }
+}
