@@ -548,9 +548,9 @@ fn damage_matrix() {
         );
     }
 
-    // The WAL catalog snapshot: readers fall back to the log, with a warning. Deleting a
-    // snapshot (a cache) loses nothing and is no damage. Moved: a copy under the next
-    // sequence number.
+    // The WAL catalog snapshot: readers fall back to the log. Deleting a snapshot (a
+    // cache) loses nothing and is no damage. Moved: a copy under the next sequence number.
+    // `info` reads the WAL index derived from it, not the snapshot: no warning there.
     let snaps = keys(&b, &format!("{s}/journal/wal/snap/"));
     assert_eq!(snaps.len(), 1, "{snaps:?}");
     let snap = &snaps[0];
@@ -564,7 +564,49 @@ fn damage_matrix() {
             snap,
             Expect {
                 named: (fault != Fault::Delete).then(|| key.clone()),
+                restorable: vec![incr],
+                ..Default::default()
+            },
+        );
+    }
+
+    // The WAL index (decision 025): readers pass over it to the whole catalog, with a
+    // warning; deleted, it is a cache that is not there yet. Moved: a copy under the next
+    // sequence number.
+    let indexes = keys(&b, &format!("{s}/journal/wal/index/"));
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    let index = &indexes[0];
+    let index2 = format!("{s}/journal/wal/index/{:016}", 2);
+    for fault in FAULTS {
+        let key = if fault == Fault::Move { &index2 } else { index };
+        m.case(
+            "WAL index",
+            key,
+            fault,
+            index,
+            Expect {
+                named: (fault != Fault::Delete).then(|| key.clone()),
                 info_warns: (fault != Fault::Delete).then(|| key.clone()),
+                restorable: vec![incr],
+                ..Default::default()
+            },
+        );
+    }
+
+    // A page of the WAL index: `info` needs it for the recoverable windows, reads the
+    // whole catalog instead with a warning naming it, and writes it again, so the
+    // `verify` that follows finds nothing wrong. Moved: the index copied over it.
+    let pages = keys(&b, &format!("{s}/journal/wal/page/"));
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    let page = &pages[0];
+    for fault in FAULTS {
+        m.case(
+            "WAL index page",
+            page,
+            fault,
+            index,
+            Expect {
+                info_warns: Some(page.clone()),
                 restorable: vec![incr],
                 ..Default::default()
             },

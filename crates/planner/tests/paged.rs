@@ -257,4 +257,23 @@ async fn a_damaged_or_missing_page_costs_the_index_not_the_answer() {
     );
     let want = plan(&backups(), &full, &req(Target::EndOfArchive));
     assert_eq!(plan(&backups(), &paged, &req(Target::EndOfArchive)), want);
+    // Repaired on the way: the next reader finds the page again, under a new index.
+    let mut again = repo.wal_catalog_paged(&stanza).await.unwrap();
+    assert!(again.warnings().is_empty(), "{:?}", again.warnings());
+    let (id, repaired) = again
+        .pages()
+        .iter()
+        .next()
+        .map(|(i, p)| (*i, p.clone()))
+        .unwrap();
+    assert_eq!(
+        (id, &repaired.key),
+        (first, &page.key),
+        "the same content, the same page"
+    );
+    repo.load_wal_pages(&stanza, &mut again, &[id])
+        .await
+        .unwrap();
+    assert!(again.warnings().is_empty(), "{:?}", again.warnings());
+    assert!(!again.pages().contains_key(&id), "loaded");
 }

@@ -3,7 +3,7 @@
 //! planner and `expire` never list the whole archive, and never miss a file that lands
 //! late (a `.history` or `.partial` on an older timeline, a slow async push).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_pgformat::{Lsn, PgTimestamp, SegmentName, TimelineId, WalFileName, XLogSegNo};
 use serde::{Deserialize, Serialize};
@@ -467,12 +467,27 @@ impl Repository {
     /// all archived files. Writing a snapshot also writes the [WAL index](crate::wal_index)
     /// derived from it.
     pub async fn wal_catalog(&self, stanza: &StanzaName) -> Result<WalCatalog, RepoError> {
+        self.wal_catalog_with(stanza, None).await
+    }
+
+    /// [`Repository::wal_catalog`]; with `repair`, also write a snapshot and an index now,
+    /// storing these page keys again even where an object stands under them (a reader
+    /// found it missing or damaged).
+    pub(crate) async fn wal_catalog_with(
+        &self,
+        stanza: &StanzaName,
+        repair: Option<&BTreeSet<String>>,
+    ) -> Result<WalCatalog, RepoError> {
         let folded = self
-            .journal_fold::<WalState>(stanza, JournalName::Wal)
+            .journal_fold_with::<WalState>(stanza, JournalName::Wal, repair.is_some())
             .await?;
         if let Some(meta) = &folded.written {
             // Best effort, as the snapshot: readers fall back to the snapshot without it.
-            let _ = self.write_wal_index(stanza, meta, &folded.state).await;
+            let none = BTreeSet::new();
+            let rewrite = repair.unwrap_or(&none);
+            let _ = self
+                .write_wal_index(stanza, meta, &folded.state, rewrite)
+                .await;
         }
         Ok(WalCatalog::from_state(folded.state, folded.warnings))
     }

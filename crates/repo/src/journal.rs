@@ -264,6 +264,16 @@ impl Repository {
         stanza: &StanzaName,
         journal: JournalName,
     ) -> Result<Folded<S>, RepoError> {
+        self.journal_fold_with(stanza, journal, false).await
+    }
+
+    /// [`Repository::journal_fold`], writing the next snapshot in any case if `force`.
+    pub(crate) async fn journal_fold_with<S: Fold>(
+        &self,
+        stanza: &StanzaName,
+        journal: JournalName,
+        force: bool,
+    ) -> Result<Folded<S>, RepoError> {
         let snap_prefix = layout::journal_snap_prefix(stanza, journal.as_str());
         let mut seqs: Vec<u64> = self
             .backend()
@@ -330,7 +340,7 @@ impl Repository {
             fresh: count,
             written: None,
         };
-        if count >= SNAPSHOT_EVERY {
+        if count >= SNAPSHOT_EVERY || force {
             // Best effort: a reader without write access still gets the state.
             folded.written = self
                 .write_journal_snapshot(

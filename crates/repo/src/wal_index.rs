@@ -18,7 +18,7 @@
 //! reader folds the same journal entries on top of it as a reader of the snapshot would.
 //! Whenever the index cannot answer exactly (none written yet, damaged, an `expire` since,
 //! a page that cannot be read) the reader falls back to the whole catalog, with a warning
-//! for damage.
+//! for damage; a missing or damaged page is written again at once, under a new index.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{Record, WalCatalog, WalEvent, WalState};
 use crate::error::RepoError;
 use crate::journal::{Fold, JournalName, SNAPSHOT_EVERY, SNAPSHOTS_KEPT, SnapshotMeta};
-use crate::layout::{self, DbId, ObjectKey, StanzaName};
+use crate::layout::{self, DbId, Identity, ObjectKey, StanzaName};
 use crate::object::ObjectKind;
 use crate::repository::Repository;
 use crate::wal::WalDetail;
@@ -235,8 +235,14 @@ impl Repository {
                 Err(e @ (RepoError::Object { .. } | RepoError::Malformed { .. })) => e.to_string(),
                 Err(e) => return Err(e),
             };
-            let full = self.wal_catalog(stanza).await?;
-            catalog.replace_with(full, format!("{why}; read the whole WAL catalog instead"));
+            // Repaired on the way: a new index whose page is stored again.
+            let full = self
+                .wal_catalog_with(stanza, Some(&BTreeSet::from([page.key.clone()])))
+                .await?;
+            catalog.replace_with(
+                full,
+                format!("{why}; read the whole WAL catalog instead and wrote the page again"),
+            );
             return Ok(());
         }
         Ok(())
@@ -306,6 +312,7 @@ impl Repository {
         stanza: &StanzaName,
         meta: &SnapshotMeta,
         state: &WalState,
+        rewrite: &BTreeSet<String>,
     ) -> Result<(), RepoError> {
         let previous = self.newest_wal_index(stanza, &mut Vec::new()).await?;
         let had: BTreeSet<String> = previous
@@ -341,7 +348,14 @@ impl Repository {
             })?;
             let content = self.keys().content_id_single(&json).to_string();
             let key = layout::wal_page(stanza, id.db_id, id.timeline, id.page, &content[..32]);
-            if !had.contains(key.as_str()) {
+            if rewrite.contains(key.as_str()) {
+                let encoded = self
+                    .encode_as(ObjectKind::WalCatalog, Identity::of(&key), json.into())
+                    .await?;
+                self.backend()
+                    .put_overwrite(&key, encoded.bytes().clone())
+                    .await?;
+            } else if !had.contains(key.as_str()) {
                 self.put(&key, ObjectKind::WalCatalog, json.into()).await?;
             }
             pages.push((id, PageRef::of(key.to_string(), &records)));
@@ -351,13 +365,49 @@ impl Repository {
             state: kept,
             pages,
         };
+        let written: BTreeSet<String> = index.pages.iter().map(|(_, p)| p.key.clone()).collect();
         self.put_json(
             &layout::wal_index(stanza, meta.seq),
             ObjectKind::WalCatalog,
             &index,
         )
         .await?;
+        if !rewrite.is_empty() {
+            self.drop_broken_pages(stanza, meta.seq, rewrite, &written)
+                .await?;
+        }
         self.drop_old_wal_indexes(stanza, meta.seq).await
+    }
+
+    /// After a repair: drop the other indexes that name a `broken` page, and the broken
+    /// pages the new index (`written`) does not use.
+    async fn drop_broken_pages(
+        &self,
+        stanza: &StanzaName,
+        newest: u64,
+        broken: &BTreeSet<String>,
+        written: &BTreeSet<String>,
+    ) -> Result<(), RepoError> {
+        for seq in self.wal_index_seqs(stanza).await? {
+            if seq == newest {
+                continue;
+            }
+            let names_broken = self
+                .index_page_keys(stanza, seq)
+                .await
+                .is_some_and(|keys| keys.iter().any(|k| broken.contains(k)));
+            if names_broken {
+                self.backend()
+                    .delete(&layout::wal_index(stanza, seq))
+                    .await?;
+            }
+        }
+        for key in broken.difference(written) {
+            if let Ok(k) = ObjectKey::new(key.clone()) {
+                self.backend().delete(&k).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Delete indexes older than the snapshots kept before `newest`, and their pages that
@@ -410,5 +460,83 @@ impl Repository {
             .await
             .ok()??;
         Some(index.pages.into_iter().map(|(_, p)| p.key).collect())
+    }
+}
+
+/// The WAL index read object by object, for `verify`: each index and each page the
+/// indexes name, with its damage if any.
+#[derive(Debug, Clone, Default)]
+pub struct IndexCheck {
+    pub objects: Vec<(ObjectKey, u64, Option<crate::check::Damage>)>,
+}
+
+impl Repository {
+    /// Read every WAL index and every page they name, each decoded and parsed;
+    /// `checked` is told the bytes of each object read.
+    pub async fn check_wal_index(
+        &self,
+        stanza: &StanzaName,
+        checked: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<IndexCheck, crate::error::BackendError> {
+        use crate::check::Damage;
+        let mut out = IndexCheck::default();
+        let seqs: Vec<u64> = {
+            let mut s: Vec<u64> = self
+                .backend()
+                .list(&layout::wal_index_prefix(stanza), None)
+                .await?
+                .iter()
+                .filter_map(|l| layout::parse_seq(&l.key))
+                .collect();
+            s.sort_unstable();
+            s
+        };
+        let mut pages = BTreeSet::new();
+        for seq in seqs {
+            let key = layout::wal_index(stanza, seq);
+            let c = self
+                .check_object(&key, ObjectKind::WalCatalog, &Identity::of(&key))
+                .await?;
+            checked(c.bytes);
+            let damage = match c.result {
+                // Dropped by a writer between listing and reading: not damage.
+                Err(Damage::Missing) => continue,
+                Err(d) => Some(d),
+                Ok(d) => match serde_json::from_slice::<WalIndex>(&d.plaintext) {
+                    Err(e) => Some(Damage::Content(format!("not a WAL index: {e}"))),
+                    Ok(i) if i.meta.seq != seq => Some(Damage::Content(format!(
+                        "it says it is index {}",
+                        i.meta.seq
+                    ))),
+                    Ok(i) => {
+                        pages.extend(i.pages.into_iter().map(|(_, p)| p.key));
+                        None
+                    }
+                },
+            };
+            out.objects.push((key, c.bytes, damage));
+        }
+        let prefix = layout::wal_page_prefix(stanza);
+        for page in pages {
+            let Some(key) = page
+                .starts_with(&prefix)
+                .then(|| ObjectKey::new(page.clone()).ok())
+                .flatten()
+            else {
+                continue;
+            };
+            let c = self
+                .check_object(&key, ObjectKind::WalCatalog, &Identity::of(&key))
+                .await?;
+            checked(c.bytes);
+            let damage = match c.result {
+                Err(d) => Some(d),
+                Ok(d) => serde_json::from_slice::<Vec<Record>>(&d.plaintext)
+                    .err()
+                    .map(|e| Damage::Content(format!("not a WAL index page: {e}"))),
+            };
+            out.objects.push((key, c.bytes, damage));
+        }
+        Ok(out)
     }
 }

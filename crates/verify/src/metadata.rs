@@ -148,6 +148,23 @@ pub(crate) async fn journals(
             );
         }
     }
+    let index = run.repo.check_wal_index(run.stanza, &count).await?;
+    for (key, bytes, damage) in &index.objects {
+        let c = &mut run.report.checked;
+        c.journal_snapshots += 1;
+        c.objects += 1;
+        c.bytes += bytes;
+        let Some(d) = damage else { continue };
+        run.problem(
+            Problem::damage(ObjectClass::JournalSnapshot, key.to_string(), d).with(Effect::new(
+                EffectKind::Catalog,
+                "readers of the WAL catalog fall back to an older index or to the whole \
+                 catalog: nothing is lost, only speed (the WAL index is a cache of a snapshot, \
+                 safe to delete; the next snapshot writes a new one)"
+                    .to_string(),
+            )),
+        );
+    }
     for e in &wal.damaged_entries {
         let effect = wal_entry_effect(run, catalog, info, &e.tag).await?;
         run.problem(
