@@ -3,7 +3,7 @@
 //! time it was written; a reader folds a compacted snapshot and the entries written since.
 //!
 //! ```text
-//! stanza/S/journal/NAME/log/20261201T101500.123456Z-1f2e3d4c-TAG   one entry (TAG names what it is about)
+//! stanza/S/journal/NAME/log/20261201/20261201T101500.123456Z-1f2e3d4c-TAG   one entry (TAG names what it is about)
 //! stanza/S/journal/NAME/snap/0000000000000007                      a snapshot (the folded state)
 //! ```
 //!
@@ -397,11 +397,8 @@ impl Repository {
         let resume_after = newest.as_deref().and_then(|n| {
             let t = parse_stamp(log_key_tag_stamp(n))?;
             let back = t - MARGIN;
-            Some(format!(
-                "{}{}",
-                layout::journal_log_prefix(stanza, journal.as_str()),
-                stamp(back)
-            ))
+            // Sorts before every entry written at `back` or later.
+            Some(layout::journal_log(stanza, journal.as_str(), &stamp(back)).to_string())
         });
         let folded_after = match &resume_after {
             Some(r) => keys.into_iter().filter(|k| k > r).collect(),

@@ -226,8 +226,12 @@ pub fn wal_repair_prefix(stanza: &StanzaName, db: DbId) -> String {
 }
 
 /// One entry of a stanza's journal `name` (`wal`, `backups`): see [`crate::journal`].
+///
+/// Entries sit in a directory per day (the first 8 characters of `file`, its date), so a
+/// reader that lists the entries after a point lists only the days from it on.
 pub fn journal_log(stanza: &StanzaName, name: &str, file: &str) -> ObjectKey {
-    ObjectKey::built(format!("{}{file}", journal_log_prefix(stanza, name)))
+    let day = file.get(..8).unwrap_or(file);
+    ObjectKey::built(format!("{}{day}/{file}", journal_log_prefix(stanza, name)))
 }
 
 pub fn journal_log_prefix(stanza: &StanzaName, name: &str) -> String {

@@ -146,9 +146,15 @@ impl LocalBackend {
         blocking(move || read_file(&path, range).map_err(io_err("read", k.as_str()))).await
     }
 
-    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+    /// The objects under `prefix` whose keys sort after `start_after` (unsorted).
+    /// Directories and files that sort before it are passed over unread.
+    pub(crate) async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<Listed>, BackendError> {
         Ok(self
-            .list_modified(prefix)
+            .list_after(prefix, start_after)
             .await?
             .into_iter()
             .map(|l| Listed {
@@ -159,13 +165,28 @@ impl LocalBackend {
     }
 
     pub(crate) async fn list_modified(&self, prefix: &str) -> Result<Vec<ListedAt>, BackendError> {
+        self.list_after(prefix, None).await
+    }
+
+    async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<ListedAt>, BackendError> {
         let root = self.root.clone();
         let prefix = prefix.to_string();
+        let after = start_after.map(str::to_string);
         blocking(move || {
             let mut out = Vec::new();
             // The prefix is a directory path ending in '/'.
             let dir = root.join(prefix.trim_end_matches('/'));
-            walk(&dir, prefix.trim_end_matches('/'), &mut out).map_err(io_err("list", &prefix))?;
+            walk(
+                &dir,
+                prefix.trim_end_matches('/'),
+                after.as_deref(),
+                &mut out,
+            )
+            .map_err(io_err("list", &prefix))?;
             Ok(out)
         })
         .await
@@ -355,7 +376,12 @@ fn read_file(path: &Path, range: Option<Range<u64>>) -> std::io::Result<Option<B
     Ok(Some(Bytes::from(buf)))
 }
 
-fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<ListedAt>) -> std::io::Result<()> {
+fn walk(
+    dir: &Path,
+    key_prefix: &str,
+    after: Option<&str>,
+    out: &mut Vec<ListedAt>,
+) -> std::io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == IoKind::NotFound => return Ok(()),
@@ -371,8 +397,16 @@ fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<ListedAt>) -> std::io::Resul
         let key = format!("{key_prefix}/{name}");
         let ft = entry.file_type()?;
         if ft.is_dir() {
-            walk(&entry.path(), &key, out)?;
+            // Every key inside starts with `key/`: all sort before `after` when that does.
+            let inner = format!("{key}/");
+            if after.is_some_and(|a| inner.as_str() < a && !a.starts_with(&inner)) {
+                continue;
+            }
+            walk(&entry.path(), &key, after, out)?;
         } else if ft.is_file() {
+            if after.is_some_and(|a| key.as_str() <= a) {
+                continue;
+            }
             let meta = entry.metadata()?;
             out.push(ListedAt {
                 key,
@@ -495,7 +529,7 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        let listed = b.list("a/").await.unwrap();
+        let listed = b.list("a/", None).await.unwrap();
         assert_eq!(
             listed,
             vec![Listed {
@@ -507,7 +541,51 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path().join("a/b")).unwrap().count(), 1);
         b.delete(&key).await.unwrap();
         b.delete(&key).await.unwrap();
-        assert!(b.list("a/").await.unwrap().is_empty());
+        assert!(b.list("a/", None).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_listing_after_a_key_passes_over_what_sorts_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        let keys = [
+            "j/log/20261130/20261130T235959.000000Z-1",
+            "j/log/20261201/20261201T000000.000000Z-1",
+            "j/log/20261201/20261201T101500.000000Z-2",
+            "j/log/20261201/20261201T101500.000000Z-3",
+            "j/log/20261202/20261202T000000.000000Z-1",
+            "j/log/2026120/x",
+        ];
+        for k in keys {
+            b.put_if_absent(&ObjectKey::new(k).unwrap(), Bytes::from_static(b"e"))
+                .await
+                .unwrap();
+        }
+        for after in [
+            "j/log/20261201/20261201T101500.000000Z",
+            "j/log/20261201/20261201T101500.000000Z-2",
+            "j/log/20261201/",
+            "j/log/20261201",
+            "j/log/2026120",
+            "j/log/",
+            "j/log/20261203/",
+        ] {
+            let mut got: Vec<String> = b
+                .list("j/log/", Some(after))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|l| l.key)
+                .collect();
+            got.sort();
+            let mut want: Vec<String> = keys
+                .iter()
+                .filter(|k| **k > after)
+                .map(|k| k.to_string())
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "after {after}");
+        }
     }
 
     #[tokio::test]

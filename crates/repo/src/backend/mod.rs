@@ -145,7 +145,7 @@ impl Backend {
         start_after: Option<&str>,
     ) -> Result<Vec<Listed>, BackendError> {
         let mut out = match self {
-            Backend::Local(b) => b.list(prefix).await?,
+            Backend::Local(b) => b.list(prefix, start_after).await?,
             Backend::Store(b) => b.list(prefix, start_after).await?,
         };
         out.sort_by(|a, b| a.key.cmp(&b.key));
