@@ -132,8 +132,10 @@ mod tests {
             timeline: TimelineId(1),
             start_lsn: Lsn(0x100_0028),
             stop_lsn: Lsn(0x100_0100),
-            start_time: format!("{}-01-01T00:00:00Z", &label[..4]),
-            stop_time: format!("{}-01-01T00:00:01Z", &label[..4]),
+            start_time: cairn_repo::BackupTime::parse(&format!("{}-01-01T00:00:00Z", &label[..4]))
+                .unwrap(),
+            stop_time: cairn_repo::BackupTime::parse(&format!("{}-01-01T00:00:01Z", &label[..4]))
+                .unwrap(),
             incremental_mode: IncrementalMode::Full,
             packs: vec![],
             files: vec![],

@@ -68,7 +68,7 @@ pub async fn run<S: BackupSource>(
 ) -> Result<BackupManifest, BackupError> {
     let stanza = &info.name;
     let generation = info.current();
-    let start_time = now();
+    let start_time = cairn_repo::BackupTime::now();
     // Chunks of condemned packs are left out (stored again): garbage collection may
     // delete those packs once this backup's lock is gone (decision 014).
     let index = repo.backup_chunk_index(stanza).await?;
@@ -301,7 +301,7 @@ pub async fn run<S: BackupSource>(
         start_lsn,
         stop_lsn,
         start_time,
-        stop_time: now(),
+        stop_time: cairn_repo::BackupTime::now(),
         incremental_mode: opts.incremental_mode.unwrap_or(match plan.backup_type {
             cairn_repo::BackupType::Full => IncrementalMode::Full,
             _ => IncrementalMode::ContentAddressed,
@@ -363,11 +363,6 @@ enum Open {
     },
 }
 
-fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
 /// Longest annotation key and value.
 const ANNOTATION_KEY_MAX: usize = 64;
 const ANNOTATION_VALUE_MAX: usize = 1024;

@@ -102,11 +102,6 @@ fn micros(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1000) as i64
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 fn pg_time(t: OffsetDateTime) -> PgTimestamp {
     PgTimestamp::from_offset_datetime(t).expect("a time in PostgreSQL's range")
 }
@@ -455,8 +450,8 @@ impl Generator {
             timeline: TimelineId(tli),
             start_lsn,
             stop_lsn,
-            start_time: rfc3339(start_time),
-            stop_time: rfc3339(stop_time),
+            start_time: cairn_repo::BackupTime(start_time),
+            stop_time: cairn_repo::BackupTime(stop_time),
             incremental_mode: mode,
             packs,
             files,

@@ -49,10 +49,6 @@ impl BackupDecisions {
     }
 }
 
-fn rfc3339(text: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
-}
-
 /// What retention reads of a catalog entry; `None` when its times are not RFC 3339.
 pub(crate) fn facts_of(s: &BackupSummary) -> Option<BackupFacts> {
     Some(BackupFacts {
@@ -63,8 +59,8 @@ pub(crate) fn facts_of(s: &BackupSummary) -> Option<BackupFacts> {
         timeline: s.timeline,
         start_lsn: s.start_lsn,
         stop_lsn: s.stop_lsn,
-        start_time: rfc3339(&s.start_time)?,
-        stop_time: rfc3339(&s.stop_time)?,
+        start_time: s.start_time.0,
+        stop_time: s.stop_time.0,
         pinned: s.pinned,
         usable: true,
     })

@@ -381,8 +381,8 @@ async fn a_condemned_pack_referenced_again_is_uncondemned() {
         .await
         .unwrap();
     m.label = label("20261203-010000F");
-    m.start_time = "2026-12-03T01:00:00Z".into();
-    m.stop_time = m.start_time.clone();
+    m.start_time = cairn_repo::BackupTime::parse("2026-12-03T01:00:00Z").unwrap();
+    m.stop_time = m.start_time;
     m.packs.push(loc.pack.clone());
     m.files[0].chunks[0] = cairn_repo::ChunkRef {
         id,

@@ -130,11 +130,11 @@ impl BackupDoc {
             timeline: m.timeline.0,
             start: PointDoc {
                 lsn: m.start_lsn.to_string(),
-                time: m.start_time.clone(),
+                time: m.start_time.to_string(),
             },
             stop: PointDoc {
                 lsn: m.stop_lsn.to_string(),
-                time: m.stop_time.clone(),
+                time: m.stop_time.to_string(),
             },
             incremental_mode: serde_json::to_value(m.incremental_mode)
                 .ok()

@@ -1,9 +1,7 @@
 use cairn_exit::{Classify, ErrorKind};
 use cairn_pgformat::{Lsn, PgTimestamp, SegmentName, TimelineId};
-use cairn_repo::{BackupLabel, PageId};
+use cairn_repo::{BackupLabel, BackupTime, PageId};
 use cairn_target::{RestorePointName, TargetTime};
-
-use crate::window::BackupTime;
 
 /// Why a restore cannot be planned. Each says what can be reached instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

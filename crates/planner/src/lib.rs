@@ -24,6 +24,7 @@ mod error;
 mod plan;
 mod window;
 
+pub use cairn_repo::BackupTime;
 pub use error::{PageNotLoaded, PlanError};
 pub use plan::{Plan, PlanRequest, WalRange, plan};
-pub use window::{BackupTime, CommitSpan, RecoveryWindow, commit_spans, recoverable_windows};
+pub use window::{CommitSpan, RecoveryWindow, commit_spans, recoverable_windows};

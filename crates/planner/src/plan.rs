@@ -13,7 +13,6 @@ use cairn_repo::{BackupLabel, BackupSummary, DbId, PageId, PageRef, WalCatalog, 
 use cairn_target::{RecoveryTarget as Target, RestorePointName, TimelineTarget};
 
 use crate::error::{PageNotLoaded, PlanError};
-use crate::window::BackupTime;
 
 /// What the operator asked for.
 #[derive(Debug, Clone)]
@@ -212,12 +211,6 @@ impl<'a> Archive<'a> {
     }
 }
 
-pub(crate) fn pg_time(rfc3339: &str) -> Option<PgTimestamp> {
-    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .and_then(PgTimestamp::from_offset_datetime)
-}
-
 /// Why a backup was passed over: its timeline, or the target itself.
 enum Refusal {
     Timeline(String),
@@ -260,7 +253,7 @@ fn unsuitable(
         return Ok(Some(Refusal::Timeline(why)));
     }
     let why = match target {
-        Target::Time(t) => match pg_time(&b.stop_time) {
+        Target::Time(t) => match b.stop_time.pg() {
             Some(stop) if stop < t.pg() => None,
             _ => Some(format!(
                 "it became consistent at {}, not before the target",
@@ -540,7 +533,7 @@ fn no_backup_error(
         // Time and LSN: every backup on the path became consistent after the target.
         _ => PlanError::BeforeEarliestBackup {
             earliest: earliest.stop_lsn,
-            at: BackupTime::parse(&earliest.stop_time),
+            at: Some(earliest.stop_time),
         },
     }
 }

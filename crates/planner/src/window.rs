@@ -2,14 +2,10 @@
 //! point to the last archived commit reachable from it without a gap. A gap ends a window;
 //! a newer backup that starts after the gap begins the next one.
 
-use std::fmt;
-
 use cairn_pgformat::history::TimelineHistory;
 use cairn_pgformat::{PgTimestamp, SegmentName, TimelineId};
-use cairn_repo::{BackupLabel, BackupSummary, DbId, WalCatalog};
+use cairn_repo::{BackupLabel, BackupSummary, BackupTime, DbId, WalCatalog};
 use serde::{Serialize, Serializer};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::error::PageNotLoaded;
 use crate::plan::{Archive, Seg, off_path};
@@ -28,38 +24,6 @@ pub struct RecoveryWindow {
     pub to: Option<PgTimestamp>,
     /// The first missing segment that ends the window early, when WAL exists after it.
     pub gap: Option<SegmentName>,
-}
-
-/// A time on cairn's clock that a backup recorded (its stop time: the backup's
-/// consistency point). Shown as RFC 3339 with as many fractional digits as needed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BackupTime(pub OffsetDateTime);
-
-impl BackupTime {
-    /// Parse a manifest's RFC 3339 time.
-    pub fn parse(rfc3339: &str) -> Option<BackupTime> {
-        OffsetDateTime::parse(rfc3339, &Rfc3339)
-            .ok()
-            .map(BackupTime)
-    }
-
-    /// The instant as PostgreSQL stores commit times (microseconds).
-    pub fn pg(&self) -> Option<PgTimestamp> {
-        PgTimestamp::from_offset_datetime(self.0)
-    }
-}
-
-impl fmt::Display for BackupTime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.0.format(&Rfc3339).map_err(|_| fmt::Error)?;
-        f.write_str(&text)
-    }
-}
-
-impl Serialize for BackupTime {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
 }
 
 /// A commit time as text (RFC 3339, six fractional digits), or null.
@@ -172,10 +136,7 @@ fn window_from(
     b: &BackupSummary,
 ) -> Result<Walk, PageNotLoaded> {
     let stop_seg = b.stop_lsn.segment_number(archive.seg).0;
-    // A stop time that does not parse is a damaged manifest: it opens no window.
-    let Some(start) = BackupTime::parse(&b.stop_time) else {
-        return Ok(Walk::Broken);
-    };
+    let start = b.stop_time;
     let from = start.pg();
     let mut last: Option<PgTimestamp> = None;
     let mut first: Option<PgTimestamp> = None;

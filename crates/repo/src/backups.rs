@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::RepoError;
 use crate::journal::{Fold, JournalName};
 use crate::layout::{self, DbId, StanzaName};
-use crate::manifest::{BackupLabel, BackupManifest, BackupType, DamagedBackup, IncrementalMode};
+use crate::manifest::{
+    BackupLabel, BackupManifest, BackupTime, BackupType, DamagedBackup, IncrementalMode,
+};
 use crate::repository::Repository;
 
 /// What the catalog knows about one backup: its manifest without the file list.
@@ -34,9 +36,8 @@ pub struct BackupSummary {
     pub timeline: TimelineId,
     pub start_lsn: Lsn,
     pub stop_lsn: Lsn,
-    /// RFC 3339, UTC.
-    pub start_time: String,
-    pub stop_time: String,
+    pub start_time: BackupTime,
+    pub stop_time: BackupTime,
     pub incremental_mode: IncrementalMode,
     pub db_size: u64,
     pub bytes_received: u64,
@@ -71,8 +72,8 @@ impl BackupSummary {
             timeline: m.timeline,
             start_lsn: m.start_lsn,
             stop_lsn: m.stop_lsn,
-            start_time: m.start_time.clone(),
-            stop_time: m.stop_time.clone(),
+            start_time: m.start_time,
+            stop_time: m.stop_time,
             incremental_mode: m.incremental_mode,
             db_size: m.db_size,
             bytes_received: m.bytes_received,
@@ -331,8 +332,8 @@ pub(crate) mod tests {
             timeline: TimelineId(1),
             start_lsn: Lsn(0x100_0000 * u64::from(minute + 1)),
             stop_lsn: Lsn(0x100_0000 * u64::from(minute + 1) + 0x100),
-            start_time: format!("2026-12-01T10:{minute:02}:00Z"),
-            stop_time: format!("2026-12-01T10:{minute:02}:05Z"),
+            start_time: BackupTime::parse(&format!("2026-12-01T10:{minute:02}:00Z")).unwrap(),
+            stop_time: BackupTime::parse(&format!("2026-12-01T10:{minute:02}:05Z")).unwrap(),
             incremental_mode: IncrementalMode::Full,
             packs: vec![],
             files: vec![],

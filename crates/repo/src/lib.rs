@@ -68,8 +68,8 @@ pub use keys::{ContentId, KdfParams, KeySet};
 pub use layout::{DbId, Identity, ObjectKey, StanzaName};
 pub use lock::{LockGuard, LockOptions, LockTarget, LockWatch, Takeover};
 pub use manifest::{
-    BackupLabel, BackupListing, BackupManifest, BackupType, ChunkRef, DamagedBackup, FileKind,
-    IncrementalMode, ManifestFile, TablespaceEntry,
+    BackupLabel, BackupListing, BackupManifest, BackupTime, BackupType, ChunkRef, DamagedBackup,
+    FileKind, IncrementalMode, ManifestFile, TablespaceEntry,
 };
 pub use object::{ObjectKind, PlaintextSink, StreamError};
 pub use pack::{

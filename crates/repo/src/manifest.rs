@@ -179,6 +179,55 @@ pub struct TablespaceEntry {
     pub location: String,
 }
 
+/// A time on cairn's clock that a backup recorded (its start, its stop: the backup's
+/// consistency point). Stored and shown as RFC 3339, with as many fractional digits as
+/// needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackupTime(pub time::OffsetDateTime);
+
+impl BackupTime {
+    /// Parse RFC 3339 (`None` when it is not).
+    pub fn parse(rfc3339: &str) -> Option<BackupTime> {
+        time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(BackupTime)
+    }
+
+    /// Now, in UTC.
+    pub fn now() -> BackupTime {
+        BackupTime(time::OffsetDateTime::now_utc())
+    }
+
+    /// The instant as PostgreSQL stores commit times (microseconds).
+    pub fn pg(&self) -> Option<cairn_pgformat::PgTimestamp> {
+        cairn_pgformat::PgTimestamp::from_offset_datetime(self.0)
+    }
+}
+
+impl fmt::Display for BackupTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self
+            .0
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|_| fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+impl Serialize for BackupTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for BackupTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        BackupTime::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("not an RFC 3339 time: {text}")))
+    }
+}
+
 /// Everything needed to restore one backup, and what `info` shows about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupManifest {
@@ -192,9 +241,8 @@ pub struct BackupManifest {
     pub timeline: TimelineId,
     pub start_lsn: Lsn,
     pub stop_lsn: Lsn,
-    /// RFC 3339, UTC.
-    pub start_time: String,
-    pub stop_time: String,
+    pub start_time: BackupTime,
+    pub stop_time: BackupTime,
     pub incremental_mode: IncrementalMode,
     pub packs: Vec<PackId>,
     pub files: Vec<ManifestFile>,

@@ -36,8 +36,8 @@ impl BackupFacts {
             timeline: m.timeline,
             start_lsn: m.start_lsn,
             stop_lsn: m.stop_lsn,
-            start_time: rfc3339(&m.start_time)?,
-            stop_time: rfc3339(&m.stop_time)?,
+            start_time: m.start_time.0,
+            stop_time: m.stop_time.0,
             pinned,
             usable: true,
         })
@@ -63,10 +63,6 @@ impl BackupFacts {
             usable: false,
         }
     }
-}
-
-fn rfc3339(text: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
 }
 
 /// The type a label says (its last letter: `F`, `D` or `I`).
@@ -194,15 +190,16 @@ mod tests {
 
     #[test]
     fn manifest_times() {
+        let t = |s: &str| cairn_repo::BackupTime::parse(s).map(|t| t.0);
         assert_eq!(
-            rfc3339("2026-11-22T14:05:00Z"),
+            t("2026-11-22T14:05:00Z"),
             Some(time::macros::datetime!(2026-11-22 14:05 UTC))
         );
         assert_eq!(
-            rfc3339("2026-11-22T15:05:00+01:00"),
+            t("2026-11-22T15:05:00+01:00"),
             Some(time::macros::datetime!(2026-11-22 14:05 UTC))
         );
-        assert_eq!(rfc3339("2026-11-22 14:05"), None);
+        assert_eq!(t("2026-11-22 14:05"), None);
     }
 
     #[test]

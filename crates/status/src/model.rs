@@ -82,8 +82,8 @@ pub struct LastBackup {
 
 impl LastBackup {
     fn of(b: &BackupSummary) -> Option<LastBackup> {
-        let started = UtcTime::parse_rfc3339(&b.start_time)?;
-        let finished = UtcTime::parse_rfc3339(&b.stop_time)?;
+        let started = UtcTime::from_offset(b.start_time.0);
+        let finished = UtcTime::from_offset(b.stop_time.0);
         Some(LastBackup {
             label: b.label.clone(),
             backup_type: b.backup_type,
