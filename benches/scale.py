@@ -26,21 +26,38 @@ import tempfile
 import time
 
 
+GNU_TIME = "/usr/bin/time"
+
+
 def run(cmd, env, out_path=None):
-    """Run cmd; return (seconds, peak RSS MiB, exit code, stdout text); CPU seconds in run.cpu."""
-    with open(out_path or os.devnull, "w") as out, tempfile.TemporaryFile() as err:
+    """Run cmd; return (seconds, peak RSS MiB, exit code, stdout text); CPU seconds in run.cpu.
+
+    A child's ru_maxrss counts the memory of the process it was forked from (Linux keeps the
+    high-water mark across exec), and this script grows to hundreds of MiB at 1M segments:
+    so the peak RSS comes from GNU time (Debian package `time`), whose own small process
+    forks the command, when it is installed."""
+    with open(out_path or os.devnull, "w") as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as rss_file:
+        wrapped = cmd
+        if os.access(GNU_TIME, os.X_OK):
+            wrapped = [GNU_TIME, "-f", "%M", "-o", rss_file.name] + cmd
         start = time.monotonic()
-        p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        p = subprocess.Popen(wrapped, env=env, stdout=out, stderr=err)
         _, status, usage = os.wait4(p.pid, 0)
         secs = time.monotonic() - start
         p.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         errtext = err.read().decode(errors="replace")
+        rss = usage.ru_maxrss / 1024.0
+        if wrapped is not cmd:
+            lines = rss_file.read().split()
+            if lines and lines[-1].isdigit():
+                rss = int(lines[-1]) / 1024.0
     text = open(out_path).read() if out_path else ""
     run.cpu = usage.ru_utime + usage.ru_stime
     if p.returncode != 0:
         print(f"  ! {' '.join(cmd)} exited {p.returncode}: {errtext.strip()[-500:]}", file=sys.stderr)
-    return secs, usage.ru_maxrss / 1024.0, p.returncode, text
+    return secs, rss, p.returncode, text
 
 
 def config(dirpath, s3):
