@@ -244,14 +244,14 @@ impl Repository {
         stanza: &StanzaName,
         warnings: &mut Vec<String>,
     ) -> Result<Current, RepoError> {
-        let mut seqs: Vec<u64> = self
+        // Newest first.
+        let seqs: Vec<u64> = self
             .backend()
-            .list(&layout::chunk_snapshot_head_prefix(stanza), None)
+            .list_seqs(&layout::chunk_snapshot_head_prefix(stanza))
             .await?
-            .iter()
-            .filter_map(|l| layout::parse_seq(&l.key))
+            .into_iter()
+            .rev()
             .collect();
-        seqs.sort_unstable_by(|a, b| b.cmp(a));
         let mut cur = Current {
             newest_seq: seqs.first().copied().unwrap_or(0),
             seqs: seqs.clone(),

@@ -97,14 +97,14 @@ impl PackListing {
 impl Repository {
     /// The newest readable GC state of the stanza.
     pub async fn gc_state(&self, stanza: &StanzaName) -> Result<GcStateRead, RepoError> {
-        let mut seqs: Vec<u64> = self
+        // Newest first.
+        let seqs: Vec<u64> = self
             .backend()
-            .list(&layout::gc_prefix(stanza), None)
+            .list_seqs(&layout::gc_prefix(stanza))
             .await?
-            .iter()
-            .filter_map(|l| layout::parse_seq(&l.key))
+            .into_iter()
+            .rev()
             .collect();
-        seqs.sort_unstable_by(|a, b| b.cmp(a));
         let mut out = GcStateRead {
             seq: seqs.first().copied().unwrap_or(0),
             newest_readable: seqs.is_empty(),

@@ -275,14 +275,14 @@ impl Repository {
         force: bool,
     ) -> Result<Folded<S>, RepoError> {
         let snap_prefix = layout::journal_snap_prefix(stanza, journal.as_str());
-        let mut seqs: Vec<u64> = self
+        // Newest first.
+        let seqs: Vec<u64> = self
             .backend()
-            .list(&snap_prefix, None)
+            .list_seqs(&snap_prefix)
             .await?
-            .iter()
-            .filter_map(|l| layout::parse_seq(&l.key))
+            .into_iter()
+            .rev()
             .collect();
-        seqs.sort_unstable_by(|a, b| b.cmp(a));
         let mut warnings = Vec::new();
         let mut base: Option<Snapshot<S>> = None;
         for &seq in &seqs {
@@ -465,15 +465,7 @@ impl Repository {
     ) -> Result<JournalCheck, BackendError> {
         let mut out = JournalCheck::default();
         let snap_prefix = layout::journal_snap_prefix(stanza, journal.as_str());
-        let mut seqs: Vec<u64> = self
-            .backend()
-            .list(&snap_prefix, None)
-            .await?
-            .iter()
-            .filter_map(|l| layout::parse_seq(&l.key))
-            .collect();
-        seqs.sort_unstable();
-        for seq in seqs {
+        for seq in self.backend().list_seqs(&snap_prefix).await? {
             let key = layout::journal_snap(stanza, journal.as_str(), seq);
             let c = self
                 .check_object(&key, journal.snapshot_kind(), &Identity::of(&key))

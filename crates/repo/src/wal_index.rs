@@ -253,12 +253,7 @@ impl Repository {
         stanza: &StanzaName,
         key: &str,
     ) -> Result<Option<Vec<Record>>, RepoError> {
-        let prefix = layout::wal_page_prefix(stanza);
-        let Some(key) = key
-            .starts_with(&prefix)
-            .then(|| ObjectKey::new(key.to_string()).ok())
-            .flatten()
-        else {
+        let Some(key) = Self::wal_page_key(stanza, key) else {
             return Ok(None);
         };
         self.get_json(&key, ObjectKind::WalCatalog, "WAL catalog page")
@@ -292,16 +287,19 @@ impl Repository {
     }
 
     /// Index sequence numbers, oldest first.
-    pub(crate) async fn wal_index_seqs(&self, stanza: &StanzaName) -> Result<Vec<u64>, RepoError> {
-        let mut seqs: Vec<u64> = self
+    async fn wal_index_seqs(&self, stanza: &StanzaName) -> Result<Vec<u64>, RepoError> {
+        Ok(self
             .backend()
-            .list(&layout::wal_index_prefix(stanza), None)
-            .await?
-            .iter()
-            .filter_map(|l| layout::parse_seq(&l.key))
-            .collect();
-        seqs.sort_unstable();
-        Ok(seqs)
+            .list_seqs(&layout::wal_index_prefix(stanza))
+            .await?)
+    }
+
+    /// The key of a page an index names, if it is one of this stanza's pages (an index
+    /// names nothing else; anything else is not read).
+    fn wal_page_key(stanza: &StanzaName, key: &str) -> Option<ObjectKey> {
+        key.starts_with(&layout::wal_page_prefix(stanza))
+            .then(|| ObjectKey::new(key.to_string()).ok())
+            .flatten()
     }
 
     /// Write the index derived from snapshot `meta.seq` of `state`, the pages it needs that
@@ -403,7 +401,7 @@ impl Repository {
             }
         }
         for key in broken.difference(written) {
-            if let Ok(k) = ObjectKey::new(key.clone()) {
+            if let Some(k) = Self::wal_page_key(stanza, key) {
                 self.backend().delete(&k).await?;
             }
         }
@@ -441,7 +439,7 @@ impl Repository {
             }
             for key in pages.into_iter().flatten() {
                 if !in_use.contains(&key)
-                    && let Ok(k) = ObjectKey::new(key)
+                    && let Some(k) = Self::wal_page_key(stanza, &key)
                 {
                     self.backend().delete(&k).await?;
                 }
@@ -480,17 +478,10 @@ impl Repository {
     ) -> Result<IndexCheck, crate::error::BackendError> {
         use crate::check::Damage;
         let mut out = IndexCheck::default();
-        let seqs: Vec<u64> = {
-            let mut s: Vec<u64> = self
-                .backend()
-                .list(&layout::wal_index_prefix(stanza), None)
-                .await?
-                .iter()
-                .filter_map(|l| layout::parse_seq(&l.key))
-                .collect();
-            s.sort_unstable();
-            s
-        };
+        let seqs = self
+            .backend()
+            .list_seqs(&layout::wal_index_prefix(stanza))
+            .await?;
         let mut pages = BTreeSet::new();
         for seq in seqs {
             let key = layout::wal_index(stanza, seq);
@@ -516,13 +507,8 @@ impl Repository {
             };
             out.objects.push((key, c.bytes, damage));
         }
-        let prefix = layout::wal_page_prefix(stanza);
         for page in pages {
-            let Some(key) = page
-                .starts_with(&prefix)
-                .then(|| ObjectKey::new(page.clone()).ok())
-                .flatten()
-            else {
+            let Some(key) = Self::wal_page_key(stanza, &page) else {
                 continue;
             };
             let c = self

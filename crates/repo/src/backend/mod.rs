@@ -155,6 +155,19 @@ impl Backend {
         Ok(out)
     }
 
+    /// The sequence numbers of the objects under `prefix` whose names are numbers
+    /// (generations, snapshots), oldest first.
+    pub(crate) async fn list_seqs(&self, prefix: &str) -> Result<Vec<u64>, BackendError> {
+        let mut seqs: Vec<u64> = self
+            .list(prefix, None)
+            .await?
+            .iter()
+            .filter_map(|l| crate::layout::parse_seq(&l.key))
+            .collect();
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
     /// [`Backend::list`] with each object's last-modified time (sorted by key).
     pub(crate) async fn list_modified(&self, prefix: &str) -> Result<Vec<ListedAt>, BackendError> {
         let mut out = match self {
