@@ -83,6 +83,24 @@ pub(crate) struct Archive<'a> {
     pub(crate) seg: WalSegmentSize,
 }
 
+/// The timeline of each segment along a history, worked out once per walk.
+pub(crate) struct Path {
+    /// Each timeline with the first segment number past its end (`None`: the last one).
+    spans: Vec<(TimelineId, Option<u64>)>,
+    tli: TimelineId,
+}
+
+impl Path {
+    /// The timeline recovery reads segment `n` from (the segment holding a switchpoint is
+    /// read from the child timeline).
+    pub(crate) fn timeline_at(&self, n: u64) -> TimelineId {
+        self.spans
+            .iter()
+            .find(|(_, end)| end.is_none_or(|e| n < e))
+            .map_or(self.tli, |(t, _)| *t)
+    }
+}
+
 /// What the archive knows of one segment.
 pub(crate) enum Seg<'a> {
     Absent,
@@ -166,24 +184,26 @@ impl<'a> Archive<'a> {
         }
     }
 
-    /// The timeline recovery along `hist` reads segment `n` from (the segment holding a
-    /// switchpoint is read from the child timeline).
-    pub(crate) fn timeline_at(&self, hist: &TimelineHistory, n: u64) -> TimelineId {
-        hist.spans()
-            .into_iter()
-            .find(|s| s.end.is_none_or(|e| n < e.segment_number(self.seg).0))
-            .map_or(hist.tli, |s| s.tli)
+    /// The timelines recovery along `hist` reads segments from, for a walk.
+    pub(crate) fn path(&self, hist: &TimelineHistory) -> Path {
+        Path {
+            spans: hist
+                .spans()
+                .into_iter()
+                .map(|s| (s.tli, s.end.map(|e| e.segment_number(self.seg).0)))
+                .collect(),
+            tli: hist.tli,
+        }
     }
 
-    /// A page recovery along `hist` reads whole and from its first segment when it
+    /// A page recovery along `path` reads whole and from its first segment when it
     /// reaches segment `n`, and the last segment of it: then the page's figures stand for
     /// its segments' (no gap inside, no timeline switch, nothing before `n`).
-    pub(crate) fn whole_page(&self, hist: &TimelineHistory, p: &PageRef, n: u64) -> Option<u64> {
+    pub(crate) fn whole_page(&self, path: &Path, p: &PageRef, n: u64) -> Option<u64> {
         let [(first, last)] = p.runs[..] else {
             return None;
         };
-        let tli = self.timeline_at(hist, n);
-        (first == n && self.timeline_at(hist, last) == tli).then_some(last)
+        (first == n && path.timeline_at(last) == path.timeline_at(n)).then_some(last)
     }
 
     /// Whether any segment at or after `segno` exists on the path (tells a gap from the end).
@@ -315,7 +335,7 @@ fn xid_range(
     Ok(lo.zip(hi))
 }
 
-/// Every restore point archived on a timeline of `hist`, with its timeline.
+/// Every restore point the archive knows of, with its timeline.
 fn restore_points<'a>(
     archive: &'a Archive<'_>,
 ) -> impl Iterator<Item = (TimelineId, &'a RestorePointAt)> + 'a {
@@ -358,9 +378,10 @@ fn find_xid(
         return Ok(None);
     };
     let first = b.start_lsn.segment_number(archive.seg).0;
+    let path = archive.path(hist);
     for n in first.max(stop)..=last {
         let holds = |lo: Option<u32>, hi: Option<u32>| matches!((lo, hi), (Some(a), Some(z)) if a <= xid && xid <= z);
-        match archive.lookup(archive.timeline_at(hist, n), n) {
+        match archive.lookup(path.timeline_at(n), n) {
             Seg::Loaded(s) if holds(s.min_xid, s.max_xid) => return Ok(Some(n)),
             Seg::Paged(id, p) if holds(p.min_xid, p.max_xid) => return Err(PageNotLoaded(*id)),
             _ => {}
@@ -559,9 +580,10 @@ fn wal_for(
         Target::Xid(x) => find_xid(archive, hist, b, *x)?,
         Target::Time(_) | Target::EndOfArchive => None,
     };
+    let path = archive.path(hist);
     let mut n = b.start_lsn.segment_number(seg).0;
     loop {
-        let tli = archive.timeline_at(hist, n);
+        let tli = path.timeline_at(n);
         let s = match archive.lookup(tli, n) {
             Seg::Loaded(s) => s,
             Seg::Paged(id, p) => {
@@ -573,7 +595,7 @@ fn wal_for(
                     Target::EndOfArchive => false,
                     _ => fixed_end.is_none_or(|e| e <= last),
                 };
-                match archive.whole_page(hist, p, n) {
+                match archive.whole_page(&path, p, n) {
                     Some(last) if !inside(last) => {
                         out.extend((n..=last).map(|m| (tli, m)));
                         end_of_wal = end_of_wal.max(p.end_of_wal);

@@ -154,12 +154,13 @@ fn window_from(
             }
         }
     };
+    let path = archive.path(hist);
     let mut n = b.start_lsn.segment_number(archive.seg).0;
     loop {
-        let tli = archive.timeline_at(hist, n);
+        let tli = path.timeline_at(n);
         match archive.lookup(tli, n) {
             Seg::Loaded(s) => commits(n, s.first_commit_time, s.last_commit_time),
-            Seg::Paged(id, p) => match archive.whole_page(hist, p, n) {
+            Seg::Paged(id, p) => match archive.whole_page(&path, p, n) {
                 // Before the consistency point only presence counts; after it the page's
                 // figures stand for its segments'.
                 Some(end) if end < stop_seg || n >= stop_seg => {
