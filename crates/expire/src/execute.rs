@@ -27,7 +27,7 @@ use crate::error::ExpireError;
 use std::sync::atomic::Ordering;
 
 use crate::plan::{ExpireOptions, ExpirePlan, Step};
-use crate::wal::WalFileDrop;
+use crate::wal::{PageDrop, TimelineDrop, WalFileDrop};
 
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -161,18 +161,25 @@ pub async fn execute(
     }
 
     // 2. WAL.
+    let batch = opts.batch.max(1);
     for tl in &plan.wal.timelines {
-        for batch in tl.cut.chunks(opts.batch.max(1)) {
-            let below = batch
-                .last()
-                .and_then(|f| f.end)
-                .expect("cut files have an end");
-            let event = WalEvent::Expired {
-                db_id: tl.db_id,
-                timeline: tl.timeline.0,
-                below,
-            };
-            wal_batch(&mut run, batch, &event, &mut report).await?;
+        // Files and whole pages in LSN order; a page is read when the run gets to it.
+        let mut queue: Vec<WalFileDrop> = Vec::new();
+        let mut files = tl.cut.iter().peekable();
+        for page in &tl.cut_pages {
+            while let Some(f) = files.next_if(|f| f.end.is_some_and(|e| e <= page.start())) {
+                queue.push(f.clone());
+            }
+            queue.extend(page_files(repo, stanza, page).await?);
+            while queue.len() >= batch {
+                let rest = queue.split_off(batch);
+                cut_batch(&mut run, tl, &queue, &mut report).await?;
+                queue = rest;
+            }
+        }
+        queue.extend(files.cloned());
+        for chunk in queue.chunks(batch) {
+            cut_batch(&mut run, tl, chunk, &mut report).await?;
         }
         for batch in tl.forget.chunks(opts.batch.max(1)) {
             let event = WalEvent::Forgotten {
@@ -181,6 +188,16 @@ pub async fn execute(
             };
             wal_batch(&mut run, batch, &event, &mut report).await?;
         }
+    }
+
+    // Readers fold the whole WAL catalog while removals sit after its index: write a
+    // new one now. Best effort: the removals are recorded either way.
+    if report.wal_files_removed > 0
+        && let Err(e) = repo.refresh_wal_index(stanza).await
+    {
+        let w = format!("the WAL index was not written again: {e}");
+        notify(&w);
+        report.warnings.push(w);
     }
 
     // 3. GC.
@@ -223,6 +240,43 @@ pub async fn execute(
         repack(&mut run, &mut report).await?;
     }
     Ok(report)
+}
+
+/// The files of a page that goes whole, in LSN order: only the segments it was judged
+/// by (a page never names anything else, but what it holds is checked all the same).
+async fn page_files(
+    repo: &Repository,
+    stanza: &cairn_repo::StanzaName,
+    page: &PageDrop,
+) -> Result<Vec<WalFileDrop>, ExpireError> {
+    let mut out: Vec<WalFileDrop> = repo
+        .wal_page_files(stanza, &page.id, &page.page)
+        .await?
+        .iter()
+        .filter(|(e, _)| page.covers(e))
+        .filter_map(|(e, keys)| WalFileDrop::of(stanza, e, keys))
+        .collect();
+    out.sort_by_key(|f| f.end);
+    Ok(out)
+}
+
+/// Remove a batch of cut files with an `Expired` event below the last one.
+async fn cut_batch(
+    run: &mut Run<'_>,
+    tl: &TimelineDrop,
+    batch: &[WalFileDrop],
+    report: &mut ExpireReport,
+) -> Result<(), ExpireError> {
+    let below = batch
+        .last()
+        .and_then(|f| f.end)
+        .expect("cut files have an end");
+    let event = WalEvent::Expired {
+        db_id: tl.db_id,
+        timeline: tl.timeline.0,
+        below,
+    };
+    wal_batch(run, batch, &event, report).await
 }
 
 /// Record a batch of WAL removals (pending in the GC state, then the event), then delete.

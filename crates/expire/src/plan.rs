@@ -249,7 +249,8 @@ pub async fn plan(
     // Before the catalog and the manifests: see the module documentation.
     let running = running_backup(repo, stanza).await?;
     let catalog = repo.backup_catalog(stanza).await?;
-    let wal_catalog = repo.wal_catalog(stanza).await?;
+    // Through the index: pages are read only where retention cuts through them.
+    let mut wal_catalog = repo.wal_catalog_paged(stanza).await?;
     let listing = repo.pack_listing(stanza).await?;
 
     let decisions = backups::decide(
@@ -260,6 +261,8 @@ pub async fn plan(
         info.current().db_id,
         now,
     )?;
+    let load = wal::pages_to_load(&wal_catalog, &decisions.retention);
+    repo.load_wal_pages(stanza, &mut wal_catalog, &load).await?;
     let wal = wal::plan(stanza, &wal_catalog, &decisions.retention);
     let live = live_set(repo, stanza, &catalog, &decisions).await?;
     let gc = gc::plan(&GcInput {

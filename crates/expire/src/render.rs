@@ -75,15 +75,13 @@ impl ExpirePlan {
             ));
         }
         for tl in &self.wal.timelines {
-            let n = tl.files().count();
+            let n = tl.count();
             let where_ = format!("WAL of db {} timeline {}", tl.db_id, tl.timeline.0);
-            if n == 0 {
+            let Some((first, last)) = tl.first_last() else {
                 out.push(format!("keep all {} files of {where_}", tl.kept_files));
                 continue;
-            }
-            let bytes: u64 = tl.files().map(|f| f.size).sum();
-            let first = tl.files().map(|f| f.name.as_str()).min().unwrap_or("");
-            let last = tl.files().map(|f| f.name.as_str()).max().unwrap_or("");
+            };
+            let bytes = tl.bytes();
             out.push(format!(
                 "{go} {n} files of {where_} ({first} .. {last}, {} before compression); {} files stay{}",
                 mib(bytes),

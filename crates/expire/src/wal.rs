@@ -11,11 +11,21 @@
 //! end before every kept file of it are removed by `Expired { below }` events, a cut that
 //! also hides a copy arriving late; files between kept ranges, and history and backup
 //! history files, by name with `Forgotten`.
+//!
+//! **Pages** (decision 025). Read through the WAL index, most segments sit in pages whose
+//! summaries are not loaded. A page is judged from its runs of segment numbers, which give
+//! each segment's LSN range: a page whose segments all stay is counted; a page whose
+//! segments all go and that ends before the timeline's first kept file is a [`PageDrop`],
+//! counted from its figures and read only when the run removes it; any other page (some
+//! of its segments go, or it lies between kept ranges, or a file announced since the index
+//! falls in its range) is one of [`pages_to_load`] and judged file by file. A page left
+//! unloaded that needed loading stays whole.
 
 use std::collections::BTreeMap;
 
 use cairn_pgformat::history::TimelineHistory;
-use cairn_pgformat::{Lsn, TimelineId, WalFileName, WalSegmentSize};
+use cairn_pgformat::{Lsn, SegmentName, TimelineId, WalFileName, WalSegmentSize, XLogSegNo};
+use cairn_repo::wal_index::{PageId, PageRef};
 use cairn_repo::{DbId, ObjectKey, StanzaName, WalCatalog, WalDetail, WalEntry, layout};
 use cairn_retention::{Histories, RetentionPlan, WalPlan};
 
@@ -32,8 +42,74 @@ pub struct WalFileDrop {
     pub size: u64,
 }
 
+impl WalFileDrop {
+    /// The drop of `entry`, announced by `log_keys`.
+    pub fn of(stanza: &StanzaName, entry: &WalEntry, log_keys: &[String]) -> Option<Self> {
+        let name = entry.file_name()?;
+        Some(WalFileDrop {
+            name: entry.name.clone(),
+            end: segment_range(entry).map(|(_, end)| end),
+            key: layout::wal_file(stanza, entry.db_id, &name),
+            log_keys: log_keys
+                .iter()
+                .filter_map(|k| ObjectKey::new(k.as_str()).ok())
+                .collect(),
+            size: entry.size,
+        })
+    }
+}
+
+/// A page of segments that all go, judged from the index's figures. Its files and their
+/// journal entries are read when the run removes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageDrop {
+    pub id: PageId,
+    pub page: PageRef,
+}
+
+impl PageDrop {
+    /// The first LSN of its first segment.
+    pub fn start(&self) -> Lsn {
+        page_segments(&self.page).next().map_or(Lsn(0), |(s, _)| s)
+    }
+
+    /// The first LSN after its last segment: the cut that removes it.
+    pub fn end(&self) -> Lsn {
+        page_end(&self.page)
+    }
+
+    /// Whether `entry` is one of the segments this page was judged by.
+    pub fn covers(&self, entry: &WalEntry) -> bool {
+        let (Some(WalFileName::Segment(name)), Some((_, end))) =
+            (entry.file_name(), segment_range(entry))
+        else {
+            return false;
+        };
+        entry.db_id == self.id.db_id
+            && name.tli.0 == self.id.timeline
+            && self.page.holds(name.segno(self.page.seg_size).0)
+            && end <= self.end()
+    }
+
+    fn name_of(&self, segno: u64) -> String {
+        SegmentName::from_segno(
+            TimelineId(self.id.timeline),
+            XLogSegNo(segno),
+            self.page.seg_size,
+        )
+        .to_string()
+    }
+
+    /// Its first and last segment names.
+    pub fn first_last(&self) -> (String, String) {
+        let first = self.page.runs.first().map_or(0, |r| r.0);
+        let last = self.page.runs.last().map_or(0, |r| r.1);
+        (self.name_of(first), self.name_of(last))
+    }
+}
+
 /// What one timeline loses and keeps.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TimelineDrop {
     pub db_id: DbId,
     pub timeline: TimelineId,
@@ -42,6 +118,8 @@ pub struct TimelineDrop {
     pub expendable_before: Lsn,
     /// Segments and partials removed by `Expired` cuts, in LSN order.
     pub cut: Vec<WalFileDrop>,
+    /// Whole pages removed by `Expired` cuts, in LSN order (none of `cut` falls inside one).
+    pub cut_pages: Vec<PageDrop>,
     /// Files removed by name (`Forgotten`).
     pub forget: Vec<WalFileDrop>,
     /// Files of the timeline that stay.
@@ -51,13 +129,39 @@ pub struct TimelineDrop {
 }
 
 impl TimelineDrop {
+    /// The files loaded that go (pages not read are in [`TimelineDrop::cut_pages`]).
     pub fn files(&self) -> impl Iterator<Item = &WalFileDrop> {
         self.cut.iter().chain(&self.forget)
+    }
+
+    /// Files that go, pages included.
+    pub fn count(&self) -> usize {
+        self.files().count()
+            + self
+                .cut_pages
+                .iter()
+                .map(|p| p.page.segments as usize)
+                .sum::<usize>()
+    }
+
+    /// Their bytes before compression, pages included.
+    pub fn bytes(&self) -> u64 {
+        self.files().map(|f| f.size).sum::<u64>()
+            + self.cut_pages.iter().map(|p| p.page.bytes).sum::<u64>()
+    }
+
+    /// The first and last name that goes (names of one timeline sort in LSN order).
+    pub fn first_last(&self) -> Option<(String, String)> {
+        let names = self
+            .files()
+            .map(|f| (f.name.clone(), f.name.clone()))
+            .chain(self.cut_pages.iter().map(PageDrop::first_last));
+        names.reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
     }
 }
 
 /// The WAL part of the plan.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct WalDrops {
     /// Every timeline the catalog has, by generation and timeline.
     pub timelines: Vec<TimelineDrop>,
@@ -65,14 +169,11 @@ pub struct WalDrops {
 }
 
 impl WalDrops {
-    pub fn files(&self) -> impl Iterator<Item = &WalFileDrop> {
-        self.timelines.iter().flat_map(TimelineDrop::files)
-    }
     pub fn count(&self) -> usize {
-        self.files().count()
+        self.timelines.iter().map(TimelineDrop::count).sum()
     }
     pub fn bytes(&self) -> u64 {
-        self.files().map(|f| f.size).sum()
+        self.timelines.iter().map(TimelineDrop::bytes).sum()
     }
 }
 
@@ -84,6 +185,21 @@ fn segment_range(e: &WalEntry) -> Option<(Lsn, Lsn)> {
         }
         _ => None,
     }
+}
+
+/// The LSN range of each segment of a page, in order, from its runs.
+fn page_segments(page: &PageRef) -> impl Iterator<Item = (Lsn, Lsn)> + '_ {
+    let seg = page.seg_size.as_u64();
+    page.runs.iter().flat_map(move |&(a, b)| {
+        (a..=b).map(move |n| {
+            let start = n.saturating_mul(seg);
+            (Lsn(start), Lsn(start.saturating_add(seg)))
+        })
+    })
+}
+
+fn page_end(page: &PageRef) -> Lsn {
+    page_segments(page).last().map_or(Lsn(0), |(_, e)| e)
 }
 
 /// The timeline histories the catalog holds, with timeline 1 (and any timeline without a
@@ -105,20 +221,119 @@ fn histories(wal: &WalCatalog, warnings: &mut Vec<String>) -> Histories {
             }
         }
     }
-    for e in wal.entries() {
-        if let Some(name) = e.file_name() {
-            out.entry((e.db_id, name.timeline()))
-                .or_insert_with(|| TimelineHistory::root(name.timeline()));
-        }
+    let timelines = wal
+        .entries()
+        .filter_map(|e| Some((e.db_id, e.file_name()?.timeline())))
+        .chain(
+            wal.pages()
+                .keys()
+                .map(|id| (id.db_id, TimelineId(id.timeline))),
+        );
+    for (db, tli) in timelines {
+        out.entry((db, tli))
+            .or_insert_with(|| TimelineHistory::root(tli));
     }
     out
 }
 
-/// What goes of the WAL catalog under `retention`.
-pub fn plan(stanza: &StanzaName, wal: &WalCatalog, retention: &RetentionPlan) -> WalDrops {
+/// How a page whose summaries are not loaded is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Kept,
+    Cut,
+    Load,
+}
+
+/// The retention plan for the WAL, and what it makes of each page not loaded.
+struct Judged {
+    wal_plan: WalPlan,
+    fates: BTreeMap<PageId, Fate>,
+    /// Per timeline, the end of its first kept segment or partial, loaded or in a page.
+    first_kept: BTreeMap<(DbId, TimelineId), Lsn>,
+    warnings: Vec<String>,
+}
+
+fn judge(wal: &WalCatalog, retention: &RetentionPlan) -> Judged {
     let mut warnings = Vec::new();
     let hist = histories(wal, &mut warnings);
     let wal_plan = cairn_retention::plan_wal(retention, &hist);
+    let mut first_kept: BTreeMap<(DbId, TimelineId), Lsn> = BTreeMap::new();
+    let mut kept_at = |db: DbId, tli: TimelineId, end: Lsn| {
+        let k = first_kept.entry((db, tli)).or_insert(end);
+        *k = (*k).min(end);
+    };
+    // Loaded segments and partials: where they start, per timeline.
+    let mut loaded: BTreeMap<(DbId, TimelineId), Vec<Lsn>> = BTreeMap::new();
+    for e in wal.entries() {
+        let (Some(name), Some((start, end))) = (e.file_name(), segment_range(e)) else {
+            continue;
+        };
+        let tli = name.timeline();
+        loaded.entry((e.db_id, tli)).or_default().push(start);
+        if !wal_plan.segment_expendable(e.db_id, tli, start, end) {
+            kept_at(e.db_id, tli, end);
+        }
+    }
+    let mut fates = BTreeMap::new();
+    for (id, page) in wal.pages() {
+        let tli = TimelineId(id.timeline);
+        let (mut gone, mut kept) = (0u64, 0u64);
+        for (start, end) in page_segments(page) {
+            if wal_plan.segment_expendable(id.db_id, tli, start, end) {
+                gone += 1;
+            } else {
+                kept += 1;
+                kept_at(id.db_id, tli, end);
+            }
+        }
+        let (lo, hi) = (
+            page_segments(page).next().map_or(Lsn(0), |(s, _)| s),
+            page_end(page),
+        );
+        let overlaps = loaded
+            .get(&(id.db_id, tli))
+            .is_some_and(|starts| starts.iter().any(|s| lo <= *s && *s < hi));
+        let fate = match (overlaps, gone, kept) {
+            (true, _, _) => Fate::Load,
+            (false, 0, _) => Fate::Kept,
+            (false, _, 0) => Fate::Cut,
+            _ => Fate::Load,
+        };
+        fates.insert(*id, fate);
+    }
+    // A cut hides everything below it: a page that goes but lies above a kept file is
+    // removed by name, which needs its files.
+    for (id, fate) in fates.iter_mut() {
+        let first = first_kept.get(&(id.db_id, TimelineId(id.timeline)));
+        if *fate == Fate::Cut && first.is_some_and(|k| page_end(&wal.pages()[id]) >= *k) {
+            *fate = Fate::Load;
+        }
+    }
+    Judged {
+        wal_plan,
+        fates,
+        first_kept,
+        warnings,
+    }
+}
+
+/// The pages whose summaries [`plan`] needs loaded to judge them file by file.
+pub fn pages_to_load(wal: &WalCatalog, retention: &RetentionPlan) -> Vec<PageId> {
+    judge(wal, retention)
+        .fates
+        .into_iter()
+        .filter(|(_, f)| *f == Fate::Load)
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// A timeline's loaded files and its pages not loaded.
+type TimelineFiles<'a> = (Vec<&'a WalEntry>, Vec<(&'a PageId, &'a PageRef)>);
+
+/// What goes of the WAL catalog under `retention`.
+pub fn plan(stanza: &StanzaName, wal: &WalCatalog, retention: &RetentionPlan) -> WalDrops {
+    let judged = judge(wal, retention);
+    let mut warnings = judged.warnings.clone();
     // Segment sizes per generation, for backup history files (which have no summary).
     let mut seg_sizes: BTreeMap<DbId, WalSegmentSize> = BTreeMap::new();
     for e in wal.entries() {
@@ -126,15 +341,45 @@ pub fn plan(stanza: &StanzaName, wal: &WalCatalog, retention: &RetentionPlan) ->
             seg_sizes.entry(e.db_id).or_insert(summary.seg_size());
         }
     }
-    let mut by_tl: BTreeMap<(DbId, TimelineId), Vec<&WalEntry>> = BTreeMap::new();
+    for (id, page) in wal.pages() {
+        seg_sizes.entry(id.db_id).or_insert(page.seg_size);
+    }
+    let mut by_tl: BTreeMap<(DbId, TimelineId), TimelineFiles> = BTreeMap::new();
     for e in wal.entries() {
         if let Some(name) = e.file_name() {
-            by_tl.entry((e.db_id, name.timeline())).or_default().push(e);
+            by_tl
+                .entry((e.db_id, name.timeline()))
+                .or_default()
+                .0
+                .push(e);
         }
+    }
+    for (id, page) in wal.pages() {
+        let tl = (id.db_id, TimelineId(id.timeline));
+        by_tl.entry(tl).or_default().1.push((id, page));
     }
     let timelines = by_tl
         .into_iter()
-        .map(|((db, tli), entries)| timeline(stanza, wal, &wal_plan, &seg_sizes, db, tli, &entries))
+        .map(|((db, tli), (entries, pages))| {
+            let mut drop = timeline(stanza, wal, &judged, &seg_sizes, db, tli, &entries);
+            for (id, page) in pages {
+                match judged.fates[id] {
+                    Fate::Kept => drop.kept_files += page.segments as usize,
+                    Fate::Cut => drop.cut_pages.push(PageDrop {
+                        id: *id,
+                        page: page.clone(),
+                    }),
+                    Fate::Load => {
+                        drop.kept_files += page.segments as usize;
+                        warnings.push(format!(
+                            "WAL catalog page {} was not read: its {} segments stay",
+                            page.key, page.segments
+                        ));
+                    }
+                }
+            }
+            drop
+        })
         .collect();
     WalDrops {
         timelines,
@@ -145,31 +390,22 @@ pub fn plan(stanza: &StanzaName, wal: &WalCatalog, retention: &RetentionPlan) ->
 fn timeline(
     stanza: &StanzaName,
     wal: &WalCatalog,
-    wal_plan: &WalPlan,
+    judged: &Judged,
     seg_sizes: &BTreeMap<DbId, WalSegmentSize>,
     db: DbId,
     tli: TimelineId,
     entries: &[&WalEntry],
 ) -> TimelineDrop {
-    let drop_of = |e: &WalEntry, name: &WalFileName, end: Option<Lsn>| WalFileDrop {
-        name: e.name.clone(),
-        end,
-        key: layout::wal_file(stanza, db, name),
-        log_keys: wal
-            .log_keys(e)
-            .iter()
-            .filter_map(|k| ObjectKey::new(k.as_str()).ok())
-            .collect(),
-        size: e.size,
-    };
-    let mut segments: Vec<(Lsn, &WalEntry, WalFileName, bool)> = Vec::new();
+    let wal_plan = &judged.wal_plan;
+    let drop_of = |e: &WalEntry| WalFileDrop::of(stanza, e, wal.log_keys(e));
+    let mut segments: Vec<(Lsn, &WalEntry, bool)> = Vec::new();
     let mut forget = Vec::new();
     let mut kept_files = 0;
     for e in entries {
         let Some(name) = e.file_name() else { continue };
         if let Some((start, end)) = segment_range(e) {
             let gone = wal_plan.segment_expendable(db, tli, start, end);
-            segments.push((end, e, name, gone));
+            segments.push((end, e, gone));
             continue;
         }
         let gone = match &name {
@@ -182,27 +418,21 @@ fn timeline(
             // A segment without a segment summary: nothing to judge it by.
             _ => false,
         };
-        if gone {
-            forget.push(drop_of(e, &name, None));
-        } else {
-            kept_files += 1;
+        match drop_of(e) {
+            Some(d) if gone => forget.push(d),
+            _ => kept_files += 1,
         }
     }
-    segments.sort_by_key(|(end, e, _, _)| (*end, e.name.clone()));
-    // A cut hides every segment ending at or before it: only below the first kept one.
-    let first_kept = segments
-        .iter()
-        .filter(|(_, _, _, gone)| !gone)
-        .map(|(end, _, _, _)| *end)
-        .min();
+    segments.sort_by_key(|(end, e, _)| (*end, e.name.clone()));
+    // A cut hides every segment ending at or before it: only below the first kept one,
+    // counting the kept segments of pages not loaded.
+    let first_kept = judged.first_kept.get(&(db, tli)).copied();
     let mut cut = Vec::new();
-    for (end, e, name, gone) in &segments {
-        if !gone {
-            kept_files += 1;
-        } else if first_kept.is_none_or(|k| *end < k) {
-            cut.push(drop_of(e, name, Some(*end)));
-        } else {
-            forget.push(drop_of(e, name, Some(*end)));
+    for (end, e, gone) in &segments {
+        match drop_of(e) {
+            Some(d) if *gone && first_kept.is_none_or(|k| *end < k) => cut.push(d),
+            Some(d) if *gone => forget.push(d),
+            _ => kept_files += 1,
         }
     }
     let t = wal_plan.timeline(db, tli);
@@ -211,6 +441,7 @@ fn timeline(
         timeline: tli,
         expendable_before: t.map_or(Lsn::INVALID, |t| t.expendable_before),
         cut,
+        cut_pages: Vec::new(),
         forget,
         kept_files,
         keep_history: t.is_none_or(|t| t.keep_history),

@@ -32,7 +32,7 @@ use crate::journal::{Fold, JournalName, SNAPSHOT_EVERY, SNAPSHOTS_KEPT, Snapshot
 use crate::layout::{self, DbId, Identity, ObjectKey, StanzaName};
 use crate::object::ObjectKind;
 use crate::repository::Repository;
-use crate::wal::WalDetail;
+use crate::wal::{WalDetail, WalEntry};
 
 /// Segments per page: 16 GiB of WAL at the default segment size.
 pub const PAGE_SEGMENTS: u64 = 1024;
@@ -246,6 +246,46 @@ impl Repository {
             return Ok(());
         }
         Ok(())
+    }
+
+    /// The files of one page, each with the journal entries that announced it, for
+    /// `expire` removing a page it judged whole. A page that cannot be read is answered
+    /// from the whole catalog (which stores the page again).
+    pub async fn wal_page_files(
+        &self,
+        stanza: &StanzaName,
+        id: &PageId,
+        page: &PageRef,
+    ) -> Result<Vec<(WalEntry, Vec<String>)>, RepoError> {
+        match self.read_wal_page(stanza, &page.key).await {
+            Ok(Some(records)) => {
+                return Ok(records.into_iter().map(|r| (r.entry, r.log_keys)).collect());
+            }
+            Ok(None) | Err(RepoError::Object { .. } | RepoError::Malformed { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let full = self
+            .wal_catalog_with(stanza, Some(&BTreeSet::from([page.key.clone()])))
+            .await?;
+        let seg = page.seg_size;
+        Ok(full
+            .entries()
+            .filter(|e| match e.file_name() {
+                Some(WalFileName::Segment(n)) => {
+                    e.db_id == id.db_id && n.tli.0 == id.timeline && page.holds(n.segno(seg).0)
+                }
+                _ => false,
+            })
+            .map(|e| (e.clone(), full.log_keys(e).to_vec()))
+            .collect())
+    }
+
+    /// Write a snapshot of the WAL catalog and its index now, so readers after a change
+    /// (an `expire`) read through the index again.
+    pub async fn refresh_wal_index(&self, stanza: &StanzaName) -> Result<(), RepoError> {
+        self.wal_catalog_with(stanza, Some(&BTreeSet::new()))
+            .await
+            .map(|_| ())
     }
 
     async fn read_wal_page(
