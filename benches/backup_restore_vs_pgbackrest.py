@@ -82,12 +82,24 @@ def tree_rss_kib(root):
     return total
 
 
-class Step:
-    """One timed command: wall seconds, wait4 peak RSS (largest process), sampled tree RSS."""
+def machine_cpu():
+    """(busy, idle) CPU seconds of the whole machine so far, all cores (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = v[3] + v[4]
+    return (sum(v[:8]) - idle) / hz, idle / hz
 
-    def __init__(self, cmd, secs, rc, stderr, maxrss, treerss):
+
+class Step:
+    """One timed command: wall seconds, wait4 peak RSS (largest process), sampled tree RSS,
+    the tool's own CPU (user, system; its waited-for children included) and the busy CPU of
+    the whole machine meanwhile (the tool, PostgreSQL's processes serving it, the kernel)."""
+
+    def __init__(self, cmd, secs, rc, stderr, maxrss, treerss, user=0.0, sys_=0.0, busy=0.0):
         self.cmd, self.secs, self.rc, self.stderr = cmd, secs, rc, stderr
         self.maxrss, self.treerss = maxrss, treerss
+        self.user, self.sys, self.busy = user, sys_, busy
 
     @property
     def ok(self):
@@ -98,6 +110,7 @@ def timed(cmd, env=None):
     """Run cmd as postgres; never raises on a failing command (the caller records it)."""
     # setuid in the child rather than runuser, so neither tool pays for PAM in the timing.
     t0 = time.perf_counter()
+    busy0, _ = machine_cpu()
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          preexec_fn=drop, cwd=pg_cwd())
     peak, stop = [0], threading.Event()
@@ -120,7 +133,9 @@ def timed(cmd, env=None):
         r.join()
     p.returncode = os.waitstatus_to_exitcode(status)
     err = (out.get("err") or b"").decode(errors="replace") + (out.get("out") or b"").decode(errors="replace")
-    return Step(cmd, dt, p.returncode, err, ru.ru_maxrss, max(peak[0], ru.ru_maxrss))
+    busy = machine_cpu()[0] - busy0
+    return Step(cmd, dt, p.returncode, err, ru.ru_maxrss, max(peak[0], ru.ru_maxrss),
+                ru.ru_utime, ru.ru_stime, busy)
 
 
 def settle(drop_caches):
@@ -321,7 +336,8 @@ def main():
             times[(phase, tool)] = [s]
             if not s.ok:
                 failures.append((phase, tool, s))
-            print(f"{phase:>8} {tool:<10} {s.secs:8.1f} s  rc {s.rc}", flush=True)
+            print(f"{phase:>8} {tool:<10} {s.secs:8.1f} s  rc {s.rc}  CPU: tool user {s.user:.1f} s, "
+                  f"system {s.sys:.1f} s; machine busy {s.busy:.1f} s", flush=True)
             return s.ok
 
         ok = {"cairn": True, "pgbackrest": True}

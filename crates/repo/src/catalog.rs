@@ -312,6 +312,21 @@ impl WalCatalog {
         self.entries.values()
     }
 
+    /// Whether the catalog lists a file of this name (in any generation): loaded, inside a
+    /// page not loaded, or with a summary that could not be read.
+    pub fn lists(&self, name: &WalFileName) -> bool {
+        let text = name.to_string();
+        self.entries.values().any(|e| e.name == text)
+            || self.damaged.iter().any(|d| d.name == text)
+            || match name {
+                WalFileName::Segment(s) => self
+                    .pages
+                    .iter()
+                    .any(|(id, p)| id.timeline == s.tli.0 && p.holds(s.segno(p.seg_size).0)),
+                _ => false,
+            }
+    }
+
     /// Files known, loaded or in pages.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -632,5 +647,46 @@ mod tests {
         let cat = repo.wal_catalog(&stanza).await.unwrap();
         assert_eq!(cat.len(), 71);
         assert!(cat.entries().any(|e| e.name == "000000C8.history"));
+    }
+
+    /// `wal_listed` (what archive-get asks when a file is not delivered) answers through
+    /// the index: segments inside pages not loaded are listed, a segment past the archive's
+    /// end, inside a gap, or on another timeline is not.
+    #[tokio::test]
+    async fn listed_through_pages_not_loaded() {
+        let (repo, stanza) = repo().await;
+        let repo = repo.with_wal_page_segments(2);
+        let seg = WalSegmentSize::new(1 << 20).unwrap();
+        let mut wal = WalBuilder::new(XLogSegNo(1)).segment_size(seg);
+        for s in 0..10 {
+            wal.append_commit(700 + s, PgTimestamp(800_000_000_000_000));
+            wal.append_switch();
+        }
+        for i in (0..wal.segment_count()).filter(|i| *i != 4) {
+            push_segment(&repo, &stanza, &wal, i).await;
+        }
+        repo.refresh_wal_index(&stanza).await.unwrap();
+        let paged = repo.wal_catalog_paged(&stanza).await.unwrap();
+        assert!(paged.pages().len() >= 4, "{}", paged.pages().len());
+        let info = repo.stanza_info(&stanza).await.unwrap().unwrap();
+        let name = |tli: u32, n: u64| {
+            WalFileName::Segment(cairn_pgformat::SegmentName::from_segno(
+                TimelineId(tli),
+                XLogSegNo(n),
+                seg,
+            ))
+        };
+        let last = wal.segment_count() as u64;
+        for (tli, n, listed) in [
+            (1, 1, true),
+            (1, 3, true),
+            (1, 5, false),
+            (1, last, true),
+            (1, last + 1, false),
+            (2, 3, false),
+        ] {
+            assert_eq!(paged.lists(&name(tli, n)), listed, "{tli} {n}");
+            assert_eq!(repo.wal_listed(&info, &name(tli, n)).await.unwrap(), listed);
+        }
     }
 }

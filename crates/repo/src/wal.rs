@@ -319,9 +319,8 @@ impl Repository {
         info: &StanzaInfo,
         name: &WalFileName,
     ) -> Result<bool, RepoError> {
-        let catalog = self.wal_catalog(&info.name).await?;
-        let name = name.to_string();
-        Ok(catalog.entries().any(|e| e.name == name)
-            || catalog.damaged().iter().any(|d| d.name == name))
+        // Through the index: a recovery asks for files past the archive's end at every
+        // timeline probe, and each must not fold the whole catalog.
+        Ok(self.wal_catalog_paged(&info.name).await?.lists(name))
     }
 }

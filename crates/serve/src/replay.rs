@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_pgformat::{SegmentName, WalFileName, WalSegmentSize};
+use cairn_pgformat::{TimelineId, WalFileName, WalSegmentSize};
 use cairn_repo::{BackupSummary, BackupType, DbId, WalCatalog};
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -24,31 +24,47 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(60);
 /// After a backup this check started failed, wait this long before starting another.
 pub const BACKOFF: Duration = Duration::from_secs(10 * 60);
 
-/// Bytes of WAL a restore from the newest backup of generation `db` would replay.
+/// Bytes of WAL a restore from the newest backup of generation `db` would replay. Segments
+/// in pages of the WAL index that are not loaded count from the page's runs (a segment
+/// file is always a whole segment).
 pub fn replay_bytes(backups: &[BackupSummary], catalog: &WalCatalog, db: DbId) -> u64 {
     let newest = backups
         .iter()
         .filter(|b| b.db_id == db)
         .max_by_key(|b| b.start_lsn);
-    catalog
+    // Whether segment `segno` of timeline `tli` is replayed, at this segment size.
+    let counts = |tli: TimelineId, segno: u64, seg_size: WalSegmentSize| match newest {
+        None => true,
+        Some(b) => tli >= b.timeline && segno >= b.start_lsn.segment_number(seg_size).0,
+    };
+    let loaded: u64 = catalog
         .entries()
         .filter(|e| e.db_id == db)
         .filter_map(|e| match e.file_name()? {
             WalFileName::Segment(s) => Some((s, e.size)),
             _ => None,
         })
-        .filter(|(seg, size)| match newest {
-            None => true,
-            Some(b) => {
-                let Ok(seg_size) = WalSegmentSize::new(*size as u32) else {
-                    return true;
-                };
-                let first = SegmentName::containing(b.timeline, b.start_lsn, seg_size);
-                seg.tli >= b.timeline && (seg.log, seg.seg) >= (first.log, first.seg)
-            }
+        .filter(|(seg, size)| match WalSegmentSize::new(*size as u32) {
+            Ok(seg_size) => counts(seg.tli, seg.segno(seg_size).0, seg_size),
+            Err(_) => true,
         })
         .map(|(_, size)| size)
-        .sum()
+        .sum();
+    let paged: u64 = catalog
+        .pages()
+        .iter()
+        .filter(|(id, _)| id.db_id == db)
+        .flat_map(|(id, p)| {
+            p.runs.iter().map(move |&(a, b)| {
+                let tli = TimelineId(id.timeline);
+                let from = (a..=b)
+                    .find(|n| counts(tli, *n, p.seg_size))
+                    .map_or(0, |first| b - first + 1);
+                from * p.seg_size.as_u64()
+            })
+        })
+        .sum();
+    loaded + paged
 }
 
 /// Check every stanza each [`CHECK_EVERY`] until `stop`.
@@ -113,14 +129,14 @@ async fn measure(
         return Ok(None);
     };
     let backups = ctx.repo.backup_catalog(stanza).await?.usable;
-    let catalog = ctx.repo.wal_catalog(stanza).await?;
+    let catalog = ctx.repo.wal_catalog_paged(stanza).await?;
     Ok(Some(replay_bytes(&backups, &catalog, info.current().db_id)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_pgformat::{Lsn, TimelineId};
+    use cairn_pgformat::Lsn;
     use cairn_repo::manifest::MANIFEST_FORMAT;
     use cairn_repo::{
         BackupLabel, BackupManifest, ContentId, IncrementalMode, WalDetail, WalEntry,
@@ -186,6 +202,55 @@ mod tests {
         assert_eq!(
             replay_bytes(&[backup(2, 1), backup(9, 2)], &catalog, DbId(1)),
             MIB
+        );
+    }
+
+    /// Over the WAL index (pages of 4 segments, most not loaded) the count is the count
+    /// over the whole catalog, for a backup starting inside a page and without a backup.
+    #[tokio::test]
+    async fn pages_not_loaded_count_as_their_segments() {
+        use cairn_pgformat::XLogSegNo;
+        use cairn_pgformat::builder::{DEFAULT_SYSTEM_IDENTIFIER, WalBuilder};
+        let repo = cairn_repo::Repository::in_memory()
+            .await
+            .with_wal_page_segments(4);
+        let stanza = cairn_repo::StanzaName::new("main").unwrap();
+        repo.create_stanza(&stanza, DEFAULT_SYSTEM_IDENTIFIER, 15)
+            .await
+            .unwrap();
+        let seg = WalSegmentSize::new(MIB as u32).unwrap();
+        let mut wal = WalBuilder::new(XLogSegNo(1)).segment_size(seg);
+        for i in 0..30 {
+            wal.append_commit(100 + i, cairn_pgformat::PgTimestamp(800_000_000_000_000));
+            wal.append_switch();
+        }
+        for i in 0..wal.segment_count() {
+            let bytes = wal.segment(i);
+            let summary = cairn_pgformat::summarize_segment(&bytes).unwrap();
+            let name = WalFileName::Segment(wal.segment_name(i));
+            let enc = repo
+                .encode_wal(&stanza, DbId(1), &name, bytes.into())
+                .await
+                .unwrap();
+            let detail = WalDetail::Segment {
+                summary: Box::new(summary),
+            };
+            repo.push_wal(&stanza, DbId(1), &name, &enc, detail)
+                .await
+                .unwrap();
+        }
+        repo.refresh_wal_index(&stanza).await.unwrap();
+        let paged = repo.wal_catalog_paged(&stanza).await.unwrap();
+        assert!(paged.pages().len() >= 7, "{}", paged.pages().len());
+        let whole = repo.wal_catalog(&stanza).await.unwrap();
+        for backups in [vec![], vec![backup(6, 1)], vec![backup(13, 1)]] {
+            let want = replay_bytes(&backups, &whole, DbId(1));
+            assert!(want > 0);
+            assert_eq!(replay_bytes(&backups, &paged, DbId(1)), want);
+        }
+        assert_eq!(
+            replay_bytes(&[backup(13, 1)], &paged, DbId(1)),
+            (wal.segment_count() as u64 + 1 - 13) * MIB
         );
     }
 }
