@@ -253,7 +253,8 @@ impl WalCatalog {
     }
 
     /// Add a loaded page's records (stitched when its index was written); a file also
-    /// announced since keeps both announcements.
+    /// announced since keeps both announcements and, as the fold of the log does, the
+    /// entry of the first.
     pub(crate) fn absorb_page(&mut self, id: &PageId, records: Vec<Record>) {
         self.pages.remove(id);
         for r in records {
@@ -262,12 +263,14 @@ impl WalCatalog {
             };
             let key = sort_key(r.entry.db_id, &name);
             let keys = self.log_keys.entry(key.clone()).or_default();
-            for k in r.log_keys {
-                if !keys.contains(&k) {
-                    keys.push(k);
+            let mut merged = r.log_keys;
+            for k in keys.drain(..) {
+                if !merged.contains(&k) {
+                    merged.push(k);
                 }
             }
-            self.entries.entry(key).or_insert(r.entry);
+            *keys = merged;
+            self.entries.insert(key, r.entry);
         }
         self.stitch();
     }

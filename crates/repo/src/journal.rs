@@ -134,6 +134,36 @@ pub struct SnapshotMeta {
     pub newest: Option<String>,
 }
 
+impl SnapshotMeta {
+    /// Where a fold that folded `keys` (every key after the previous resume point) and
+    /// whose newest entry is `newest` stops: [`MARGIN`] before its newest entry, so an
+    /// entry written late under an older stamp is still read by the next reader.
+    pub(crate) fn after(
+        stanza: &StanzaName,
+        journal: JournalName,
+        seq: u64,
+        newest: Option<String>,
+        keys: BTreeSet<String>,
+    ) -> SnapshotMeta {
+        let resume_after = newest.as_deref().and_then(|n| {
+            let t = parse_stamp(log_key_tag_stamp(n))?;
+            let back = t - MARGIN;
+            // Sorts before every entry written at `back` or later.
+            Some(layout::journal_log(stanza, journal.as_str(), &stamp(back)).to_string())
+        });
+        let folded_after = match &resume_after {
+            Some(r) => keys.into_iter().filter(|k| k > r).collect(),
+            None => keys,
+        };
+        SnapshotMeta {
+            seq,
+            resume_after,
+            folded_after,
+            newest,
+        }
+    }
+}
+
 /// One log entry as read: absent (deleted since the listing), or damaged.
 pub(crate) type Fetched<E> = (ObjectKey, Result<Option<E>, RepoError>);
 
@@ -394,27 +424,12 @@ impl Repository {
         newest: Option<String>,
         keys: BTreeSet<String>,
     ) -> Result<SnapshotMeta, RepoError> {
-        let resume_after = newest.as_deref().and_then(|n| {
-            let t = parse_stamp(log_key_tag_stamp(n))?;
-            let back = t - MARGIN;
-            // Sorts before every entry written at `back` or later.
-            Some(layout::journal_log(stanza, journal.as_str(), &stamp(back)).to_string())
-        });
-        let folded_after = match &resume_after {
-            Some(r) => keys.into_iter().filter(|k| k > r).collect(),
-            None => keys,
-        };
-        let meta = SnapshotMeta {
-            seq,
-            resume_after: resume_after.clone(),
-            folded_after: folded_after.clone(),
-            newest: newest.clone(),
-        };
+        let meta = SnapshotMeta::after(stanza, journal, seq, newest, keys);
         let snap = Snapshot {
             seq,
-            resume_after,
-            folded_after,
-            newest,
+            resume_after: meta.resume_after.clone(),
+            folded_after: meta.folded_after.clone(),
+            newest: meta.newest.clone(),
             state,
         };
         self.put_json(

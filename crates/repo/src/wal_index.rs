@@ -14,11 +14,16 @@
 //! named by a keyed hash of its content, so an unchanged page is written once and shared
 //! by the indexes that follow.
 //!
-//! **A cache, never the truth.** The index carries its snapshot's resume point, so a
-//! reader folds the same journal entries on top of it as a reader of the snapshot would.
-//! Whenever the index cannot answer exactly (none written yet, damaged, an `expire` since,
-//! a page that cannot be read) the reader falls back to the whole catalog, with a warning
-//! for damage; a missing or damaged page is written again at once, under a new index.
+//! A reader of the index that folds 64 or more new entries on top of it writes the next
+//! index itself, without a snapshot: it reads only the pages the new segments fall into
+//! (and the page before each), so keeping the index current costs what was archived since,
+//! not the archive.
+//!
+//! **A cache, never the truth.** The index carries its resume point, so a reader folds the
+//! same journal entries on top of it as a reader of a snapshot would. Whenever the index
+//! cannot answer exactly (none written yet, damaged, an `expire` since, a page that cannot
+//! be read) the reader falls back to the whole catalog, with a warning for damage; a
+//! missing or damaged page is written again at once, under a new index.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -176,19 +181,20 @@ impl Repository {
                 &index.meta.folded_after,
             )
             .await?;
-        // Removals (expire) are applied by the whole catalog until the next index; many
-        // new entries mean a reader is due to write the next snapshot and index.
+        // Removals (expire) are applied by the whole catalog until the next index.
         let removal = fetched
             .iter()
             .any(|(_, got)| matches!(got, Ok(Some(e)) if !matches!(e, WalEvent::Archived { .. })));
-        if removal || fetched.len() >= SNAPSHOT_EVERY {
+        if removal {
             return self.wal_catalog_noting(stanza, warnings).await;
         }
-        let mut state = index.state;
+        let count = fetched.len();
+        let mut state = index.state.clone();
+        let mut keys = BTreeSet::new();
         for (key, got) in fetched {
             match got {
                 Ok(Some(event)) => state.apply(key.as_str(), event),
-                Ok(None) => {}
+                Ok(None) => continue,
                 Err(e @ (RepoError::Object { .. } | RepoError::Malformed { .. })) => state.damaged(
                     key.as_str(),
                     crate::journal::log_key_tag(key.as_str()),
@@ -196,12 +202,116 @@ impl Repository {
                 ),
                 Err(e) => return Err(e),
             }
+            keys.insert(key.to_string());
+        }
+        if count >= SNAPSHOT_EVERY {
+            // Best effort, as every index write: this answer does not depend on it.
+            let _ = self.extend_wal_index(stanza, &index, &state, keys).await;
         }
         Ok(WalCatalog::paged(
             state,
             warnings,
             index.pages.into_iter().collect(),
         ))
+    }
+
+    /// Write the next index without a snapshot: `base` with the entries folded since
+    /// (`state` is its state with them applied, `keys` their keys) moved into pages. Reads
+    /// only the pages the new segments fall into and the page before each (whose last
+    /// summary may take a record that spans into the new one), so its cost follows the
+    /// entries since `base`, not the archive. A page that cannot be read leaves the index
+    /// as it is: the reader that needs the page repairs it.
+    async fn extend_wal_index(
+        &self,
+        stanza: &StanzaName,
+        base: &WalIndex,
+        state: &WalState,
+        keys: BTreeSet<String>,
+    ) -> Result<(), RepoError> {
+        let per = self.wal_page_segments();
+        let page_of = |r: &Record| match (r.entry.file_name(), &r.entry.detail) {
+            (Some(WalFileName::Segment(name)), WalDetail::Segment { summary }) => Some(PageId::of(
+                r.entry.db_id,
+                name.tli.0,
+                name.segno(summary.seg_size()).0,
+                per,
+            )),
+            _ => None,
+        };
+        let mut kept = state.clone();
+        let mut fresh = Vec::new();
+        let mut touched = BTreeSet::new();
+        for (key, r) in &state.files {
+            let Some(id) = page_of(r) else { continue };
+            touched.insert(id);
+            if let Some(before) = id.page.checked_sub(1) {
+                touched.insert(PageId { page: before, ..id });
+            }
+            kept.files.remove(key);
+            fresh.push((key.clone(), r.clone()));
+        }
+        let mut pages: BTreeMap<PageId, PageRef> = base.pages.iter().cloned().collect();
+        // The pages' records first: a file announced again keeps its first entry, as the
+        // fold of the log does, with both announcements.
+        let mut work = WalState::default();
+        for id in &touched {
+            let Some(page) = pages.get(id) else { continue };
+            let Some(records) = self.read_wal_page(stanza, &page.key).await.ok().flatten() else {
+                return Ok(());
+            };
+            for r in records {
+                if let Some(name) = r.entry.file_name() {
+                    work.files
+                        .insert(crate::catalog::sort_key(r.entry.db_id, &name), r);
+                }
+            }
+        }
+        for (key, r) in fresh {
+            match work.files.get_mut(&key) {
+                Some(had) => had.log_keys.extend(r.log_keys),
+                None => {
+                    work.files.insert(key, r);
+                }
+            }
+        }
+        let stitched = WalCatalog::from_state(work, Vec::new());
+        let mut paged: BTreeMap<PageId, Vec<Record>> = BTreeMap::new();
+        for e in stitched.entries() {
+            let r = Record {
+                entry: e.clone(),
+                log_keys: stitched.log_keys(e).to_vec(),
+            };
+            if let Some(id) = page_of(&r) {
+                paged.entry(id).or_default().push(r);
+            }
+        }
+        let had: BTreeSet<String> = pages.values().map(|p| p.key.clone()).collect();
+        for (id, records) in paged {
+            let key = self
+                .store_wal_page(stanza, &id, &records, &had, &BTreeSet::new())
+                .await?;
+            pages.insert(id, PageRef::of(key, &records));
+        }
+        let seq = base.meta.seq + 1;
+        let mut all = base.meta.folded_after.clone();
+        all.extend(keys);
+        let newest = all
+            .iter()
+            .next_back()
+            .cloned()
+            .max(base.meta.newest.clone());
+        let index = WalIndex {
+            meta: SnapshotMeta::after(stanza, JournalName::Wal, seq, newest, all),
+            state: kept,
+            pages: pages.into_iter().collect(),
+        };
+        self.put_json(
+            &layout::wal_index(stanza, seq),
+            ObjectKind::WalCatalog,
+            &index,
+        )
+        .await?;
+        self.drop_old_wal_indexes(stanza, seq).await
     }
 
     async fn wal_catalog_noting(
@@ -381,40 +491,64 @@ impl Repository {
         }
         let mut pages = Vec::with_capacity(paged.len());
         for (id, records) in paged {
-            let json = serde_json::to_vec(&records).map_err(|e| RepoError::Encode {
-                message: e.to_string(),
-            })?;
-            let content = self.keys().content_id_single(&json).to_string();
-            let key = layout::wal_page(stanza, id.db_id, id.timeline, id.page, &content[..32]);
-            if rewrite.contains(key.as_str()) {
-                let encoded = self
-                    .encode_as(ObjectKind::WalCatalog, Identity::of(&key), json.into())
-                    .await?;
-                self.backend()
-                    .put_overwrite(&key, encoded.bytes().clone())
-                    .await?;
-            } else if !had.contains(key.as_str()) {
-                self.put(&key, ObjectKind::WalCatalog, json.into()).await?;
-            }
-            pages.push((id, PageRef::of(key.to_string(), &records)));
+            let key = self
+                .store_wal_page(stanza, &id, &records, &had, rewrite)
+                .await?;
+            pages.push((id, PageRef::of(key, &records)));
         }
+        // Indexes written between snapshots (`extend_wal_index`) count on from the
+        // snapshot's number: this one comes after them.
+        let seq = meta
+            .seq
+            .max(previous.as_ref().map_or(0, |i| i.meta.seq + 1));
         let index = WalIndex {
-            meta: meta.clone(),
+            meta: SnapshotMeta {
+                seq,
+                ..meta.clone()
+            },
             state: kept,
             pages,
         };
         let written: BTreeSet<String> = index.pages.iter().map(|(_, p)| p.key.clone()).collect();
         self.put_json(
-            &layout::wal_index(stanza, meta.seq),
+            &layout::wal_index(stanza, seq),
             ObjectKind::WalCatalog,
             &index,
         )
         .await?;
         if !rewrite.is_empty() {
-            self.drop_broken_pages(stanza, meta.seq, rewrite, &written)
+            self.drop_broken_pages(stanza, seq, rewrite, &written)
                 .await?;
         }
-        self.drop_old_wal_indexes(stanza, meta.seq).await
+        self.drop_old_wal_indexes(stanza, seq).await
+    }
+
+    /// Store a page under the keyed hash of its content, unless an index in `had` already
+    /// names it; a key in `rewrite` (found damaged) is stored again over what stands there.
+    async fn store_wal_page(
+        &self,
+        stanza: &StanzaName,
+        id: &PageId,
+        records: &[Record],
+        had: &BTreeSet<String>,
+        rewrite: &BTreeSet<String>,
+    ) -> Result<String, RepoError> {
+        let json = serde_json::to_vec(records).map_err(|e| RepoError::Encode {
+            message: e.to_string(),
+        })?;
+        let content = self.keys().content_id_single(&json).to_string();
+        let key = layout::wal_page(stanza, id.db_id, id.timeline, id.page, &content[..32]);
+        if rewrite.contains(key.as_str()) {
+            let encoded = self
+                .encode_as(ObjectKind::WalCatalog, Identity::of(&key), json.into())
+                .await?;
+            self.backend()
+                .put_overwrite(&key, encoded.bytes().clone())
+                .await?;
+        } else if !had.contains(key.as_str()) {
+            self.put(&key, ObjectKind::WalCatalog, json.into()).await?;
+        }
+        Ok(key.to_string())
     }
 
     /// After a repair: drop the other indexes that name a `broken` page, and the broken
@@ -564,5 +698,116 @@ impl Repository {
             out.objects.push((key, c.bytes, damage));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_pgformat::builder::WalBuilder;
+    use cairn_pgformat::{PgTimestamp, XLogSegNo, summarize_segment};
+
+    use super::*;
+
+    async fn push(repo: &Repository, stanza: &StanzaName, wal: &WalBuilder, i: usize) {
+        let bytes = wal.segment(i);
+        let summary = summarize_segment(&bytes).unwrap();
+        let name = WalFileName::Segment(wal.segment_name(i));
+        let enc = repo
+            .encode_wal(stanza, DbId(1), &name, bytes.into())
+            .await
+            .unwrap();
+        let detail = WalDetail::Segment {
+            summary: Box::new(summary),
+        };
+        repo.push_wal(stanza, DbId(1), &name, &enc, detail)
+            .await
+            .unwrap();
+    }
+
+    /// 64 or more entries since the index: the reader writes the next index itself, from
+    /// the pages the new segments touch, without a snapshot; read back, it is the whole
+    /// catalog, a commit spanning the old and new pages stitched as a fold would.
+    #[tokio::test]
+    async fn a_reader_extends_the_index_without_a_snapshot() {
+        let repo = Repository::in_memory().await.with_wal_page_segments(4);
+        let stanza = StanzaName::new("main").unwrap();
+        repo.create_stanza(&stanza, 7, 15).await.unwrap();
+        let seg = WalSegmentSize::new(1 << 20).unwrap();
+        let mut wal = WalBuilder::new(XLogSegNo(1)).segment_size(seg);
+        let t = |s: i64| PgTimestamp(800_000_000_000_000 + s * 1_000_000);
+        for s in 0..10 {
+            wal.append_commit(700 + s as u32, t(s));
+            wal.append_switch();
+        }
+        // Segment 11, the last of page 2 (segments 8 to 11), ends inside a commit that
+        // the first new segment, in page 3, completes.
+        let boundary = Lsn(XLogSegNo(12).start_lsn(seg).unwrap().0);
+        wal.fill_to(Lsn(boundary.0 - 16));
+        wal.append_commit(799, t(500));
+        for s in 0..70 {
+            wal.append_commit(800 + s, t(1000 + s as i64));
+            wal.append_switch();
+        }
+        let old = 11;
+        for i in 0..old {
+            push(&repo, &stanza, &wal, i).await;
+        }
+        repo.refresh_wal_index(&stanza).await.unwrap();
+        let seqs = repo.wal_index_seqs(&stanza).await.unwrap();
+        let snaps = || async {
+            repo.backend()
+                .list_seqs(&layout::journal_snap_prefix(&stanza, "wal"))
+                .await
+                .unwrap()
+        };
+        let snapshots = snaps().await;
+        for i in old..wal.segment_count() {
+            push(&repo, &stanza, &wal, i).await;
+        }
+        // A file announced again since the index keeps both announcements.
+        push(&repo, &stanza, &wal, 2).await;
+
+        let first = repo.wal_catalog_paged(&stanza).await.unwrap();
+        let after = repo.wal_index_seqs(&stanza).await.unwrap();
+        assert_eq!(after.last(), Some(&(seqs.last().unwrap() + 1)), "{after:?}");
+        assert_eq!(snaps().await, snapshots, "no snapshot written");
+
+        let mut second = repo.wal_catalog_paged(&stanza).await.unwrap();
+        assert!(
+            second.entries().next().is_none(),
+            "every segment is in a page"
+        );
+        // The old page's figures take the spanning commit too.
+        let page2 = second
+            .pages()
+            .iter()
+            .find(|(id, _)| id.page == 2)
+            .unwrap()
+            .1;
+        assert_eq!(page2.last_commit, Some(t(500)));
+        let ids: Vec<PageId> = second.pages().keys().copied().collect();
+        repo.load_wal_pages(&stanza, &mut second, &ids)
+            .await
+            .unwrap();
+        assert!(second.pages().is_empty());
+        let whole = repo.wal_catalog(&stanza).await.unwrap();
+        let mut firsts = first;
+        let ids: Vec<PageId> = firsts.pages().keys().copied().collect();
+        repo.load_wal_pages(&stanza, &mut firsts, &ids)
+            .await
+            .unwrap();
+        for cat in [&second, &firsts] {
+            assert_eq!(cat.len(), whole.len());
+            for (a, b) in cat.entries().zip(whole.entries()) {
+                assert_eq!(a, b, "{}", a.name);
+                assert_eq!(cat.log_keys(a), whole.log_keys(b), "{}", a.name);
+            }
+        }
+        let tenth = whole.entries().nth(old - 1).unwrap();
+        let WalDetail::Segment { summary } = &tenth.detail else {
+            panic!("a segment")
+        };
+        assert_eq!(summary.last_commit_time, Some(t(500)), "stitched");
+        assert_eq!(whole.log_keys(whole.entries().nth(2).unwrap()).len(), 2);
     }
 }
