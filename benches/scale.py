@@ -6,7 +6,8 @@ formats through cairn-repo's writers, tiny objects), then times, each in its own
 with its peak RSS (wait4):
 
   info, restore --dry-run (latest), expire --dry-run, verify --set <newest backup>,
-  and a backup's start (`cairn-bench-scale chunk-index`: the chunk-index load a backup
+  `info` right after 100 more segments are archived (`cairn-bench-scale append`: that
+  info writes the next WAL index), and a backup's start (`cairn-bench-scale chunk-index`: the chunk-index load a backup
   does before it asks PostgreSQL for anything).
 
     cargo build --release -p cairn-cli -p cairn-bench-scale
@@ -103,7 +104,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the repositories (and reuse kept ones)")
     ap.add_argument("--s3-endpoint", help="a running S3 server (moto): generate there instead")
     ap.add_argument("--s3-bucket", default="cairn-scale")
-    ap.add_argument("--only", help="comma separated steps to time (info,restore,expire,verify,start)")
+    ap.add_argument("--only", help="comma separated steps to time (info,restore,expire,verify,start,start-no-snapshot,info-after-append)")
     ap.add_argument("--json", default=None, help="write the figures here")
     a = ap.parse_args()
 
@@ -114,7 +115,7 @@ def main():
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
     env["CAIRN_STANZA"] = "main"
     os.makedirs(a.work, exist_ok=True)
-    steps = (a.only or "info,restore,expire,verify,start,start-no-snapshot").split(",")
+    steps = (a.only or "info,restore,expire,verify,start,start-no-snapshot,info-after-append").split(",")
     results = []
     for n in [int(s) for s in a.sizes.split(",")]:
         d = os.path.join(a.work, f"{'s3-' if s3 else ''}seg{n}")
@@ -169,11 +170,17 @@ def main():
             "verify": [cairn, "--config", cfg, "verify", "--set", newest, "--progress", "never"],
             "start": [gen, "chunk-index", "--config", cfg],
             "start-no-snapshot": [gen, "chunk-index", "--config", cfg, "--no-snapshot"],
+            # 100 segments archived since the index: this info writes the next index.
+            "info-after-append": [cairn, "--config", cfg, "info"],
         }
+        before = {"info-after-append": [gen, "append", "--config", cfg, "--segments", "100"]}
         row = {"segments": n, "generated": generated, "steps": {}}
         for step in steps:
             times, rsss, cpus, out = [], [], [], ""
             for r in range(a.repeat):
+                if step in before:
+                    if run(before[step], env)[2] != 0:
+                        sys.exit(1)
                 outp = os.path.join(d, f"{step}.out")
                 secs, rss, rc, out = run(commands[step], env, outp)
                 times.append(secs if rc == 0 else None)
@@ -196,7 +203,8 @@ def main():
 
     names = {"info": "`info`", "restore": "`restore --dry-run`", "expire": "`expire --dry-run`",
              "verify": "`verify --set` (newest)", "start": "backup start (chunk index, snapshot)",
-             "start-no-snapshot": "backup start, every pack index read"}
+             "start-no-snapshot": "backup start, every pack index read",
+             "info-after-append": "`info` after 100 new segments (writes the next index)"}
     print("\n| step | " + " | ".join(f"{r['segments']:,} segments" for r in results) + " |")
     print("|---|" + "---|" * len(results))
     for step in steps:

@@ -270,62 +270,14 @@ impl Generator {
 
     async fn push_segment(&self, i: u64) -> Result<(), Failure> {
         let (tli, segno) = self.tls.place(i);
-        let seg_bytes = u64::from(self.seg.bytes());
-        let start = XLogSegNo(segno)
-            .start_lsn(self.seg)
-            .expect("a valid segment");
-        let t = self.time_of(i);
-        let name = WalFileName::Segment(SegmentName::from_segno(
-            TimelineId(tli),
-            XLogSegNo(segno),
-            self.seg,
-        ));
-        let xid = 1_000 + (i as u32).wrapping_mul(50);
-        let summary = SegmentSummary {
-            system_identifier: SYSTEM_ID,
-            seg_size: self.seg,
-            xlog_blcksz: 8192,
-            timeline: TimelineId(tli),
-            last_timeline: TimelineId(tli),
-            start_lsn: start,
-            magic: cairn_pgformat::page::wal_magic_for_pg_major(PG_MAJOR).expect("PG 15's magic"),
-            first_record: Some(Lsn(start.0 + 40)),
-            last_record: Some(Lsn(start.0 + seg_bytes - 256)),
-            end_of_wal: Lsn(start.0 + seg_bytes),
-            record_count: 1_000,
-            commit_count: 50,
-            abort_count: 0,
-            first_commit_time: Some(pg_time(t)),
-            last_commit_time: Some(pg_time(t + Duration::from_millis(100))),
-            min_xid: Some(xid),
-            max_xid: Some(xid + 49),
-            restore_points: Vec::new(),
-            switch: false,
-            head_len: 0,
-            head_fragment: None,
-            tail_fragment: None,
+        let at = Place {
+            db_id: self.db_id,
+            seg: self.seg,
+            tli,
+            segno,
         };
-        // Tiny content, unique per segment: the object format is real, the WAL is not.
-        let mut body = i.to_le_bytes().to_vec();
-        body.extend_from_slice(&rand::random::<[u8; 24]>());
-        let enc = self
-            .repo
-            .encode_wal(&self.stanza, self.db_id, &name, body.into())
-            .await?;
-        self.repo
-            .push_wal(
-                &self.stanza,
-                self.db_id,
-                &name,
-                &enc,
-                WalDetail::Segment {
-                    summary: Box::new(summary),
-                },
-            )
-            .await?;
-        Ok(())
+        push_segment(&self.repo, &self.stanza, at, self.time_of(i), i).await
     }
-
     /// Backup `j`, taken while segment `at` was being written.
     async fn backup(&mut self, j: u64, at: u64) -> Result<(), Failure> {
         let start_time = self.time_of(at);
@@ -476,4 +428,115 @@ impl Generator {
         self.previous = Some(label);
         Ok(())
     }
+}
+
+/// Where a synthetic segment goes.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    db_id: DbId,
+    seg: WalSegmentSize,
+    tli: u32,
+    segno: u64,
+}
+
+/// Archive synthetic segment `i` (its content and xids derive from it) at `at`, written
+/// at time `t`.
+async fn push_segment(
+    repo: &Repository,
+    stanza: &StanzaName,
+    at: Place,
+    t: OffsetDateTime,
+    i: u64,
+) -> Result<(), Failure> {
+    let (tli, segno) = (at.tli, at.segno);
+    let seg_bytes = u64::from(at.seg.bytes());
+    let start = XLogSegNo(segno).start_lsn(at.seg).expect("a valid segment");
+    let name = WalFileName::Segment(SegmentName::from_segno(
+        TimelineId(tli),
+        XLogSegNo(segno),
+        at.seg,
+    ));
+    let xid = 1_000 + (i as u32).wrapping_mul(50);
+    let summary = SegmentSummary {
+        system_identifier: SYSTEM_ID,
+        seg_size: at.seg,
+        xlog_blcksz: 8192,
+        timeline: TimelineId(tli),
+        last_timeline: TimelineId(tli),
+        start_lsn: start,
+        magic: cairn_pgformat::page::wal_magic_for_pg_major(PG_MAJOR).expect("PG 15's magic"),
+        first_record: Some(Lsn(start.0 + 40)),
+        last_record: Some(Lsn(start.0 + seg_bytes - 256)),
+        end_of_wal: Lsn(start.0 + seg_bytes),
+        record_count: 1_000,
+        commit_count: 50,
+        abort_count: 0,
+        first_commit_time: Some(pg_time(t)),
+        last_commit_time: Some(pg_time(t + Duration::from_millis(100))),
+        min_xid: Some(xid),
+        max_xid: Some(xid + 49),
+        restore_points: Vec::new(),
+        switch: false,
+        head_len: 0,
+        head_fragment: None,
+        tail_fragment: None,
+    };
+    // Tiny content, unique per segment: the object format is real, the WAL is not.
+    let mut body = i.to_le_bytes().to_vec();
+    body.extend_from_slice(&rand::random::<[u8; 24]>());
+    let enc = repo
+        .encode_wal(stanza, at.db_id, &name, body.into())
+        .await?;
+    repo.push_wal(
+        stanza,
+        at.db_id,
+        &name,
+        &enc,
+        WalDetail::Segment {
+            summary: Box::new(summary),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Archive `count` more segments after the newest one of the newest timeline, stamped
+/// now: what a busy cluster adds between two reads of the catalog.
+pub async fn append(
+    repo: Repository,
+    stanza: &StanzaName,
+    count: u64,
+) -> Result<serde_json::Value, Failure> {
+    let started = Instant::now();
+    let info = repo.require_stanza(stanza).await?;
+    let catalog = repo.wal_catalog_paged(stanza).await?;
+    let newest = catalog
+        .timelines()
+        .into_iter()
+        .filter(|t| t.db_id == info.current().db_id)
+        .max_by_key(|t| t.timeline)
+        .and_then(|t| t.ranges.last().map(|r| r.last.clone()))
+        .ok_or("no WAL archived yet: generate first")?;
+    let last: SegmentName = newest.parse()?;
+    let seg = WalSegmentSize::DEFAULT;
+    let first = last.segno(seg).0 + 1;
+    let now = OffsetDateTime::now_utc();
+    futures::stream::iter(0..count)
+        .map(|k| {
+            let at = Place {
+                db_id: info.current().db_id,
+                seg,
+                tli: last.tli.0,
+                segno: first + k,
+            };
+            push_segment(&repo, stanza, at, now, first + k)
+        })
+        .buffer_unordered(PUSHES)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(serde_json::json!({
+        "appended": count,
+        "after": newest,
+        "seconds": started.elapsed().as_secs_f64(),
+    }))
 }

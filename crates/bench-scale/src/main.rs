@@ -8,9 +8,13 @@
 //!
 //! `chunk-index` times what a backup's start reads: the stanza's chunk index.
 //!
+//! `append` archives more segments after the newest, as a busy cluster does between two
+//! reads of the catalog (the next `info` then brings the WAL index up to date).
+//!
 //! ```text
 //! cairn-bench-scale generate --config bench.toml --segments 100000 --backups 1000 --packs 50000
 //! cairn-bench-scale chunk-index --config bench.toml
+//! cairn-bench-scale append --config bench.toml --segments 100
 //! ```
 
 mod generate;
@@ -25,7 +29,8 @@ type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage:
   cairn-bench-scale generate --config FILE [--stanza main] [--segments N] [--backups N] [--packs N] [--chunks-per-pack N]
-  cairn-bench-scale chunk-index --config FILE [--stanza main] [--no-snapshot]";
+  cairn-bench-scale chunk-index --config FILE [--stanza main] [--no-snapshot]
+  cairn-bench-scale append --config FILE [--stanza main] [--segments N]";
 
 #[derive(Debug)]
 struct Args {
@@ -97,6 +102,11 @@ async fn run(args: Args) -> Result<(), Failure> {
         "generate" => {
             let (repo, _) = cairn_startup::open_or_create_repo(&cfg).await?;
             let done = generate::generate(repo, &args.stanza, &args.shape).await?;
+            println!("{}", serde_json::to_string(&done)?);
+        }
+        "append" => {
+            let repo = cairn_startup::open_repo(&cfg).await?;
+            let done = generate::append(repo, &args.stanza, args.shape.segments).await?;
             println!("{}", serde_json::to_string(&done)?);
         }
         "chunk-index" => {
