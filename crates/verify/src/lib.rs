@@ -147,7 +147,12 @@ pub async fn verify(
     metadata::key_files(&mut run).await?;
     let info = metadata::stanza_info(&mut run).await?;
     progress.phase(Phase::Catalog);
-    let catalog = repo.wal_catalog(stanza).await?;
+    // `--set` reads the WAL catalog through its index, and only the pages its backup's WAL
+    // is in (decision 025); a whole run reads everything.
+    let mut catalog = match run.full() {
+        true => repo.wal_catalog(stanza).await?,
+        false => repo.wal_catalog_paged(stanza).await?,
+    };
     if run.full() {
         metadata::journals(&mut run, &catalog, info.as_ref()).await?;
         metadata::records(&mut run).await?;
@@ -155,6 +160,8 @@ pub async fn verify(
     }
     progress.phase(Phase::Manifests);
     let backups = backups::manifests(&mut run).await?;
+    let pages = wal::pages_needed(&catalog, &backups);
+    repo.load_wal_pages(stanza, &mut catalog, &pages).await?;
     let plan = backups::pack_plan(&mut run, &backups).await?;
     progress.plan(plan.bytes() + wal::planned_bytes(&run, &catalog, &backups));
     progress.phase(Phase::Packs);

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cairn_pgformat::{SegmentName, WalFileName, WalSegmentSize, XLogSegNo};
 use cairn_planner::{RecoveryWindow, recoverable_windows};
 use cairn_repo::layout;
+use cairn_repo::wal_index::PageId;
 use cairn_repo::{
     BackupManifest, Damage, DbId, Identity, ObjectKey, ObjectKind, WalCatalog, WalDetail, WalEntry,
 };
@@ -32,7 +33,24 @@ fn seg_size(catalog: &WalCatalog) -> WalSegmentSize {
             WalDetail::Segment { summary } => Some(summary.seg_size()),
             _ => None,
         })
+        .or_else(|| catalog.pages().values().next().map(|p| p.seg_size))
         .unwrap_or(WalSegmentSize::DEFAULT)
+}
+
+/// The pages of a catalog read through its index that hold segments the checked backups
+/// need: all a `--set` run reads (a whole run reads the whole catalog, with no pages).
+pub(crate) fn pages_needed(catalog: &WalCatalog, backups: &Backups) -> Vec<PageId> {
+    let seg = seg_size(catalog);
+    let want: BTreeSet<SegPos> = backups.checked().flat_map(|b| needed(b, seg)).collect();
+    catalog
+        .pages()
+        .iter()
+        .filter(|(id, p)| {
+            want.iter()
+                .any(|&(db, tli, n)| db == id.db_id && tli == id.timeline && p.holds(n))
+        })
+        .map(|(id, _)| *id)
+        .collect()
 }
 
 /// The segments a backup needs to become consistent: start to stop, on its timeline.
@@ -218,16 +236,20 @@ impl<'a> Coverage<'a> {
             .iter()
             .map(cairn_repo::BackupSummary::of)
             .collect();
-        let windows = dbs
-            .into_iter()
-            .flat_map(|db| {
-                // Verify reads the whole catalog: it has no pages to load.
-                recoverable_windows(&summaries, effective, db)
-                    .expect("a whole WAL catalog has no pages")
-                    .into_iter()
-                    .map(move |w| (db, w))
-            })
-            .collect();
+        // Only a whole run says which windows a file costs; it reads the whole catalog,
+        // which has no pages to load (a `--set` run's may).
+        let windows = match run.full() {
+            false => Vec::new(),
+            true => dbs
+                .into_iter()
+                .flat_map(|db| {
+                    recoverable_windows(&summaries, effective, db)
+                        .expect("a whole WAL catalog has no pages")
+                        .into_iter()
+                        .map(move |w| (db, w))
+                })
+                .collect(),
+        };
         Coverage {
             stanza: run.stanza,
             seg,

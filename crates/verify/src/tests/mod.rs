@@ -455,6 +455,38 @@ async fn set_checks_only_that_backup_and_an_unknown_set_is_refused() {
     );
 }
 
+/// `--set` over a WAL catalog read through its index (pages of 2 segments): the same
+/// answers, from the pages holding the backup's WAL only.
+#[tokio::test]
+async fn set_reads_the_pages_its_backup_needs() {
+    let mut fx = Fixture::new(&[]).await;
+    fx.repo = fx.repo.clone().with_wal_page_segments(2);
+    fx.repo.refresh_wal_index(&fx.stanza).await.unwrap();
+    let paged = fx.repo.wal_catalog_paged(&fx.stanza).await.unwrap();
+    assert!(paged.pages().len() >= 4, "{}", paged.pages().len());
+    assert_eq!(paged.entries().count(), 0, "every segment is in a page");
+    let set = |label: &BackupLabel| VerifyOptions {
+        set: Some(label.clone()),
+        ..Default::default()
+    };
+    let r = fx.verify_with(set(&fx.full.label)).await;
+    assert_eq!(r.status, Status::Ok, "{}", r.text());
+    assert_eq!(r.checked.wal_files, 2, "segments 2 and 3 only");
+    // A segment the full needs, damaged, then gone: the full cannot be restored.
+    fx.flip(&fx.wal_key(2), 500).await;
+    let r = fx.verify_with(set(&fx.full.label)).await;
+    assert_eq!(r.unrestorable, vec![fx.full.label.clone()], "{}", r.text());
+    assert!(only(&r).key.ends_with(&fx.wal_name(2)), "{}", r.text());
+    fx.delete(&fx.wal_key(2)).await;
+    let r = fx.verify_with(set(&fx.full.label)).await;
+    assert_eq!(r.unrestorable, vec![fx.full.label.clone()], "{}", r.text());
+    assert_eq!(only(&r).damage, DamageKind::Missing, "{}", r.text());
+    // The incr needs other pages: unaffected.
+    let r = fx.verify_with(set(&fx.incr.label)).await;
+    assert!(r.unrestorable.is_empty(), "{}", r.text());
+    assert_eq!(r.checked.wal_files, 1, "segment 6 only");
+}
+
 #[tokio::test]
 async fn repair_copies_are_removed_when_the_main_object_is_whole_and_kept_otherwise() {
     let fx = Fixture::new(&[]).await;
