@@ -80,19 +80,7 @@ async fn archive() -> (Repository, StanzaName) {
         if wal.segment_name(i).segno(seg_size()).0 == 13 {
             continue;
         }
-        let bytes = wal.segment(i);
-        let summary = cairn_pgformat::summarize_segment(&bytes).unwrap();
-        let name = WalFileName::Segment(wal.segment_name(i));
-        let enc = repo
-            .encode_wal(&stanza, DbId(1), &name, bytes.into())
-            .await
-            .unwrap();
-        let detail = WalDetail::Segment {
-            summary: Box::new(summary),
-        };
-        repo.push_wal(&stanza, DbId(1), &name, &enc, detail)
-            .await
-            .unwrap();
+        cairn_repo::test_util::push_built_segment(&repo, &stanza, &wal, i).await;
     }
     for off in 0..64u64 {
         let name =

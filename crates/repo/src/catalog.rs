@@ -531,9 +531,7 @@ impl Repository {
 mod tests {
 
     use cairn_pgformat::builder::WalBuilder;
-    use cairn_pgformat::{
-        Lsn, PgTimestamp, TimelineId, WalSegmentSize, XLogSegNo, summarize_segment,
-    };
+    use cairn_pgformat::{Lsn, PgTimestamp, TimelineId, WalSegmentSize, XLogSegNo};
 
     use super::*;
 
@@ -551,24 +549,7 @@ mod tests {
     }
 
     async fn push_segment(repo: &Repository, stanza: &StanzaName, wal: &WalBuilder, i: usize) {
-        let bytes = wal.segment(i);
-        let summary = summarize_segment(&bytes).unwrap();
-        let name = WalFileName::Segment(wal.segment_name(i));
-        let enc = repo
-            .encode_wal(stanza, DbId(1), &name, bytes.into())
-            .await
-            .unwrap();
-        repo.push_wal(
-            stanza,
-            DbId(1),
-            &name,
-            &enc,
-            WalDetail::Segment {
-                summary: Box::new(summary),
-            },
-        )
-        .await
-        .unwrap();
+        crate::test_util::push_built_segment(repo, stanza, wal, i).await;
     }
 
     #[tokio::test]

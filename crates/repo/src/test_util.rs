@@ -98,3 +98,27 @@ pub fn decode(
 ) -> Result<Vec<u8>, crate::error::ObjectError> {
     object::decode(keys, kind, identity, bytes)
 }
+
+/// Archive segment `i` of `wal` in generation 1 as archive-push would: encoded, stored and
+/// announced in the catalog with its summary (tests that need real segments in a stanza).
+pub async fn push_built_segment(
+    repo: &Repository,
+    stanza: &crate::layout::StanzaName,
+    wal: &cairn_pgformat::builder::WalBuilder,
+    i: usize,
+) {
+    let bytes = wal.segment(i);
+    let summary = cairn_pgformat::summarize_segment(&bytes).expect("a built segment");
+    let name = cairn_pgformat::WalFileName::Segment(wal.segment_name(i));
+    let db = crate::layout::DbId(1);
+    let enc = repo
+        .encode_wal(stanza, db, &name, bytes.into())
+        .await
+        .expect("encoded");
+    let detail = crate::wal::WalDetail::Segment {
+        summary: Box::new(summary),
+    };
+    repo.push_wal(stanza, db, &name, &enc, detail)
+        .await
+        .expect("archived");
+}

@@ -704,25 +704,9 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use cairn_pgformat::builder::WalBuilder;
-    use cairn_pgformat::{PgTimestamp, XLogSegNo, summarize_segment};
+    use cairn_pgformat::{PgTimestamp, XLogSegNo};
 
     use super::*;
-
-    async fn push(repo: &Repository, stanza: &StanzaName, wal: &WalBuilder, i: usize) {
-        let bytes = wal.segment(i);
-        let summary = summarize_segment(&bytes).unwrap();
-        let name = WalFileName::Segment(wal.segment_name(i));
-        let enc = repo
-            .encode_wal(stanza, DbId(1), &name, bytes.into())
-            .await
-            .unwrap();
-        let detail = WalDetail::Segment {
-            summary: Box::new(summary),
-        };
-        repo.push_wal(stanza, DbId(1), &name, &enc, detail)
-            .await
-            .unwrap();
-    }
 
     /// 64 or more entries since the index: the reader writes the next index itself, from
     /// the pages the new segments touch, without a snapshot; read back, it is the whole
@@ -750,7 +734,7 @@ mod tests {
         }
         let old = 11;
         for i in 0..old {
-            push(&repo, &stanza, &wal, i).await;
+            crate::test_util::push_built_segment(&repo, &stanza, &wal, i).await;
         }
         repo.refresh_wal_index(&stanza).await.unwrap();
         let seqs = repo.wal_index_seqs(&stanza).await.unwrap();
@@ -762,10 +746,10 @@ mod tests {
         };
         let snapshots = snaps().await;
         for i in old..wal.segment_count() {
-            push(&repo, &stanza, &wal, i).await;
+            crate::test_util::push_built_segment(&repo, &stanza, &wal, i).await;
         }
         // A file announced again since the index keeps both announcements.
-        push(&repo, &stanza, &wal, 2).await;
+        crate::test_util::push_built_segment(&repo, &stanza, &wal, 2).await;
 
         let first = repo.wal_catalog_paged(&stanza).await.unwrap();
         let after = repo.wal_index_seqs(&stanza).await.unwrap();

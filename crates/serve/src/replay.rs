@@ -225,19 +225,7 @@ mod tests {
             wal.append_switch();
         }
         for i in 0..wal.segment_count() {
-            let bytes = wal.segment(i);
-            let summary = cairn_pgformat::summarize_segment(&bytes).unwrap();
-            let name = WalFileName::Segment(wal.segment_name(i));
-            let enc = repo
-                .encode_wal(&stanza, DbId(1), &name, bytes.into())
-                .await
-                .unwrap();
-            let detail = WalDetail::Segment {
-                summary: Box::new(summary),
-            };
-            repo.push_wal(&stanza, DbId(1), &name, &enc, detail)
-                .await
-                .unwrap();
+            cairn_repo::test_util::push_built_segment(&repo, &stanza, &wal, i).await;
         }
         repo.refresh_wal_index(&stanza).await.unwrap();
         let paged = repo.wal_catalog_paged(&stanza).await.unwrap();

@@ -10,8 +10,7 @@ use cairn_pgformat::{Lsn, PgTimestamp, TimelineId, WalFileName, WalSegmentSize, 
 use cairn_repo::manifest::MANIFEST_FORMAT;
 use cairn_repo::{
     BackupLabel, BackupManifest, BackupType, ChunkLocation, ChunkRef, ContentId, DbId, FileKind,
-    IncrementalMode, ManifestFile, ObjectKey, PackId, PackWriter, Repository, StanzaName,
-    WalDetail, layout,
+    IncrementalMode, ManifestFile, ObjectKey, PackId, PackWriter, Repository, StanzaName, layout,
 };
 
 use crate::{VerifyOptions, VerifyReport, verify};
@@ -150,24 +149,7 @@ impl Fixture {
             wal.append_switch();
         }
         for i in (0..SEGMENTS).filter(|i| !skip.contains(i)) {
-            let bytes = wal.segment(i);
-            let summary = cairn_pgformat::summarize_segment(&bytes).unwrap();
-            let name = WalFileName::Segment(wal.segment_name(i));
-            let enc = repo
-                .encode_wal(&stanza, DbId(1), &name, bytes.into())
-                .await
-                .unwrap();
-            repo.push_wal(
-                &stanza,
-                DbId(1),
-                &name,
-                &enc,
-                WalDetail::Segment {
-                    summary: Box::new(summary),
-                },
-            )
-            .await
-            .unwrap();
+            cairn_repo::test_util::push_built_segment(&repo, &stanza, &wal, i).await;
         }
         // Each backup has its own pack writer, as real ones do.
         let mut writer = PackWriter::with_target(repo.clone(), stanza.clone(), 3000);
