@@ -11,7 +11,7 @@ mod support;
 use std::time::Duration;
 
 use cairn_testkit::{PgCluster, TestDir, wait_until};
-use support::{Cairn, RepoSpec, refused, segment_of, start_archiving};
+use support::{Cairn, refused, segment_of};
 
 const SEG: u64 = 1 << 20;
 
@@ -131,14 +131,8 @@ fn switch_and_wait(pg: &PgCluster) {
 #[test]
 fn pg15_point_in_time_recovery_lands_exactly() {
     let dir = TestDir::new().unwrap();
-    let mut primary = support::small_wal_cluster(15, &dir);
-    primary.set_conf("track_commit_timestamp", "on").unwrap();
     // No autovacuum commits: the workload's last row is the last commit there is.
-    primary.set_conf("autovacuum", "off").unwrap();
-    let cairn = Cairn::new(&dir, &primary, RepoSpec::Local);
-    start_archiving(&mut primary, &cairn);
-    cairn.cairn_ok(&["stanza-create"]);
-    primary.psql("CREATE TABLE r (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())").unwrap();
+    let (primary, cairn) = support::commit_log_cluster(&dir);
 
     commit_rows(&primary, 120);
     cairn.cairn_ok(&["backup", "--type", "full"]);

@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 
 use cairn_testkit::{PgCluster, TestDir};
-use support::{Cairn, RepoSpec, start_archiving};
+use support::Cairn;
 
 /// Object names under `journal/wal/<what>/` of stanza `main`.
 fn journal(repo: &Path, what: &str) -> Vec<String> {
@@ -57,15 +57,7 @@ fn segments(cairn: &Cairn) -> u64 {
 #[test]
 fn pg15_info_extends_the_index_and_a_restore_lands_inside_the_new_segments() {
     let dir = TestDir::new().unwrap();
-    let mut primary = support::small_wal_cluster(15, &dir);
-    primary.set_conf("track_commit_timestamp", "on").unwrap();
-    primary.set_conf("autovacuum", "off").unwrap();
-    let cairn = Cairn::new(&dir, &primary, RepoSpec::Local);
-    start_archiving(&mut primary, &cairn);
-    cairn.cairn_ok(&["stanza-create"]);
-    primary
-        .psql("CREATE TABLE r (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
-        .unwrap();
+    let (primary, cairn) = support::commit_log_cluster(&dir);
     cairn.cairn_ok(&["backup", "--type", "full"]);
 
     // 70 entries: this info folds the whole catalog and writes snapshot and index 1.

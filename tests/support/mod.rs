@@ -192,6 +192,22 @@ pub fn small_wal_cluster(major: u32, dir: &TestDir) -> PgCluster {
     .unwrap()
 }
 
+/// A PostgreSQL 15 cluster with 1 MiB segments that records commit timestamps and runs no
+/// autovacuum (the workload's commits are the only ones), archiving into a new stanza, with
+/// table `r`: one row per transaction, `id` in commit order.
+pub fn commit_log_cluster(dir: &TestDir) -> (PgCluster, Cairn) {
+    let mut primary = small_wal_cluster(15, dir);
+    primary.set_conf("track_commit_timestamp", "on").unwrap();
+    primary.set_conf("autovacuum", "off").unwrap();
+    let cairn = Cairn::new(dir, &primary, RepoSpec::Local);
+    start_archiving(&mut primary, &cairn);
+    cairn.cairn_ok(&["stanza-create"]);
+    primary
+        .psql("CREATE TABLE r (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+        .unwrap();
+    (primary, cairn)
+}
+
 /// Configure archiving to cairn and start the cluster.
 pub fn start_archiving(cluster: &mut PgCluster, cairn: &Cairn) {
     cluster.set_conf("archive_mode", "on").unwrap();
