@@ -70,12 +70,12 @@ pub struct PageDrop {
 impl PageDrop {
     /// The first LSN of its first segment.
     pub fn start(&self) -> Lsn {
-        page_segments(&self.page).next().map_or(Lsn(0), |(s, _)| s)
+        self.page.start_lsn()
     }
 
     /// The first LSN after its last segment: the cut that removes it.
     pub fn end(&self) -> Lsn {
-        page_end(&self.page)
+        self.page.end_lsn()
     }
 
     /// Whether `entry` is one of the segments this page was judged by.
@@ -187,21 +187,6 @@ fn segment_range(e: &WalEntry) -> Option<(Lsn, Lsn)> {
     }
 }
 
-/// The LSN range of each segment of a page, in order, from its runs.
-fn page_segments(page: &PageRef) -> impl Iterator<Item = (Lsn, Lsn)> + '_ {
-    let seg = page.seg_size.as_u64();
-    page.runs.iter().flat_map(move |&(a, b)| {
-        (a..=b).map(move |n| {
-            let start = n.saturating_mul(seg);
-            (Lsn(start), Lsn(start.saturating_add(seg)))
-        })
-    })
-}
-
-fn page_end(page: &PageRef) -> Lsn {
-    page_segments(page).last().map_or(Lsn(0), |(_, e)| e)
-}
-
 /// The timeline histories the catalog holds, with timeline 1 (and any timeline without a
 /// history file) as a root history.
 fn histories(wal: &WalCatalog, warnings: &mut Vec<String>) -> Histories {
@@ -278,7 +263,7 @@ fn judge(wal: &WalCatalog, retention: &RetentionPlan) -> Judged {
     for (id, page) in wal.pages() {
         let tli = TimelineId(id.timeline);
         let (mut gone, mut kept) = (0u64, 0u64);
-        for (start, end) in page_segments(page) {
+        for (start, end) in page.segment_ranges() {
             if wal_plan.segment_expendable(id.db_id, tli, start, end) {
                 gone += 1;
             } else {
@@ -286,10 +271,7 @@ fn judge(wal: &WalCatalog, retention: &RetentionPlan) -> Judged {
                 kept_at(id.db_id, tli, end);
             }
         }
-        let (lo, hi) = (
-            page_segments(page).next().map_or(Lsn(0), |(s, _)| s),
-            page_end(page),
-        );
+        let (lo, hi) = (page.start_lsn(), page.end_lsn());
         let overlaps = loaded
             .get(&(id.db_id, tli))
             .is_some_and(|starts| starts.iter().any(|s| lo <= *s && *s < hi));
@@ -305,7 +287,7 @@ fn judge(wal: &WalCatalog, retention: &RetentionPlan) -> Judged {
     // removed by name, which needs its files.
     for (id, fate) in fates.iter_mut() {
         let first = first_kept.get(&(id.db_id, TimelineId(id.timeline)));
-        if *fate == Fate::Cut && first.is_some_and(|k| page_end(&wal.pages()[id]) >= *k) {
+        if *fate == Fate::Cut && first.is_some_and(|k| wal.pages()[id].end_lsn() >= *k) {
             *fate = Fate::Load;
         }
     }

@@ -60,6 +60,34 @@ impl PageId {
             page: segno / per_page,
         }
     }
+
+    /// The page that holds `entry`, if it is a segment with its summary (nothing else
+    /// goes into pages).
+    fn holding(entry: &WalEntry, per_page: u64) -> Option<PageId> {
+        match (entry.file_name(), &entry.detail) {
+            (Some(WalFileName::Segment(name)), WalDetail::Segment { summary }) => Some(Self::of(
+                entry.db_id,
+                name.tli.0,
+                name.segno(summary.seg_size()).0,
+                per_page,
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The segments of a stitched catalog as the records of the pages they go into.
+fn cut_into_pages(stitched: &WalCatalog, per_page: u64) -> BTreeMap<PageId, Vec<Record>> {
+    let mut paged: BTreeMap<PageId, Vec<Record>> = BTreeMap::new();
+    for e in stitched.entries() {
+        if let Some(id) = PageId::holding(e, per_page) {
+            paged.entry(id).or_default().push(Record {
+                entry: e.clone(),
+                log_keys: stitched.log_keys(e).to_vec(),
+            });
+        }
+    }
+    paged
 }
 
 /// A page as the index describes it: enough to answer `info` and to tell whether a plan
@@ -92,6 +120,30 @@ impl PageRef {
     /// Whether the page holds segment `segno`.
     pub fn holds(&self, segno: u64) -> bool {
         self.runs.iter().any(|&(a, b)| a <= segno && segno <= b)
+    }
+
+    /// The LSN range of each of its segments, in order, from its runs.
+    pub fn segment_ranges(&self) -> impl Iterator<Item = (Lsn, Lsn)> + '_ {
+        let seg = self.seg_size.as_u64();
+        self.runs.iter().flat_map(move |&(a, b)| {
+            (a..=b).map(move |n| {
+                let start = n.saturating_mul(seg);
+                (Lsn(start), Lsn(start.saturating_add(seg)))
+            })
+        })
+    }
+
+    /// The first LSN of its first segment.
+    pub fn start_lsn(&self) -> Lsn {
+        self.segment_ranges().next().map_or(Lsn(0), |(s, _)| s)
+    }
+
+    /// The first LSN after its last segment.
+    pub fn end_lsn(&self) -> Lsn {
+        let seg = self.seg_size.as_u64();
+        self.runs.last().map_or(Lsn(0), |&(_, b)| {
+            Lsn(b.saturating_add(1).saturating_mul(seg))
+        })
     }
 
     /// Whether it holds every segment from `from` to `to`, inclusive.
@@ -229,20 +281,13 @@ impl Repository {
         keys: BTreeSet<String>,
     ) -> Result<(), RepoError> {
         let per = self.wal_page_segments();
-        let page_of = |r: &Record| match (r.entry.file_name(), &r.entry.detail) {
-            (Some(WalFileName::Segment(name)), WalDetail::Segment { summary }) => Some(PageId::of(
-                r.entry.db_id,
-                name.tli.0,
-                name.segno(summary.seg_size()).0,
-                per,
-            )),
-            _ => None,
-        };
         let mut kept = state.clone();
         let mut fresh = Vec::new();
         let mut touched = BTreeSet::new();
         for (key, r) in &state.files {
-            let Some(id) = page_of(r) else { continue };
+            let Some(id) = PageId::holding(&r.entry, per) else {
+                continue;
+            };
             touched.insert(id);
             if let Some(before) = id.page.checked_sub(1) {
                 touched.insert(PageId { page: before, ..id });
@@ -274,17 +319,7 @@ impl Repository {
                 }
             }
         }
-        let stitched = WalCatalog::from_state(work, Vec::new());
-        let mut paged: BTreeMap<PageId, Vec<Record>> = BTreeMap::new();
-        for e in stitched.entries() {
-            let r = Record {
-                entry: e.clone(),
-                log_keys: stitched.log_keys(e).to_vec(),
-            };
-            if let Some(id) = page_of(&r) {
-                paged.entry(id).or_default().push(r);
-            }
-        }
+        let paged = cut_into_pages(&WalCatalog::from_state(work, Vec::new()), per);
         let had: BTreeSet<String> = pages.values().map(|p| p.key.clone()).collect();
         for (id, records) in paged {
             let key = self
@@ -469,25 +504,13 @@ impl Repository {
             .collect();
         // Stitched, so a page's summaries hold the records that span into the next one.
         let stitched = WalCatalog::from_state(state.clone(), Vec::new());
-        let mut paged: BTreeMap<PageId, Vec<Record>> = BTreeMap::new();
+        let paged = cut_into_pages(&stitched, self.wal_page_segments());
         let mut kept = state.clone();
-        for e in stitched.entries() {
-            let Some(WalFileName::Segment(name)) = e.file_name() else {
-                continue;
-            };
-            let WalDetail::Segment { summary } = &e.detail else {
-                continue;
-            };
-            let segno = name.segno(summary.seg_size()).0;
-            let id = PageId::of(e.db_id, name.tli.0, segno, self.wal_page_segments());
-            kept.files.remove(&crate::catalog::sort_key(
-                e.db_id,
-                &WalFileName::Segment(name),
-            ));
-            paged.entry(id).or_default().push(Record {
-                entry: e.clone(),
-                log_keys: stitched.log_keys(e).to_vec(),
-            });
+        for r in paged.values().flatten() {
+            if let Some(name) = r.entry.file_name() {
+                kept.files
+                    .remove(&crate::catalog::sort_key(r.entry.db_id, &name));
+            }
         }
         let mut pages = Vec::with_capacity(paged.len());
         for (id, records) in paged {
